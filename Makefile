@@ -1,0 +1,50 @@
+# zpctl — the only entry point: install, demo, test, lint (CI runs `make test`).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install deps venv demo test test-unit test-integration lint fmt clean
+
+help:
+	@echo "make demo   install what is needed, validate and render the shipped inventories,"
+	@echo "            and run the lab platform on loopback"
+	@echo "make test   install what is needed and run the whole test suite"
+	@echo "make lint   ruff and mypy (strict)"
+	@echo "make clean  remove build output (not the lab: zpctl lab down)"
+
+install: deps venv
+
+deps:
+	@scripts/install-deps.sh
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+	@echo "install: virtualenv $(VENV) up to date"
+
+demo: install
+	@scripts/demo.sh
+
+test: install
+	$(BIN)/pytest -q
+
+test-unit: venv
+	$(BIN)/pytest -q tests/unit tests/golden
+
+test-integration: install
+	$(BIN)/pytest -q -m integration
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

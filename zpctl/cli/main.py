@@ -1,0 +1,108 @@
+"""The zpctl command line.  Click functions parse, call one library function and format.
+
+Errors: library code raises ZpctlError (with its exit code); :func:`main` turns it into a
+message on stderr and the documented exit code.  ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+
+import click
+
+from zpctl import __version__
+from zpctl.errors import ExitCode, InventoryError, ZpctlError
+
+
+@dataclass
+class Context:
+    output: str = "table"
+    verbose: int = 0
+    debug: bool = False
+
+
+pass_ctx = click.make_pass_decorator(Context, ensure=True)
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "ZPCTL",
+                    "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table",
+              show_default=True, help="Format of the data printed on stdout.")
+@click.option("-v", "--verbose", count=True, help="More logging on stderr (-vv for debug).")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(__version__, prog_name="zpctl")
+@click.pass_context
+def cli(ctx: click.Context, output: str, verbose: int, debug: bool) -> None:
+    """zpctl: describe a Kamailio / rtpengine / FreeSWITCH phone platform once, in an
+    inventory; validate it, render every config, run it in a lab, and operate it.
+
+    \b
+    Typical flow:
+      zpctl inventory validate inventories/lab     # check the inventory
+      zpctl render inventories/lab                 # write build/lab/<host>/...
+      zpctl diff inventories/lab                   # what would change
+      zpctl lab up                                 # run the platform on loopback
+
+    Data goes to stdout (-o json|yaml for scripts), logs and progress to stderr.
+    Exit codes: 0 ok, 2 usage, 3 invalid inventory, 4 render failed, 5 deploy failed,
+    6 remote error, 7 unreachable/timeout, 8 SLO breached, 9 environment (missing binary,
+    port taken), 130 interrupted.  Environment variables: ZPCTL_OUTPUT, ZPCTL_SECRETS.
+    """
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = Context(output=output, verbose=verbose, debug=debug)
+
+
+def _register() -> None:
+    from zpctl.cli import inventory, lab, render  # noqa: PLC0415 - keep import order explicit
+
+    cli.add_command(inventory.inventory)
+    cli.add_command(render.render_cmd)
+    cli.add_command(render.diff_cmd)
+    cli.add_command(lab.lab)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit code instead of raising SystemExit."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="zpctl", standalone_mode=False)
+    except ZpctlError as exc:
+        if debug:
+            raise
+        click.echo(f"zpctl: error: {exc.message}", err=True)
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("zpctl: interrupted", err=True)
+        return int(ExitCode.INTERRUPTED)
+    except KeyboardInterrupt:
+        click.echo("zpctl: interrupted", err=True)
+        return int(ExitCode.INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        return int(ExitCode.USAGE) if isinstance(exc, click.UsageError) else exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except Exception:
+        if debug:
+            raise
+        import traceback  # noqa: PLC0415
+
+        click.echo("zpctl: internal error (a bug; run with --debug for the traceback):", err=True)
+        click.echo("  " + traceback.format_exc().strip().splitlines()[-1], err=True)
+        return int(ExitCode.ERROR)
+    return 0
+
+
+def run() -> None:  # pragma: no cover - console entry point
+    sys.exit(main())
+
+
+__all__ = ["InventoryError", "cli", "main", "run"]

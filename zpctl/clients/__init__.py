@@ -1,0 +1,1 @@
+"""Thin transports over the sans-IO codecs in :mod:`zpctl.protocols`."""

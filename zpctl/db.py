@@ -1,0 +1,58 @@
+"""The subscriber database that the zone proxies authenticate against.
+
+Kamailio's own tables (``subscriber`` at table version 7, ``dbaliases`` at 1, and the
+``version`` table that modules check at start-up), with the account attributes the proxy
+loads at authentication (auth_db ``load_credentials``) as extra subscriber columns.  Passwords
+are never stored: only the HA1 hashes (``MD5(user:realm:password)``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS version (
+    table_name VARCHAR(32) NOT NULL,
+    table_version INTEGER DEFAULT 0 NOT NULL,
+    CONSTRAINT version_table_name_idx UNIQUE (table_name)
+);
+CREATE TABLE IF NOT EXISTS subscriber (
+    id INTEGER PRIMARY KEY NOT NULL,
+    username VARCHAR(64) DEFAULT '' NOT NULL,
+    domain VARCHAR(64) DEFAULT '' NOT NULL,
+    password VARCHAR(64) DEFAULT '' NOT NULL,
+    ha1 VARCHAR(128) DEFAULT '' NOT NULL,
+    ha1b VARCHAR(128) DEFAULT '' NOT NULL,
+    account VARCHAR(64) DEFAULT '' NOT NULL,
+    offering VARCHAR(16) DEFAULT '' NOT NULL,
+    region_lock VARCHAR(32) DEFAULT '' NOT NULL,
+    calling_plan VARCHAR(32) DEFAULT 'none' NOT NULL,
+    country VARCHAR(2) DEFAULT '' NOT NULL,
+    CONSTRAINT subscriber_account_idx UNIQUE (username, domain)
+);
+CREATE INDEX IF NOT EXISTS subscriber_username_idx ON subscriber (username);
+CREATE TABLE IF NOT EXISTS dbaliases (
+    id INTEGER PRIMARY KEY NOT NULL,
+    alias_username VARCHAR(64) DEFAULT '' NOT NULL,
+    alias_domain VARCHAR(64) DEFAULT '' NOT NULL,
+    username VARCHAR(64) DEFAULT '' NOT NULL,
+    domain VARCHAR(64) DEFAULT '' NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dbaliases_alias_idx ON dbaliases (alias_username, alias_domain);
+CREATE INDEX IF NOT EXISTS dbaliases_target_idx ON dbaliases (username, domain);
+"""
+
+TABLE_VERSIONS = {"version": 1, "subscriber": 7, "dbaliases": 1}
+
+
+def create_sqlite(path: Path) -> None:
+    """Create (or complete) the subscriber database at ``path``; idempotent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as conn:
+        conn.executescript(SCHEMA)
+        conn.executemany(
+            "INSERT OR REPLACE INTO version (table_name, table_version) VALUES (?, ?)",
+            sorted(TABLE_VERSIONS.items()),
+        )
+    conn.close()

@@ -1,0 +1,359 @@
+"""The lab: an inventory's whole platform running on this machine, on loopback.
+
+``Lab(dir).up(inventory)`` renders the inventory with every path pointing into the lab
+directory, prepares the subscriber database, the lab CA and certificates, then starts one
+real process per service (Kamailio for lb/proxy/sbc, Redis and rtpengine for media) on the
+node's own loopback address, and waits until each answers.  ``down()`` stops exactly the
+processes ``up()`` recorded, by pid and start time.  Everything lives in the lab directory::
+
+    lab.json            which inventory and build this lab runs
+    secrets.yml         generated secrets (0600)
+    build/<node>/       the rendered tree of each node (its config dir)
+    nodes/<node>/       run/ (sockets), log/, state/ of each node
+    state/              the sqlite subscriber database
+    pki/                the lab CA, node and peer certificates
+    pids/<service>.json one record per started process
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zpctl import pki
+from zpctl.clients.kamailio import KamailioRpc
+from zpctl.clients.probes import ng_command, redis_ping, sip_options
+from zpctl.db import create_sqlite
+from zpctl.errors import EnvironmentProblem, Unreachable, ZpctlError
+from zpctl.lab.procs import ProcRecord, launch, stop
+from zpctl.model import LoadedInventory, PlacedNode, load_inventory
+from zpctl.model.schema import Role
+from zpctl.render import render
+from zpctl.render.sizing import shm_mb
+from zpctl.secrets import Secrets
+
+DEFAULT_INVENTORY = "inventories/lab"
+LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
+
+Progress = Callable[[str], None]
+
+
+def default_lab_dir() -> Path:
+    env = os.environ.get("ZPCTL_LAB_DIR")
+    if env:
+        return Path(env)
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "zpctl" / "lab"
+
+
+@dataclass
+class Service:
+    """One process of the lab and how to tell that it answers."""
+
+    name: str
+    kind: str  # kamailio | rtpengine | redis
+    node: PlacedNode
+    argv: list[str]
+    listeners: list[tuple[str, int, str]]
+    health: Callable[[], None]
+    cwd: Path = field(default_factory=Path)
+
+
+def _which(binary: str) -> str:
+    path = shutil.which(binary) or next(
+        (p for p in (f"/usr/sbin/{binary}", f"/usr/bin/{binary}") if Path(p).exists()), None)
+    if path is None:
+        raise EnvironmentProblem(f"{binary} is not installed; run `make install` "
+                                 "(Debian: kamailio, rtpengine-daemon, redis-server)")
+    return path
+
+
+def _port_free(addr: str, port: int, proto: str) -> bool:
+    kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as s:
+        if proto == "tcp":
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((addr, port))
+        except OSError:
+            return False
+    return True
+
+
+class Lab:
+    def __init__(self, directory: Path | None = None) -> None:
+        self.dir = Path(directory or default_lab_dir()).absolute()
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def state_file(self) -> Path:
+        return self.dir / "lab.json"
+
+    def state(self) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads(self.state_file.read_text())
+            return data
+        except (OSError, ValueError):
+            return None
+
+    def pid_path(self, service: str) -> Path:
+        return self.dir / "pids" / f"{service.replace('/', '--')}.json"
+
+    def records(self) -> list[ProcRecord]:
+        out = []
+        for p in sorted((self.dir / "pids").glob("*.json")):
+            rec = ProcRecord.load(p)
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    def inventory_label(self) -> str:
+        st = self.state()
+        return str(st["inventory"]) if st else DEFAULT_INVENTORY
+
+    def inventory(self, inventory: Path | None = None) -> LoadedInventory:
+        if inventory is None:
+            st = self.state()
+            inventory = Path(st["inventory"]) if st else Path(DEFAULT_INVENTORY)
+        return load_inventory(inventory)
+
+    # -- preparing --------------------------------------------------------------------------
+
+    def check_loopback(self, inv: LoadedInventory) -> None:
+        bad = []
+        for p in inv.nodes():
+            for a in {p.node.address, p.node.public, p.node.mgmt}:
+                if ipaddress.ip_address(a) not in LOOPBACK:
+                    bad.append(f"{p.name}: {a}")
+        if bad:
+            raise ZpctlError("the lab runs only inventories whose addresses are all on loopback "
+                             "(127.0.0.0/8); not: " + ", ".join(bad[:5]))
+
+    def prepare(self, inv: LoadedInventory) -> str:
+        """Render into the lab, create the database and certificates; the build id."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        secrets = Secrets.load(self.dir / "secrets.yml")
+        build = render(inv, secrets, lab_root=self.dir)
+        secrets.save()
+        build.write(self.dir / "build")
+        create_sqlite(self.dir / "state" / "subscriber.sqlite")
+        pki_dir = self.dir / "pki"
+        pki.make_ca(pki_dir)
+        for p in inv.nodes():
+            if p.role in (Role.LB, Role.SBC, Role.PROXY):
+                pki.issue(pki_dir, pki_dir, p.name, f"{p.name}.{inv.model.platform.sip_domain}",
+                          sorted({p.node.address, p.node.public}))
+        # BYOC-P peers in the lab are issued by the lab CA ("platform").
+        (pki_dir / "peer-cas.pem").write_bytes((pki_dir / "ca.crt").read_bytes())
+        for p in inv.nodes():
+            for sub in ("run", "log", "state"):
+                (self.dir / "nodes" / p.name / sub).mkdir(parents=True, exist_ok=True)
+        return build.digest()
+
+    def services(self, inv: LoadedInventory) -> list[Service]:
+        """Every process, in start order: Redis, rtpengine, proxies, sbcs, lbs."""
+        kam, rtpe, redis = None, None, None
+        out: list[Service] = []
+        order = {Role.MEDIA: 0, Role.PROXY: 1, Role.SBC: 2, Role.LB: 3}
+        for p in sorted(inv.nodes(), key=lambda p: (order.get(p.role, 9), p.name)):
+            n = p.node
+            build = self.dir / "build" / p.name
+            run = self.dir / "nodes" / p.name / "run"
+            if p.role == Role.MEDIA:
+                redis = redis or _which("redis-server")
+                rtpe = rtpe or _which("rtpengine")
+                out.append(Service(
+                    f"{p.name}/redis", "redis", p, [redis, str(build / "redis" / "redis.conf")],
+                    [(n.mgmt, n.ports.redis, "tcp")],
+                    _redis_health(n.mgmt, n.ports.redis), cwd=run))
+                out.append(Service(
+                    f"{p.name}/rtpengine", "rtpengine", p,
+                    [rtpe, f"--config-file={build / 'rtpengine' / 'rtpengine.conf'}",
+                     "--foreground", "--log-stderr", "--no-log-timestamps"],
+                    [(n.mgmt, n.ports.rtpengine_ng, "udp")],
+                    _ng_health(n.mgmt, n.ports.rtpengine_ng), cwd=run))
+            elif p.role in (Role.LB, Role.PROXY, Role.SBC):
+                kam = kam or _which("kamailio")
+                listeners = [(n.address, n.ports.sip, "udp"), (n.address, n.ports.sip, "tcp"),
+                             (n.mgmt, n.ports.mgmt_http, "tcp")]
+                if p.role == Role.PROXY:
+                    listeners.append((n.address, n.ports.dmq, "udp"))
+                if p.role == Role.SBC:
+                    listeners += [(n.public, n.ports.sip, "udp"), (n.public, n.ports.sip, "tcp")]
+                out.append(Service(
+                    f"{p.name}/kamailio", "kamailio", p,
+                    [kam, "-DD", "-E", "-f", str(build / "kamailio" / "kamailio.cfg"),
+                     "-Y", str(run), "-m", str(shm_mb(n.capacity.cps)),
+                     "-M", str(n.kamailio.pkg_mb)],
+                    listeners, _sip_health(n.address, n.ports.sip), cwd=run))
+        return out
+
+    # -- up / down / status -----------------------------------------------------------------
+
+    def up(self, inventory: Path | None = None, progress: Progress = lambda s: None,
+           timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Start every service that is not running; wait until each answers."""
+        inv = self.inventory(inventory)
+        self.check_loopback(inv)
+        st = self.state()
+        inv_path = str(inv.root.absolute())
+        if st and st.get("inventory") != inv_path and any(r.alive() for r in self.records()):
+            raise EnvironmentProblem(
+                f"the lab in {self.dir} runs {st.get('inventory')}; `zpctl lab down` first")
+        services = self.services(inv)  # checks the binaries before anything is written
+        running = {r.name for r in self.records() if r.alive()}
+        busy = [f"{a}:{port}/{proto} ({s.name})" for s in services if s.name not in running
+                for a, port, proto in s.listeners if not _port_free(a, port, proto)]
+        if busy:
+            raise EnvironmentProblem("address already in use: " + ", ".join(busy[:6])
+                                     + (" …" if len(busy) > 6 else "")
+                                     + "; stop what holds it (ss -lunpt) and retry")
+        build_id = self.prepare(inv)
+        self.state_file.write_text(json.dumps(
+            {"inventory": inv_path, "platform": inv.model.platform.name, "build": build_id},
+            indent=2) + "\n")
+        started = []
+        for s in services:
+            if s.name in running:
+                progress(f"  {s.name:<28} already running")
+                continue
+            log = self.dir / "nodes" / s.node.name / "log" / f"{s.kind}.log"
+            rec = launch(s.name, s.argv, log, s.cwd)
+            rec.save(self.pid_path(s.name))
+            started.append(s)
+            # Media must answer before the Kamailio nodes that use it start.
+            if s.kind in ("redis", "rtpengine"):
+                self._wait(s, rec, progress, timeout)
+        for s in started:
+            if s.kind == "kamailio":
+                rec2 = ProcRecord.load(self.pid_path(s.name))
+                assert rec2 is not None
+                self._wait(s, rec2, progress, timeout)
+        return self.status(inventory)
+
+    def _wait(self, s: Service, rec: ProcRecord, progress: Progress, timeout: float) -> None:
+        t0 = time.monotonic()
+        last: Exception | None = None
+        while time.monotonic() - t0 < timeout:
+            if not rec.alive():
+                raise EnvironmentProblem(f"{s.name} exited at start; last log lines:\n"
+                                         + _tail(Path(rec.log), 15))
+            try:
+                s.health()
+                progress(f"  {s.name:<28} up ({time.monotonic() - t0:.1f} s)")
+                return
+            except (Unreachable, OSError) as exc:
+                last = exc
+                time.sleep(0.1)
+        raise Unreachable(f"{s.name} did not answer within {timeout:g} s ({last}); "
+                          f"last log lines:\n" + _tail(Path(rec.log), 15))
+
+    def down(self, progress: Progress = lambda s: None) -> list[str]:
+        """Stop every process this lab started (reverse order); the names stopped."""
+        stopped = []
+        for rec in reversed(self._ordered_records()):
+            if stop(rec):
+                stopped.append(rec.name)
+                progress(f"  {rec.name:<28} stopped")
+            self.pid_path(rec.name).unlink(missing_ok=True)
+        return stopped
+
+    def _ordered_records(self) -> list[ProcRecord]:
+        rank = {"redis": 0, "rtpengine": 1, "kamailio": 2}
+        return sorted(self.records(), key=lambda r: (rank.get(r.name.split("/")[-1], 3), r.name))
+
+    def status(self, inventory: Path | None = None) -> list[dict[str, Any]]:
+        """One row per node: role, zone, address, up/down, registrations, dialogs."""
+        if self.state() is None and inventory is None:
+            raise ZpctlError(f"no lab in {self.dir}; start one with `zpctl lab up`")
+        inv = self.inventory(inventory)
+        recs = {r.name: r for r in self.records()}
+        rows = []
+        for p in inv.nodes():
+            names = ([f"{p.name}/redis", f"{p.name}/rtpengine"] if p.role == Role.MEDIA
+                     else [f"{p.name}/kamailio"])
+            procs = [recs.get(n) for n in names]
+            alive = all(r is not None and r.alive() for r in procs)
+            row: dict[str, Any] = {
+                "node": p.name, "role": p.role.value, "dc": p.dc.id, "zone": p.zone or "-",
+                "address": p.node.address, "state": "up" if alive else "down",
+                "pid": ",".join(str(r.pid) for r in procs if r is not None and r.alive()) or None,
+                "registrations": None, "dialogs": None,
+            }
+            if alive and p.role in (Role.LB, Role.PROXY, Role.SBC):
+                rpc = KamailioRpc(f"http://{p.node.mgmt}:{p.node.ports.mgmt_http}/RPC", 2.0)
+                try:
+                    if p.role == Role.PROXY:
+                        row["registrations"] = _stat(rpc, "usrloc:location_contacts")
+                    row["dialogs"] = _stat(rpc, "dialog:active_dialogs") \
+                        if p.role == Role.PROXY else None
+                except ZpctlError as exc:
+                    row["state"] = f"up (rpc: {exc.message})"
+            elif alive and p.role == Role.MEDIA:
+                try:
+                    reply = ng_command(p.node.mgmt, p.node.ports.rtpengine_ng, "list", 1.0)
+                    calls = reply.get("calls")
+                    row["dialogs"] = len(calls) if isinstance(calls, list) else None
+                except Unreachable:
+                    row["state"] = "up (ng not answering)"
+            rows.append(row)
+        return rows
+
+    def logs(self, node: str | None = None, lines: int = 40) -> str:
+        parts = []
+        for log in sorted((self.dir / "nodes").glob("*/log/*.log")):
+            if node and log.parts[-3] != node:
+                continue
+            parts.append(f"==> {log.parts[-3]}/{log.name} <==\n{_tail(log, lines)}")
+        if node and not parts:
+            raise ZpctlError(f"no logs for node {node!r} in {self.dir}")
+        return "\n\n".join(parts)
+
+
+def _stat(rpc: KamailioRpc, name: str) -> int | None:
+    result = rpc.call("stats.get_statistics", name.split(":", 1)[1] if ":" in name else name)
+    for item in result if isinstance(result, list) else []:
+        key, _, value = str(item).partition("=")
+        if key.strip() == name:
+            return int(value.strip())
+    return None
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        data = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(data[-lines:])
+
+
+def _sip_health(addr: str, port: int) -> Callable[[], None]:
+    def check() -> None:
+        resp = sip_options(addr, port, timeout=0.5)
+        if resp.status != 200:
+            raise Unreachable(f"OPTIONS answered {resp.status} {resp.reason}")
+    return check
+
+
+def _ng_health(addr: str, port: int) -> Callable[[], None]:
+    def check() -> None:
+        reply = ng_command(addr, port, "ping", 0.5)
+        if reply.get("result") != "pong":
+            raise Unreachable(f"rtpengine ping answered {reply}")
+    return check
+
+
+def _redis_health(addr: str, port: int) -> Callable[[], None]:
+    def check() -> None:
+        if not redis_ping(addr, port, 0.5):
+            raise Unreachable("Redis did not answer PONG")
+    return check

@@ -1,0 +1,124 @@
+"""Fixed facts the inventory is checked against: codecs, SRTP suites, languages, licenses,
+India's licensed service areas and GST state codes.
+
+These come from the product we model (Zoom Phone's overview: codecs, security standards, the
+40 prompt languages, the six Indian circles) and from the standards behind them (RTP payload
+types of RFC 3551, SRTP suite names as FreeSWITCH and rtpengine spell them, GSTIN state codes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Codec:
+    name: str  # the inventory's name
+    encoding: str  # SDP rtpmap encoding name
+    clock: int
+    payload_type: int | None  # static PT, or None for dynamic
+    channels: int = 1
+    freeswitch: str = ""  # FreeSWITCH codec-prefs token
+
+
+CODECS: dict[str, Codec] = {
+    "opus": Codec("opus", "opus", 48000, None, 2, "OPUS"),
+    "pcmu": Codec("pcmu", "PCMU", 8000, 0, 1, "PCMU"),
+    "pcma": Codec("pcma", "PCMA", 8000, 8, 1, "PCMA"),
+    "g729": Codec("g729", "G729", 8000, 18, 1, "G729"),
+}
+DTMF_MODES = ("rfc2833",)  # RFC 2833 / 4733 telephone-event
+
+# Canonical SRTP suite names (RFC 4568 spelling; the only names FreeSWITCH accepts in
+# rtp_secure_media lists, and the names rtpengine uses).
+SRTP_SUITES = (
+    "AEAD_AES_256_GCM_8",
+    "AEAD_AES_128_GCM_8",
+    "AES_256_CM_HMAC_SHA1_80",
+    "AES_192_CM_HMAC_SHA1_80",
+    "AES_CM_128_HMAC_SHA1_80",
+    "AES_256_CM_HMAC_SHA1_32",
+    "AES_192_CM_HMAC_SHA1_32",
+    "AES_CM_128_HMAC_SHA1_32",
+)
+SRTP_AES256 = "AES_256_CM_HMAC_SHA1_80"
+SRTP_AES128 = "AES_CM_128_HMAC_SHA1_80"
+
+TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")  # the floor may be 1.2 or 1.3, never lower
+
+# The 40 prompt languages of the seed, keyed by the code the inventory uses; the value is
+# the language's name as the seed lists it.  The code doubles as the sound-prefix folder.
+LANGUAGES: dict[str, str] = {
+    "ar": "Arabic", "bn": "Bengali", "ca": "Catalan", "zh-HK": "Chinese (Cantonese)",
+    "zh-TW": "Chinese (Traditional)", "zh-CN": "Chinese (Simplified)", "cs": "Czech",
+    "da": "Danish", "nl": "Dutch", "en-US": "English (America)", "en-GB": "English (Britain)",
+    "et": "Estonian", "fi": "Finnish", "fr-CA": "French (Canada)", "fr-FR": "French (France)",
+    "de": "German", "el": "Greek", "he": "Hebrew", "hi": "Hindi", "hu": "Hungarian",
+    "id": "Indonesian", "it": "Italian", "ja": "Japanese", "ko": "Korean", "ms": "Malay",
+    "fa": "Persian", "pl": "Polish", "pt-BR": "Portuguese (Brazil)",
+    "pt-PT": "Portuguese (Portugal)", "ro": "Romanian", "es-US": "Spanish (America)",
+    "es-ES": "Spanish (Spain)", "sv": "Swedish", "tl": "Tagalog", "ta": "Tamil", "te": "Telugu",
+    "th": "Thai", "tr": "Turkish", "vi": "Vietnamese", "uk": "Ukrainian",
+}
+
+# Features a user may have configured, and what each license and add-on allows.  Every
+# user needs Zoom Phone Basic or a common-area license; `pro` adds the supervisor and
+# automation features; add-ons grant single features on top.
+FEATURES = (
+    "call_forwarding", "call_handling", "voicemail", "voicemail_transcription", "video_mail",
+    "call_park", "hold_music", "conference", "call_blocking", "caller_id_select",
+    "call_recording_adhoc", "call_recording_automatic", "call_monitoring", "shared_line",
+    "paging", "call_queue", "business_hours", "hot_desking", "push_to_talk", "call_delegation",
+)
+_BASIC = frozenset({
+    "call_forwarding", "call_handling", "voicemail", "call_park", "hold_music", "conference",
+    "call_blocking", "caller_id_select", "call_recording_adhoc", "shared_line", "paging",
+    "call_queue", "business_hours", "call_delegation", "push_to_talk",
+})
+LICENSES: dict[str, frozenset[str]] = {
+    "basic": _BASIC,
+    "pro": _BASIC | {"voicemail_transcription", "video_mail", "call_recording_automatic",
+                     "call_monitoring", "hot_desking"},
+    "common-area": frozenset({"call_park", "paging", "hold_music", "call_forwarding",
+                              "hot_desking", "business_hours"}),
+}
+ADDONS: dict[str, frozenset[str]] = {
+    "power-pack": frozenset({"call_monitoring", "call_recording_automatic"}),
+    "transcription": frozenset({"voicemail_transcription"}),
+}
+CALLING_PLANS = ("none", "metered", "unlimited", "global-select")
+
+# India: the six licensed service areas (circles) of the seed, each with the states (by GST
+# state code) it covers and, for the two metro circles, the cities of its local area.
+GST_STATES: dict[str, str] = {
+    "06": "Haryana", "07": "Delhi", "09": "Uttar Pradesh", "27": "Maharashtra", "29": "Karnataka",
+    "30": "Goa", "33": "Tamil Nadu", "34": "Puducherry", "36": "Telangana",
+    "37": "Andhra Pradesh",
+}
+
+
+@dataclass(frozen=True)
+class Circle:
+    name: str
+    states: frozenset[str]  # GST state codes
+    cities: frozenset[str] = frozenset()  # non-empty: a metro circle limited to these cities
+
+
+INDIA_CIRCLES: dict[str, Circle] = {
+    "mumbai": Circle("Mumbai", frozenset({"27"}), frozenset({"Mumbai", "Navi Mumbai", "Kalyan"})),
+    "andhra-pradesh": Circle("Andhra Pradesh", frozenset({"37", "36"})),
+    "maharashtra": Circle("Maharashtra", frozenset({"27", "30"})),
+    "karnataka": Circle("Karnataka", frozenset({"29"})),
+    "tamil-nadu": Circle("Tamil Nadu", frozenset({"33", "34"})),
+    "delhi": Circle("Delhi", frozenset({"07", "09", "06"}),
+                    frozenset({"Delhi", "New Delhi", "Ghaziabad", "Faridabad", "Noida", "Gurgaon"})),
+}
+
+# Emergency numbers by country (ISO 3166 alpha-2); a call from a site in that country to one
+# of these goes to the emergency route with the site's address.
+EMERGENCY_NUMBERS: dict[str, tuple[str, ...]] = {
+    "US": ("911", "933"), "CA": ("911",), "MX": ("911",), "BR": ("190", "192", "193"),
+    "GB": ("999", "112"), "NL": ("112",), "DE": ("112", "110"), "SA": ("911", "997", "998"),
+    "AU": ("000", "112"), "HK": ("999", "112"), "JP": ("110", "119", "118"),
+    "SG": ("999", "995"), "IN": ("112", "100", "101", "102"),
+}

@@ -1,0 +1,305 @@
+"""Cross-checks: the rules that relate values to each other, beyond the schema.
+
+Each check yields ``(path, reason)`` with ``path`` a tuple into the combined inventory data,
+so the caller can point at the file and line where the offending value was written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from zpctl.model import catalog
+from zpctl.model.gstin import gstin_problem
+from zpctl.model.schema import DC_ROLES, ZONE_ROLES, Account, Inventory, Node, Role
+
+Finding = tuple[tuple[str | int, ...], str]
+
+
+def run_all(inv: Inventory) -> list[Finding]:
+    out: list[Finding] = []
+    for check in (_datacenters, _nodes_unique, _accounts, _numbers_unique, _carriers):
+        out.extend(check(inv))
+    return out
+
+
+def _datacenters(inv: Inventory) -> Iterator[Finding]:
+    clusters = {c.id for c in inv.clusters}
+    by_id = {}
+    for di, dc in enumerate(inv.datacenters):
+        p = ("datacenters", di)
+        if dc.id in by_id:
+            yield (*p, "id"), f"data center {dc.id!r} is defined twice"
+        by_id[dc.id] = dc
+        if dc.cluster not in clusters:
+            yield (*p, "cluster"), f"unknown cluster {dc.cluster!r}; known: {sorted(clusters)}"
+        if len(dc.zones) != 2:
+            yield (*p, "zones"), (f"a data center has exactly two SIP zones, {dc.id!r} has "
+                                  f"{len(dc.zones)} ({', '.join(sorted(dc.zones)) or 'none'})")
+        roles_dc = [n.role for n in dc.nodes]
+        for ni, n in enumerate(dc.nodes):
+            if n.role not in DC_ROLES:
+                yield (*p, "nodes", ni, "role"), \
+                    f"role {n.role.value!r} belongs in a zone, not at data-center level"
+        if Role.LB not in roles_dc:
+            yield (*p, "nodes"), f"data center {dc.id!r} has no lb node"
+        needed = {Role.PROXY, Role.MEDIA, Role.SBC}
+        if inv.platform.switch_tier:
+            needed.add(Role.SWITCH)
+        for zname, zone in dc.zones.items():
+            zp = (*p, "zones", zname)
+            for ni, n in enumerate(zone.nodes):
+                if n.role not in ZONE_ROLES:
+                    yield (*zp, "nodes", ni, "role"), \
+                        f"role {n.role.value!r} belongs at data-center level, not in a zone"
+            have = {n.role for n in zone.nodes}
+            missing = sorted(r.value for r in needed - have)
+            if missing:
+                yield (*zp, "nodes"), f"zone {dc.id}/{zname} lacks role(s): {', '.join(missing)}"
+            for role in (Role.PROXY, Role.MEDIA, Role.SBC):
+                if sum(1 for n in zone.nodes if n.role == role) > 1:
+                    yield (*zp, "nodes"), \
+                        f"zone {dc.id}/{zname} has more than one {role.value} node"
+    for di, dc in enumerate(inv.datacenters):
+        pp: tuple[str | int, ...] = ("datacenters", di, "pair")
+        other = by_id.get(dc.pair)
+        if other is None:
+            yield pp, f"pair {dc.pair!r} is not a data center of this inventory"
+            continue
+        if other.id == dc.id:
+            yield pp, "a data center cannot be its own pair"
+        elif other.pair != dc.id:
+            yield pp, f"{dc.id} pairs with {other.id}, but {other.id} pairs with {other.pair}"
+        elif other.role == dc.role:
+            yield pp, f"{dc.id} and {other.id} are both {dc.role}; a pair is one primary and one " \
+                     "secondary"
+        elif other.cluster != dc.cluster or other.region != dc.region:
+            yield pp, f"{dc.id} and its pair {other.id} must share cluster and region"
+
+
+def _nodes_unique(inv: Inventory) -> Iterator[Finding]:
+    names: dict[str, tuple[str | int, ...]] = {}
+    sockets: dict[tuple[str, int, str], str] = {}
+    for path, node in _all_nodes(inv):
+        if node.name in names:
+            yield (*path, "name"), f"node name {node.name!r} is used twice"
+        names[node.name] = path
+        for addr, port, proto, what in _listeners(node):
+            key = (addr, port, proto)
+            if key in sockets and sockets[key] != node.name:
+                yield (*path, "address"), (f"{what} {addr}:{port}/{proto} of {node.name} is "
+                                           f"also used by {sockets[key]}")
+            sockets.setdefault(key, node.name)
+
+
+def _listeners(node: Node) -> list[tuple[str, int, str, str]]:
+    p = node.ports
+    out: list[tuple[str, int, str, str]] = []
+    if node.role in (Role.LB, Role.PROXY, Role.SBC, Role.SURVIVABILITY):
+        out += [(node.address, p.sip, "udp", "SIP"), (node.address, p.sip, "tcp", "SIP"),
+                (node.address, p.sips, "tcp", "SIP/TLS"),
+                (node.mgmt, p.mgmt_http, "tcp", "management HTTP")]
+        if node.public_address:
+            out += [(node.public_address, p.sip, "udp", "SIP"),
+                    (node.public_address, p.sips, "tcp", "SIP/TLS")]
+    if node.role == Role.PROXY:
+        out.append((node.address, p.dmq, "udp", "DMQ"))
+    if node.role == Role.MEDIA:
+        out += [(node.mgmt, p.rtpengine_ng, "udp", "rtpengine ng"),
+                (node.mgmt, p.redis, "tcp", "Redis")]
+    if node.role == Role.SWITCH:
+        out += [(node.address, p.sip, "udp", "SIP"), (node.mgmt, p.esl, "tcp", "ESL")]
+    return out
+
+
+def _all_nodes(inv: Inventory) -> Iterator[tuple[tuple[str | int, ...], Node]]:
+    for di, dc in enumerate(inv.datacenters):
+        for ni, n in enumerate(dc.nodes):
+            yield ("datacenters", di, "nodes", ni), n
+        for zname, zone in dc.zones.items():
+            for ni, n in enumerate(zone.nodes):
+                yield ("datacenters", di, "zones", zname, "nodes", ni), n
+
+
+def _carriers(inv: Inventory) -> Iterator[Finding]:
+    seen: set[str] = set()
+    for ci, c in enumerate(inv.carriers):
+        if c.id in seen:
+            yield ("carriers", ci, "id"), f"carrier {c.id!r} is defined twice"
+        seen.add(c.id)
+    if any(a.offering == "native" for a in inv.accounts) and not inv.carriers:
+        yield ("carriers",), "native accounts need at least one platform carrier"
+
+
+def _numbers_unique(inv: Inventory) -> Iterator[Finding]:
+    owners: dict[str, str] = {}
+    domains: dict[str, str] = {}
+    for ai, acct in enumerate(inv.accounts):
+        dom = inv.account_domain(acct)
+        if dom in domains:
+            yield ("accounts", ai, "domain"), f"SIP domain {dom!r} is also used by {domains[dom]}"
+        domains.setdefault(dom, acct.id)
+        for ni, num in enumerate(acct.numbers):
+            if num.number in owners:
+                yield ("accounts", ai, "numbers", ni, "number"), \
+                    f"number {num.number} is also assigned to account {owners[num.number]}"
+            owners.setdefault(num.number, acct.id)
+
+
+def _accounts(inv: Inventory) -> Iterator[Finding]:
+    clusters = {c.id: c for c in inv.clusters}
+    dcs = {dc.id: dc for dc in inv.datacenters}
+    ids: set[str] = set()
+    regional_regions = {dc.region for dc in inv.datacenters if clusters.get(dc.cluster) and
+                        clusters[dc.cluster].regional}
+    for ai, acct in enumerate(inv.accounts):
+        p: tuple[str | int, ...] = ("accounts", ai)
+        if acct.id in ids:
+            yield (*p, "id"), f"account {acct.id!r} is defined twice"
+        ids.add(acct.id)
+        if acct.cluster not in clusters:
+            yield (*p, "cluster"), f"unknown cluster {acct.cluster!r}; known: {sorted(clusters)}"
+        if acct.region_lock is not None:
+            known = sorted({dc.region for dc in inv.datacenters})
+            if acct.region_lock not in known:
+                yield (*p, "region_lock"), \
+                    f"region {acct.region_lock!r} has no data center here; regions: {known}"
+        yield from _offering(acct, p)
+        site_ids: set[str] = set()
+        for si, site in enumerate(acct.sites):
+            sp = (*p, "sites", si)
+            if site.id in site_ids:
+                yield (*sp, "id"), f"site {site.id!r} is defined twice"
+            site_ids.add(site.id)
+            dc = dcs.get(site.datacenter)
+            if dc is None:
+                yield (*sp, "datacenter"), f"unknown data center {site.datacenter!r}"
+                continue
+            if dc.cluster != acct.cluster:
+                yield (*sp, "datacenter"), (f"data center {dc.id} is in cluster {dc.cluster}, "
+                                            f"the account in {acct.cluster}")
+            served_by = [dc] + ([dcs[dc.pair]] if dc.pair in dcs else [])
+            if acct.region_lock is not None:
+                for d in served_by:
+                    if d.region != acct.region_lock:
+                        yield (*sp, "datacenter"), (
+                            f"account is locked to region {acct.region_lock!r} but site "
+                            f"{site.id} is served by {d.id} in region {d.region!r}")
+            elif dc.region in regional_regions and acct.india is None:
+                yield (*p, "region_lock"), (
+                    f"site {site.id} uses {dc.id} of a regional cluster; set region_lock "
+                    f"to {dc.region!r}")
+        yield from _india(acct, p)
+        yield from _users(inv, acct, p, site_ids)
+
+
+def _offering(acct: Account, p: tuple[str | int, ...]) -> Iterator[Finding]:
+    if acct.offering == "native" and acct.trunks:
+        yield (*p, "trunks"), "native accounts use the platform's carriers; remove trunks"
+    if acct.offering in ("byoc-c", "byoc-p") and not acct.trunks:
+        yield (*p, "trunks"), f"{acct.offering} accounts need at least one trunk"
+    for ti, t in enumerate(acct.trunks):
+        tp = (*p, "trunks", ti)
+        if acct.offering == "byoc-p":
+            if t.tls is None:
+                yield (*tp, "tls"), "BYOC-P trunks need mutual TLS (ca and subject_cn)"
+            for ai, a in enumerate(t.addresses):
+                if a.transport != "tls":
+                    yield (*tp, "addresses", ai, "transport"), "BYOC-P trunks use transport tls"
+        elif t.tls is not None:
+            yield (*tp, "tls"), "only BYOC-P trunks carry a peer certificate policy"
+    for ui, u in enumerate(acct.users):
+        if acct.offering != "native" and u.calling_plan != "none":
+            yield (*p, "users", ui, "calling_plan"), \
+                f"{acct.offering} users call through their own carrier; calling plans are " \
+                "for native accounts"
+
+
+def _india(acct: Account, p: tuple[str | int, ...]) -> Iterator[Finding]:
+    in_india = [s for s in acct.sites if s.country == "IN"]
+    if acct.india is None:
+        if in_india:
+            yield (*p, "india"), (f"site {in_india[0].id} is in India: the account needs the "
+                                  "india block (circle, entity, GSTIN, signatory)")
+        return
+    ip = (*p, "india")
+    india = acct.india
+    if acct.offering != "byoc-p":
+        yield (*p, "offering"), "Zoom Phone India accounts are BYOC-P"
+    if acct.billing.currency != "INR":
+        yield (*p, "billing", "currency"), \
+            f"India accounts are billed in INR, not {acct.billing.currency}"
+    if not india.entity.registered_in_india:
+        yield (*ip, "entity", "registered_in_india"), \
+            "must be a business entity registered with the Government of India"
+    if not india.authorised_signatory.strip():
+        yield (*ip, "authorised_signatory"), "an authorised signatory is required"
+    circle = catalog.INDIA_CIRCLES.get(india.circle)
+    if circle is None:
+        yield (*ip, "circle"), (f"{india.circle!r} is not a licensed circle; one of "
+                                f"{', '.join(catalog.INDIA_CIRCLES)}")
+    problem = gstin_problem(india.gstin)
+    if problem:
+        yield (*ip, "gstin"), problem
+    for si, site in enumerate(acct.sites):
+        sp = (*p, "sites", si)
+        if site.country != "IN":
+            yield (*sp, "country"), "every site of an India account must be in India"
+            continue
+        if site.state is None or site.state not in catalog.GST_STATES:
+            yield (*sp, "state"), (f"India sites give their GST state code; {site.state!r} is "
+                                   "not one of a licensed circle")
+            continue
+        if circle is not None:
+            if site.state not in circle.states:
+                yield (*sp, "state"), (f"{catalog.GST_STATES[site.state]} is outside the "
+                                       f"{circle.name} circle")
+            elif circle.cities and site.city not in circle.cities:
+                yield (*sp, "city"), (f"{site.city!r} is outside the {circle.name} circle's "
+                                      f"local area ({', '.join(sorted(circle.cities))})")
+        if not problem and india.gstin[:2] != site.state:
+            yield (*ip, "gstin"), (f"GSTIN is issued in state {india.gstin[:2]}, site "
+                                   f"{site.id} is in state {site.state}: the GSTIN must be "
+                                   "from the state where service is given")
+
+
+def _users(inv: Inventory, acct: Account, p: tuple[str | int, ...],
+           site_ids: set[str]) -> Iterator[Finding]:
+    numbers = {n.number for n in acct.numbers}
+    exts: dict[str, int] = {}
+    did_owner: dict[str, str] = {}
+    devices: set[str] = set()
+    for ni, n in enumerate(acct.numbers):
+        if n.site is not None and n.site not in site_ids:
+            yield (*p, "numbers", ni, "site"), f"unknown site {n.site!r}"
+    for ui, u in enumerate(acct.users):
+        up = (*p, "users", ui)
+        if u.extension in exts:
+            yield (*up, "extension"), \
+                f"duplicate extension {u.extension} (also users[{exts[u.extension]}])"
+        exts.setdefault(u.extension, ui)
+        if u.site not in site_ids:
+            yield (*up, "site"), f"unknown site {u.site!r}"
+        for di, did in enumerate(u.dids):
+            if did not in numbers:
+                yield (*up, "dids", di), f"{did} is not one of the account's numbers"
+            if did in did_owner:
+                yield (*up, "dids", di), f"{did} is also assigned to extension {did_owner[did]}"
+            did_owner.setdefault(did, u.extension)
+        allowed = set(catalog.LICENSES[u.license])
+        for addon in u.addons:
+            allowed |= catalog.ADDONS[addon]
+        for fi, feat in enumerate(u.features):
+            if feat not in allowed:
+                yield (*up, "features", fi), (f"the {u.license} license (add-ons: "
+                                              f"{', '.join(u.addons) or 'none'}) does not "
+                                              f"allow {feat}")
+        for dvi, dev in enumerate(u.devices):
+            if dev.id in devices:
+                yield (*up, "devices", dvi, "id"), f"device {dev.id!r} is used twice"
+            devices.add(dev.id)
+            if dev.encryption == "none" and not inv.security.srtp.allow_plain_rtp_fallback:
+                yield (*up, "devices", dvi, "encryption"), \
+                    "plain RTP is not allowed by security.srtp.allow_plain_rtp_fallback"
+            if dev.encryption == "none" and dev.kind == "app":
+                yield (*up, "devices", dvi, "encryption"), \
+                    "apps always encrypt media (AES-256); plain RTP is for SIP devices"

@@ -1,0 +1,383 @@
+"""The inventory schema: pydantic models that forbid unknown keys.
+
+The schema checks shapes and single values; relations between values (uniqueness, pairs,
+region locks, India rules, licenses) are cross-checks in :mod:`zpctl.model.checks`.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+import zoneinfo
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from zpctl.model import catalog
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"not an IP address: {value!r}") from None
+
+
+def _e164(value: str) -> str:
+    if not re.fullmatch(r"\+[1-9][0-9]{6,14}", value):
+        raise ValueError(f"not an E.164 number (+ and 7 to 15 digits): {value!r}")
+    return value
+
+
+def _tz(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone: {value!r}") from None
+    return value
+
+
+def _hours(value: str) -> str:
+    m = re.fullmatch(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])", value)
+    if not m or (m.group(3), m.group(4)) <= (m.group(1), m.group(2)):
+        raise ValueError(f"hours must be HH:MM-HH:MM with the end after the start: {value!r}")
+    return value
+
+
+def _suite(value: str) -> str:
+    if value not in catalog.SRTP_SUITES:
+        raise ValueError(
+            f"unknown SRTP suite {value!r}; use a canonical name such as "
+            f"{catalog.SRTP_AES256} or {catalog.SRTP_AES128}"
+        )
+    return value
+
+
+def _language(value: str) -> str:
+    if value not in catalog.LANGUAGES:
+        raise ValueError(f"unknown prompt language {value!r}; one of {', '.join(catalog.LANGUAGES)}")
+    return value
+
+
+IP = Annotated[str, AfterValidator(_ip)]
+E164 = Annotated[str, AfterValidator(_e164)]
+TimeZone = Annotated[str, AfterValidator(_tz)]
+Hours = Annotated[str, AfterValidator(_hours)]
+Suite = Annotated[str, AfterValidator(_suite)]
+Language = Annotated[str, AfterValidator(_language)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")]
+
+
+class Role(enum.StrEnum):
+    LB = "lb"
+    PROXY = "proxy"
+    MEDIA = "media"
+    SWITCH = "switch"
+    SBC = "sbc"
+    SURVIVABILITY = "survivability"
+    MONITOR = "monitor"
+
+
+DC_ROLES = frozenset({Role.LB, Role.MONITOR, Role.SURVIVABILITY})
+ZONE_ROLES = frozenset({Role.PROXY, Role.MEDIA, Role.SWITCH, Role.SBC})
+KAMAILIO_ROLES = frozenset({Role.LB, Role.PROXY, Role.SBC, Role.SURVIVABILITY})
+
+
+# --- layered node settings ------------------------------------------------------------------
+
+class Ports(Strict):
+    sip: Port = 5060  # SIP over UDP and TCP
+    sips: Port = 5061  # SIP over TLS
+    mgmt_http: Port = 8080  # JSON-RPC over HTTP and /metrics, on the management address
+    dmq: Port = 5090  # DMQ replication between the zone proxies
+    rtpengine_ng: Port = 2223  # rtpengine control (ng protocol)
+    esl: Port = 8021  # FreeSWITCH event socket
+    redis: Port = 6379
+
+
+class RtpRange(Strict):
+    port_min: Port = 30000
+    port_max: Port = 39999
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RtpRange:
+        if self.port_max <= self.port_min:
+            raise ValueError("port_max must be above port_min")
+        return self
+
+
+class KamailioSettings(Strict):
+    children: Annotated[int, Field(ge=1, le=64)] = 4
+    tcp_children: Annotated[int, Field(ge=1, le=64)] = 2
+    log_level: Annotated[int, Field(ge=-5, le=3)] = 1  # Kamailio debug: 1 notice, 2 info, 3 debug
+    pkg_mb: Annotated[int, Field(ge=4, le=1024)] = 16
+
+
+class Capacity(Strict):
+    cps: Annotated[int, Field(ge=1, le=100000)] = 200  # calls per second per node
+
+
+class Node(Strict):
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$")]
+    role: Role
+    address: IP  # service address: SIP, RTP
+    public_address: IP | None = None  # media / sbc address seen by carriers and peers
+    mgmt_address: IP | None = None  # management network: JSON-RPC, metrics, ESL
+    ports: Ports = Ports()
+    rtp: RtpRange = RtpRange()
+    kamailio: KamailioSettings = KamailioSettings()
+    capacity: Capacity = Capacity()
+
+    @property
+    def mgmt(self) -> str:
+        return self.mgmt_address or self.address
+
+    @property
+    def public(self) -> str:
+        return self.public_address or self.address
+
+
+class Defaults(Strict):
+    ports: Ports = Ports()
+    rtp: RtpRange = RtpRange()
+    kamailio: KamailioSettings = KamailioSettings()
+    capacity: Capacity = Capacity()
+
+
+# --- platform -------------------------------------------------------------------------------
+
+class Zone(Strict):
+    defaults: Defaults | None = None
+    nodes: list[Node] = []
+
+
+class DataCenter(Strict):
+    id: Ident
+    city: str
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+    region: Ident
+    cluster: str
+    role: Literal["primary", "secondary"]
+    pair: Ident
+    defaults: Defaults | None = None
+    nodes: list[Node] = []
+    zones: dict[Ident, Zone]
+
+
+class Cluster(Strict):
+    id: Annotated[str, Field(pattern=r"^[A-Z]{2,4}[0-9]{2}$")]
+    name: str
+    regional: bool = False  # a regional cluster keeps accounts inside its region
+
+
+class TlsPolicy(Strict):
+    min_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
+    ciphers: str = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+                   "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
+
+
+class SrtpPolicy(Strict):
+    apps: Suite = catalog.SRTP_AES256
+    devices: Suite = catalog.SRTP_AES128  # the default for SIP devices
+    devices_upgraded: Suite = catalog.SRTP_AES256  # for devices an admin upgraded
+    allow_plain_rtp_fallback: bool = True  # devices without SRTP support
+
+
+class Security(Strict):
+    tls: TlsPolicy = TlsPolicy()
+    srtp: SrtpPolicy = SrtpPolicy()
+
+
+class Media(Strict):
+    codecs: list[Literal["opus", "pcmu", "pcma", "g729"]] = ["opus", "pcmu", "pcma", "g729"]
+    dtmf: Literal["rfc2833"] = "rfc2833"
+
+    @model_validator(mode="after")
+    def _unique(self) -> Media:
+        if len(set(self.codecs)) != len(self.codecs):
+            raise ValueError("codecs listed twice")
+        if not self.codecs:
+            raise ValueError("at least one codec is needed")
+        return self
+
+
+class TrunkAddress(Strict):
+    address: IP
+    port: Port = 5060
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+
+
+class Carrier(Strict):
+    id: Ident
+    name: str
+    addresses: Annotated[list[TrunkAddress], Field(min_length=1)]
+    codecs: list[Literal["opus", "pcmu", "pcma", "g729"]] = ["pcmu", "pcma"]
+    srtp: bool = False
+
+
+class Paths(Strict):
+    """Where rendered configs point for state and run-time files on a host."""
+
+    config_dir: str = "/etc/zpctl"
+    state_dir: str = "/var/lib/zpctl"
+    run_dir: str = "/run/zpctl"
+    log_dir: str = "/var/log/zpctl"
+
+
+class Database(Strict):
+    engine: Literal["sqlite", "postgres"] = "sqlite"
+    # postgres only: host, port, name, user (the password is a secret)
+    host: str | None = None
+    port: Port = 5432
+    name: str = "zpctl"
+    user: str = "kamailio"
+
+
+class PlatformInfo(Strict):
+    name: Ident
+    sip_domain: str  # accounts get <account>.<sip_domain> unless they set their own
+    switch_tier: bool = False  # zones run FreeSWITCH call switches
+    management_networks: list[str] = ["127.0.0.0/8"]
+
+    @model_validator(mode="after")
+    def _nets(self) -> PlatformInfo:
+        for net in self.management_networks:
+            try:
+                ipaddress.ip_network(net)
+            except ValueError as exc:
+                raise ValueError(f"management_networks: {exc}") from None
+        return self
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+class EmergencyAddress(Strict):
+    street: str
+    city: str
+    postal_code: str
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+    state: str | None = None
+
+
+class Holiday(Strict):
+    name: str
+    date: Annotated[str, Field(pattern=r"^[0-9]{4}-[01][0-9]-[0-3][0-9]$")]
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class Site(Strict):
+    id: Ident
+    name: str
+    datacenter: Ident
+    timezone: TimeZone
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+    state: str | None = None  # India: GST state code of the site, e.g. "27"
+    city: str | None = None
+    language: Language = "en-US"
+    emergency_address: EmergencyAddress
+    business_hours: dict[Weekday, list[Hours]] = {}
+    holidays: list[Holiday] = []
+
+
+class Device(Strict):
+    id: Ident
+    kind: Literal["app", "desk-phone", "ata", "room", "common-area"] = "app"
+    vendor: str | None = None
+    # default: apps AES-256, devices AES-128; aes256: an admin upgrade; none: plain RTP
+    encryption: Literal["default", "aes256", "none"] = "default"
+
+
+class User(Strict):
+    extension: Annotated[str, Field(pattern=r"^[0-9]{2,8}$")]
+    name: str
+    site: Ident
+    license: Literal["basic", "pro", "common-area"] = "basic"
+    addons: list[Literal["power-pack", "transcription"]] = []
+    calling_plan: Literal["none", "metered", "unlimited", "global-select"] = "none"
+    dids: list[E164] = []
+    language: Language | None = None  # default: the site's
+    devices: list[Device] = []
+    features: list[str] = []
+
+    @model_validator(mode="after")
+    def _features_known(self) -> User:
+        unknown = sorted(set(self.features) - set(catalog.FEATURES))
+        if unknown:
+            raise ValueError(f"unknown features {unknown}; known: {', '.join(catalog.FEATURES)}")
+        return self
+
+
+class Number(Strict):
+    number: E164
+    kind: Literal["did", "toll-free", "main"] = "did"
+    site: Ident | None = None
+
+
+class PeerTls(Strict):
+    """What a BYOC-P premises SBC must present: a certificate from this CA, with this name."""
+
+    ca: str  # CA bundle file, relative to the inventory (or the lab CA: "lab")
+    subject_cn: str
+
+
+class Trunk(Strict):
+    id: Ident
+    addresses: Annotated[list[TrunkAddress], Field(min_length=1)]
+    codecs: list[Literal["opus", "pcmu", "pcma", "g729"]] = ["pcmu", "pcma"]
+    srtp: bool = False
+    tls: PeerTls | None = None  # required for BYOC-P
+
+
+class Entity(Strict):
+    name: str
+    registered_in_india: bool
+
+
+class India(Strict):
+    circle: str
+    entity: Entity
+    gstin: str
+    authorised_signatory: str
+
+
+class Billing(Strict):
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+
+
+class Account(Strict):
+    id: Ident
+    name: str
+    cluster: str
+    domain: str | None = None  # SIP domain; default <id>.<platform.sip_domain>
+    offering: Literal["native", "byoc-c", "byoc-p"]
+    region_lock: Ident | None = None
+    billing: Billing = Billing()
+    india: India | None = None
+    trunks: list[Trunk] = []
+    sites: Annotated[list[Site], Field(min_length=1)]
+    numbers: list[Number] = []
+    users: list[User] = []
+
+
+class Inventory(Strict):
+    platform: PlatformInfo
+    clusters: Annotated[list[Cluster], Field(min_length=1)]
+    security: Security = Security()
+    media: Media = Media()
+    carriers: list[Carrier] = []
+    paths: Paths = Paths()
+    database: Database = Database()
+    defaults: Defaults = Defaults()
+    datacenters: list[DataCenter]
+    accounts: list[Account] = []
+
+    def account_domain(self, account: Account) -> str:
+        return account.domain or f"{account.id}.{self.platform.sip_domain}"

@@ -1,0 +1,342 @@
+"""Render an inventory into one tree of files per host: a pure, deterministic function.
+
+``render(inventory, secrets)`` returns a :class:`Build` (relative path -> bytes and mode);
+nothing is written until :meth:`Build.write`.  Templates live in the repository's
+``kamailio/`` (Kamailio configs, one entry template per role plus shared blocks) and
+``templates/`` (everything else).  The same inventory and secrets always give byte-identical
+files: iteration is sorted, and no timestamps are written.  Files holding secrets are
+separate (``kamailio/secrets.cfg``, mode 0600) so the rest can be diffed and reviewed freely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from zpctl.errors import RenderError
+from zpctl.model import LoadedInventory, PlacedNode, catalog
+from zpctl.model.schema import Inventory, Role
+from zpctl.render.paths import NodePaths, node_paths
+from zpctl.render.sizing import shm_mb
+from zpctl.secrets import Secrets
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE_DIRS = (REPO / "kamailio", REPO / "templates", REPO / "freeswitch")
+BANNER = "managed by zpctl — do not edit; rendered from the inventory"
+MANIFEST = "MANIFEST.json"
+
+# LB failover timing (kamailio-facts.md): detection ~ fr_timer + up to one ping interval.
+LB_ZONE_FR_TIMER_MS = 1000
+LB_PING_INTERVAL_S = 1
+LB_PROBING_THRESHOLD = 1
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    data: bytes
+    mode: int = 0o644
+
+
+@dataclass
+class Build:
+    """Every rendered file, by path relative to the build root (``<host>/<file>``)."""
+
+    files: dict[str, RenderedFile] = field(default_factory=dict)
+
+    def add(self, path: str, text: str, mode: int = 0o644) -> None:
+        if path in self.files:
+            raise RenderError(f"two templates render the same file {path}")
+        self.files[path] = RenderedFile(text.encode("utf-8"), mode)
+
+    def hosts(self) -> list[str]:
+        return sorted({p.split("/", 1)[0] for p in self.files if "/" in p})
+
+    def digest(self) -> str:
+        """Content hash of the whole build, secrets excluded: the build id."""
+        h = hashlib.sha256()
+        for path in sorted(self.files):
+            f = self.files[path]
+            if f.mode & 0o077 == 0:
+                continue
+            h.update(path.encode() + b"\0" + hashlib.sha256(f.data).digest())
+        return h.hexdigest()[:16]
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "build": self.digest(),
+            "files": {p: {"sha256": hashlib.sha256(f.data).hexdigest(), "mode": f"{f.mode:04o}"}
+                      for p, f in sorted(self.files.items())},
+        }
+
+    def write(self, out: Path) -> None:
+        """Write the build to ``out``, replacing any previous build there."""
+        out = Path(out)
+        tmp = out.with_name(out.name + ".tmp")
+        try:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            for rel, f in sorted(self.files.items()):
+                target = tmp / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, f.mode)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(f.data)
+                os.chmod(target, f.mode)
+            (tmp / MANIFEST).write_text(json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n")
+            if out.exists():
+                shutil.rmtree(out)
+            tmp.rename(out)
+        except OSError as exc:
+            raise RenderError(f"cannot write build to {out}: {exc}") from None
+
+
+def environment() -> jinja2.Environment:
+    """The one Jinja environment: strict undefined, trailing newline kept."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(d) for d in TEMPLATE_DIRS]),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # noqa: S701 - configs, not HTML
+    )
+
+
+def _sister(dc_zones: list[str], zone: str) -> str:
+    return next(z for z in dc_zones if z != zone)
+
+
+class _Renderer:
+    def __init__(self, loaded: LoadedInventory, secrets: Secrets, lab_root: Path | None) -> None:
+        self.loaded = loaded
+        self.inv: Inventory = loaded.model
+        self.secrets = secrets
+        self.lab_root = lab_root
+        self.env = environment()
+        self.build = Build()
+
+    def tpl(self, name: str, **ctx: Any) -> str:
+        try:
+            return self.env.get_template(name).render(banner=BANNER, **ctx)
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"template {name}: {exc}") from None
+
+    def paths(self, node: str) -> NodePaths:
+        return node_paths(self.inv, node, self.lab_root)
+
+    def run(self) -> Build:
+        for placed in self.loaded.nodes():
+            if placed.role in (Role.LB, Role.PROXY, Role.SBC):
+                self.kamailio(placed)
+            elif placed.role == Role.MEDIA:
+                self.media(placed)
+            self.node_manifest(placed)
+        return self.build
+
+    # -- common -----------------------------------------------------------------------------
+
+    def base_ctx(self, p: PlacedNode) -> dict[str, Any]:
+        return {
+            "node": p.node, "dc": p.dc, "zone": p.zone, "paths": self.paths(p.name),
+            "mgmt_networks": ",".join(self.inv.platform.management_networks),
+            "sizing": {"cps": p.node.capacity.cps, "shm_mb": shm_mb(p.node.capacity.cps)},
+        }
+
+    def db_url(self) -> str:
+        db = self.inv.database
+        if db.engine == "sqlite":
+            return "sqlite://" + (self.paths("_").db if self.lab_root is None
+                                  else str(Path(self.lab_root) / "state" / "subscriber.sqlite"))
+        password = self.secrets.get("db_password")
+        return f"postgres://{db.user}:{password}@{db.host}:{db.port}/{db.name}"
+
+    def kamcli_db(self) -> dict[str, str]:
+        db = self.inv.database
+        if db.engine == "sqlite":
+            path = self.db_url()[len("sqlite://"):]
+            return {"db_type": "sqlite", "db_driver": "pysqlite", "db_name": path,
+                    "db_url": f"sqlite:///{path}"}
+        return {"db_type": "postgresql", "db_driver": "psycopg2", "db_name": db.name,
+                "db_url": f"postgresql+psycopg2://{db.user}@{db.host}:{db.port}/{db.name}"}
+
+    # -- Kamailio ---------------------------------------------------------------------------
+
+    def kamailio(self, p: PlacedNode) -> None:
+        ctx = self.base_ctx(p)
+        name, role = p.name, p.role.value
+        dispatcher: list[dict[str, Any]] = []
+        if p.role == Role.LB:
+            ctx["lb"] = {"zone_fr_timer_ms": LB_ZONE_FR_TIMER_MS,
+                         "ping_interval_s": LB_PING_INTERVAL_S,
+                         "probing_threshold": LB_PROBING_THRESHOLD}
+            for zname in sorted(p.dc.zones):
+                proxy = self.loaded.zone_node(p.dc, zname, Role.PROXY)
+                if proxy is not None:
+                    dispatcher.append(_dst(1, f"sip:{proxy.address}:{proxy.ports.sip}", 0,
+                                           f"zone-{zname}", f"zone {p.dc.id}/{zname}"))
+        elif p.role == Role.PROXY:
+            ctx["proxy"] = self.proxy_ctx(p)
+            dispatcher = self.sbc_dsts(p)
+        elif p.role == Role.SBC:
+            ctx["sbc"], dispatcher = self.sbc_ctx(p)
+        ctx["dispatcher"] = dispatcher
+        self.build.add(f"{name}/kamailio/kamailio.cfg", self.tpl(f"{role}.cfg.j2", **ctx))
+        if dispatcher:
+            self.build.add(f"{name}/kamailio/dispatcher.list", self.tpl("dispatcher.list.j2", **ctx))
+        secrets = {"topoh_key": self.secrets.get("topoh_mask_key"), "db_url": self.db_url()}
+        self.build.add(f"{name}/kamailio/secrets.cfg",
+                       self.tpl("secrets.cfg.j2", secrets=secrets, **ctx), mode=0o600)
+        if p.role == Role.SBC and ctx["sbc"]["tls"]:
+            self.build.add(f"{name}/kamailio/tls.cfg", self.tpl("tls.cfg.j2", tls=self.tls_ctx(p),
+                                                                **ctx))
+        domain = self.inv.platform.sip_domain
+        self.build.add(f"{name}/kamcli/kamcli.ini",
+                       self.tpl("kamcli.ini.j2", domain=domain, kamcli=self.kamcli_db(), **ctx))
+
+    def proxy_ctx(self, p: PlacedNode) -> dict[str, Any]:
+        assert p.zone is not None
+        zones = sorted(p.dc.zones)
+        other = _sister(zones, p.zone)
+        sister = self.loaded.zone_node(p.dc, other, Role.PROXY)
+        media_own = self.loaded.zone_node(p.dc, p.zone, Role.MEDIA)
+        media_other = self.loaded.zone_node(p.dc, other, Role.MEDIA) or media_own
+        assert sister is not None
+        assert media_own is not None
+        assert media_other is not None
+        sbcs = [n for z in zones for n in p.dc.zones[z].nodes if n.role == Role.SBC]
+        countries = sorted({s.country for a in self.inv.accounts for s in a.sites})
+        return {
+            "sister": sister.address,
+            "media_own": f"{media_own.mgmt}:{media_own.ports.rtpengine_ng}",
+            "media_other": f"{media_other.mgmt}:{media_other.ports.rtpengine_ng}",
+            "trusted": ",".join(f"{n.address}/32" for n in sbcs),
+            "db_module": "db_sqlite" if self.inv.database.engine == "sqlite" else "db_postgres",
+            "emergency": {c: catalog.EMERGENCY_NUMBERS[c] for c in countries
+                          if c in catalog.EMERGENCY_NUMBERS},
+        }
+
+    def sbc_dsts(self, p: PlacedNode) -> list[dict[str, Any]]:
+        out = []
+        for zname in sorted(p.dc.zones):
+            sbc = self.loaded.zone_node(p.dc, zname, Role.SBC)
+            if sbc is not None:
+                prio = 10 if zname == p.zone else 5
+                out.append(_dst(2, f"sip:{sbc.address}:{sbc.ports.sip}", prio, f"sbc-{zname}",
+                                f"sbc {p.dc.id}/{zname}"))
+        return out
+
+    def sbc_ctx(self, p: PlacedNode) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        assert p.zone is not None
+        dsts: list[dict[str, Any]] = []
+        internal = []
+        for zname in sorted(p.dc.zones):
+            proxy = self.loaded.zone_node(p.dc, zname, Role.PROXY)
+            if proxy is not None:
+                prio = 10 if zname == p.zone else 5
+                dsts.append(_dst(1, f"sip:{proxy.address}:{proxy.ports.sip}", prio,
+                                 f"proxy-{zname}", f"zone {p.dc.id}/{zname}"))
+                internal.append(f"{proxy.address}/32")
+        peers: dict[str, str] = {}
+        for c in sorted(self.inv.carriers, key=lambda c: c.id):
+            for a in c.addresses:
+                dsts.append(_dst(10, _trunk_uri(a.address, a.port, a.transport), 0,
+                                 f"carrier-{c.id}", f"carrier {c.id}"))
+                peers[a.address] = c.id
+        account_sets: list[tuple[str, int]] = []
+        setid = 100
+        tls = False
+        for acct in sorted(self.inv.accounts, key=lambda a: a.id):
+            for i, t in enumerate(acct.trunks):
+                if i == 0:
+                    account_sets.append((acct.id, setid))
+                for a in t.addresses:
+                    dsts.append(_dst(setid, _trunk_uri(a.address, a.port, a.transport), 0,
+                                     f"trunk-{t.id}", f"{acct.offering} trunk of {acct.id}"))
+                    peers[a.address] = t.id
+                    if t.tls is not None:
+                        peers[f"{a.address}::cn"] = t.tls.subject_cn
+                tls = tls or t.tls is not None
+            if acct.trunks:
+                setid += 1
+        media = self.loaded.zone_node(p.dc, p.zone, Role.MEDIA)
+        assert media is not None
+        ctx = {
+            "internal_nets": ",".join(internal),
+            "media": f"{media.mgmt}:{media.ports.rtpengine_ng}",
+            "account_sets": account_sets,
+            "peers": sorted(peers.items()),
+            "tls": tls,
+        }
+        return ctx, dsts
+
+    def tls_ctx(self, p: PlacedNode) -> dict[str, Any]:
+        paths = self.paths(p.name)
+        policy = self.inv.security.tls
+        return {
+            "min_version": policy.min_version,
+            "method": "TLSv1.2+" if policy.min_version == "TLSv1.2" else "TLSv1.3",
+            "ciphers": policy.ciphers,
+            "cert": f"{paths.pki}/{p.name}.crt",
+            "key": f"{paths.pki}/{p.name}.key",
+            "peer_ca": f"{paths.pki}/peer-cas.pem",
+        }
+
+    # -- media ------------------------------------------------------------------------------
+
+    def media(self, p: PlacedNode) -> None:
+        ctx = self.base_ctx(p)
+        self.build.add(f"{p.name}/rtpengine/rtpengine.conf", self.tpl("rtpengine.conf.j2", **ctx))
+        self.build.add(f"{p.name}/redis/redis.conf", self.tpl("redis.conf.j2", **ctx))
+
+    def node_manifest(self, p: PlacedNode) -> None:
+        """node.json: what runs on the host and how (read by the lab runner and the roles)."""
+        paths = self.paths(p.name)
+        services: list[dict[str, Any]] = []
+        if p.role in (Role.LB, Role.PROXY, Role.SBC):
+            services.append({
+                "name": "kamailio",
+                "config": f"{paths.config}/kamailio/kamailio.cfg",
+                "shm_mb": shm_mb(p.node.capacity.cps),
+                "pkg_mb": p.node.kamailio.pkg_mb,
+            })
+        elif p.role == Role.MEDIA:
+            services += [
+                {"name": "redis", "config": f"{paths.config}/redis/redis.conf"},
+                {"name": "rtpengine", "config": f"{paths.config}/rtpengine/rtpengine.conf"},
+            ]
+        doc = {
+            "node": p.name, "role": p.role.value, "datacenter": p.dc.id, "zone": p.zone,
+            "address": p.node.address, "public_address": p.node.public,
+            "mgmt_address": p.node.mgmt, "ports": p.node.ports.model_dump(),
+            "paths": {"config": paths.config, "state": paths.state, "run": paths.run,
+                      "log": paths.log},
+            "services": services,
+        }
+        self.build.add(f"{p.name}/node.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+def _dst(setid: int, uri: str, priority: int, duid: str, comment: str) -> dict[str, Any]:
+    return {"set": setid, "uri": uri, "priority": priority, "duid": duid,
+            "comment": f"name={comment.replace(' ', '_')}"}
+
+
+def _trunk_uri(address: str, port: int, transport: str) -> str:
+    return f"sip:{address}:{port}" + (f";transport={transport}" if transport != "udp" else "")
+
+
+def render(loaded: LoadedInventory, secrets: Secrets, lab_root: Path | None = None) -> Build:
+    """Render every host of ``loaded``; ``lab_root`` points all paths into a lab directory."""
+    return _Renderer(loaded, secrets, lab_root).run()
+
+
+def iter_kamailio_configs(build_root: Path) -> Iterator[Path]:
+    """The kamailio.cfg of every host in a written build."""
+    yield from sorted(Path(build_root).glob("*/kamailio/kamailio.cfg"))

@@ -1,0 +1,35 @@
+"""Where a node's files live: on a production host, or inside a lab directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from zpctl.model.schema import Inventory
+
+
+@dataclass(frozen=True)
+class NodePaths:
+    config: str  # the node's rendered tree is installed here
+    state: str
+    run: str
+    log: str
+    db: str  # the sqlite subscriber database (engine sqlite)
+    pki: str  # certificates and keys
+
+
+def node_paths(inv: Inventory, node: str, lab_root: Path | None = None) -> NodePaths:
+    """Paths of ``node``: the inventory's own, or per node under ``lab_root`` in a lab."""
+    if lab_root is not None:
+        base = Path(lab_root)
+        return NodePaths(
+            config=str(base / "build" / node),
+            state=str(base / "nodes" / node / "state"),
+            run=str(base / "nodes" / node / "run"),
+            log=str(base / "nodes" / node / "log"),
+            db=str(base / "state" / "subscriber.sqlite"),
+            pki=str(base / "pki"),
+        )
+    p = inv.paths
+    return NodePaths(config=p.config_dir, state=p.state_dir, run=p.run_dir, log=p.log_dir,
+                     db=f"{p.state_dir}/subscriber.sqlite", pki=f"{p.config_dir}/pki")
