@@ -67,9 +67,13 @@ class Service:
     cwd: Path = field(default_factory=Path)
 
 
-def _which(binary: str) -> str:
-    path = shutil.which(binary) or next(
-        (p for p in (f"/usr/sbin/{binary}", f"/usr/bin/{binary}") if Path(p).exists()), None)
+def _which(binary: str, search: str | None = None) -> str:
+    """The binary's path; ``search`` (a PATH string) replaces the default search."""
+    if search is not None:
+        path = shutil.which(binary, path=search)
+    else:
+        path = shutil.which(binary) or next(
+            (p for p in (f"/usr/sbin/{binary}", f"/usr/bin/{binary}") if Path(p).exists()), None)
     if path is None:
         raise EnvironmentProblem(f"{binary} is not installed; run `make install` "
                                  "(Debian: kamailio, rtpengine-daemon, redis-server)")
@@ -89,8 +93,9 @@ def _port_free(addr: str, port: int, proto: str) -> bool:
 
 
 class Lab:
-    def __init__(self, directory: Path | None = None) -> None:
+    def __init__(self, directory: Path | None = None, bin_path: str | None = None) -> None:
         self.dir = Path(directory or default_lab_dir()).absolute()
+        self.bin_path = bin_path  # PATH to find kamailio, rtpengine, redis-server (default: $PATH)
 
     # -- state ------------------------------------------------------------------------------
 
@@ -169,8 +174,8 @@ class Lab:
             build = self.dir / "build" / p.name
             run = self.dir / "nodes" / p.name / "run"
             if p.role == Role.MEDIA:
-                redis = redis or _which("redis-server")
-                rtpe = rtpe or _which("rtpengine")
+                redis = redis or _which("redis-server", self.bin_path)
+                rtpe = rtpe or _which("rtpengine", self.bin_path)
                 out.append(Service(
                     f"{p.name}/redis", "redis", p, [redis, str(build / "redis" / "redis.conf")],
                     [(n.mgmt, n.ports.redis, "tcp")],
@@ -182,7 +187,7 @@ class Lab:
                     [(n.mgmt, n.ports.rtpengine_ng, "udp")],
                     _ng_health(n.mgmt, n.ports.rtpengine_ng), cwd=run))
             elif p.role in (Role.LB, Role.PROXY, Role.SBC):
-                kam = kam or _which("kamailio")
+                kam = kam or _which("kamailio", self.bin_path)
                 listeners = [(n.address, n.ports.sip, "udp"), (n.address, n.ports.sip, "tcp"),
                              (n.mgmt, n.ports.mgmt_http, "tcp")]
                 if p.role == Role.PROXY:

@@ -99,7 +99,7 @@ def validate(src: Source) -> Inventory:
         inv = Inventory.model_validate(data)
     except ValidationError as exc:
         raise InventoryError(_pydantic_problems(src, exc)) from None
-    findings = checks.run_all(inv)
+    findings = checks.run_all(inv, src.root)
     if findings:
         raise InventoryError([src.problem(path, reason) for path, reason in findings])
     return inv

@@ -6,7 +6,9 @@ so the caller can point at the file and line where the offending value was writt
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
+from pathlib import Path
 
 from zpctl.model import catalog
 from zpctl.model.gstin import gstin_problem
@@ -15,10 +17,12 @@ from zpctl.model.schema import DC_ROLES, ZONE_ROLES, Account, Inventory, Node, R
 Finding = tuple[tuple[str | int, ...], str]
 
 
-def run_all(inv: Inventory) -> list[Finding]:
+def run_all(inv: Inventory, root: Path | None = None) -> list[Finding]:
+    """Every cross-check; ``root`` is the inventory directory (for files it names)."""
     out: list[Finding] = []
-    for check in (_datacenters, _nodes_unique, _accounts, _numbers_unique, _carriers):
+    for check in (_datacenters, _nodes_unique, _numbers_unique, _carriers):
         out.extend(check(inv))
+    out.extend(_accounts(inv, root))
     return out
 
 
@@ -79,7 +83,20 @@ def _datacenters(inv: Inventory) -> Iterator[Finding]:
 def _nodes_unique(inv: Inventory) -> Iterator[Finding]:
     names: dict[str, tuple[str | int, ...]] = {}
     sockets: dict[tuple[str, int, str], str] = {}
+    rtp: dict[str, list[tuple[int, int, str]]] = {}
+    mgmt_nets = [ipaddress.ip_network(n) for n in inv.platform.management_networks]
     for path, node in _all_nodes(inv):
+        if not any(ipaddress.ip_address(node.mgmt) in net for net in mgmt_nets):
+            field = "mgmt_address" if node.mgmt_address else "address"
+            yield (*path, field), (f"management address {node.mgmt} of {node.name} is outside "
+                                   "platform.management_networks")
+        if node.role == Role.MEDIA:
+            for addr in sorted({node.address, node.public}):
+                for lo, hi, other in rtp.get(addr, []):
+                    if lo <= node.rtp.port_max and node.rtp.port_min <= hi:
+                        yield (*path, "rtp"), (f"RTP ports {node.rtp.port_min}-{node.rtp.port_max} "
+                                               f"on {addr} overlap those of {other}")
+                rtp.setdefault(addr, []).append((node.rtp.port_min, node.rtp.port_max, node.name))
         if node.name in names:
             yield (*path, "name"), f"node name {node.name!r} is used twice"
         names[node.name] = path
@@ -145,7 +162,7 @@ def _numbers_unique(inv: Inventory) -> Iterator[Finding]:
             owners.setdefault(num.number, acct.id)
 
 
-def _accounts(inv: Inventory) -> Iterator[Finding]:
+def _accounts(inv: Inventory, root: Path | None) -> Iterator[Finding]:
     clusters = {c.id: c for c in inv.clusters}
     dcs = {dc.id: dc for dc in inv.datacenters}
     ids: set[str] = set()
@@ -163,7 +180,7 @@ def _accounts(inv: Inventory) -> Iterator[Finding]:
             if acct.region_lock not in known:
                 yield (*p, "region_lock"), \
                     f"region {acct.region_lock!r} has no data center here; regions: {known}"
-        yield from _offering(acct, p)
+        yield from _offering(acct, p, root)
         site_ids: set[str] = set()
         for si, site in enumerate(acct.sites):
             sp = (*p, "sites", si)
@@ -188,17 +205,21 @@ def _accounts(inv: Inventory) -> Iterator[Finding]:
                 yield (*p, "region_lock"), (
                     f"site {site.id} uses {dc.id} of a regional cluster; set region_lock "
                     f"to {dc.region!r}")
-        yield from _india(acct, p)
+        yield from _india(inv, acct, p)
         yield from _users(inv, acct, p, site_ids)
 
 
-def _offering(acct: Account, p: tuple[str | int, ...]) -> Iterator[Finding]:
+def _offering(acct: Account, p: tuple[str | int, ...], root: Path | None) -> Iterator[Finding]:
     if acct.offering == "native" and acct.trunks:
         yield (*p, "trunks"), "native accounts use the platform's carriers; remove trunks"
     if acct.offering in ("byoc-c", "byoc-p") and not acct.trunks:
         yield (*p, "trunks"), f"{acct.offering} accounts need at least one trunk"
     for ti, t in enumerate(acct.trunks):
         tp = (*p, "trunks", ti)
+        if t.tls is not None and t.tls.ca != "platform" and root is not None \
+                and not (root / t.tls.ca).is_file():
+            yield (*tp, "tls", "ca"), (f"CA file {t.tls.ca} not found in the inventory "
+                                       "(a PEM file relative to it, or 'platform')")
         if acct.offering == "byoc-p":
             if t.tls is None:
                 yield (*tp, "tls"), "BYOC-P trunks need mutual TLS (ca and subject_cn)"
@@ -214,7 +235,8 @@ def _offering(acct: Account, p: tuple[str | int, ...]) -> Iterator[Finding]:
                 "for native accounts"
 
 
-def _india(acct: Account, p: tuple[str | int, ...]) -> Iterator[Finding]:
+def _india(inv: Inventory, acct: Account, p: tuple[str | int, ...]) -> Iterator[Finding]:
+    dcs = {dc.id: dc for dc in inv.datacenters}
     in_india = [s for s in acct.sites if s.country == "IN"]
     if acct.india is None:
         if in_india:
@@ -256,6 +278,14 @@ def _india(acct: Account, p: tuple[str | int, ...]) -> Iterator[Finding]:
             elif circle.cities and site.city not in circle.cities:
                 yield (*sp, "city"), (f"{site.city!r} is outside the {circle.name} circle's "
                                       f"local area ({', '.join(sorted(circle.cities))})")
+            elif not circle.cities and any(site.city in c.cities and site.state in c.states
+                                           for c in catalog.INDIA_CIRCLES.values()):
+                yield (*sp, "city"), (f"{site.city} is in a metro circle of its own, not in the "
+                                      f"{circle.name} circle")
+        if site.datacenter in dcs and dcs[site.datacenter].region != "in":
+            yield (*sp, "datacenter"), (f"India sites are served by data centers in region "
+                                        f"'in'; {site.datacenter} is in "
+                                        f"{dcs[site.datacenter].region!r}")
         if not problem and india.gstin[:2] != site.state:
             yield (*ip, "gstin"), (f"GSTIN is issued in state {india.gstin[:2]}, site "
                                    f"{site.id} is in state {site.state}: the GSTIN must be "

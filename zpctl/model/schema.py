@@ -238,6 +238,12 @@ class Database(Strict):
     name: str = "zpctl"
     user: str = "kamailio"
 
+    @model_validator(mode="after")
+    def _host(self) -> Database:
+        if self.engine == "postgres" and not self.host:
+            raise ValueError("engine postgres needs host")
+        return self
+
 
 class PlatformInfo(Strict):
     name: Ident
@@ -324,7 +330,9 @@ class Number(Strict):
 class PeerTls(Strict):
     """What a BYOC-P premises SBC must present: a certificate from this CA, with this name."""
 
-    ca: str  # CA bundle file, relative to the inventory (or the lab CA: "lab")
+    # "platform": the peer's certificate is issued by the platform's own CA (the lab CA in the
+    # lab); otherwise a PEM file of the customer's CA, relative to the inventory directory.
+    ca: str
     subject_cn: str
 
 

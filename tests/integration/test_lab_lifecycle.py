@@ -1,0 +1,156 @@
+"""The lab's nodes start for real, answer SIP OPTIONS and JSON-RPC, and stop cleanly.
+
+Runs on a copy of inventories/lab moved to other loopback addresses (127.0.1x / 127.1.1x),
+so it never collides with the session lab other tests use.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import INVENTORIES
+from zpctl.clients.kamailio import KamailioRpc
+from zpctl.clients.probes import sip_options
+from zpctl.errors import EnvironmentProblem, Unreachable
+from zpctl.lab import Lab, _port_free
+from zpctl.model import load_inventory
+from zpctl.model.schema import Role
+from zpctl.testing import missing_binaries
+
+pytestmark = pytest.mark.skipif(bool(missing_binaries()),
+                                reason=f"lab binaries missing: {missing_binaries()}")
+
+
+def _shifted_inventory(dest: Path) -> Path:
+    shutil.copytree(INVENTORIES / "lab", dest)
+    for f in dest.rglob("*.yml"):
+        text = re.sub(r"127\.(0|1)\.([129])\.", lambda m: f"127.{m[1]}.1{m[2]}.", f.read_text())
+        f.write_text(text)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def shifted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _shifted_inventory(tmp_path_factory.mktemp("inv") / "lab")
+
+
+@pytest.fixture(scope="module")
+def lab(shifted: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    lab = Lab(tmp_path_factory.mktemp("lab"))
+    try:
+        lab.up(shifted)
+        yield lab
+    finally:
+        lab.down()
+
+
+def _listeners(inventory: Path) -> list[tuple[str, int, str]]:
+    inv = load_inventory(inventory)
+    out = []
+    for p in inv.nodes():
+        n = p.node
+        if p.role == Role.MEDIA:
+            out += [(n.mgmt, n.ports.redis, "tcp"), (n.mgmt, n.ports.rtpengine_ng, "udp")]
+        else:
+            out += [(n.address, n.ports.sip, "udp"), (n.address, n.ports.sip, "tcp"),
+                    (n.mgmt, n.ports.mgmt_http, "tcp")]
+    return out
+
+
+def test_every_node_is_up(lab: Lab, shifted: Path) -> None:
+    rows = lab.status(shifted)
+    assert len(rows) == 14
+    assert [r["node"] for r in rows if r["state"] != "up"] == []
+    proxies = [r for r in rows if r["role"] == "proxy"]
+    assert all(r["registrations"] == 0 and r["dialogs"] == 0 for r in proxies)
+
+
+def test_every_kamailio_node_answers_options_and_rpc(lab: Lab, shifted: Path) -> None:
+    inv = load_inventory(shifted)
+    checked = 0
+    for p in inv.nodes():
+        if p.role not in (Role.LB, Role.PROXY, Role.SBC):
+            continue
+        resp = sip_options(p.node.address, p.node.ports.sip)
+        assert resp.status == 200, p.name
+        assert resp.header("Server") is None  # server_signature=no: no version disclosed
+        rpc = KamailioRpc(f"http://{p.node.mgmt}:{p.node.ports.mgmt_http}/RPC")
+        assert rpc.call("core.uptime")["uptime"] >= 0
+        checked += 1
+    assert checked == 10
+
+
+def test_lb_sees_both_zones_active(lab: Lab, shifted: Path) -> None:
+    inv = load_inventory(shifted)
+    lb = next(p for p in inv.nodes() if p.role == Role.LB)
+    result = KamailioRpc(f"http://{lb.node.mgmt}:{lb.node.ports.mgmt_http}/RPC").call(
+        "dispatcher.list")
+    targets = result["RECORDS"][0]["SET"]["TARGETS"]
+    flags = {t["DEST"]["ATTRS"]["DUID"]: t["DEST"]["FLAGS"] for t in targets}
+    assert flags == {"zone-a": "AP", "zone-b": "AP"}
+
+
+def test_metrics_only_for_the_management_network(lab: Lab, shifted: Path) -> None:
+    inv = load_inventory(shifted)
+    lb = next(p for p in inv.nodes() if p.role == Role.LB)
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    url = f"http://{lb.node.mgmt}:{lb.node.ports.mgmt_http}/metrics"
+    with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310
+        body = resp.read().decode()
+    assert "kamailio_core_rcv_requests" in body
+    # From an address outside management_networks (127.0.0.1/32, 127.1.0.0/16): refused.
+    with socket.create_connection((lb.node.mgmt, lb.node.ports.mgmt_http), timeout=3,
+                                  source_address=("127.0.77.1", 0)) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: lb\r\n\r\n")
+        assert s.recv(200).startswith(b"HTTP/1.1 403 Forbidden")
+
+
+def test_up_is_idempotent(lab: Lab, shifted: Path) -> None:
+    before = {r.name: r.pid for r in lab.records()}
+    lines: list[str] = []
+    lab.up(shifted, progress=lines.append)
+    assert {r.name: r.pid for r in lab.records()} == before
+    assert all("already running" in line for line in lines)
+
+
+def test_up_refuses_a_taken_port(tmp_path: Path) -> None:
+    inv = _shifted_inventory(tmp_path / "inv")
+    text = (inv / "datacenters" / "lab1.yml").read_text().replace("127.0.11.", "127.0.31.")
+    (inv / "datacenters" / "lab1.yml").write_text(
+        text.replace("127.1.11.", "127.1.31.").replace("127.0.12.", "127.0.32."))
+    (inv / "datacenters" / "lab2.yml").write_text(
+        (inv / "datacenters" / "lab2.yml").read_text().replace("127.0.12.", "127.0.32.")
+        .replace("127.1.12.", "127.1.32."))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind(("127.0.31.1", 5060))
+        lab = Lab(tmp_path / "lab")
+        with pytest.raises(EnvironmentProblem, match=r"127\.0\.31\.1:5060/udp"):
+            lab.up(inv)
+        assert lab.records() == []
+
+
+def test_up_refuses_missing_binaries(tmp_path: Path, shifted: Path) -> None:
+    with pytest.raises(EnvironmentProblem, match="is not installed"):
+        Lab(tmp_path / "lab", bin_path=str(tmp_path)).up(shifted)
+
+
+def test_down_leaves_nothing_behind(lab: Lab, shifted: Path) -> None:
+    """Runs last in this module: stops the module's lab and checks what is left."""
+    records = lab.records()
+    assert len(records) == 18  # 10 Kamailio + 4 rtpengine + 4 Redis
+    stopped = lab.down()
+    assert sorted(stopped) == sorted(r.name for r in records)
+    assert all(not r.alive() for r in records)
+    assert lab.records() == []
+    for addr, port, proto in _listeners(shifted):
+        assert _port_free(addr, port, proto), f"{addr}:{port}/{proto} still taken"
+    with pytest.raises(Unreachable):
+        sip_options("127.0.11.1", 5060, timeout=0.5)

@@ -1,0 +1,96 @@
+"""Rendering: sizing, determinism, secrets kept apart, diff, shipped inventories render."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import INVENTORIES, shipped_inventories
+from zpctl.cli.main import main
+from zpctl.model import load_inventory
+from zpctl.render import render
+from zpctl.render.diff import diff_build
+from zpctl.render.sizing import shm_mb
+from zpctl.secrets import Secrets
+
+
+@pytest.mark.parametrize(("cps", "mb"), [(1, 64), (200, 64), (500, 112), (2000, 352),
+                                         (5000, 832)])
+def test_shm_sizing(cps: int, mb: int) -> None:
+    assert shm_mb(cps) == mb
+    # never below the transactions it must hold: cps * 2 * 5 s * 13 kB
+    assert mb * 1024 >= cps * 2 * 5 * 13
+
+
+def _secrets(tmp_path: Path) -> Secrets:
+    return Secrets(tmp_path / "s.yml", {"topoh_mask_key": "k" * 32, "db_password": "pw"})
+
+
+@pytest.mark.parametrize("inventory", shipped_inventories(), ids=lambda p: p.name)
+def test_render_is_deterministic(inventory: Path, tmp_path: Path) -> None:
+    inv = load_inventory(inventory)
+    first = render(inv, _secrets(tmp_path))
+    second = render(load_inventory(inventory), _secrets(tmp_path))
+    assert first.files == second.files
+    assert first.digest() == second.digest()
+    kamailio_nodes = [p for p in inv.nodes() if p.role.value in ("lb", "proxy", "sbc")]
+    assert len([f for f in first.files if f.endswith("/kamailio.cfg")]) == len(kamailio_nodes)
+
+
+def test_secrets_stay_out_of_configs(tmp_path: Path) -> None:
+    build = render(load_inventory(INVENTORIES / "lab"), _secrets(tmp_path))
+    for path, f in build.files.items():
+        if path.endswith("secrets.cfg"):
+            assert f.mode == 0o600
+            assert b"k" * 32 in f.data
+        else:
+            assert b"k" * 32 not in f.data, path
+    build.write(tmp_path / "out")
+    secret_file = next((tmp_path / "out").glob("*/kamailio/secrets.cfg"))
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+
+
+def test_generated_secrets_file_is_private(tmp_path: Path) -> None:
+    s = Secrets.load(tmp_path / "sub" / "secrets.yml")
+    key = s.get("topoh_mask_key")
+    s.save()
+    assert stat.S_IMODE((tmp_path / "sub" / "secrets.yml").stat().st_mode) == 0o600
+    assert Secrets.load(tmp_path / "sub" / "secrets.yml").get("topoh_mask_key") == key
+
+
+def test_diff_reports_changed_files(tmp_path: Path) -> None:
+    inv = load_inventory(INVENTORIES / "lab")
+    build = render(inv, _secrets(tmp_path))
+    out = tmp_path / "build"
+    assert len(diff_build(build, out).added) == len(build.files)
+    build.write(out)
+    assert diff_build(build, out).empty()
+    cfg = next(out.glob("*-lb/kamailio/kamailio.cfg"))
+    cfg.write_text(cfg.read_text().replace("ds_ping_interval", "ds_ping_intervalX"))
+    (out / "stale" / "x").parent.mkdir()
+    (out / "stale" / "x").write_text("old")
+    delta = diff_build(build, out)
+    assert delta.changed == [str(cfg.relative_to(out))]
+    assert delta.removed == ["stale/x"]
+    assert "ds_ping_intervalX" in delta.patches[delta.changed[0]]
+
+
+def test_cli_render_and_diff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "b"
+    assert main(["render", str(INVENTORIES / "lab"), "-o", str(out), "--no-check"]) == 0
+    assert (out / "MANIFEST.json").exists()
+    capsys.readouterr()
+    assert main(["diff", str(INVENTORIES / "lab"), "--build", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == "no changes"
+    assert main(["-o", "json", "render", str(INVENTORIES / "lab"), "-o", str(out), "--dry-run",
+                 "--no-check"]) == 0
+    assert '"changed": []' in capsys.readouterr().out
+
+
+def test_cli_missing_inventory_is_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", "/nonexistent/inv"]) == 3
+    err = capsys.readouterr().err
+    assert "not an inventory directory" in err
+    assert "Traceback" not in err
