@@ -29,6 +29,8 @@ CREATE TABLE IF NOT EXISTS subscriber (
     region_lock VARCHAR(32) DEFAULT '' NOT NULL,
     calling_plan VARCHAR(32) DEFAULT 'none' NOT NULL,
     country VARCHAR(2) DEFAULT '' NOT NULL,
+    caller_id VARCHAR(32) DEFAULT '' NOT NULL,
+    platform VARCHAR(32) DEFAULT '' NOT NULL,
     CONSTRAINT subscriber_account_idx UNIQUE (username, domain)
 );
 CREATE INDEX IF NOT EXISTS subscriber_username_idx ON subscriber (username);
@@ -37,7 +39,8 @@ CREATE TABLE IF NOT EXISTS dbaliases (
     alias_username VARCHAR(64) DEFAULT '' NOT NULL,
     alias_domain VARCHAR(64) DEFAULT '' NOT NULL,
     username VARCHAR(64) DEFAULT '' NOT NULL,
-    domain VARCHAR(64) DEFAULT '' NOT NULL
+    domain VARCHAR(64) DEFAULT '' NOT NULL,
+    platform VARCHAR(32) DEFAULT '' NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dbaliases_alias_idx ON dbaliases (alias_username, alias_domain);
 CREATE INDEX IF NOT EXISTS dbaliases_target_idx ON dbaliases (username, domain);
@@ -46,11 +49,23 @@ CREATE INDEX IF NOT EXISTS dbaliases_target_idx ON dbaliases (username, domain);
 TABLE_VERSIONS = {"version": 1, "subscriber": 7, "dbaliases": 1}
 
 
+# Columns added since the first schema: (table, column, definition), applied when missing.
+MIGRATIONS = (
+    ("subscriber", "caller_id", "VARCHAR(32) DEFAULT '' NOT NULL"),
+    ("subscriber", "platform", "VARCHAR(32) DEFAULT '' NOT NULL"),
+    ("dbaliases", "platform", "VARCHAR(32) DEFAULT '' NOT NULL"),
+)
+
+
 def create_sqlite(path: Path) -> None:
-    """Create (or complete) the subscriber database at ``path``; idempotent."""
+    """Create (or complete, or migrate) the subscriber database at ``path``; idempotent."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(path) as conn:
         conn.executescript(SCHEMA)
+        for table, column, definition in MIGRATIONS:
+            have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
         conn.executemany(
             "INSERT OR REPLACE INTO version (table_name, table_version) VALUES (?, ?)",
             sorted(TABLE_VERSIONS.items()),

@@ -64,7 +64,7 @@ class InventoryError(ZpctlError):
     exit_code = ExitCode.INVALID_INVENTORY
 
     def __init__(self, problems: list[Problem]) -> None:
-        self.problems = sorted(set(problems), key=lambda p: (p.file, p.line or 0, p.field))
+        self.problems = sorted(set(problems), key=lambda p: (p.file, p.line or 0, p.field, p.reason))
         count = len(self.problems)
         lines = "\n".join(f"  {p}" for p in self.problems)
         super().__init__(f"inventory is invalid ({count} problem{'s' if count != 1 else ''}):\n{lines}")

@@ -103,7 +103,7 @@ def test_metrics_only_for_the_management_network(lab: Lab, shifted: Path) -> Non
     import urllib.request  # noqa: PLC0415
 
     url = f"http://{lb.node.mgmt}:{lb.node.ports.mgmt_http}/metrics"
-    with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310
+    with urllib.request.urlopen(url, timeout=3) as resp:
         body = resp.read().decode()
     assert "kamailio_core_rcv_requests" in body
     # From an address outside management_networks (127.0.0.1/32, 127.1.0.0/16): refused.

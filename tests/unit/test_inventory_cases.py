@@ -1,8 +1,8 @@
 """Every kind of bad inventory: exit code 3, and each problem named by file, line, field, reason.
 
 How it works: each file in ``inventory_cases/`` is one case.  It names a valid base inventory
-(``lab``: the shipped lab; ``india-mini``: ``fixtures/india-mini``), a list of edits to make to
-a copy of it, and the problems the copy must produce::
+(``lab``: a frozen copy of the shipped lab in ``fixtures/lab``; ``india-mini``:
+``fixtures/india-mini``), a list of edits to make to a copy of it, and the problems the copy must produce::
 
     description: duplicate extension within an account
     base: lab
@@ -36,14 +36,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import INVENTORIES
 from zpctl.cli.main import main
 from zpctl.errors import ExitCode, InventoryError, Problem
 from zpctl.model import load_inventory
 
 HERE = Path(__file__).resolve().parent
 CASES_DIR = HERE / "inventory_cases"
-BASES = {"lab": INVENTORIES / "lab", "india-mini": HERE / "fixtures" / "india-mini"}
+# A frozen copy of the lab inventory: cases quote its exact text and line numbers.
+BASES = {"lab": HERE / "fixtures" / "lab", "india-mini": HERE / "fixtures" / "india-mini"}
 
 CASE_KEYS = {"description", "base", "edits", "expect"}
 EXPECT_KEYS = {"file", "line", "field", "reason"}
@@ -106,7 +106,8 @@ def _load_case(path: Path) -> Case:
     edits = raw.get("edits") or []
     for e in edits:
         kinds = [k for k in EDIT_KINDS if k in e]
-        assert "file" in e and len(kinds) == 1, f"{name}: an edit has a file and one of {EDIT_KINDS}"
+        assert "file" in e, f"{name}: an edit names its file"
+        assert len(kinds) == 1, f"{name}: an edit does one of {EDIT_KINDS}"
         assert set(e) == {"file", kinds[0]}, f"{name}: unknown edit keys in {e}"
         if kinds[0] == "replace":
             assert set(e["replace"]) == {"old", "new"}, f"{name}: replace takes old and new"
@@ -136,12 +137,13 @@ def _check(case: Case, problems: list[Problem], rel: Any) -> None:
         else:
             left.remove(hit)
     actual = "\n".join(f"  {rel(p.file)}:{p.line}: {p.field}: {p.reason}" for p in problems)
-    assert not missing and not left, (
-        f"{case.name} ({case.description})\n"
-        + "".join(f"expected, not reported: {m}\n" for m in missing)
-        + "".join(f"reported, not expected: {rel(p.file)}:{p.line}: {p.field}: {p.reason}\n"
-                  for p in left)
-        + f"all reported:\n{actual}")
+    report = (f"{case.name} ({case.description})\n"
+              + "".join(f"expected, not reported: {m}\n" for m in missing)
+              + "".join(f"reported, not expected: {rel(p.file)}:{p.line}: {p.field}: {p.reason}\n"
+                        for p in left)
+              + f"all reported:\n{actual}")
+    assert not missing, report
+    assert not left, report
 
 
 def _no_traceback(err: str) -> None:

@@ -28,20 +28,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zpctl import pki
+from zpctl import pki, sipp
+from zpctl.accounts import SipUser, SyncResult, sip_users, sync
 from zpctl.clients.kamailio import KamailioRpc
 from zpctl.clients.probes import ng_command, redis_ping, sip_options
 from zpctl.db import create_sqlite
 from zpctl.errors import EnvironmentProblem, Unreachable, ZpctlError
 from zpctl.lab.procs import ProcRecord, launch, stop
-from zpctl.model import LoadedInventory, PlacedNode, load_inventory
+from zpctl.media import write_tone
+from zpctl.model import LoadedInventory, load_inventory
 from zpctl.model.schema import Role
-from zpctl.render import render
+from zpctl.render import BANNER, environment, render
 from zpctl.render.sizing import shm_mb
 from zpctl.secrets import Secrets
 
 DEFAULT_INVENTORY = "inventories/lab"
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
+PEER_MEDIA_PORT = 20000  # RTP echo port of simulated carriers and PBXs
 
 Progress = Callable[[str], None]
 
@@ -59,12 +62,26 @@ class Service:
     """One process of the lab and how to tell that it answers."""
 
     name: str
-    kind: str  # kamailio | rtpengine | redis
-    node: PlacedNode
+    kind: str  # kamailio | rtpengine | redis | carrier | pbx | premises
+    home: str  # its folder under nodes/: the node name, or the peer's name
     argv: list[str]
     listeners: list[tuple[str, int, str]]
     health: Callable[[], None]
     cwd: Path = field(default_factory=Path)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Something outside the platform that the lab simulates: a carrier (SIPp UAS that
+    answers and echoes RTP), a customer's PBX, or a BYOC-P premises SBC (Kamailio)."""
+
+    name: str
+    kind: str  # carrier | pbx | premises
+    address: str
+    port: int
+    account: str | None = None
+    tls_port: int | None = None
+    cn: str | None = None
 
 
 def _which(binary: str, search: str | None = None) -> str:
@@ -162,7 +179,28 @@ class Lab:
         for p in inv.nodes():
             for sub in ("run", "log", "state"):
                 (self.dir / "nodes" / p.name / sub).mkdir(parents=True, exist_ok=True)
+        self.prepare_peers(inv)
+        self.sync_accounts(inv, secrets)
         return build.digest()
+
+    def secrets(self) -> Secrets:
+        return Secrets.load(self.dir / "secrets.yml")
+
+    def sync_accounts(self, inv: LoadedInventory, secrets: Secrets | None = None,
+                      dry_run: bool = False) -> SyncResult:
+        """Provision ``inv``'s accounts into the lab's subscriber database."""
+        secrets = secrets or self.secrets()
+        result = sync(inv, secrets, self.db_path, dry_run=dry_run)
+        secrets.save()
+        return result
+
+    @property
+    def db_path(self) -> Path:
+        return self.dir / "state" / "subscriber.sqlite"
+
+    def users(self, inv: LoadedInventory | None = None) -> list[SipUser]:
+        """The lab's SIP users with their passwords (for phones and SIPp)."""
+        return sip_users(inv or self.inventory(), self.secrets())
 
     def services(self, inv: LoadedInventory) -> list[Service]:
         """Every process, in start order: Redis, rtpengine, proxies, sbcs, lbs."""
@@ -177,11 +215,11 @@ class Lab:
                 redis = redis or _which("redis-server", self.bin_path)
                 rtpe = rtpe or _which("rtpengine", self.bin_path)
                 out.append(Service(
-                    f"{p.name}/redis", "redis", p, [redis, str(build / "redis" / "redis.conf")],
+                    f"{p.name}/redis", "redis", p.name, [redis, str(build / "redis" / "redis.conf")],
                     [(n.mgmt, n.ports.redis, "tcp")],
                     _redis_health(n.mgmt, n.ports.redis), cwd=run))
                 out.append(Service(
-                    f"{p.name}/rtpengine", "rtpengine", p,
+                    f"{p.name}/rtpengine", "rtpengine", p.name,
                     [rtpe, f"--config-file={build / 'rtpengine' / 'rtpengine.conf'}",
                      "--foreground", "--log-stderr", "--no-log-timestamps"],
                     [(n.mgmt, n.ports.rtpengine_ng, "udp")],
@@ -195,12 +233,92 @@ class Lab:
                 if p.role == Role.SBC:
                     listeners += [(n.public, n.ports.sip, "udp"), (n.public, n.ports.sip, "tcp")]
                 out.append(Service(
-                    f"{p.name}/kamailio", "kamailio", p,
+                    f"{p.name}/kamailio", "kamailio", p.name,
                     [kam, "-DD", "-E", "-f", str(build / "kamailio" / "kamailio.cfg"),
                      "-Y", str(run), "-m", str(shm_mb(n.capacity.cps)),
                      "-M", str(n.kamailio.pkg_mb)],
                     listeners, _sip_health(n.address, n.ports.sip), cwd=run))
+        return out + self.peer_services(inv)
+
+    def peers(self, inv: LoadedInventory) -> list[Peer]:
+        """The carriers and customer equipment the lab simulates (loopback addresses only)."""
+        out: list[Peer] = []
+        for c in sorted(inv.model.carriers, key=lambda c: c.id):
+            for i, a in enumerate(c.addresses):
+                if a.transport == "udp" and ipaddress.ip_address(a.address) in LOOPBACK:
+                    out.append(Peer(f"carrier-{c.id}-{i}", "carrier", a.address, a.port))
+        for acct in sorted(inv.model.accounts, key=lambda a: a.id):
+            for t in acct.trunks:
+                for i, a in enumerate(t.addresses):
+                    if ipaddress.ip_address(a.address) not in LOOPBACK:
+                        continue
+                    if t.tls is None and a.transport == "udp":
+                        out.append(Peer(f"carrier-{t.id}-{i}", "carrier", a.address, a.port,
+                                        acct.id))
+                    elif t.tls is not None:
+                        pbx = str(ipaddress.ip_address(a.address) + 1)
+                        out.append(Peer(f"premises-{t.id}-{i}", "premises", a.address, 5060,
+                                        acct.id, a.port, t.tls.subject_cn))
+                        out.append(Peer(f"pbx-{t.id}-{i}", "pbx", pbx, 5060, acct.id))
         return out
+
+    def peer_services(self, inv: LoadedInventory) -> list[Service]:
+        out = []
+        for peer in self.peers(inv):
+            home = self.dir / "nodes" / peer.name
+            if peer.kind in ("carrier", "pbx"):
+                argv = sipp.command("uas", None, workdir=home / "log", name="sipp",
+                                    local_ip=peer.address, local_port=peer.port, calls=None,
+                                    media_port=PEER_MEDIA_PORT, rtp_echo=True,
+                                    stats_period_s=10)
+                out.append(Service(peer.name, peer.kind, peer.name, argv,
+                                   [(peer.address, peer.port, "udp")],
+                                   _bound_health(peer.address, peer.port), cwd=home / "run"))
+            else:
+                assert peer.tls_port is not None
+                kam = _which("kamailio", self.bin_path)
+                cfg = home / "etc" / "kamailio.cfg"
+                out.append(Service(
+                    peer.name, "premises", peer.name,
+                    [kam, "-DD", "-E", "-f", str(cfg), "-Y", str(home / "run"), "-m", "64",
+                     "-M", "8"],
+                    [(peer.address, peer.tls_port, "tcp"), (peer.address, peer.port, "udp")],
+                    _sip_health(peer.address, peer.port), cwd=home / "run"))
+        return out
+
+    def prepare_peers(self, inv: LoadedInventory) -> None:
+        """Configs, certificates and test audio for the simulated peers."""
+        pki_dir = self.dir / "pki"
+        write_tone(self.dir / "media" / "tone.ulaw")
+        env = environment()
+        for peer in self.peers(inv):
+            home = self.dir / "nodes" / peer.name
+            for sub in ("run", "log", "etc"):
+                (home / sub).mkdir(parents=True, exist_ok=True)
+            if peer.kind != "premises":
+                continue
+            assert peer.cn is not None
+            crt, key = pki.issue(pki_dir, home / "etc", "peer", peer.cn, [peer.address])
+            pbx = next(p for p in self.peers(inv) if p.kind == "pbx" and p.account == peer.account)
+            sbc = self._sbc_for(inv, peer.account)
+            ctx = {"banner": BANNER, "account": peer.account, "trunk": peer.name,
+                   "address": peer.address, "sip_port": peer.port, "tls_port": peer.tls_port,
+                   "pbx": f"{pbx.address}:{pbx.port}", "platform_sbc": sbc,
+                   "tls_cfg": str(home / "etc" / "tls.cfg"), "cn": peer.cn, "cert": str(crt),
+                   "key": str(key), "ca": str(pki_dir / "ca.crt")}
+            (home / "etc" / "kamailio.cfg").write_text(
+                env.get_template("lab/premises.cfg.j2").render(**ctx))
+            (home / "etc" / "tls.cfg").write_text(
+                env.get_template("lab/premises-tls.cfg.j2").render(**ctx))
+
+    @staticmethod
+    def _sbc_for(inv: LoadedInventory, account: str | None) -> str:
+        """Where a premises SBC sends its calls: the zone-a sbc of its site's data center."""
+        acct = next(a for a in inv.model.accounts if a.id == account)
+        dc = inv.dc(acct.sites[0].datacenter)
+        sbc = inv.zone_node(dc, sorted(dc.zones)[0], Role.SBC)
+        assert sbc is not None
+        return f"{sbc.public}:{sbc.ports.sips}"
 
     # -- up / down / status -----------------------------------------------------------------
 
@@ -231,7 +349,7 @@ class Lab:
             if s.name in running:
                 progress(f"  {s.name:<28} already running")
                 continue
-            log = self.dir / "nodes" / s.node.name / "log" / f"{s.kind}.log"
+            log = self.dir / "nodes" / s.home / "log" / f"{s.kind}.log"
             rec = launch(s.name, s.argv, log, s.cwd)
             rec.save(self.pid_path(s.name))
             started.append(s)
@@ -239,7 +357,7 @@ class Lab:
             if s.kind in ("redis", "rtpengine"):
                 self._wait(s, rec, progress, timeout)
         for s in started:
-            if s.kind == "kamailio":
+            if s.kind not in ("redis", "rtpengine"):
                 rec2 = ProcRecord.load(self.pid_path(s.name))
                 assert rec2 is not None
                 self._wait(s, rec2, progress, timeout)
@@ -276,6 +394,18 @@ class Lab:
         rank = {"redis": 0, "rtpengine": 1, "kamailio": 2}
         return sorted(self.records(), key=lambda r: (rank.get(r.name.split("/")[-1], 3), r.name))
 
+    def peer_status(self, inv: LoadedInventory) -> list[dict[str, Any]]:
+        recs = {r.name: r for r in self.records()}
+        rows = []
+        for peer in self.peers(inv):
+            rec = recs.get(peer.name)
+            alive = rec is not None and rec.alive()
+            rows.append({"node": peer.name, "role": peer.kind, "dc": "-", "zone": "-",
+                         "address": peer.address, "state": "up" if alive else "down",
+                         "pid": str(rec.pid) if rec is not None and alive else None,
+                         "registrations": None, "dialogs": None})
+        return rows
+
     def status(self, inventory: Path | None = None) -> list[dict[str, Any]]:
         """One row per node: role, zone, address, up/down, registrations, dialogs."""
         if self.state() is None and inventory is None:
@@ -311,7 +441,7 @@ class Lab:
                 except Unreachable:
                     row["state"] = "up (ng not answering)"
             rows.append(row)
-        return rows
+        return rows + self.peer_status(inv)
 
     def logs(self, node: str | None = None, lines: int = 40) -> str:
         parts = []
@@ -339,6 +469,14 @@ def _tail(path: Path, lines: int) -> str:
     except OSError:
         return "(no log)"
     return "\n".join(data[-lines:])
+
+
+def _bound_health(addr: str, port: int) -> Callable[[], None]:
+    """SIPp as a UAS answers only INVITEs: it is up once its UDP port is bound."""
+    def check() -> None:
+        if _port_free(addr, port, "udp"):
+            raise Unreachable(f"nothing bound on {addr}:{port}/udp yet")
+    return check
 
 
 def _sip_health(addr: str, port: int) -> Callable[[], None]:

@@ -86,7 +86,7 @@ def _pydantic_problems(src: Source, exc: ValidationError) -> list[Problem]:
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
         if err["type"] not in ("missing", "extra_forbidden") and "input" in err \
-                and not isinstance(err["input"], dict | list):
+                and not isinstance(err["input"], dict | list) and repr(err["input"]) not in msg:
             msg = f"{msg} (got {err['input']!r})"
         out.append(src.problem(loc, msg))
     return out

@@ -100,31 +100,33 @@ def _nodes_unique(inv: Inventory) -> Iterator[Finding]:
         if node.name in names:
             yield (*path, "name"), f"node name {node.name!r} is used twice"
         names[node.name] = path
-        for addr, port, proto, what in _listeners(node):
+        for addr, port, proto, what, field in _listeners(node):
             key = (addr, port, proto)
             if key in sockets and sockets[key] != node.name:
-                yield (*path, "address"), (f"{what} {addr}:{port}/{proto} of {node.name} is "
-                                           f"also used by {sockets[key]}")
+                yield (*path, field), (f"{what} {addr}:{port}/{proto} of {node.name} is "
+                                       f"also used by {sockets[key]}")
             sockets.setdefault(key, node.name)
 
 
-def _listeners(node: Node) -> list[tuple[str, int, str, str]]:
+def _listeners(node: Node) -> list[tuple[str, int, str, str, str]]:
+    """(address, port, proto, what, field): ``field`` is the node key that gave the address."""
     p = node.ports
-    out: list[tuple[str, int, str, str]] = []
+    a, m = node.address, node.mgmt
+    mf = "mgmt_address" if node.mgmt_address else "address"
+    out: list[tuple[str, int, str, str, str]] = []
     if node.role in (Role.LB, Role.PROXY, Role.SBC, Role.SURVIVABILITY):
-        out += [(node.address, p.sip, "udp", "SIP"), (node.address, p.sip, "tcp", "SIP"),
-                (node.address, p.sips, "tcp", "SIP/TLS"),
-                (node.mgmt, p.mgmt_http, "tcp", "management HTTP")]
+        out += [(a, p.sip, "udp", "SIP", "address"), (a, p.sip, "tcp", "SIP", "address"),
+                (a, p.sips, "tcp", "SIP/TLS", "address"),
+                (m, p.mgmt_http, "tcp", "management HTTP", mf)]
         if node.public_address:
-            out += [(node.public_address, p.sip, "udp", "SIP"),
-                    (node.public_address, p.sips, "tcp", "SIP/TLS")]
+            out += [(node.public_address, p.sip, "udp", "SIP", "public_address"),
+                    (node.public_address, p.sips, "tcp", "SIP/TLS", "public_address")]
     if node.role == Role.PROXY:
-        out.append((node.address, p.dmq, "udp", "DMQ"))
+        out.append((a, p.dmq, "udp", "DMQ", "address"))
     if node.role == Role.MEDIA:
-        out += [(node.mgmt, p.rtpengine_ng, "udp", "rtpengine ng"),
-                (node.mgmt, p.redis, "tcp", "Redis")]
+        out += [(m, p.rtpengine_ng, "udp", "rtpengine ng", mf), (m, p.redis, "tcp", "Redis", mf)]
     if node.role == Role.SWITCH:
-        out += [(node.address, p.sip, "udp", "SIP"), (node.mgmt, p.esl, "tcp", "ESL")]
+        out += [(a, p.sip, "udp", "SIP", "address"), (m, p.esl, "tcp", "ESL", mf)]
     return out
 
 
@@ -267,9 +269,12 @@ def _india(inv: Inventory, acct: Account, p: tuple[str | int, ...]) -> Iterator[
         if site.country != "IN":
             yield (*sp, "country"), "every site of an India account must be in India"
             continue
-        if site.state is None or site.state not in catalog.GST_STATES:
-            yield (*sp, "state"), (f"India sites give their GST state code; {site.state!r} is "
-                                   "not one of a licensed circle")
+        if site.state is None:
+            yield (*sp, "state"), "India sites give their GST state code, e.g. \"27\" (Maharashtra)"
+            continue
+        if site.state not in catalog.GST_STATES:
+            yield (*sp, "state"), (f"{site.state!r} is not the GST state code of a state in a "
+                                   "licensed circle")
             continue
         if circle is not None:
             if site.state not in circle.states:

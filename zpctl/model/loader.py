@@ -115,6 +115,10 @@ class _Reader:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
             what = getattr(exc, "problem", None) or str(exc)
+            # An unclosed bracket or quote is noticed lines later: say where it was opened.
+            context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+            if context and cmark is not None and (mark is None or cmark.line != mark.line):
+                what = f"{what} ({context} started on line {cmark.line + 1})"
             self.problems.append(Problem(name, line, "", f"malformed YAML: {what}"))
             return None
         if node is None:

@@ -64,12 +64,19 @@ def _language(value: str) -> str:
     return value
 
 
+def _feature(value: str) -> str:
+    if value not in catalog.FEATURES:
+        raise ValueError(f"unknown feature {value!r}; known: {', '.join(catalog.FEATURES)}")
+    return value
+
+
 IP = Annotated[str, AfterValidator(_ip)]
 E164 = Annotated[str, AfterValidator(_e164)]
 TimeZone = Annotated[str, AfterValidator(_tz)]
 Hours = Annotated[str, AfterValidator(_hours)]
 Suite = Annotated[str, AfterValidator(_suite)]
 Language = Annotated[str, AfterValidator(_language)]
+Feature = Annotated[str, AfterValidator(_feature)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")]
 
@@ -311,14 +318,7 @@ class User(Strict):
     dids: list[E164] = []
     language: Language | None = None  # default: the site's
     devices: list[Device] = []
-    features: list[str] = []
-
-    @model_validator(mode="after")
-    def _features_known(self) -> User:
-        unknown = sorted(set(self.features) - set(catalog.FEATURES))
-        if unknown:
-            raise ValueError(f"unknown features {unknown}; known: {', '.join(catalog.FEATURES)}")
-        return self
+    features: list[Feature] = []
 
 
 class Number(Strict):

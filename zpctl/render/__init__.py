@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,6 +245,10 @@ class _Renderer:
                                  f"proxy-{zname}", f"zone {p.dc.id}/{zname}"))
                 internal.append(f"{proxy.address}/32")
         peers: dict[str, str] = {}
+        set_codecs: list[tuple[int, str]] = []
+        carrier_codecs = sorted({c for car in self.inv.carriers for c in car.codecs})
+        if carrier_codecs:
+            set_codecs.append((10, _codec_flags(carrier_codecs)))
         for c in sorted(self.inv.carriers, key=lambda c: c.id):
             for a in c.addresses:
                 dsts.append(_dst(10, _trunk_uri(a.address, a.port, a.transport), 0,
@@ -257,6 +261,7 @@ class _Renderer:
             for i, t in enumerate(acct.trunks):
                 if i == 0:
                     account_sets.append((acct.id, setid))
+                    set_codecs.append((setid, _codec_flags(t.codecs)))
                 for a in t.addresses:
                     dsts.append(_dst(setid, _trunk_uri(a.address, a.port, a.transport), 0,
                                      f"trunk-{t.id}", f"{acct.offering} trunk of {acct.id}"))
@@ -273,6 +278,7 @@ class _Renderer:
             "media": f"{media.mgmt}:{media.ports.rtpengine_ng}",
             "account_sets": account_sets,
             "peers": sorted(peers.items()),
+            "set_codecs": set_codecs,
             "tls": tls,
         }
         return ctx, dsts
@@ -326,6 +332,15 @@ class _Renderer:
 def _dst(setid: int, uri: str, priority: int, duid: str, comment: str) -> dict[str, Any]:
     return {"set": setid, "uri": uri, "priority": priority, "duid": duid,
             "comment": f"name={comment.replace(' ', '_')}"}
+
+
+def _codec_flags(codecs: Sequence[str]) -> str:
+    """rtpengine flags offering a trunk only its codecs, transcoding when the caller has none
+    of them (the caller keeps its own codec on its leg); telephone-event always passes."""
+    names = [catalog.CODECS[c].encoding for c in codecs]
+    keep = " ".join(f"codec-except-{n}" for n in [*names, "telephone-event"])
+    add = " ".join(f"codec-transcode-{n}" for n in names)
+    return f"codec-mask-all {keep} {add}"
 
 
 def _trunk_uri(address: str, port: int, transport: str) -> str:

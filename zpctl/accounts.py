@@ -1,0 +1,150 @@
+"""Provision an inventory's accounts into the subscriber database.
+
+Each user becomes a subscriber ``<extension>@<account domain>`` with the HA1 hashes of a
+password from the secrets file (key ``sip:<extension>@<domain>``, generated when missing);
+the plain password is never stored in the database or logged.  Each DID becomes an alias
+(``dbaliases``) to its user.  Rows carry the platform's name, so syncing one inventory
+creates, updates and removes only its own rows and several inventories (a global identity
+database serving regional platforms) can share one database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zpctl.db import create_sqlite
+from zpctl.errors import EnvironmentProblem
+from zpctl.model import LoadedInventory
+from zpctl.secrets import Secrets
+
+SUB_COLUMNS = ("username", "domain", "ha1", "ha1b", "account", "offering", "region_lock",
+               "calling_plan", "country", "caller_id", "platform")
+
+
+@dataclass(frozen=True)
+class SipUser:
+    """A provisioned user as a phone (or SIPp) needs it."""
+
+    username: str
+    domain: str
+    password: str
+    account: str
+    offering: str
+    dids: tuple[str, ...]
+
+
+def password_key(username: str, domain: str) -> str:
+    return f"sip:{username}@{domain}"
+
+
+def sip_users(inv: LoadedInventory, secrets: Secrets) -> list[SipUser]:
+    """Every user of the inventory with its SIP credentials."""
+    out = []
+    for acct in inv.model.accounts:
+        domain = inv.model.account_domain(acct)
+        for u in acct.users:
+            out.append(SipUser(u.extension, domain, secrets.get(password_key(u.extension, domain), 12),
+                               acct.id, acct.offering, tuple(u.dids)))
+    return out
+
+
+def _ha1(user: str, realm: str, password: str) -> str:
+    return hashlib.md5(f"{user}:{realm}:{password}".encode()).hexdigest()  # noqa: S324 - RFC 2617
+
+
+def desired(inv: LoadedInventory, secrets: Secrets) -> tuple[dict[tuple[str, str], dict[str, Any]],
+                                                               dict[str, tuple[str, str]]]:
+    """The subscriber rows and the DID aliases the inventory asks for."""
+    platform = inv.model.platform.name
+    subs: dict[tuple[str, str], dict[str, Any]] = {}
+    aliases: dict[str, tuple[str, str]] = {}
+    for acct in inv.model.accounts:
+        domain = inv.model.account_domain(acct)
+        sites = {s.id: s for s in acct.sites}
+        main = next((n.number for n in acct.numbers if n.kind == "main"), "")
+        for u in acct.users:
+            pw = secrets.get(password_key(u.extension, domain), 12)
+            subs[(u.extension, domain)] = {
+                "username": u.extension, "domain": domain,
+                "ha1": _ha1(u.extension, domain, pw),
+                "ha1b": _ha1(f"{u.extension}@{domain}", domain, pw),
+                "account": acct.id, "offering": acct.offering,
+                "region_lock": acct.region_lock or "", "calling_plan": u.calling_plan,
+                "country": sites[u.site].country if u.site in sites else "",
+                "caller_id": u.dids[0] if u.dids else main, "platform": platform,
+            }
+            for did in u.dids:
+                aliases[did] = (u.extension, domain)
+    return subs, aliases
+
+
+@dataclass
+class SyncResult:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    aliases: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"created": self.created, "updated": self.updated, "removed": self.removed,
+                "unchanged": self.unchanged, "aliases": self.aliases}
+
+
+def sync(inv: LoadedInventory, secrets: Secrets, db: Path, dry_run: bool = False) -> SyncResult:
+    """Make the database's rows of this platform match the inventory."""
+    if inv.model.database.engine != "sqlite" and not str(db).endswith((".sqlite", ".db")):
+        raise EnvironmentProblem("accounts sync writes sqlite databases; give --db PATH")
+    subs, aliases = desired(inv, secrets)
+    platform = inv.model.platform.name
+    result = SyncResult(aliases=len(aliases))
+    if not dry_run:
+        create_sqlite(db)
+    elif not db.exists():
+        result.created = sorted(f"{u}@{d}" for u, d in subs)
+        return result
+    try:
+        conn = sqlite3.connect(db)
+    except sqlite3.Error as exc:
+        raise EnvironmentProblem(f"cannot open {db}: {exc}") from None
+    with conn:
+        cur = conn.execute(f"SELECT {', '.join(SUB_COLUMNS)} FROM subscriber "  # noqa: S608
+                           "WHERE platform = ?", (platform,))
+        current = {(r[0], r[1]): dict(zip(SUB_COLUMNS, r, strict=True)) for r in cur}
+        others = {(r[0], r[1]) for r in conn.execute(
+            "SELECT username, domain FROM subscriber WHERE platform != ?", (platform,))}
+        for key, row in sorted(subs.items()):
+            name = f"{key[0]}@{key[1]}"
+            if key in others:
+                raise EnvironmentProblem(f"{name} already belongs to another platform's rows")
+            if key not in current:
+                result.created.append(name)
+                if not dry_run:
+                    conn.execute(f"INSERT INTO subscriber ({', '.join(SUB_COLUMNS)}) VALUES "  # noqa: S608
+                                 f"({', '.join('?' * len(SUB_COLUMNS))})",
+                                 [row[c] for c in SUB_COLUMNS])
+            elif current[key] != row:
+                result.updated.append(name)
+                if not dry_run:
+                    sets = ", ".join(f"{c} = ?" for c in SUB_COLUMNS[2:])
+                    conn.execute(f"UPDATE subscriber SET {sets} WHERE username = ? AND domain = ?",  # noqa: S608
+                                 [row[c] for c in SUB_COLUMNS[2:]] + list(key))
+            else:
+                result.unchanged += 1
+        for key in sorted(set(current) - set(subs)):
+            result.removed.append(f"{key[0]}@{key[1]}")
+            if not dry_run:
+                conn.execute("DELETE FROM subscriber WHERE username = ? AND domain = ? "
+                             "AND platform = ?", (*key, platform))
+        if not dry_run:
+            conn.execute("DELETE FROM dbaliases WHERE platform = ?", (platform,))
+            conn.executemany(
+                "INSERT INTO dbaliases (alias_username, alias_domain, username, domain, platform)"
+                " VALUES (?, '', ?, ?, ?)",
+                [(did, u, d, platform) for did, (u, d) in sorted(aliases.items())])
+    conn.close()
+    return result

@@ -1,0 +1,189 @@
+"""Running SIPp: the scenarios shipped with zpctl, injection files, traces and results.
+
+SIPp is the real UA in every call-flow test and load test.  This module builds command
+lines, runs SIPp (to completion, or in the background as a long-lived UAS) and reads what it
+left: the message trace (what this endpoint saw), the log (``final CODE`` lines of the
+``call_attempt`` scenario) and the statistics CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from zpctl.errors import EnvironmentProblem
+from zpctl.media import write_tone
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+
+
+def sipp_binary() -> str:
+    path = shutil.which("sipp")
+    if path is None:
+        raise EnvironmentProblem("sipp is not installed (Debian: sip-tester; `make install`)")
+    return path
+
+
+def scenario(name: str) -> Path:
+    path = SCENARIOS / f"{name}.xml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in SCENARIOS.glob("*.xml")))
+        raise EnvironmentProblem(f"unknown SIPp scenario {name!r}; known: {known}")
+    return path
+
+
+def users_csv(path: Path, rows: Iterable[Sequence[str]], order: str = "SEQUENTIAL") -> Path:
+    """A SIPp injection file: one row per user (user;domain;password;...)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(order + "\n")
+        for row in rows:
+            fh.write(";".join(row) + ";\n")
+    return path
+
+
+@dataclass
+class SippRun:
+    """One SIPp run and the files it wrote."""
+
+    argv: list[str]
+    workdir: Path
+    name: str
+    returncode: int | None = None
+    output: str = ""
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def messages(self) -> Path:
+        return self.workdir / f"{self.name}.messages.log"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    @property
+    def errors(self) -> Path:
+        return self.workdir / f"{self.name}.errors.log"
+
+    @property
+    def stats(self) -> Path:
+        return self.workdir / f"{self.name}.stats.csv"
+
+    def message_text(self) -> str:
+        return self.messages.read_text(errors="replace") if self.messages.exists() else ""
+
+    def received(self, first_line_prefix: str = "") -> list[str]:
+        """Every SIP message this SIPp received (optionally those starting with a prefix)."""
+        out = []
+        for block in self.message_text().split("----------------------------------------------- ")[1:]:
+            head, _, msg = block.partition("\n")
+            if " message received " not in head:
+                continue
+            msg = msg.strip("\n")
+            if msg.startswith(first_line_prefix):
+                out.append(msg)
+        return out
+
+    def finals(self) -> list[int]:
+        """The ``final CODE`` lines the call_attempt scenario logged."""
+        if not self.log.exists():
+            return []
+        return [int(line.split()[-1]) for line in self.log.read_text().splitlines()
+                if line.strip().startswith("final ")]
+
+    def last_stats(self) -> dict[str, str]:
+        if not self.stats.exists():
+            return {}
+        with open(self.stats, encoding="utf-8", errors="replace") as fh:
+            rows = list(csv.reader(fh, delimiter=";"))
+        if len(rows) < 2:
+            return {}
+        return dict(zip(rows[0], rows[-1], strict=False))
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        try:
+            self.returncode = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.returncode = self.proc.wait()
+        return self.returncode
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def command(scenario_name: str, target: str | None, *, workdir: Path, name: str, local_ip: str,
+            local_port: int = 0, users: Path | None = None, service: str | None = None,
+            keys: dict[str, str] | None = None, calls: int | None = 1, rate: float | None = None,
+            rate_period_ms: int = 1000, concurrency: int | None = None,
+            media_port: int | None = None, rtp_echo: bool = False, timeout_s: float | None = None,
+            hold_ms: int | None = None,
+            trace: bool = True, stats_period_s: int = 1, extra: Sequence[str] = ()) -> list[str]:
+    """The SIPp command line for a run of one of zpctl's scenarios."""
+    argv = [sipp_binary(), "-sf", str(scenario(scenario_name)), "-i", local_ip, "-mi", local_ip,
+            "-nostdin", "-t", "u1"]
+    if target:
+        argv.append(target)
+    if local_port:
+        argv += ["-p", str(local_port)]
+    if users is not None:
+        argv += ["-inf", str(users)]
+    if service:
+        argv += ["-s", service]
+    for k, v in sorted((keys or {}).items()):
+        argv += ["-key", k, v]
+    if calls is not None:
+        argv += ["-m", str(calls)]
+    if rate is not None:
+        argv += ["-r", f"{rate:g}", "-rp", str(rate_period_ms)]
+    if concurrency is not None:
+        argv += ["-l", str(concurrency)]
+    if media_port:
+        argv += ["-mp", str(media_port)]
+    if rtp_echo:
+        argv.append("-rtp_echo")
+    if hold_ms is not None:
+        argv += ["-d", str(hold_ms)]
+    if timeout_s is not None:
+        argv += ["-timeout", f"{timeout_s:g}s", "-timeout_error"]
+    if trace:
+        argv += ["-trace_msg", "-message_file", str(workdir / f"{name}.messages.log"),
+                 "-trace_logs", "-log_file", str(workdir / f"{name}.log"),
+                 "-trace_err", "-error_file", str(workdir / f"{name}.errors.log")]
+    argv += ["-trace_stat", "-stf", str(workdir / f"{name}.stats.csv"),
+             "-fd", str(stats_period_s)]
+    return argv + list(extra)
+
+
+def start(scenario_name: str, target: str | None, *, workdir: Path, name: str, local_ip: str,
+          **kwargs: object) -> SippRun:
+    """Start SIPp in the background (e.g. a UAS that answers until stopped)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    if not (workdir / "tone.ulaw").exists():
+        write_tone(workdir / "tone.ulaw")
+    argv = command(scenario_name, target, workdir=workdir, name=name, local_ip=local_ip,
+                   **kwargs)  # type: ignore[arg-type]
+    out = open(workdir / f"{name}.screen.log", "wb")  # noqa: SIM115 - lives with the process
+    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            cwd=workdir)
+    return SippRun(argv, workdir, name, proc=proc)
+
+
+def run(scenario_name: str, target: str | None, *, workdir: Path, name: str, local_ip: str,
+        wait_s: float = 60.0, **kwargs: object) -> SippRun:
+    """Run SIPp to completion; the run (its return code: 0 all calls succeeded)."""
+    r = start(scenario_name, target, workdir=workdir, name=name, local_ip=local_ip, **kwargs)
+    r.wait(wait_s)
+    r.output = (workdir / f"{name}.screen.log").read_text(errors="replace")[-4000:]
+    return r
