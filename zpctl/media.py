@@ -30,3 +30,28 @@ def write_tone(path: Path, seconds: float = 1.0, hz: float = 440.0, level: float
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
+
+
+def write_opus_pcap(path: Path, seconds: float = 4.0, payload_type: int = 96) -> Path:
+    """A pcap of Opus RTP (20 ms frames) for SIPp's play_pcap_audio.
+
+    Each frame is a valid Opus packet: TOC byte 0xF8 (CELT-only, fullband, 20 ms, one frame)
+    and a short CELT payload.  Decoders accept it; it is enough to make rtpengine transcode.
+    """
+    import struct  # noqa: PLC0415
+
+    frames = int(seconds * 50)
+    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    for i in range(frames):
+        rtp = struct.pack("!BBHII", 0x80, payload_type, i & 0xFFFF, (i * 960) & 0xFFFFFFFF,
+                          0x5A9C0001) + b"\xf8\xff\xfe\x00\x01\x02\x03\x04"
+        udp = struct.pack("!HHHH", 6000, 6000, 8 + len(rtp), 0) + rtp
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i & 0xFFFF, 0, 64, 17, 0,
+                         bytes([127, 0, 0, 1]), bytes([127, 0, 0, 2])) + udp
+        frame = b"\x00" * 12 + b"\x08\x00" + ip
+        ts_us = i * 20000
+        out += struct.pack("<IIII", ts_us // 1_000_000, ts_us % 1_000_000, len(frame), len(frame))
+        out += frame
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(out))
+    return path

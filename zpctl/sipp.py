@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zpctl.errors import EnvironmentProblem
-from zpctl.media import write_tone
+from zpctl.media import write_opus_pcap, write_tone
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 
@@ -78,15 +78,8 @@ class SippRun:
 
     def received(self, first_line_prefix: str = "") -> list[str]:
         """Every SIP message this SIPp received (optionally those starting with a prefix)."""
-        out = []
-        for block in self.message_text().split("----------------------------------------------- ")[1:]:
-            head, _, msg = block.partition("\n")
-            if " message received " not in head:
-                continue
-            msg = msg.strip("\n")
-            if msg.startswith(first_line_prefix):
-                out.append(msg)
-        return out
+        return [m for m in parse_trace(self.message_text())
+                if m.startswith(first_line_prefix)]
 
     def finals(self) -> list[int]:
         """The ``final CODE`` lines the call_attempt scenario logged."""
@@ -121,6 +114,26 @@ class SippRun:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+_SEPARATOR = "-----------------------------------------------"
+
+
+def parse_trace(text: str) -> list[str]:
+    """The messages a SIPp ``-trace_msg`` file shows as received, in order.
+
+    Each entry in the file starts with a line of dashes (and a timestamp), then a line such
+    as ``UDP message received [410] bytes :``, a blank line and the message.
+    """
+    out = []
+    for block in text.split(_SEPARATOR)[1:]:
+        lines = block.split("\n")
+        idx = next((i for i, ln in enumerate(lines[:3]) if " message received " in ln), None)
+        if idx is None:
+            continue
+        msg = "\n".join(lines[idx + 1:]).strip("\n").replace("\r", "")
+        out.append(msg)
+    return out
 
 
 def command(scenario_name: str, target: str | None, *, workdir: Path, name: str, local_ip: str,
@@ -172,6 +185,8 @@ def start(scenario_name: str, target: str | None, *, workdir: Path, name: str, l
     workdir.mkdir(parents=True, exist_ok=True)
     if not (workdir / "tone.ulaw").exists():
         write_tone(workdir / "tone.ulaw")
+    if not (workdir / "opus.pcap").exists():
+        write_opus_pcap(workdir / "opus.pcap")
     argv = command(scenario_name, target, workdir=workdir, name=name, local_ip=local_ip,
                    **kwargs)  # type: ignore[arg-type]
     out = open(workdir / f"{name}.screen.log", "wb")  # noqa: SIM115 - lives with the process

@@ -22,6 +22,7 @@ import pytest
 
 from zpctl.errors import EnvironmentProblem
 from zpctl.lab import DEFAULT_INVENTORY, Lab
+from zpctl.lab.phones import Phones
 
 REQUIRED_BINARIES = ("kamailio", "rtpengine", "redis-server")
 
@@ -59,3 +60,11 @@ def zpctl_lab(request: pytest.FixtureRequest,
     yield lab
     if not request.config.getoption("--zpctl-keep-lab"):
         lab.down()
+
+
+@pytest.fixture
+def zpctl_phones(zpctl_lab: Lab, tmp_path: Path) -> Iterator[Phones]:
+    """SIPp phones against the running lab's first data center; stopped after the test."""
+    phones = Phones(zpctl_lab.inventory(), zpctl_lab.users(), tmp_path)
+    yield phones
+    phones.stop_all()

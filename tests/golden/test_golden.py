@@ -23,7 +23,8 @@ LAB_ROOT = Path("/srv/zpctl-lab")  # fixed, so paths in the files are stable
 
 
 def _rendered() -> dict[str, bytes]:
-    secrets = Secrets(Path("/nonexistent"), {"topoh_mask_key": "golden", "db_password": "golden"})
+    secrets = Secrets(Path("/nonexistent"), {"topoh_mask_key": "golden", "db_password": "golden",
+                                              "auth_nonce_secret": "golden"})
     build = render(load_inventory(INVENTORIES / "lab"), secrets, lab_root=LAB_ROOT)
     return {p: f.data for p, f in build.files.items() if not p.endswith("secrets.cfg")}
 

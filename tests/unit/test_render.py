@@ -12,27 +12,31 @@ from zpctl.cli.main import main
 from zpctl.model import load_inventory
 from zpctl.render import render
 from zpctl.render.diff import diff_build
-from zpctl.render.sizing import shm_mb
+from zpctl.render.sizing import TRANSACTIONS_PER_CALL, shm_mb
 from zpctl.secrets import Secrets
 
 
-@pytest.mark.parametrize(("cps", "mb"), [(1, 64), (200, 64), (500, 112), (2000, 352),
-                                         (5000, 832)])
-def test_shm_sizing(cps: int, mb: int) -> None:
-    assert shm_mb(cps) == mb
-    # never below the transactions it must hold: cps * 2 * 5 s * 13 kB
-    assert mb * 1024 >= cps * 2 * 5 * 13
+@pytest.mark.parametrize(("cps", "role", "mb"), [
+    (1, "sbc", 64), (200, "sbc", 64), (500, "sbc", 112), (2000, "sbc", 352), (5000, "sbc", 832),
+    (200, "proxy", 80), (200, "lb", 112), (2000, "lb", 832)])
+def test_shm_sizing(cps: int, role: str, mb: int) -> None:
+    assert shm_mb(cps, role) == mb
+    # never below the transactions it must hold: cps * T * 5 s * 13 kB
+    assert mb * 1024 >= cps * TRANSACTIONS_PER_CALL[role] * 5 * 13
 
 
 def _secrets(tmp_path: Path) -> Secrets:
-    return Secrets(tmp_path / "s.yml", {"topoh_mask_key": "k" * 32, "db_password": "pw"})
+    return Secrets(tmp_path / "s.yml", {"topoh_mask_key": "k" * 32, "db_password": "pw",
+                                        "auth_nonce_secret": "n" * 32})
 
 
 @pytest.mark.parametrize("inventory", shipped_inventories(), ids=lambda p: p.name)
 def test_render_is_deterministic(inventory: Path, tmp_path: Path) -> None:
     inv = load_inventory(inventory)
-    first = render(inv, _secrets(tmp_path))
-    second = render(load_inventory(inventory), _secrets(tmp_path))
+    secrets = Secrets.load(tmp_path / "secrets.yml")
+    first = render(inv, secrets)
+    secrets.save()
+    second = render(load_inventory(inventory), Secrets.load(tmp_path / "secrets.yml"))
     assert first.files == second.files
     assert first.digest() == second.digest()
     kamailio_nodes = [p for p in inv.nodes() if p.role.value in ("lb", "proxy", "sbc")]

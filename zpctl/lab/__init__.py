@@ -235,7 +235,7 @@ class Lab:
                 out.append(Service(
                     f"{p.name}/kamailio", "kamailio", p.name,
                     [kam, "-DD", "-E", "-f", str(build / "kamailio" / "kamailio.cfg"),
-                     "-Y", str(run), "-m", str(shm_mb(n.capacity.cps)),
+                     "-Y", str(run), "-m", str(shm_mb(n.capacity.cps, p.role.value)),
                      "-M", str(n.kamailio.pkg_mb)],
                     listeners, _sip_health(n.address, n.ports.sip), cwd=run))
         return out + self.peer_services(inv)

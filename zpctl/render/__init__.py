@@ -25,7 +25,7 @@ from zpctl.errors import RenderError
 from zpctl.model import LoadedInventory, PlacedNode, catalog
 from zpctl.model.schema import Inventory, Role
 from zpctl.render.paths import NodePaths, node_paths
-from zpctl.render.sizing import shm_mb
+from zpctl.render.sizing import TRANSACTIONS_PER_CALL, shm_mb
 from zpctl.secrets import Secrets
 
 REPO = Path(__file__).resolve().parents[2]
@@ -147,7 +147,9 @@ class _Renderer:
         return {
             "node": p.node, "dc": p.dc, "zone": p.zone, "paths": self.paths(p.name),
             "mgmt_networks": ",".join(self.inv.platform.management_networks),
-            "sizing": {"cps": p.node.capacity.cps, "shm_mb": shm_mb(p.node.capacity.cps)},
+            "sizing": {"cps": p.node.capacity.cps,
+                       "tpc": TRANSACTIONS_PER_CALL.get(p.role.value, 2),
+                       "shm_mb": shm_mb(p.node.capacity.cps, p.role.value)},
         }
 
     def db_url(self) -> str:
@@ -191,7 +193,8 @@ class _Renderer:
         self.build.add(f"{name}/kamailio/kamailio.cfg", self.tpl(f"{role}.cfg.j2", **ctx))
         if dispatcher:
             self.build.add(f"{name}/kamailio/dispatcher.list", self.tpl("dispatcher.list.j2", **ctx))
-        secrets = {"topoh_key": self.secrets.get("topoh_mask_key"), "db_url": self.db_url()}
+        secrets = {"topoh_key": self.secrets.get("topoh_mask_key"), "db_url": self.db_url(),
+                   "auth_secret": self.secrets.get("auth_nonce_secret")}
         self.build.add(f"{name}/kamailio/secrets.cfg",
                        self.tpl("secrets.cfg.j2", secrets=secrets, **ctx), mode=0o600)
         if p.role == Role.SBC and ctx["sbc"]["tls"]:
@@ -310,7 +313,7 @@ class _Renderer:
             services.append({
                 "name": "kamailio",
                 "config": f"{paths.config}/kamailio/kamailio.cfg",
-                "shm_mb": shm_mb(p.node.capacity.cps),
+                "shm_mb": shm_mb(p.node.capacity.cps, p.role.value),
                 "pkg_mb": p.node.kamailio.pkg_mb,
             })
         elif p.role == Role.MEDIA:
