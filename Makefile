@@ -33,7 +33,9 @@ venv: $(STAMP)
 demo: install
 	@scripts/demo.sh
 
+# The tests start their own lab on the lab's loopback addresses: stop a demo lab first.
 test: install
+	@$(BIN)/zpctl lab down >/dev/null 2>&1 || true
 	$(BIN)/pytest -q
 
 test-unit: venv

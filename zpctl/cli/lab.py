@@ -87,3 +87,29 @@ def status_cmd(ctx: Context, lab_dir: Path | None) -> None:
 def logs_cmd(node: str | None, lines: int, lab_dir: Path | None) -> None:
     """The last lines of every node's logs, or of NODE's."""
     click.echo(Lab(lab_dir).logs(node, lines))
+
+
+@lab.command("demo")
+@LAB_DIR
+@pass_ctx
+def demo_cmd(ctx: Context, lab_dir: Path | None) -> None:
+    """Place the demo calls through the running lab and print what happened.
+
+    Extension to extension, PSTN for a Native, a BYOC-C and a BYOC-P account, an Opus app
+    calling a G.711 carrier (transcoded), a user without a calling plan (refused) and an
+    inbound DID call.  Exits non-zero if any flow did not behave.
+    """
+    import tempfile  # noqa: PLC0415
+
+    from zpctl.errors import ZpctlError  # noqa: PLC0415
+    from zpctl.lab.demo import Demo  # noqa: PLC0415
+
+    lab_ = Lab(lab_dir)
+    with tempfile.TemporaryDirectory(prefix="zpctl-demo-") as tmp:
+        flows = Demo(lab_, Path(tmp), say=info).run()
+    rows = [f.row() for f in flows]
+    emit(ctx.output, rows, rows=rows,
+         columns=["flow", "from", "to", "path", "result", "rtp (a->b / b->a)"])
+    bad = [f.name for f in flows if not f.ok]
+    if bad:
+        raise ZpctlError(f"demo flows failed: {', '.join(bad)}")

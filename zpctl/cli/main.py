@@ -58,12 +58,13 @@ def cli(ctx: click.Context, output: str, verbose: int, debug: bool) -> None:
 
 
 def _register() -> None:
-    from zpctl.cli import inventory, lab, render  # noqa: PLC0415 - keep import order explicit
+    from zpctl.cli import accounts, inventory, lab, render  # noqa: PLC0415 - keep import order explicit
 
     cli.add_command(inventory.inventory)
     cli.add_command(render.render_cmd)
     cli.add_command(render.diff_cmd)
     cli.add_command(lab.lab)
+    cli.add_command(accounts.accounts)
 
 
 _register()
