@@ -182,13 +182,17 @@ def command(scenario_name: str, target: str | None, *, workdir: Path, name: str,
 def start(scenario_name: str, target: str | None, *, workdir: Path, name: str, local_ip: str,
           **kwargs: object) -> SippRun:
     """Start SIPp in the background (e.g. a UAS that answers until stopped)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    if not (workdir / "tone.ulaw").exists():
-        write_tone(workdir / "tone.ulaw")
-    if not (workdir / "opus.pcap").exists():
-        write_opus_pcap(workdir / "opus.pcap")
     argv = command(scenario_name, target, workdir=workdir, name=name, local_ip=local_ip,
                    **kwargs)  # type: ignore[arg-type]
+    return start_argv(argv, workdir, name)
+
+
+def start_argv(argv: list[str], workdir: Path, name: str) -> SippRun:
+    """Start a prepared SIPp command line in the background."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for helper, make in (("tone.ulaw", write_tone), ("opus.pcap", write_opus_pcap)):
+        if not (workdir / helper).exists():
+            make(workdir / helper)
     out = open(workdir / f"{name}.screen.log", "wb")  # noqa: SIM115 - lives with the process
     proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             cwd=workdir)

@@ -65,7 +65,8 @@ def _listeners(inventory: Path) -> list[tuple[str, int, str]]:
 
 def test_every_node_is_up(lab: Lab, shifted: Path) -> None:
     rows = lab.status(shifted)
-    assert len(rows) == 14
+    assert len(rows) == 18  # 14 platform nodes + 2 carriers, a premises SBC and a PBX
+    assert sorted(r["role"] for r in rows[14:]) == ["carrier", "carrier", "pbx", "premises"]
     assert [r["node"] for r in rows if r["state"] != "up"] == []
     proxies = [r for r in rows if r["role"] == "proxy"]
     assert all(r["registrations"] == 0 and r["dialogs"] == 0 for r in proxies)
@@ -145,12 +146,14 @@ def test_up_refuses_missing_binaries(tmp_path: Path, shifted: Path) -> None:
 def test_down_leaves_nothing_behind(lab: Lab, shifted: Path) -> None:
     """Runs last in this module: stops the module's lab and checks what is left."""
     records = lab.records()
-    assert len(records) == 18  # 10 Kamailio + 4 rtpengine + 4 Redis
+    assert len(records) == 22  # 10 Kamailio + 4 rtpengine + 4 Redis + 4 peers
     stopped = lab.down()
     assert sorted(stopped) == sorted(r.name for r in records)
     assert all(not r.alive() for r in records)
     assert lab.records() == []
-    for addr, port, proto in _listeners(shifted):
+    peers = [("127.0.19.1", 5060, "udp"), ("127.0.19.2", 5060, "udp"),
+             ("127.0.19.10", 5061, "tcp"), ("127.0.19.11", 5060, "udp")]
+    for addr, port, proto in _listeners(shifted) + peers:
         assert _port_free(addr, port, proto), f"{addr}:{port}/{proto} still taken"
     with pytest.raises(Unreachable):
         sip_options("127.0.11.1", 5060, timeout=0.5)

@@ -58,13 +58,22 @@ def cli(ctx: click.Context, output: str, verbose: int, debug: bool) -> None:
 
 
 def _register() -> None:
-    from zpctl.cli import accounts, inventory, lab, render  # noqa: PLC0415 - keep import order explicit
+    from zpctl.cli import (  # noqa: PLC0415 - keep import order explicit
+        accounts,
+        exporter,
+        inventory,
+        lab,
+        loadtest,
+        render,
+    )
 
     cli.add_command(inventory.inventory)
     cli.add_command(render.render_cmd)
     cli.add_command(render.diff_cmd)
     cli.add_command(lab.lab)
     cli.add_command(accounts.accounts)
+    cli.add_command(loadtest.loadtest_cmd)
+    cli.add_command(exporter.exporter_cmd)
 
 
 _register()

@@ -1,0 +1,1 @@
+"""zpctl loadtest: SIPp at scale against the lab or any SIP target, with SLO gates."""
