@@ -5,13 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install deps venv demo test test-unit test-integration lint fmt clean
+.PHONY: help install deps venv demo test test-unit test-integration lint bench clean
 
 help:
 	@echo "make demo   install what is needed, validate and render the shipped inventories,"
 	@echo "            and run the lab platform on loopback"
 	@echo "make test   install what is needed and run the whole test suite"
 	@echo "make lint   ruff and mypy (strict)"
+	@echo "make bench  capacity benchmark (several minutes); figures into docs/PERFORMANCE.md"
 	@echo "make clean  remove build output (not the lab: zpctl lab down)"
 
 install: deps venv
@@ -47,6 +48,11 @@ test-integration: install
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# Not part of CI: minutes of SIPp load at stepped rates.  Stops a demo lab first.
+bench: install
+	@$(BIN)/zpctl lab down >/dev/null 2>&1 || true
+	$(BIN)/python benchmarks/bench.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -7,7 +7,7 @@ PACKAGES=(
   kamailio kamailio-tls-modules kamailio-extra-modules kamailio-utils-modules
   kamailio-sqlite-modules kamailio-postgres-modules kamailio-redis-modules
   kamailio-json-modules kamcli
-  sip-tester rtpengine-daemon redis-server
+  sip-tester rtpengine-daemon redis-server prometheus
   sqlite3 openssl iproute2 procps curl python3-venv python3-pip
 )
 

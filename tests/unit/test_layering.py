@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from zpctl.model import LoadedInventory, load_inventory
+from zpctl.model import LoadedInventory, validate
+from zpctl.model.loader import read_inventory
 
 
 def _edit(file: Path, old: str, new: str) -> None:
@@ -34,7 +35,9 @@ def layered(tmp_path_factory: pytest.TempPathFactory) -> LoadedInventory:
           "{name: lab1-a-proxy, role: proxy, capacity: {cps: 500}, kamailio: {log_level: 2},")
     _edit(lab1, "{name: lab1-a-media, role: media,",
           "{name: lab1-a-media, role: media, rtp: {port_max: 40500},")
-    return load_inventory(root)
+    # read with locations (load_inventory's fast path keeps none for a valid inventory)
+    src = read_inventory(root, locate=True)
+    return LoadedInventory(validate(src), src)
 
 
 @pytest.mark.parametrize(("node", "cps", "level"), [

@@ -60,11 +60,13 @@ def cli(ctx: click.Context, output: str, verbose: int, debug: bool) -> None:
 def _register() -> None:
     from zpctl.cli import (  # noqa: PLC0415 - keep import order explicit
         accounts,
+        calls,
         exporter,
         inventory,
         lab,
         loadtest,
         render,
+        switch,
     )
 
     cli.add_command(inventory.inventory)
@@ -74,6 +76,8 @@ def _register() -> None:
     cli.add_command(accounts.accounts)
     cli.add_command(loadtest.loadtest_cmd)
     cli.add_command(exporter.exporter_cmd)
+    cli.add_command(switch.switch)
+    cli.add_command(calls.calls)
 
 
 _register()

@@ -10,6 +10,7 @@ from zpctl.cli.inventory import INVENTORY_ARG
 from zpctl.cli.main import Context, pass_ctx
 from zpctl.cli.output import emit, info
 from zpctl.errors import RenderError
+from zpctl.freeswitch.validate import check_build as check_freeswitch_build
 from zpctl.model import load_inventory
 from zpctl.render import render
 from zpctl.render.diff import BuildDiff, diff_build
@@ -59,6 +60,7 @@ def render_cmd(ctx: Context, inventory: Path, out: Path | None, check: bool, dry
     same directory is replaced (see `zpctl diff` first).
     """
     inv, build = _render(inventory, secrets_file)
+    check_freeswitch_build(build)  # RenderError (exit 4) naming file, element and reason
     out = out or _default_out(inv.model.platform.name)
     delta = diff_build(build, out)
     if dry_run:

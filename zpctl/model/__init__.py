@@ -45,7 +45,7 @@ class LoadedInventory:
 
     model: Inventory
     source: Source
-
+    located: bool = True  # source.origins holds the file and line of every value
     @property
     def root(self) -> Path:
         return self.source.root
@@ -106,6 +106,16 @@ def validate(src: Source) -> Inventory:
 
 
 def load_inventory(path: str | Path) -> LoadedInventory:
-    """Read, layer and validate the inventory at ``path``."""
-    src = read_inventory(Path(path))
+    """Read, layer and validate the inventory at ``path``.
+
+    Fast path first: the files are read without tracking where each value came from.  Only
+    when something is wrong are they read again with file and line for every value, so the
+    problems can be reported where they were written.
+    """
+    try:
+        src = read_inventory(Path(path), locate=False)
+        return LoadedInventory(validate(src), src, located=False)
+    except InventoryError:
+        pass
+    src = read_inventory(Path(path), locate=True)
     return LoadedInventory(validate(src), src)

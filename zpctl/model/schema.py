@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from zpctl.model import catalog
+from zpctl.model.pbx import Pbx
 
 
 class Strict(BaseModel):
@@ -28,8 +29,11 @@ def _ip(value: str) -> str:
         raise ValueError(f"not an IP address: {value!r}") from None
 
 
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
 def _e164(value: str) -> str:
-    if not re.fullmatch(r"\+[1-9][0-9]{6,14}", value):
+    if not _E164.fullmatch(value):
         raise ValueError(f"not an E.164 number (+ and 7 to 15 digits): {value!r}")
     return value
 
@@ -136,10 +140,10 @@ class Node(Strict):
     address: IP  # service address: SIP, RTP
     public_address: IP | None = None  # media / sbc address seen by carriers and peers
     mgmt_address: IP | None = None  # management network: JSON-RPC, metrics, ESL
-    ports: Ports = Ports()
-    rtp: RtpRange = RtpRange()
-    kamailio: KamailioSettings = KamailioSettings()
-    capacity: Capacity = Capacity()
+    ports: Ports = Field(default_factory=Ports)
+    rtp: RtpRange = Field(default_factory=RtpRange)
+    kamailio: KamailioSettings = Field(default_factory=KamailioSettings)
+    capacity: Capacity = Field(default_factory=Capacity)
 
     @property
     def mgmt(self) -> str:
@@ -151,17 +155,17 @@ class Node(Strict):
 
 
 class Defaults(Strict):
-    ports: Ports = Ports()
-    rtp: RtpRange = RtpRange()
-    kamailio: KamailioSettings = KamailioSettings()
-    capacity: Capacity = Capacity()
+    ports: Ports = Field(default_factory=Ports)
+    rtp: RtpRange = Field(default_factory=RtpRange)
+    kamailio: KamailioSettings = Field(default_factory=KamailioSettings)
+    capacity: Capacity = Field(default_factory=Capacity)
 
 
 # --- platform -------------------------------------------------------------------------------
 
 class Zone(Strict):
     defaults: Defaults | None = None
-    nodes: list[Node] = []
+    nodes: list[Node] = Field(default_factory=list)
 
 
 class DataCenter(Strict):
@@ -173,7 +177,7 @@ class DataCenter(Strict):
     role: Literal["primary", "secondary"]
     pair: Ident
     defaults: Defaults | None = None
-    nodes: list[Node] = []
+    nodes: list[Node] = Field(default_factory=list)
     zones: dict[Ident, Zone]
 
 
@@ -197,8 +201,8 @@ class SrtpPolicy(Strict):
 
 
 class Security(Strict):
-    tls: TlsPolicy = TlsPolicy()
-    srtp: SrtpPolicy = SrtpPolicy()
+    tls: TlsPolicy = Field(default_factory=TlsPolicy)
+    srtp: SrtpPolicy = Field(default_factory=SrtpPolicy)
 
 
 class Media(Strict):
@@ -296,8 +300,8 @@ class Site(Strict):
     city: str | None = None
     language: Language = "en-US"
     emergency_address: EmergencyAddress
-    business_hours: dict[Weekday, list[Hours]] = {}
-    holidays: list[Holiday] = []
+    business_hours: dict[Weekday, list[Hours]] = Field(default_factory=dict)
+    holidays: list[Holiday] = Field(default_factory=list)
 
 
 class Device(Strict):
@@ -313,12 +317,12 @@ class User(Strict):
     name: str
     site: Ident
     license: Literal["basic", "pro", "common-area"] = "basic"
-    addons: list[Literal["power-pack", "transcription"]] = []
+    addons: list[Literal["power-pack", "transcription"]] = Field(default_factory=list)
     calling_plan: Literal["none", "metered", "unlimited", "global-select"] = "none"
-    dids: list[E164] = []
+    dids: list[E164] = Field(default_factory=list)
     language: Language | None = None  # default: the site's
-    devices: list[Device] = []
-    features: list[Feature] = []
+    devices: list[Device] = Field(default_factory=list)
+    features: list[Feature] = Field(default_factory=list)
 
 
 class Number(Strict):
@@ -367,25 +371,26 @@ class Account(Strict):
     domain: str | None = None  # SIP domain; default <id>.<platform.sip_domain>
     offering: Literal["native", "byoc-c", "byoc-p"]
     region_lock: Ident | None = None
-    billing: Billing = Billing()
+    billing: Billing = Field(default_factory=Billing)
     india: India | None = None
-    trunks: list[Trunk] = []
+    trunks: list[Trunk] = Field(default_factory=list)
     sites: Annotated[list[Site], Field(min_length=1)]
-    numbers: list[Number] = []
-    users: list[User] = []
+    numbers: list[Number] = Field(default_factory=list)
+    users: list[User] = Field(default_factory=list)
+    pbx: Pbx = Field(default_factory=Pbx)  # PBX features run by the switch tier (zpctl.model.pbx)
 
 
 class Inventory(Strict):
     platform: PlatformInfo
     clusters: Annotated[list[Cluster], Field(min_length=1)]
-    security: Security = Security()
-    media: Media = Media()
-    carriers: list[Carrier] = []
-    paths: Paths = Paths()
-    database: Database = Database()
-    defaults: Defaults = Defaults()
+    security: Security = Field(default_factory=Security)
+    media: Media = Field(default_factory=Media)
+    carriers: list[Carrier] = Field(default_factory=list)
+    paths: Paths = Field(default_factory=Paths)
+    database: Database = Field(default_factory=Database)
+    defaults: Defaults = Field(default_factory=Defaults)
     datacenters: list[DataCenter]
-    accounts: list[Account] = []
+    accounts: list[Account] = Field(default_factory=list)
 
     def account_domain(self, account: Account) -> str:
         return account.domain or f"{account.id}.{self.platform.sip_domain}"

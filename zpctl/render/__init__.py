@@ -22,6 +22,8 @@ from typing import Any
 import jinja2
 
 from zpctl.errors import RenderError
+from zpctl.freeswitch.render import render_switch
+from zpctl.metrics.render import add_monitoring
 from zpctl.model import LoadedInventory, PlacedNode, catalog
 from zpctl.model.schema import Inventory, Role
 from zpctl.render.paths import NodePaths, node_paths
@@ -138,7 +140,10 @@ class _Renderer:
                 self.kamailio(placed)
             elif placed.role == Role.MEDIA:
                 self.media(placed)
+            elif placed.role == Role.SWITCH:
+                render_switch(self, placed)
             self.node_manifest(placed)
+        add_monitoring(self.build, self.loaded, self.tpl)
         return self.build
 
     # -- common -----------------------------------------------------------------------------
@@ -321,6 +326,8 @@ class _Renderer:
                 {"name": "redis", "config": f"{paths.config}/redis/redis.conf"},
                 {"name": "rtpengine", "config": f"{paths.config}/rtpengine/rtpengine.conf"},
             ]
+        elif p.role == Role.SWITCH:
+            services.append({"name": "freeswitch", "config": f"{paths.config}/freeswitch/freeswitch.xml"})
         doc = {
             "node": p.name, "role": p.role.value, "datacenter": p.dc.id, "zone": p.zone,
             "address": p.node.address, "public_address": p.node.public,

@@ -1,0 +1,263 @@
+"""make bench: the project's performance record.
+
+1. Finds, by stepping the offered rate, the highest sustained rate with >= 99.9 % success and
+   call-setup p99 <= 100 ms for
+     i.  REGISTER with digest auth through lb -> proxy, DMQ replication on (the full path);
+     ii. authenticated extension-to-extension calls through the full lab path, media
+         anchored on rtpengine, RTP flowing;
+     iii. both through a minimal single-hop stateful Kamailio proxy with in-memory auth
+         (the reference), on the same machine in the same run.
+2. Times load + validate + render of a generated inventory: 20 data centers x 2 zones,
+   1,000 accounts, 50,000 users.
+Prints a table, writes build/bench/results.json and the figures block of docs/PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from geninv import generate  # noqa: E402
+
+from zpctl import sipp  # noqa: E402
+from zpctl.accounts import SipUser, sip_users  # noqa: E402
+from zpctl.lab import Lab  # noqa: E402
+from zpctl.loadtest.runner import SCENARIOS, Plan, run  # noqa: E402
+from zpctl.loadtest.slo import parse_slo  # noqa: E402
+from zpctl.model import load_inventory  # noqa: E402
+from zpctl.render import BANNER, environment, render  # noqa: E402
+from zpctl.secrets import Secrets  # noqa: E402
+
+SLO = parse_slo("success>=99.9,setup_p99_ms<=100")
+REF_ADDR = "127.0.5.200"
+BENCH_USERS = 2000
+STEP_SECONDS = 8
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def bench_inventory(dest: Path, users: int) -> Path:
+    """The lab inventory with one more account of many users, and capacity for the load."""
+    shutil.copytree(REPO / "inventories" / "lab", dest)
+    plat = (dest / "platform.yml").read_text()
+    plat = plat.replace("cps: 200 ", "cps: 3000 ").replace("children: 2\n", "children: 4\n")
+    (dest / "platform.yml").write_text(plat)
+    lines = ["id: benchco", "name: Bench Co", "cluster: US01", "offering: native", "sites:",
+             "  - {id: s, name: S, datacenter: lab1, timezone: UTC, country: US,"
+             " emergency_address: {street: x, city: x, postal_code: '1', country: US}}",
+             "users:"]
+    lines += [f"  - {{extension: '{10000 + i}', name: U{i}, site: s, calling_plan: metered}}"
+              for i in range(users)]
+    (dest / "accounts" / "benchco.yml").write_text("\n".join(lines) + "\n")
+    return dest
+
+
+def step(name: str, rates: list[int], attempt: Any) -> dict[str, Any]:
+    """Step the offered rate up; the highest rate meeting the SLO and every step's figures."""
+    best: dict[str, Any] | None = None
+    steps = []
+    for rate in rates:
+        res = attempt(rate)
+        ok = res["slo_met"]
+        steps.append({"offered": rate, "achieved": res["rate"], "success": res["success"],
+                      "p99_ms": res["setup_p99_ms"], "retrans": res["retransmissions"], "ok": ok})
+        log(f"  {name:<26} offered {rate:>5}/s  achieved {res['rate']:>8}/s  success "
+            f"{res['success']:>7}%  p99 {res['setup_p99_ms']} ms  {'ok' if ok else 'FAIL'}")
+        if not ok:
+            break
+        best = steps[-1]
+    return {"best": best, "steps": steps}
+
+
+def full_path(lab: Lab, users: list[SipUser], scenario: str, rate: int, work: Path,
+              callee: SipUser | None) -> dict[str, Any]:
+    sc = SCENARIOS[scenario]
+    plan = Plan(sc, "127.0.1.1:5060", users, "127.0.6.1", float(rate), rate * STEP_SECONDS,
+                None, 500, callee, workdir=work / f"{scenario}-{rate}")
+    return run(plan, SLO)
+
+
+def start_reference(work: Path, password: str) -> subprocess.Popen[bytes]:
+    cfg = work / "reference.cfg"
+    cfg.write_text(environment().get_template("bench/reference.cfg.j2").render(
+        banner=BANNER, address=REF_ADDR, secret="bench-secret", password=password))
+    (work / "ref-run").mkdir(exist_ok=True)
+    proc = subprocess.Popen(["kamailio", "-DD", "-E", "-f", str(cfg), "-Y", str(work / "ref-run"),
+                             "-m", "1024", "-M", "16"], stdout=open(work / "reference.log", "wb"),
+                            stderr=subprocess.STDOUT)
+    time.sleep(1.5)
+    return proc
+
+
+def reference(users: list[SipUser], scenario: str, rate: int, work: Path,
+              callee: SipUser | None) -> dict[str, Any]:
+    sc = SCENARIOS[scenario]
+    plan = Plan(sc, f"{REF_ADDR}:5060", users, "127.0.5.201", float(rate), rate * STEP_SECONDS,
+                None, 500, callee, workdir=work / f"ref-{scenario}-{rate}")
+    return run(plan, SLO)
+
+
+def time_large_render(work: Path) -> dict[str, Any]:
+    root = generate(work / "big", dcs=20, accounts=1000, users=50000)
+    t0 = time.perf_counter()
+    inv = load_inventory(root)
+    t1 = time.perf_counter()
+    build = render(inv, Secrets(work / "s.yml", {"topoh_mask_key": "k", "db_password": "p",
+                                                 "auth_nonce_secret": "n"}))
+    t2 = time.perf_counter()
+    return {"datacenters": 20, "zones": 40, "accounts": 1000, "users": 50000,
+            "validate_s": round(t1 - t0, 2), "render_s": round(t2 - t1, 2),
+            "total_s": round(t2 - t0, 2), "files": len(build.files), "target_s": 10,
+            "met": (t2 - t0) <= 10}
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in
+                   Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 30)
+    versions = {}
+    for cmd, arg in (("kamailio", "-v"), ("sipp", "-v"), ("rtpengine", "--version")):
+        try:
+            out = subprocess.run([cmd, arg], capture_output=True, text=True, timeout=10)
+            versions[cmd] = (out.stdout + out.stderr).strip().splitlines()[0][:80]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            versions[cmd] = "?"
+    return {"cpus": os.cpu_count(), "cpu": cpu, "memory_gib": mem,
+            "os": platform.platform(), "python": platform.python_version(), **versions}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer, shorter steps")
+    ap.add_argument("--out", default=str(REPO / "build" / "bench" / "results.json"))
+    args = ap.parse_args()
+    reg_rates = [250, 500, 1000, 1500, 2000, 3000, 4000, 6000] if not args.quick else [250, 1000]
+    call_rates = [50, 100, 200, 300, 400, 600, 800] if not args.quick else [50, 200]
+    work = Path(tempfile.mkdtemp(prefix="zpctl-bench-"))
+    results: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d"),
+                               "slo": "success>=99.9%, call-setup p99<=100 ms"}
+    log("bench: large inventory (20 DCs x 2 zones, 1,000 accounts, 50,000 users)")
+    results["render"] = time_large_render(work)
+    log(f"  validate {results['render']['validate_s']} s + render "
+        f"{results['render']['render_s']} s = {results['render']['total_s']} s")
+
+    inv_dir = bench_inventory(work / "inv", BENCH_USERS)
+    lab = Lab(work / "lab")
+    log(f"bench: starting the lab with {BENCH_USERS} extra users")
+    lab.up(inv_dir, progress=lambda s: None, timeout=60)
+    try:
+        inv = lab.inventory()
+        users = [u for u in sip_users(inv, lab.secrets()) if u.account == "benchco"]
+        callee = users[0]
+        callers = users[1:]
+        log("bench: full path")
+        results["full_register"] = step("full path REGISTER", reg_rates,
+                                        lambda r: full_path(lab, callers, "register", r, work, None))
+        results["full_call"] = step("full path call", call_rates,
+                                    lambda r: full_path(lab, callers, "ext-call", r, work, callee))
+    finally:
+        lab.down()
+    log("bench: reference (single stateful hop, in-memory auth)")
+    password = "bench-password"
+    ref_users = [SipUser(u.username, u.domain, password, u.account, u.offering, u.dids)
+                 for u in users]
+    proc = start_reference(work, password)
+    try:
+        results["ref_register"] = step("reference REGISTER", reg_rates,
+                                       lambda r: reference(ref_users[1:], "register", r, work, None))
+        results["ref_call"] = step("reference call", call_rates,
+                                   lambda r: reference(ref_users[1:], "ext-call", r, work,
+                                                       ref_users[0]))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+    def best(key: str) -> float:
+        b = results[key]["best"]
+        return float(b["achieved"]) if b else 0.0
+
+    results["ratios"] = {
+        "register_full_vs_ref": round(best("full_register") / best("ref_register"), 2)
+        if best("ref_register") else None,
+        "call_full_vs_ref": round(best("full_call") / best("ref_call"), 2)
+        if best("ref_call") else None,
+    }
+    results["targets"] = {
+        "calls_ratio>=0.5": (results["ratios"]["call_full_vs_ref"] or 0) >= 0.5,
+        "register_ratio>=0.5": (results["ratios"]["register_full_vs_ref"] or 0) >= 0.5,
+        "render<=10s": results["render"]["met"],
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    table = figures_table(results)
+    print(table)
+    update_performance_md(table)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def figures_table(r: dict[str, Any]) -> str:
+    def row(name: str, key: str) -> str:
+        b = r[key]["best"]
+        if not b:
+            return f"| {name} | none passed | | |"
+        return f"| {name} | {b['achieved']}/s | {b['success']} % | {b['p99_ms']} ms |"
+
+    m = r["machine"]
+    lines = [
+        f"Measured {r['date']} on {m['cpus']} cores ({m['cpu']}), {m['memory_gib']} GiB, "
+        f"{m['os']}; {m.get('kamailio', '')}; {m.get('sipp', '')}.",
+        "",
+        "| scenario | highest sustained rate | success | call-setup p99 |",
+        "| --- | --- | --- | --- |",
+        row("REGISTER, full path (lb -> proxy, DMQ on)", "full_register"),
+        row("REGISTER, reference (one stateful hop, in-memory auth)", "ref_register"),
+        row("ext -> ext call, full path (lb, proxy, rtpengine, RTP)", "full_call"),
+        row("ext -> ext call, reference", "ref_call"),
+        "",
+        f"Ratios full path / reference: REGISTER {r['ratios']['register_full_vs_ref']}, "
+        f"calls {r['ratios']['call_full_vs_ref']} (targets >= 0.5: "
+        f"{r['targets']['register_ratio>=0.5']}, {r['targets']['calls_ratio>=0.5']}).",
+        "",
+        f"Large inventory (20 DCs x 2 zones, 1,000 accounts, 50,000 users): validate "
+        f"{r['render']['validate_s']} s + render {r['render']['render_s']} s = "
+        f"{r['render']['total_s']} s (target <= 10 s: {r['render']['met']}).",
+    ]
+    return "\n".join(lines)
+
+
+def update_performance_md(table: str) -> None:
+    path = REPO / "docs" / "PERFORMANCE.md"
+    text = path.read_text() if path.exists() else ""
+    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    block = f"{begin}\n{table}\n{end}"
+    if begin in text and end in text:
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), block, text, flags=re.S)
+    else:
+        text += "\n## Latest figures\n\n" + block + "\n"
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,369 @@
+"""Rendering the switch tier: which files each switch gets, what they say, and that every
+PBX feature of the sample accounts shows up in the configuration FreeSWITCH would read."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import INVENTORIES
+from zpctl.freeswitch import esl_targets, select_switches, zone_switches
+from zpctl.freeswitch.render import (
+    number_regex,
+    pin_digits,
+    served_accounts,
+    sound_prefix,
+    srtp_value,
+    tls_versions,
+)
+from zpctl.model import LoadedInventory, catalog, load_inventory
+from zpctl.render import Build, render
+from zpctl.secrets import Secrets
+
+HERE = Path(__file__).resolve().parent
+MINI = HERE / "fixtures" / "switch-mini"
+SW = "lab1-a-switch1/freeswitch"
+ESL_PW = "esl-pw-7f3a"
+
+
+def _secrets() -> Secrets:
+    return Secrets(Path("/nonexistent"), {"esl_password": ESL_PW, "pin_seed": "seed"})
+
+
+@pytest.fixture(scope="module")
+def mini() -> LoadedInventory:
+    return load_inventory(MINI)
+
+
+@pytest.fixture(scope="module")
+def build(mini: LoadedInventory) -> Build:
+    return render(mini, _secrets())
+
+
+@pytest.fixture(scope="module")
+def us01() -> LoadedInventory:
+    return load_inventory(INVENTORIES / "us01")
+
+
+def text(build: Build, rel: str) -> str:
+    return build.files[f"{SW}/{rel}"].data.decode()
+
+
+def xml(build: Build, rel: str) -> ET.Element:
+    return ET.fromstring(build.files[f"{SW}/{rel}"].data)
+
+
+def params(el: ET.Element, path: str) -> dict[str, str]:
+    return {p.get("name", ""): p.get("value", "") for p in el.iterfind(path)}
+
+
+def actions(build: Build, ext: str) -> list[tuple[str, str]]:
+    root = xml(build, "dialplan/acme.xml")
+    e = root.find(f".//extension[@name='{ext}']")
+    assert e is not None, ext
+    return [(a.get("application", ""), a.get("data", "")) for a in e.iter("action")]
+
+
+def test_every_switch_gets_a_full_tree(build: Build, mini: LoadedInventory) -> None:
+    expected = {"freeswitch.xml", "vars.xml", "secrets.xml", "sounds.txt",
+                "sip_profiles/zpctl.xml", "dialplan/00-zpctl-in.xml", "dialplan/acme.xml",
+                "directory/acme.xml"} | {f"autoload_configs/{n}.conf.xml" for n in (
+                    "modules", "switch", "acl", "event_socket", "logfile", "sofia", "local_stream",
+                    "ivr", "callcenter", "voicemail", "conference", "directory")}
+    for p in select_switches(mini):
+        got = {k.split("/freeswitch/", 1)[1] for k in build.files
+               if k.startswith(f"{p.name}/freeswitch/")}
+        assert got == expected, p.name
+        node = json.loads(build.files[f"{p.name}/node.json"].data)
+        assert node["services"] == [{"name": "freeswitch",
+                                     "config": "/etc/zpctl/freeswitch/freeswitch.xml"}]
+    for path, f in build.files.items():
+        if "/freeswitch/" in path:
+            assert "managed by zpctl — do not edit" in f.data.decode()[:300], path
+
+
+def test_render_is_deterministic(mini: LoadedInventory, build: Build) -> None:
+    again = render(load_inventory(MINI), _secrets())
+    assert {p: f for p, f in again.files.items() if "/freeswitch/" in p} == \
+        {p: f for p, f in build.files.items() if "/freeswitch/" in p}
+
+
+def test_secrets_only_in_secrets_xml(build: Build) -> None:
+    sec = build.files[f"{SW}/secrets.xml"]
+    assert sec.mode == 0o600
+    assert f'data="esl_password={ESL_PW}"' in sec.data.decode()
+    assert re.search(r'data="zp_vm_pin_acme_1001=\d{6}"', sec.data.decode())
+    assert re.search(r'data="zp_conf_pin_acme_huddle=\d{6}"', sec.data.decode())
+    for path, f in build.files.items():
+        if path != f"{SW}/secrets.xml" and path.startswith(SW):
+            assert ESL_PW.encode() not in f.data, path
+            assert f.mode == 0o644, path
+
+
+def test_event_socket_on_mgmt_with_one_acl(build: Build, mini: LoadedInventory) -> None:
+    p = params(xml(build, "autoload_configs/event_socket.conf.xml"), "settings/param")
+    node = mini.node("lab1-a-switch1").node
+    assert p["listen-ip"] == node.mgmt == "127.1.1.14"
+    assert p["listen-port"] == "8021"
+    assert p["password"] == "$${esl_password}"
+    assert p["apply-inbound-acl"] == ",".join(mini.model.platform.management_networks)
+    assert text(build, "autoload_configs/event_socket.conf.xml").count("apply-inbound-acl") == 1
+
+
+def test_sofia_profile_faces_the_proxies_over_tls(build: Build) -> None:
+    p = params(xml(build, "sip_profiles/zpctl.xml"), ".//param")
+    assert p["tls-version"] == "tlsv1.2,tlsv1.3"
+    assert " " not in p["tls-version"]
+    assert (p["tls"], p["tls-only"], p["sip-ip"]) == ("true", "true", "127.0.1.14")
+    assert p["codec-prefs"] == "OPUS,PCMU,PCMA,G729"  # media.codecs, in order
+    assert (p["dtmf-type"], p["rfc2833-pt"]) == ("rfc2833", "101")
+    assert p["apply-inbound-acl"] == "zpctl-proxies"
+    acl = xml(build, "autoload_configs/acl.conf.xml")
+    assert [n.get("cidr") for n in acl.iterfind(".//list[@name='zpctl-proxies']/node")] == \
+        ["127.0.1.11/32", "127.0.1.21/32"]
+    assert "require-secure-rtp" not in p
+
+
+def test_srtp_suites_are_canonical_from_policy(build: Build, mini: LoadedInventory) -> None:
+    assert srtp_value(mini.model) == "optional:AES_256_CM_HMAC_SHA1_80:AES_CM_128_HMAC_SHA1_80"
+    strict = mini.model.model_copy(update={"security": mini.model.security.model_copy(update={
+        "srtp": mini.model.security.srtp.model_copy(update={"allow_plain_rtp_fallback": False})})})
+    assert srtp_value(strict).startswith("mandatory:")
+    assert ("set", "rtp_secure_media_inbound=" + srtp_value(mini.model)) in actions(build, "zp-init")
+    assert "AES_CM_256" not in "".join(f.data.decode() for p, f in build.files.items()
+                                       if p.startswith(SW))
+
+
+def test_tls_version_tokens() -> None:
+    assert tls_versions("TLSv1.2") == "tlsv1.2,tlsv1.3"
+    assert tls_versions("TLSv1.3") == "tlsv1.3"
+
+
+def test_entry_context_routes_by_account_domain(build: Build) -> None:
+    root = xml(build, "dialplan/00-zpctl-in.xml")
+    cond = root.find(".//extension[@name='to-acct-acme']/condition")
+    assert cond is not None
+    assert (cond.get("field"), cond.get("expression")) == ("${sip_req_host}",
+                                                           r"^acme\.lab\.zpctl\.test$")
+
+
+def test_auto_receptionist_with_hours_holidays_submenu_and_directory(build: Build) -> None:
+    ivr = xml(build, "autoload_configs/ivr.conf.xml")
+    main = ivr.find(".//menu[@name='acme-main']")
+    assert main is not None
+    assert main.get("greet-long") == "$${zp_sounds}/accounts/acme/main-greeting.wav"
+    entries = {e.get("digits"): (e.get("action"), e.get("param")) for e in main}
+    assert entries["2"] == ("menu-sub", "acme-sales")
+    assert entries["3"] == ("menu-exec-app", "directory zpctl acme.lab.zpctl.test acct-acme")
+    assert entries["1"] == ("menu-exec-app", "transfer 7100 XML acct-acme")
+    assert entries["9"][0] == "menu-play-sound"
+    sales = ivr.find(".//menu[@name='acme-sales']")
+    assert sales is not None
+    assert {e.get("digits"): e.get("action") for e in sales}["*"] == "menu-back"
+    dp = xml(build, "dialplan/acme.xml")
+    tz = dp.find(".//extension[@name='ar-main-tz']")
+    assert tz is not None
+    assert tz.get("continue") == "true"
+    open_mon = dp.find(".//extension[@name='ar-main-open-mon-0900-1700']/condition[2]")
+    assert open_mon is not None
+    assert (open_mon.get("wday"), open_mon.get("time-of-day")) == ("2", "09:00-17:00")
+    fri = [e.get("name") for e in dp.iter("extension") if (e.get("name") or "").startswith(
+        "ar-main-open-fri")]
+    assert fri == ["ar-main-open-fri-0900-1200", "ar-main-open-fri-1300-1700"]
+    hol = dp.find(".//extension[@name='ar-main-holiday-1']/condition[2]")
+    assert hol is not None
+    assert (hol.get("year"), hol.get("mon"), hol.get("mday")) == ("2027", "1", "1")
+    assert actions(build, "ar-main-holiday-1")[-1] == ("hangup", "NORMAL_CLEARING")
+    assert actions(build, "ar-main-closed")[-1] == ("transfer", "*991001 XML acct-acme")
+
+
+def test_queue_strategy_tiers_opt_in_out_and_callbacks(build: Build) -> None:
+    cc = xml(build, "autoload_configs/callcenter.conf.xml")
+    q = params(cc, ".//queue[@name='sales@acme.lab.zpctl.test']/param")
+    assert q["strategy"] == "round-robin"
+    assert q["moh-sound"] == "local_stream://acme-jazz"
+    agents = {a.get("name"): a.attrib for a in cc.iter("agent")}
+    assert set(agents) == {"1002@acme.lab.zpctl.test", "1004@acme.lab.zpctl.test"}
+    assert agents["1002@acme.lab.zpctl.test"]["contact"] == \
+        "[leg_timeout=15]user/1002@acme.lab.zpctl.test"
+    tiers = [(t.get("agent"), t.get("level")) for t in cc.iter("tier")]
+    assert tiers == [("1002@acme.lab.zpctl.test", "1")]  # 1004 has opted out
+    opt_in = actions(build, "queue-sales-75-1004")
+    assert ("set", "zp_cc=${callcenter_config(tier add sales@acme.lab.zpctl.test "
+                   "1004@acme.lab.zpctl.test 2 1)}") in opt_in
+    assert ("set", "zp_cc=${callcenter_config(tier del sales@acme.lab.zpctl.test "
+                   "1004@acme.lab.zpctl.test)}") in actions(build, "queue-sales-76-1004")
+    assert ("set", "cc_exit_keys=1") in actions(build, "queue-sales")
+    cb = dict(actions(build, "queue-sales-callback"))
+    assert cb["set"].startswith("zp_cb=${sched_api(+10 none originate ")
+    assert "loopback/7100/acct-acme ${caller_id_number} XML acct-acme" in cb["set"]
+    assert actions(build, "queue-sales-overflow") == [("transfer", "*991002 XML acct-acme")]
+
+
+def test_voicemail_pin_lockout_transcription(build: Build) -> None:
+    vm = params(xml(build, "autoload_configs/voicemail.conf.xml"), ".//profile[@name='acct-acme']/param")
+    assert vm["max-login-attempts"] == "3"
+    d = xml(build, "directory/acme.xml")
+    u1001 = params(d, ".//user[@id='1001']/params/param")
+    assert (u1001["vm-enabled"], u1001["vm-password"]) == ("true", "$${zp_vm_pin_acme_1001}")
+    v1001 = params(d, ".//user[@id='1001']/variables/variable")
+    assert v1001["zp_vm_transcription"] == "https://transcribe.acme.example/hook"
+    u1003 = params(d, ".//user[@id='1003']/params/param")
+    assert u1003["vm-enabled"] == "false"
+    assert "vm-password" not in u1003
+    v1003 = params(d, ".//user[@id='1003']/variables/variable")
+    assert v1003["sound_prefix"] == "$${zp_sounds}/es-US"  # the user's own prompt language
+
+
+def test_video_mail_flag(us01: LoadedInventory) -> None:
+    build = render(us01, _secrets())
+    d = ET.fromstring(build.files["us-east-ny-a-switch1/freeswitch/directory/northwind.xml"].data)
+    assert params(d, ".//user[@id='1001']/variables/variable")["zp_video_mail"] == "true"
+    assert "zp_video_mail" not in params(d, ".//user[@id='1002']/variables/variable")
+
+
+def test_call_handling_forwarding_recording_and_hold_music(build: Build) -> None:
+    ring = actions(build, "user-1001")
+    assert ("set", "hold_music=local_stream://acme-jazz") in ring
+    assert ("record_session", "$${zp_recordings}/acme/${strftime(%Y-%m-%d)}/${uuid}.wav") in ring
+    assert ("bind_meta_app", "2 ab s record_session::$${zp_recordings}/acme/${strftime(%Y-%m-%d)}"
+                             "/${uuid}.wav") in ring
+    assert ring[-2:] == [("bridge", "user/1001@acme.lab.zpctl.test"),
+                         ("transfer", "u-1001-failed XML acct-acme")]
+    assert actions(build, "user-1001-busy") == [("transfer", "*991001 XML acct-acme")]
+    assert actions(build, "user-1001-no_answer") == [("transfer", "1002 XML acct-acme")]
+    streams = [d.get("name") for d in xml(build, "autoload_configs/local_stream.conf.xml")]
+    assert streams == ["default", "acme-jazz"]
+
+
+def test_park_conference_shared_line_paging(build: Build) -> None:
+    assert actions(build, "park-main")[-1] == ("valet_park", "acme-main auto in 801 803")
+    assert ("set", "valet_parking_orbit_exten=1002") in actions(build, "park-main")
+    assert actions(build, "park-main-retrieve")[-1] == ("valet_park", "acme-main $1")
+    assert actions(build, "conference-huddle-moderator")[-1] == \
+        ("conference", "acme-huddle@zp-acme-huddle+flags{moderator}")
+    conf = params(xml(build, "autoload_configs/conference.conf.xml"),
+                  ".//profile[@name='zp-acme-huddle']/param")
+    assert conf["pin"] == "$${zp_conf_pin_acme_huddle}"
+    assert ("bridge", "user/1001@acme.lab.zpctl.test,user/1002@acme.lab.zpctl.test") in \
+        actions(build, "shared-front")
+    page = actions(build, "paging-all")
+    assert [d for a, d in page if a == "conference_set_auto_outcall"] == \
+        ["user/1002@acme.lab.zpctl.test", "user/1003@acme.lab.zpctl.test"]
+    dp = xml(build, "dialplan/acme.xml")
+    sender = dp.find(".//extension[@name='paging-all']/condition[1]")
+    assert sender is not None
+    assert sender.get("expression") == "^(1001)$"  # only permitted senders page
+
+
+def test_monitoring_only_for_permitted_supervisors(build: Build) -> None:
+    dp = xml(build, "dialplan/acme.xml")
+    names = [e.get("name") for e in dp.iter("extension") if (e.get("name") or "").startswith(
+        "monitor-")]
+    assert names == ["monitor-1004-1-listen", "monitor-1004-1-whisper", "monitor-1004-1-barge"]
+    first = dp.find(".//extension[@name='monitor-1004-1-whisper']/condition[1]")
+    assert first is not None
+    assert first.get("expression") == "^1004$"
+    targets = dp.find(".//extension[@name='monitor-1004-1-whisper']/condition[2]")
+    assert targets is not None
+    assert targets.get("expression") == r"^\*31(1001|1002)$"  # user:1001 and sales' agent 1002
+    whisper = actions(build, "monitor-1004-1-whisper")
+    assert ("set", "eavesdrop_whisper_bleg=true") in whisper
+    assert ("set", "eavesdrop_whisper_aleg=true") not in whisper
+    barge = actions(build, "monitor-1004-1-barge")
+    assert {("set", "eavesdrop_whisper_bleg=true"), ("set", "eavesdrop_whisper_aleg=true")} <= \
+        set(barge)
+    assert ("export", "eavesdrop_group=acme-1001") in actions(build, "user-1001")
+
+
+def test_blocking_spam_caller_id_and_emergency(build: Build) -> None:
+    dp = xml(build, "dialplan/acme.xml")
+    blocked = dp.find(".//extension[@name='zp-blocked']/condition")
+    assert blocked is not None
+    assert blocked.get("expression") == r"^(\+1900[0-9]*)$"
+    assert actions(build, "zp-spam") == [("hangup", "UNWANTED")]
+    assert ("set", "zp_caller_id=+15550100002") in actions(build, "zp-caller-1001")
+    emerg = dict(actions(build, "emergency-hq"))
+    em = [d for a, d in actions(build, "emergency-hq") if a == "set"]
+    assert "sip_h_X-ZP-Emergency-Address=1 Main St, Springfield, NY, 12345, US" in em
+    assert "effective_caller_id_number=+15550100001" in em
+    assert emerg["bridge"].startswith("sofia/zpctl/$1@acme.lab.zpctl.test;fs_path=<sip:127.0.1.11:5061")
+    cond = dp.find(".//extension[@name='emergency-hq']/condition[2]")
+    assert cond is not None
+    assert cond.get("expression") == "^(911|933)$"
+
+
+def test_prompt_languages_map_to_sound_prefixes(build: Build) -> None:
+    prefixes = {sound_prefix(code) for code in catalog.LANGUAGES}
+    assert len(prefixes) == len(catalog.LANGUAGES) == 40
+    with pytest.raises(KeyError):
+        sound_prefix("xx")
+    sounds = text(build, "sounds.txt").splitlines()
+    assert "es-US/ivr/ivr-welcome.wav" in sounds
+    assert "en-US/ivr/ivr-welcome.wav" in sounds
+    assert "accounts/acme/main-greeting.wav" in sounds
+    assert "music acme/jazz/" in sounds
+
+
+def test_switches_serve_their_data_center_and_its_pair(us01: LoadedInventory) -> None:
+    ny = us01.node("us-east-ny-a-switch1")
+    va = us01.node("us-east-va-b-switch2")
+    riyadh = us01.node("sa-riyadh-a-switch1")
+    assert [a.id for a in served_accounts(us01.model, ny)] == ["northwind"]
+    assert [a.id for a in served_accounts(us01.model, va)] == ["northwind"]  # the pair's sites
+    assert [a.id for a in served_accounts(us01.model, riyadh)] == ["wingtip"]
+
+
+def test_zone_switches_for_dispatcher_sets(us01: LoadedInventory, mini: LoadedInventory) -> None:
+    assert [p.name for p in zone_switches(us01, "us-east-ny", "b")] == \
+        ["us-east-ny-b-switch1", "us-east-ny-b-switch2"]
+    assert [p.node.address for p in zone_switches(us01, "us-east-ny", "a")] == \
+        ["10.3.1.14", "10.3.1.15"]
+    assert zone_switches(load_inventory(INVENTORIES / "lab"), "lab1", "a") == []
+    targets = esl_targets(select_switches(mini, zone="lab2"))
+    assert [(t.name, t.host, t.port) for t in targets] == [
+        ("lab2-a-switch1", "127.1.2.14", 8021), ("lab2-b-switch1", "127.1.2.24", 8021)]
+    over = esl_targets(select_switches(mini, switch="lab2-a-switch1"), "127.0.0.1:9")
+    assert (over[0].host, over[0].port) == ("127.0.0.1", 9)
+
+
+def test_pins_are_digits_non_trivial_and_stable() -> None:
+    pins = {pin_digits(f"seed-{i}", 6, True) for i in range(300)}
+    assert all(len(p) == 6 and p.isdigit() for p in pins)
+    assert not any(len(set(p)) == 1 or p in ("123456", "654321") for p in pins)
+    assert pin_digits("same", 8, True) == pin_digits("same", 8, True)
+    assert len(pin_digits("x", 12, True)) == 12
+
+
+@pytest.mark.parametrize(("patterns", "matches", "misses"), [
+    (["+1900*"], ["+1900", "+19005551234"], ["+1800555", "1900"]),
+    (["anonymous"], ["anonymous", "Anonymous"], ["anon"]),
+    (["+12125550100", "42"], ["+12125550100", "42"], ["+121255501000", "421"]),
+])
+def test_number_patterns(patterns: list[str], matches: list[str], misses: list[str]) -> None:
+    rx = number_regex(patterns)
+    assert rx is not None
+    for m in matches:
+        assert re.search(rx, m), m
+    for m in misses:
+        assert not re.search(rx, m), m
+
+
+def test_lab_renders_no_switch(tmp_path: Path) -> None:
+    build = render(load_inventory(INVENTORIES / "lab"), _secrets())
+    assert not [p for p in build.files if "/freeswitch/" in p]
+
+
+def test_an_account_without_pbx_still_renders(tmp_path: Path) -> None:
+    inv = tmp_path / "inv"
+    shutil.copytree(MINI, inv)
+    f = inv / "accounts" / "acme.yml"
+    f.write_text(f.read_text().split("\npbx:\n")[0] + "\n")
+    build = render(load_inventory(inv), _secrets())
+    assert f"{SW}/dialplan/acme.xml" in build.files
+    assert "<menu " not in build.files[f"{SW}/autoload_configs/ivr.conf.xml"].data.decode()

@@ -1,0 +1,244 @@
+"""zpctl calls: list and control calls on the FreeSWITCH switches over ESL."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from zpctl.cli.inventory import INVENTORY_ARG
+from zpctl.cli.main import Context, pass_ctx
+from zpctl.cli.output import emit
+from zpctl.cli.switch import selection_options, show_plan
+from zpctl.errors import ExitCode, ZpctlError
+from zpctl.freeswitch import control as fsc
+from zpctl.model import load_inventory
+from zpctl.model.pbx import MONITOR_MODES
+
+CALL_COLUMNS = ["switch", "uuid", "direction", "cid_num", "dest", "callstate", "b_uuid", "b_dest"]
+UUID_ARG = click.argument("uuid", metavar="UUID")
+
+
+@click.group("calls")
+def calls() -> None:
+    """List and control calls on the switch tier over ESL.
+
+    \b
+    zpctl calls ls INVENTORY [--zone DC/ZONE] [--switch NAME]
+    zpctl calls show|kill|hold|park INVENTORY UUID
+    zpctl calls transfer INVENTORY UUID DEST [--leg a|b|both] [--context CTX]
+    zpctl calls record INVENTORY UUID start|stop PATH
+    zpctl calls monitor INVENTORY UUID --mode listen|whisper|barge|takeover --supervisor EXT@ACCOUNT
+    zpctl calls originate INVENTORY --from EXT@ACCOUNT DEST
+    Commands that change a call take --dry-run (prints the exact ESL commands).  Without
+    --switch the switch holding UUID is found with `show channels as json`.
+    Exit codes: 2 bad input or not permitted, 6 the switch answered -ERR, 7 unreachable.
+    """
+
+
+@calls.command("ls")
+@INVENTORY_ARG
+@selection_options
+@pass_ctx
+def ls_cmd(ctx: Context, inventory: Path, zone: str | None, switch_name: str | None,
+           esl_address: str | None, secrets_file: Path | None, timeout: float) -> None:
+    """List the calls on the selected switches (both legs of a bridged call on one row)."""
+    loaded = load_inventory(inventory)
+    targets = fsc.targets_for(loaded, zone, switch_name, esl_address)
+    rows, results = asyncio.run(fsc.alist_calls(targets, fsc.esl_password(loaded, secrets_file),
+                                                timeout))
+    emit(ctx.output, rows, rows=rows, columns=CALL_COLUMNS)
+    fsc.raise_for_errors(results)
+
+
+@calls.command("show")
+@INVENTORY_ARG
+@UUID_ARG
+@selection_options
+@pass_ctx
+def show_cmd(ctx: Context, inventory: Path, uuid: str, zone: str | None, switch_name: str | None,
+             esl_address: str | None, secrets_file: Path | None, timeout: float) -> None:
+    """Show one channel: its switch, state, numbers, application, and the other leg."""
+    loaded = load_inventory(inventory)
+    targets = fsc.targets_for(loaded, zone, switch_name, esl_address)
+    t, row, calls_ = asyncio.run(fsc.afind_channel(
+        targets, fsc.esl_password(loaded, secrets_file), fsc.check_uuid(uuid), timeout))
+    doc = {"switch": t.name, **row, "other_leg": fsc.partner_of(uuid, calls_)}
+    emit(ctx.output, doc, text="\n".join(f"{k}: {v}" for k, v in doc.items() if v))
+
+
+def _act(ctx: Context, inventory: Path, uuid: str, command: str, zone: str | None,
+         switch_name: str | None, esl_address: str | None, secrets_file: Path | None,
+         timeout: float, dry_run: bool) -> None:
+    loaded = load_inventory(inventory)
+    targets = fsc.targets_for(loaded, zone, switch_name, esl_address)
+    if dry_run:
+        where = targets[0] if len(targets) == 1 else None
+        show_plan(ctx, [fsc.Step(where.name if where else "<switch holding the call>",
+                                 f"{where.host}:{where.port}" if where else "found with "
+                                 "`api show channels as json`", command)])
+        return
+    t, out = asyncio.run(fsc.acall_action(targets, fsc.esl_password(loaded, secrets_file), uuid,
+                                          command, timeout))
+    emit(ctx.output, {"switch": t.name, "uuid": uuid, "command": command, "reply": out},
+         text=f"{t.name}: {command}: {out}")
+
+
+DRY = click.option("--dry-run", is_flag=True, help="Print the exact ESL command; send nothing.")
+
+
+@calls.command("kill")
+@INVENTORY_ARG
+@UUID_ARG
+@click.option("--cause", default="NORMAL_CLEARING", show_default=True,
+              type=click.Choice(fsc.HANGUP_CAUSES_ALLOWED), help="Hangup cause.")
+@selection_options
+@DRY
+@pass_ctx
+def kill_cmd(ctx: Context, inventory: Path, uuid: str, cause: str, zone: str | None,
+             switch_name: str | None, esl_address: str | None, secrets_file: Path | None,
+             timeout: float, dry_run: bool) -> None:
+    """Hang up a channel (`uuid_kill`)."""
+    _act(ctx, inventory, uuid, fsc.call_command("kill", uuid, cause=cause), zone, switch_name,
+         esl_address, secrets_file, timeout, dry_run)
+
+
+@calls.command("transfer")
+@INVENTORY_ARG
+@UUID_ARG
+@click.argument("dest", metavar="DEST")
+@click.option("--leg", type=click.Choice(["a", "b", "both"]), default="a", show_default=True,
+              help="Transfer this leg, its other leg (-bleg) or both (-both).")
+@click.option("--context", help="Dialplan context (default: the channel's own), e.g. acct-northwind.")
+@selection_options
+@DRY
+@pass_ctx
+def transfer_cmd(ctx: Context, inventory: Path, uuid: str, dest: str, leg: str,
+                 context: str | None, zone: str | None, switch_name: str | None,
+                 esl_address: str | None, secrets_file: Path | None, timeout: float,
+                 dry_run: bool) -> None:
+    """Send a call to extension DEST of the dialplan (`uuid_transfer`)."""
+    _act(ctx, inventory, uuid, fsc.call_command("transfer", uuid, dest=dest, leg=leg,
+                                                context=context),
+         zone, switch_name, esl_address, secrets_file, timeout, dry_run)
+
+
+@calls.command("hold")
+@INVENTORY_ARG
+@UUID_ARG
+@click.option("--off", "mode", flag_value="off", help="Take the call off hold.")
+@click.option("--toggle", "mode", flag_value="toggle", help="Toggle hold.")
+@selection_options
+@DRY
+@pass_ctx
+def hold_cmd(ctx: Context, inventory: Path, uuid: str, mode: str | None, zone: str | None,
+             switch_name: str | None, esl_address: str | None, secrets_file: Path | None,
+             timeout: float, dry_run: bool) -> None:
+    """Put a call on hold (the other party hears hold music) (`uuid_hold`)."""
+    _act(ctx, inventory, uuid, fsc.call_command("hold", uuid, hold=mode or "on"), zone,
+         switch_name, esl_address, secrets_file, timeout, dry_run)
+
+
+@calls.command("park")
+@INVENTORY_ARG
+@UUID_ARG
+@selection_options
+@DRY
+@pass_ctx
+def park_cmd(ctx: Context, inventory: Path, uuid: str, zone: str | None, switch_name: str | None,
+             esl_address: str | None, secrets_file: Path | None, timeout: float,
+             dry_run: bool) -> None:
+    """Park a channel (`uuid_park`): it leaves its bridge and waits."""
+    _act(ctx, inventory, uuid, fsc.call_command("park", uuid), zone, switch_name, esl_address,
+         secrets_file, timeout, dry_run)
+
+
+@calls.command("record")
+@INVENTORY_ARG
+@UUID_ARG
+@click.argument("action", type=click.Choice(["start", "stop"]))
+@click.argument("path", metavar="PATH")
+@click.option("--limit", type=int, help="Stop after this many seconds.")
+@selection_options
+@DRY
+@pass_ctx
+def record_cmd(ctx: Context, inventory: Path, uuid: str, action: str, path: str,
+               limit: int | None, zone: str | None, switch_name: str | None,
+               esl_address: str | None, secrets_file: Path | None, timeout: float,
+               dry_run: bool) -> None:
+    """Start or stop an ad hoc recording of a call to PATH on the switch (`uuid_record`)."""
+    _act(ctx, inventory, uuid, fsc.call_command("record", uuid, record=action, path=path,
+                                                limit=limit),
+         zone, switch_name, esl_address, secrets_file, timeout, dry_run)
+
+
+@calls.command("monitor")
+@INVENTORY_ARG
+@UUID_ARG
+@click.option("--mode", type=click.Choice(MONITOR_MODES), required=True,
+              help="listen (silent), whisper (to the monitored user), barge (to both), "
+                   "takeover (replace the monitored user).")
+@click.option("--supervisor", required=True, metavar="EXT@ACCOUNT",
+              help="The supervisor to connect; must hold a monitoring grant for the call's user.")
+@selection_options
+@DRY
+@pass_ctx
+def monitor_cmd(ctx: Context, inventory: Path, uuid: str, mode: str, supervisor: str,
+                zone: str | None, switch_name: str | None, esl_address: str | None,
+                secrets_file: Path | None, timeout: float, dry_run: bool) -> None:
+    """Connect a supervisor to the call leg UUID (eavesdrop, or a takeover bridge).
+
+    Only supervisors the inventory permits: their license allows call monitoring, they
+    have the call_monitoring feature, and a pbx.monitoring grant covers the mode and the
+    user on the call.
+    """
+    loaded = load_inventory(inventory)
+    if dry_run:
+        plan = fsc.monitor_plan(loaded, uuid, mode, supervisor)
+        show_plan(ctx, [fsc.Step("<switch holding the call>", "found with `api show channels as "
+                                 "json`", c) for c in plan])
+        return
+    targets = fsc.targets_for(loaded, zone, switch_name, esl_address)
+    doc = asyncio.run(fsc.amonitor(loaded, targets, fsc.esl_password(loaded, secrets_file), uuid,
+                                   mode, supervisor, timeout))
+    emit(ctx.output, doc, text=f"{doc['switch']}: {supervisor} is on {uuid} "
+                               f"({mode}, user {doc['monitored_user']}) as {doc['supervisor_uuid']}")
+
+
+@calls.command("originate")
+@INVENTORY_ARG
+@click.argument("dest", metavar="DEST")
+@click.option("--from", "from_user", metavar="EXT@ACCOUNT",
+              help="Call this user first; DEST runs in the account's dialplan.")
+@click.option("--endpoint", help="Or a raw FreeSWITCH endpoint, e.g. loopback/8000/acct-northwind.")
+@click.option("--context", help="Dialplan context for DEST (default: acct-<account> with --from).")
+@click.option("--cid-name", default="", help="Caller ID name shown to DEST.")
+@click.option("--cid-num", default="", help="Caller ID number shown to DEST.")
+@click.option("--ring", type=int, default=30, show_default=True, help="Seconds to ring.")
+@selection_options
+@DRY
+@pass_ctx
+def originate_cmd(ctx: Context, inventory: Path, dest: str, from_user: str | None,
+                  endpoint: str | None, context: str | None, cid_name: str, cid_num: str,
+                  ring: int, zone: str | None, switch_name: str | None, esl_address: str | None,
+                  secrets_file: Path | None, timeout: float, dry_run: bool) -> None:
+    """Place a call: ring --from (or --endpoint), then connect it to DEST (bgapi originate)."""
+    loaded = load_inventory(inventory)
+    if bool(from_user) == bool(endpoint):
+        raise ZpctlError("give exactly one of --from EXT@ACCOUNT and --endpoint", ExitCode.USAGE)
+    if from_user:
+        acct, ext = fsc.parse_user(from_user, loaded)
+        endpoint = f"user/{ext}@{loaded.model.account_domain(acct)}"
+        context = context or f"acct-{acct.id}"
+    assert endpoint is not None
+    command = fsc.originate_command(endpoint, dest, context, cid_name=cid_name, cid_num=cid_num,
+                                    timeout_s=ring)
+    targets = fsc.targets_for(loaded, zone, switch_name, esl_address)[:1]
+    if dry_run:
+        show_plan(ctx, [fsc.Step(targets[0].name, f"{targets[0].host}:{targets[0].port}", command)])
+        return
+    t, out = asyncio.run(fsc.acall_action(targets, fsc.esl_password(loaded, secrets_file), "x",
+                                          command, max(timeout, ring + 5.0)))
+    emit(ctx.output, {"switch": t.name, "command": command, "reply": out},
+         text=f"{t.name}: {out}")

@@ -1,0 +1,142 @@
+"""zpctl switch: status, pause and resume of the FreeSWITCH switch tier over ESL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from zpctl.cli.inventory import INVENTORY_ARG
+from zpctl.cli.main import Context, pass_ctx
+from zpctl.cli.output import emit, info
+from zpctl.freeswitch import ESL_OVERRIDE_ENV
+from zpctl.freeswitch import control as fsc
+from zpctl.model import load_inventory
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+COLUMNS = ["switch", "dc", "zone", "address", "state", "sessions", "detail"]
+
+
+def selection_options(f: F) -> F:
+    """--zone, --switch, --esl-address, --secrets and --timeout (shared with `zpctl calls`)."""
+    for opt in reversed([
+        click.option("--zone", metavar="DC/ZONE", help="Only the switches of this zone (or DC)."),
+        click.option("--switch", "switch_name", metavar="NAME", help="Only this switch."),
+        click.option("--esl-address", envvar=ESL_OVERRIDE_ENV, metavar="HOST:PORT",
+                     help="For tests and labs: send ESL here instead of each switch's "
+                          "management address (or NAME=HOST:PORT,...). Env: "
+                          f"{ESL_OVERRIDE_ENV}."),
+        click.option("--secrets", "secrets_file", type=click.Path(path_type=Path),
+                     help="Secrets file holding esl_password (default: $ZPCTL_SECRETS or "
+                          "~/.config/zpctl/secrets/<platform>.yml)."),
+        click.option("--timeout", type=float, default=5.0, show_default=True,
+                     help="Seconds to wait for a switch to answer."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def show_plan(ctx: Context, steps: list[fsc.Step]) -> None:
+    """--dry-run: the exact ESL commands, one per line (or as data with -o json|yaml)."""
+    if ctx.output != "table":
+        emit(ctx.output, {"dry_run": True, "commands": [s.as_dict() for s in steps]})
+        return
+    for s in steps:
+        click.echo(str(s))
+
+
+def show_results(ctx: Context, results: list[fsc.SwitchResult]) -> None:
+    rows = [r.as_dict() for r in results]
+    for row in rows:
+        if "error" in row:
+            row["detail"] = row["error"]
+    emit(ctx.output, rows, rows=rows, columns=COLUMNS)
+    fsc.raise_for_errors(results)
+
+
+@click.group("switch")
+def switch() -> None:
+    """Operate the FreeSWITCH switches of an inventory over ESL (the event socket).
+
+    \b
+    zpctl switch status INVENTORY [--zone DC/ZONE] [--switch NAME]
+    zpctl switch pause  INVENTORY --zone us-east-ny/a [--wait --deadline 600]
+    zpctl switch resume INVENTORY --zone us-east-ny/a
+    Every command connects to each selected switch's management address and ESL port with
+    the esl_password secret.  Exit codes: 6 a switch answered with an error, 7 a switch did
+    not answer (or a drain missed its deadline).
+    """
+
+
+@switch.command("status")
+@INVENTORY_ARG
+@selection_options
+@click.option("--dry-run", is_flag=True, help="Print the ESL commands; connect to nothing.")
+@pass_ctx
+def status_cmd(ctx: Context, inventory: Path, zone: str | None, switch_name: str | None,
+               esl_address: str | None, secrets_file: Path | None, timeout: float,
+               dry_run: bool) -> None:
+    """Show each switch: reachable, current sessions, inbound paused or not."""
+    loaded = load_inventory(inventory)
+    targets = fsc.targets_for(loaded, zone, switch_name, esl_address)
+    if dry_run:
+        show_plan(ctx, fsc.status_plan(targets))
+        return
+    password = fsc.esl_password(loaded, secrets_file)
+    show_results(ctx, asyncio.run(fsc.astatus(targets, password, timeout)))
+
+
+@switch.command("pause")
+@INVENTORY_ARG
+@selection_options
+@click.option("--wait", is_flag=True,
+              help="Drain: after pausing, wait until every switch has 0 sessions.")
+@click.option("--deadline", type=float, default=600.0, show_default=True,
+              help="With --wait: give up after this many seconds (exit 7; inbound stays paused).")
+@click.option("--poll", type=float, default=2.0, show_default=True, hidden=True)
+@click.option("--dry-run", is_flag=True, help="Print the ESL commands; change nothing.")
+@pass_ctx
+def pause_cmd(ctx: Context, inventory: Path, zone: str | None, switch_name: str | None,
+              esl_address: str | None, secrets_file: Path | None, timeout: float, wait: bool,
+              deadline: float, poll: float, dry_run: bool) -> None:
+    """Refuse new inbound calls (`fsctl pause inbound`); calls in progress go on.
+
+    With --wait this is a drain: progress on stderr until the session count of every
+    selected switch reaches zero (HEARTBEAT Session-Count and `api status`).
+    """
+    loaded = load_inventory(inventory)
+    targets = fsc.targets_for(loaded, zone, switch_name, esl_address)
+    if dry_run:
+        steps = fsc.pause_plan(targets)
+        if wait:
+            steps += [fsc.Step(s.switch, s.address, c) for s in steps
+                      for c in ("event plain BACKGROUND_JOB HEARTBEAT", "api status (every "
+                                f"{poll:g}s until 0 sessions or {deadline:g}s)")]
+        show_plan(ctx, steps)
+        return
+    password = fsc.esl_password(loaded, secrets_file)
+    results = asyncio.run(fsc.apause(targets, password, wait=wait, deadline_s=deadline,
+                                     poll_s=poll, timeout=timeout, progress=info))
+    show_results(ctx, results)
+
+
+@switch.command("resume")
+@INVENTORY_ARG
+@selection_options
+@click.option("--dry-run", is_flag=True, help="Print the ESL commands; change nothing.")
+@pass_ctx
+def resume_cmd(ctx: Context, inventory: Path, zone: str | None, switch_name: str | None,
+               esl_address: str | None, secrets_file: Path | None, timeout: float,
+               dry_run: bool) -> None:
+    """Accept new inbound calls again (`fsctl resume inbound`)."""
+    loaded = load_inventory(inventory)
+    targets = fsc.targets_for(loaded, zone, switch_name, esl_address)
+    if dry_run:
+        show_plan(ctx, fsc.resume_plan(targets))
+        return
+    password = fsc.esl_password(loaded, secrets_file)
+    show_results(ctx, asyncio.run(fsc.aresume(targets, password, timeout)))

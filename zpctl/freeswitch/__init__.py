@@ -1,0 +1,89 @@
+"""The FreeSWITCH switch tier: which switches an inventory has and where their ESL listens.
+
+``zone_switches`` lists a zone's switch nodes (for the proxy's dispatcher sets);
+``esl_targets`` turns a selection of switches into ESL addresses.  Rendering is in
+:mod:`zpctl.freeswitch.render`, the XML validator in :mod:`zpctl.freeswitch.validate`,
+live control (status, pause, resume, calls) in :mod:`zpctl.freeswitch.control`, and an
+in-process ESL *simulator* for tests in :mod:`zpctl.freeswitch.fakeswitch`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from zpctl.errors import ExitCode, ZpctlError
+from zpctl.model import LoadedInventory, PlacedNode
+from zpctl.model.schema import Role
+
+if TYPE_CHECKING:  # the renderer imports this package: keep the ESL client out of its imports
+    from zpctl.clients.esl import SwitchTarget
+
+# For tests and labs: send ESL to this address instead of the inventory's.  Either one
+# "host:port" for every switch, or "name=host:port,name2=host:port" per switch.
+ESL_OVERRIDE_ENV = "ZPCTL_ESL_OVERRIDE"
+ESL_PASSWORD_KEY = "esl_password"  # noqa: S105 - the secrets key (zpctl.secrets), not a secret
+
+
+def switches(loaded: LoadedInventory) -> list[PlacedNode]:
+    """Every switch node, in inventory order."""
+    return [p for p in loaded.nodes() if p.role == Role.SWITCH]
+
+
+def zone_switches(loaded: LoadedInventory, dc: str, zone: str) -> list[PlacedNode]:
+    """The switch nodes of zone ``zone`` of data center ``dc`` (empty without a switch tier)."""
+    return [p for p in switches(loaded) if p.dc.id == dc and p.zone == zone]
+
+
+def select_switches(loaded: LoadedInventory, zone: str | None = None,
+                    switch: str | None = None) -> list[PlacedNode]:
+    """Switches by ``zone`` ("dc/zone" or "dc") and/or name; an error if none match."""
+    found = switches(loaded)
+    if not found:
+        raise ZpctlError(f"inventory {loaded.model.platform.name} has no switch nodes "
+                         "(platform.switch_tier is off or no zone lists a switch)", ExitCode.USAGE)
+    if zone:
+        dc_id, _, zname = zone.partition("/")
+        found = [p for p in found if p.dc.id == dc_id and (not zname or p.zone == zname)]
+        if not found:
+            raise ZpctlError(f"no switch in zone {zone!r}; zones are DC/ZONE, e.g. "
+                             f"{switches(loaded)[0].dc.id}/{switches(loaded)[0].zone}",
+                             ExitCode.USAGE)
+    if switch:
+        names = [p.name for p in found]
+        found = [p for p in found if p.name == switch]
+        if not found:
+            raise ZpctlError(f"no switch named {switch!r}" + (f" in zone {zone}" if zone else "")
+                             + f"; known: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}",
+                             ExitCode.USAGE)
+    return found
+
+
+def _overrides(value: str) -> tuple[tuple[str, int] | None, dict[str, tuple[str, int]]]:
+    def addr(text: str) -> tuple[str, int]:
+        host, _, port = text.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ZpctlError(f"{ESL_OVERRIDE_ENV}: {text!r} is not host:port", ExitCode.USAGE)
+        return host.strip("[]"), int(port)
+
+    if "=" not in value:
+        return addr(value), {}
+    per: dict[str, tuple[str, int]] = {}
+    for item in value.split(","):
+        name, _, where = item.partition("=")
+        per[name.strip()] = addr(where)
+    return None, per
+
+
+def esl_targets(placed: list[PlacedNode], override: str | None = None) -> list[SwitchTarget]:
+    """ESL addresses of ``placed``: the management address and ESL port of each, unless
+    ``override`` (or $ZPCTL_ESL_OVERRIDE) redirects them (tests, labs)."""
+    from zpctl.clients.esl import SwitchTarget  # noqa: PLC0415 - see the import note above
+
+    override = override if override is not None else os.environ.get(ESL_OVERRIDE_ENV, "")
+    every, per = _overrides(override) if override else (None, {})
+    out = []
+    for p in placed:
+        host, port = per.get(p.name) or every or (p.node.mgmt, p.node.ports.esl)
+        out.append(SwitchTarget(p.name, host, port, p.dc.id, p.zone or ""))
+    return out

@@ -1,0 +1,827 @@
+"""Render one switch node's FreeSWITCH configuration: a complete conf tree under
+``<host>/freeswitch/`` (the directory FreeSWITCH is started with as ``-conf``).
+
+How it works: everything that needs a decision (which accounts a switch serves, the
+dialplan of each feature, regexes, time conditions, dial strings) is computed here into
+plain lists and dicts, sorted, so the templates in ``freeswitch/*.j2`` only loop and print.
+The dialplan is a list of extensions (conditions and actions) per account context, printed
+by one generic template; :mod:`zpctl.freeswitch.validate` checks the result.
+
+A switch serves the accounts with a site in its data center or in that data center's
+pair (the secondary takes over the primary's sites).  Calls arrive from the zone proxies
+over TLS in context ``zpctl-in``, which hands each call to its account's context
+(``acct-<id>``) by the Request-URI host (the account's SIP domain; the proxy keeps it and
+reaches the switch through the destination URI).  Calls the switch places to users or the
+PSTN go back through the zone's proxy (``fs_path``), the sister zone's as fallback.
+
+Secrets (ESL password, voicemail and conference PINs) are global variables in
+``secrets.xml`` (mode 0600), referenced as ``$${name}``; every other file is secret-free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+import zoneinfo
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from typing import TYPE_CHECKING, Any, Protocol
+from xml.sax.saxutils import escape
+
+from zpctl.freeswitch import ESL_PASSWORD_KEY
+from zpctl.model import LoadedInventory, PlacedNode, catalog
+from zpctl.model.pbx import STANDARD_PROMPTS, Pbx, has_feature, monitor_targets, parse_route
+from zpctl.model.schema import Account, Inventory, Role, Site, User
+
+if TYPE_CHECKING:
+    from zpctl.render.paths import NodePaths
+    from zpctl.secrets import Secrets
+
+FS = "freeswitch"
+PROFILE = "zpctl"  # the one sofia profile, facing the zone proxies
+ENTRY_CONTEXT = "zpctl-in"
+# One secret from which every initial voicemail and conference PIN is derived (per account
+# and box), so the secrets file holds one value, not one per user.
+PIN_SEED_KEY = "pin_seed"
+PROXY_ACL = "zpctl-proxies"
+VM_PROFILE_PREFIX = "acct-"
+WEEKDAYS = {"sun": 1, "mon": 2, "tue": 3, "wed": 4, "thu": 5, "fri": 6, "sat": 7}  # FreeSWITCH wday
+FEATURE_CODES = {"voicemail_own": "*97", "voicemail_any": "*98", "voicemail_direct": "*99",
+                 "queue_in": "*75", "queue_out": "*76", "listen": "*30", "whisper": "*31",
+                 "barge": "*32", "caller_id": "*5", "adhoc_record": "*2"}
+MODULES = ("mod_console", "mod_logfile", "mod_event_socket", "mod_sofia", "mod_loopback",
+           "mod_commands", "mod_dptools", "mod_db", "mod_hash", "mod_expr", "mod_dialplan_xml",
+           "mod_voicemail", "mod_callcenter", "mod_valet_parking", "mod_conference",
+           "mod_directory", "mod_sndfile", "mod_native_file", "mod_local_stream",
+           "mod_tone_stream", "mod_say_en")
+CODEC_MODULES = {"opus": "mod_opus", "g729": "mod_g729"}
+
+
+class RendererLike(Protocol):
+    """What the main renderer (zpctl.render._Renderer) offers this module."""
+
+    loaded: LoadedInventory
+    secrets: Secrets
+
+    @property
+    def build(self) -> Any: ...
+
+    def tpl(self, name: str, **ctx: Any) -> str: ...
+
+    def paths(self, node: str) -> NodePaths: ...
+
+
+def xa(value: object) -> str:
+    """Escape for an XML attribute value in double quotes."""
+    return escape(str(value), {'"': "&quot;"})
+
+
+def var_name(*parts: str) -> str:
+    """A global variable name from ids: letters, digits and underscores only."""
+    return "_".join(re.sub(r"[^A-Za-z0-9]", "_", p) for p in parts)
+
+
+def sound_prefix(language: str) -> str:
+    """The sound folder of one of the 40 prompt languages (the code is the folder)."""
+    if language not in catalog.LANGUAGES:
+        raise KeyError(language)
+    return f"$${{zp_sounds}}/{language}"
+
+
+def rx(value: str) -> str:
+    """Escape regex metacharacters (PCRE and Python alike); '-' and letters stay readable."""
+    return re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", value)
+
+
+def alternation(values: Iterable[str]) -> str:
+    """``^(a|b)$`` for literal values (sorted, escaped)."""
+    vals = sorted(set(values))
+    return "^(" + "|".join(rx(v) for v in vals) + ")$"
+
+
+def number_regex(patterns: Iterable[str]) -> str | None:
+    """A regex matching caller numbers: E.164 exact, ``+1900*`` prefixes, ``anonymous``."""
+    alts = []
+    for p in sorted(set(patterns)):
+        if p == "anonymous":
+            alts.append("(?i:anonymous)")
+        elif p.endswith("*"):
+            alts.append(rx(p[:-1]) + "[0-9]*")
+        else:
+            alts.append(rx(p))
+    return "^(" + "|".join(alts) + ")$" if alts else None
+
+
+def pin_digits(seed: str, length: int, forbid_trivial: bool) -> str:
+    """A PIN of ``length`` digits derived from a secret; never all-same or a straight run."""
+    for n in range(1000):
+        h = hashlib.sha256(f"{seed}:{n}".encode()).hexdigest()
+        pin = str(int(h, 16))[-length:].zfill(length)
+        if not forbid_trivial or not _trivial(pin):
+            return pin
+    raise AssertionError("no acceptable PIN")  # pragma: no cover - 1000 tries never all fail
+
+
+def _trivial(pin: str) -> bool:
+    steps = {int(b) - int(a) for a, b in itertools.pairwise(pin)}
+    return len(set(pin)) == 1 or steps in ({1}, {-1})
+
+
+# --- dialplan as data ----------------------------------------------------------------------
+
+@dataclass
+class Cond:
+    var: str = ""  # the condition's `field` attribute
+    expression: str = ""
+    time: dict[str, str] = dc_field(default_factory=dict)  # wday, time-of-day, year, mon, mday
+
+
+@dataclass
+class Ext:
+    name: str
+    conditions: list[Cond]
+    actions: list[tuple[str, str]]  # (application, data)
+    cont: bool = False
+    inline: frozenset[str] = frozenset()  # apps whose actions run inline (set only)
+
+
+class _Account:
+    """The dialplan, directory and module configs of one account on one switch."""
+
+    def __init__(self, inv: Inventory, acct: Account, node: PlacedNode, proxies: list[str],
+                 secrets: Secrets) -> None:
+        self.inv, self.acct, self.node, self.proxies, self.secrets = inv, acct, node, proxies, secrets
+        self.pbx: Pbx = acct.pbx
+        self.domain = inv.account_domain(acct)
+        self.ctx = f"acct-{acct.id}"
+        self.users = {u.extension: u for u in acct.users}
+        self.sites = {s.id: s for s in acct.sites}
+        self.exts: list[Ext] = []
+        self.secret_vars: dict[str, str] = {}
+        self.menus = {m.id: m for m in self.pbx.menus}
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def moh(self, name: str | None) -> str:
+        if name is not None:
+            return f"local_stream://{self.acct.id}-{name}"
+        if self.pbx.hold_music is not None:
+            return f"local_stream://{self.acct.id}-{self.pbx.hold_music}"
+        return "local_stream://default"
+
+    def prompt(self, name: str) -> str:
+        if name in STANDARD_PROMPTS:
+            return name  # relative: resolved under the channel's sound_prefix
+        return f"$${{zp_sounds}}/accounts/{self.acct.id}/{name}.wav"
+
+    def user_lang(self, u: User) -> str:
+        return u.language or self.sites[u.site].language
+
+    def queue_name(self, qid: str) -> str:
+        return f"{qid}@{self.domain}"
+
+    def agent_name(self, ext: str) -> str:
+        return f"{ext}@{self.domain}"
+
+    def menu_name(self, mid: str) -> str:
+        return f"{self.acct.id}-{mid}"
+
+    def user_dial(self, ext: str) -> str:
+        return f"user/{ext}@{self.domain}"
+
+    def pstn_dial(self, number: str) -> str:
+        return "|".join(f"sofia/{PROFILE}/{number}@{self.domain};fs_path=<{p}>" for p in self.proxies)
+
+    def dest(self, route: str) -> tuple[str, str]:
+        """(application, data) that sends a call along ``route``."""
+        kind, ref = parse_route(route)
+        if kind == "hangup":
+            return "hangup", "NORMAL_CLEARING"
+        if kind == "directory":
+            return "directory", f"{PROFILE} {self.domain} {self.ctx}"
+        target = {
+            "user": ref,
+            "voicemail": f"{FEATURE_CODES['voicemail_direct']}{ref}",
+            "queue": next((q.extension for q in self.pbx.queues if q.id == ref), ""),
+            "menu": f"ivr-{ref}",
+            "receptionist": next((r.extension for r in self.pbx.auto_receptionists
+                                  if r.id == ref), ""),
+            "shared_line": next((s.extension for s in self.pbx.shared_lines if s.id == ref), ""),
+            "conference": next((c.extension for c in self.pbx.conferences if c.id == ref), ""),
+            "paging": next((g.extension for g in self.pbx.paging_groups if g.id == ref), ""),
+            "park": next((lot.extension for lot in self.pbx.park_lots if lot.id == ref), ""),
+            "external": ref,
+        }[kind]
+        return "transfer", f"{target} XML {self.ctx}"
+
+    def site_actions(self, site: Site, language: str | None = None) -> list[tuple[str, str]]:
+        return [("set", f"timezone={site.timezone}"),
+                ("set", f"sound_prefix={sound_prefix(language or site.language)}"),
+                ("set", f"zp_site={site.id}")]
+
+    def hours_exts(self, name: str, dest: str, timezone: str, hours: dict[str, list[str]],
+                   holidays: Sequence[tuple[str, str]], holiday_route: tuple[str, str] | None,
+                   open_action: tuple[str, str], closed: tuple[str, str]) -> None:
+        """Holiday, open-hours and after-hours extensions for destination ``dest``."""
+        dcond = Cond("destination_number", f"^{rx(dest)}$")
+        # Time conditions are evaluated while hunting: the time zone must be set inline in
+        # this same pass (a caller's own site may have set another one).
+        self.exts.append(Ext(f"{name}-tz", [dcond], [("set", f"timezone={timezone}")], cont=True,
+                             inline=frozenset({"set"})))
+        if holiday_route is not None:
+            for i, (hname, date) in enumerate(holidays):
+                y, m, d = date.split("-")
+                self.exts.append(Ext(f"{name}-holiday-{i + 1}", [
+                    dcond, Cond(time={"year": y, "mon": str(int(m)), "mday": str(int(d))})],
+                    [("set", f"zp_holiday={hname}"), holiday_route]))
+        for day in sorted(hours, key=lambda d: WEEKDAYS[d]):
+            for span in hours[day]:
+                self.exts.append(Ext(f"{name}-open-{day}-{span.replace(':', '')}", [
+                    dcond, Cond(time={"wday": str(WEEKDAYS[day]), "time-of-day": span})],
+                    [open_action]))
+        self.exts.append(Ext(f"{name}-closed", [dcond], [("set", "zp_closed=true"), closed]))
+
+    # -- the dialplan -------------------------------------------------------------------
+
+    def dialplan(self) -> list[Ext]:
+        acct, pbx = self.acct, self.pbx
+        srtp = srtp_value(self.inv)
+        first_site = acct.sites[0]
+        self.exts.append(Ext("zp-init", [Cond("destination_number", "^(.*)$")], [
+            ("set", f"zp_account={acct.id}"), ("set", f"domain_name={self.domain}"),
+            ("set", f"rtp_secure_media_inbound={srtp}"),
+            ("export", f"nolocal:rtp_secure_media_outbound={srtp}"),
+            ("set", f"hold_music={self.moh(None)}"),
+            ("set", "hangup_after_bridge=true"), ("set", "continue_on_fail=true"),
+            *self.site_actions(first_site)], cont=True, inline=frozenset({"set"})))
+        # The caller's own site and language, caller ID, personal block lists.
+        for site in acct.sites:
+            exts = [u.extension for u in acct.users if u.site == site.id]
+            if exts:
+                self.exts.append(Ext(f"zp-caller-site-{site.id}",
+                                     [Cond("caller_id_number", alternation(exts))],
+                                     self.site_actions(site), cont=True, inline=frozenset({"set"})))
+        for u in acct.users:
+            up = pbx.users.get(u.extension)
+            cid = (up.caller_ids[0] if up and up.caller_ids else
+                   (u.dids[0] if u.dids else self.main_number(u.site)))
+            acts = [("set", f"zp_caller_id={cid or u.extension}")]
+            if u.language:
+                acts.append(("set", f"sound_prefix={sound_prefix(u.language)}"))
+            self.exts.append(Ext(f"zp-caller-{u.extension}",
+                                 [Cond("caller_id_number", f"^{u.extension}$")], acts, cont=True,
+                                 inline=frozenset({"set"})))
+        blocked = number_regex(pbx.blocking.blocked)
+        if blocked:
+            self.exts.append(Ext("zp-blocked", [Cond("caller_id_number", blocked)],
+                                 [("hangup", "CALL_REJECTED")]))
+        spam = number_regex(pbx.blocking.spam)
+        if spam:
+            self.exts.append(Ext("zp-spam", [Cond("caller_id_number", spam)],
+                                 [("hangup", "UNWANTED")]))
+        for ext, up in sorted(pbx.users.items()):
+            personal = number_regex(up.blocked)
+            if personal:
+                self.exts.append(Ext(f"zp-blocked-{ext}", [
+                    Cond("caller_id_number", personal),
+                    Cond("destination_number", alternation([ext, *self.users[ext].dids]))],
+                    [("hangup", "CALL_REJECTED")]))
+        self.emergency()
+        self.feature_codes()
+        for r in pbx.auto_receptionists:
+            self.receptionist(r.id)
+        for m in pbx.menus:
+            self.exts.append(Ext(f"ivr-{m.id}", [Cond("destination_number", f"^ivr-{m.id}$")],
+                                 [("answer", ""), ("ivr", self.menu_name(m.id)),
+                                  self.dest(m.on_failure)]))
+        for q in pbx.queues:
+            self.queue(q.id)
+        for lot in pbx.park_lots:
+            self.park(lot.id)
+        for c in pbx.conferences:
+            self.conference(c.id)
+        for s in pbx.shared_lines:
+            nums = [s.extension] + ([s.number] if s.number else [])
+            self.exts.append(Ext(f"shared-{s.id}", [Cond("destination_number", alternation(nums))], [
+                ("set", f"call_timeout={s.ring_seconds}"),
+                ("set", f"effective_caller_id_name={s.name}: ${{caller_id_name}}"),
+                ("bridge", ",".join(self.user_dial(m) for m in s.members)),
+                self.dest(s.overflow)]))
+        for g in pbx.paging_groups:
+            self.paging(g.id)
+        for u in acct.users:
+            self.user(u)
+        self.exts.append(Ext("zp-pstn", [Cond("destination_number", r"^(\+[1-9][0-9]{6,14})$")], [
+            ("set", "effective_caller_id_number=${zp_caller_id}"),
+            ("set", f"sip_h_X-ZP-Account={acct.id}"),
+            ("bridge", self.pstn_dial("$1")), ("hangup", "${originate_disposition}")]))
+        self.exts.append(Ext("zp-unknown", [Cond("destination_number", "^(.*)$")],
+                             [("hangup", "UNALLOCATED_NUMBER")]))
+        return self.exts
+
+    def main_number(self, site_id: str) -> str | None:
+        nums = [n.number for n in self.acct.numbers if n.site == site_id and n.kind == "main"]
+        return nums[0] if nums else None
+
+    def emergency(self) -> None:
+        for site in self.acct.sites:
+            codes = catalog.EMERGENCY_NUMBERS.get(site.country)
+            exts = [u.extension for u in self.acct.users if u.site == site.id]
+            if not codes or not exts:
+                continue
+            a = site.emergency_address
+            addr = ", ".join(x for x in (a.street, a.city, a.state, a.postal_code, a.country) if x)
+            cid = self.main_number(site.id)
+            acts = [("set", f"sip_h_X-ZP-Emergency-Site={site.id}"),
+                    ("set", f"sip_h_X-ZP-Emergency-Address={addr}"),
+                    ("set", f"sip_h_X-ZP-Account={self.acct.id}")]
+            if cid:
+                acts.append(("set", f"effective_caller_id_number={cid}"))
+            acts += [("bridge", self.pstn_dial("$1")), ("hangup", "${originate_disposition}")]
+            self.exts.append(Ext(f"emergency-{site.id}", [
+                Cond("caller_id_number", alternation(exts)),
+                Cond("destination_number", alternation(codes))], acts))
+
+    def feature_codes(self) -> None:
+        acct, pbx, fc = self.acct, self.pbx, FEATURE_CODES
+        vm_users = [u.extension for u in acct.users if has_feature(u, "voicemail")]
+        vmp = f"{VM_PROFILE_PREFIX}{acct.id}"
+        if vm_users:
+            own = f"^{rx(fc['voicemail_own'])}$"
+            self.exts.append(Ext("vm-own", [Cond("caller_id_number", alternation(vm_users)),
+                                            Cond("destination_number", own)],
+                                 [("answer", ""),
+                                  ("voicemail", f"check {vmp} {self.domain} ${{caller_id_number}}")]))
+            self.exts.append(Ext("vm-any", [Cond("destination_number",
+                                                 f"^{rx(fc['voicemail_any'])}$")],
+                                 [("answer", ""), ("voicemail", f"check {vmp} {self.domain}")]))
+            self.exts.append(Ext("vm-direct", [Cond(
+                "destination_number",
+                "^" + rx(fc["voicemail_direct"]) + alternation(vm_users)[1:])],
+                [("answer", ""), ("voicemail", f"{vmp} {self.domain} $1")]))
+        for q in pbx.queues:
+            for a in q.agents:
+                for code, cmd, sound in (
+                        (fc["queue_in"], f"tier add {self.queue_name(q.id)} {self.agent_name(a.user)} "
+                                         f"{a.level} {a.position}", "ivr/ivr-you_are_now_logged_in.wav"),
+                        (fc["queue_out"], f"tier del {self.queue_name(q.id)} {self.agent_name(a.user)}",
+                         "ivr/ivr-you_are_now_logged_out.wav")):
+                    self.exts.append(Ext(f"queue-{q.id}-{code[1:]}-{a.user}", [
+                        Cond("caller_id_number", f"^{a.user}$"),
+                        Cond("destination_number", f"^{rx(code)}{q.extension}$")],
+                        [("answer", ""), ("set", f"zp_cc=${{callcenter_config({cmd})}}"),
+                         ("playback", sound), ("hangup", "NORMAL_CLEARING")]))
+        for i, grant in enumerate(pbx.monitoring):
+            targets = monitor_targets(acct, grant)
+            if not targets:
+                continue
+            for mode in grant.modes:
+                if mode == "takeover":
+                    continue  # over ESL only: zpctl calls monitor --mode takeover
+                acts = [("answer", ""), ("set", f"eavesdrop_require_group={acct.id}-$1"),
+                        ("set", "eavesdrop_enable_dtmf=true")]
+                if mode in ("whisper", "barge"):
+                    acts.append(("set", "eavesdrop_whisper_bleg=true"))
+                if mode == "barge":
+                    acts.append(("set", "eavesdrop_whisper_aleg=true"))
+                acts.append(("eavesdrop", "all"))
+                self.exts.append(Ext(f"monitor-{grant.supervisor}-{i + 1}-{mode}", [
+                    Cond("caller_id_number", f"^{grant.supervisor}$"),
+                    Cond("destination_number", "^" + rx(fc[mode]) + alternation(targets)[1:])],
+                    acts))
+        for u in acct.users:
+            up = pbx.users.get(u.extension)
+            if up is None or len(up.caller_ids) < 2:
+                continue
+            for n, num in enumerate(up.caller_ids, start=1):
+                self.exts.append(Ext(f"callerid-{u.extension}-{n}", [
+                    Cond("caller_id_number", f"^{u.extension}$"),
+                    Cond("destination_number", f"^{rx(fc['caller_id'])}{n}(.+)$")],
+                    [("set", f"zp_caller_id={num}"), ("transfer", f"$1 XML {self.ctx}")]))
+
+    def receptionist(self, rid: str) -> None:
+        r = next(x for x in self.pbx.auto_receptionists if x.id == rid)
+        site = self.sites[r.site]
+        nums = [r.extension] + ([r.number] if r.number else [])
+        route = f"ar-{r.id}"
+        self.exts.append(Ext(f"receptionist-{r.id}", [Cond("destination_number", alternation(nums))],
+                             [*self.site_actions(site, r.language), ("answer", ""),
+                              ("transfer", f"{route} XML {self.ctx}")]))
+        holiday = self.dest(r.holiday or r.after_hours)
+        self.hours_exts(route, route, site.timezone,
+                        {str(k): v for k, v in site.business_hours.items()},
+                        [(h.name, h.date) for h in site.holidays], holiday,
+                        ("ivr", self.menu_name(r.menu)), self.dest(r.after_hours))
+
+    def queue(self, qid: str) -> None:
+        q = next(x for x in self.pbx.queues if x.id == qid)
+        nums = [q.extension] + ([q.number] if q.number else [])
+        acts = [*self.site_actions(self.sites[q.site]), ("answer", ""),
+                ("playback", "ivr/ivr-your_call_is_being_placed_in_queue.wav")]
+        if q.callbacks:
+            acts.append(("set", f"cc_exit_keys={q.callback_key}"))
+        acts += [("callcenter", self.queue_name(q.id)), ("transfer", f"q-{q.id}-after XML {self.ctx}")]
+        self.exts.append(Ext(f"queue-{q.id}", [Cond("destination_number", alternation(nums))], acts))
+        after = Cond("destination_number", f"^q-{q.id}-after$")
+        if q.callbacks:
+            # Called back through the queue: a loopback leg waits in the queue as the caller;
+            # when an agent answers, its other end dials the caller's number.
+            cid = q.number or self.main_number(q.site) or q.extension
+            orig = (f"originate {{origination_caller_id_number=${{caller_id_number}},"
+                    f"zp_caller_id={cid}}}loopback/{q.extension}/{self.ctx} "
+                    f"${{caller_id_number}} XML {self.ctx}")
+            self.exts.append(Ext(f"queue-{q.id}-callback", [
+                after, Cond("${cc_cancel_reason}", "^EXIT_WITH_KEY$")], [
+                ("playback", "ivr/ivr-you_will_be_called_back.wav"),
+                ("set", f"zp_cb=${{sched_api(+10 none {orig})}}"),
+                ("hangup", "NORMAL_CLEARING")]))
+        self.exts.append(Ext(f"queue-{q.id}-overflow", [after], [self.dest(q.overflow)]))
+
+    def park(self, lid: str) -> None:
+        lot = next(x for x in self.pbx.park_lots if x.id == lid)
+        name = f"{self.acct.id}-{lot.id}"
+        slots = lot.slot_numbers()
+        common = [("set", f"valet_parking_timeout={lot.timeout_seconds}"),
+                  ("set", f"valet_hold_music={self.moh(lot.hold_music)}"),
+                  ("set", "valet_announce_slot=true")]
+        rkind, _ = parse_route(lot.return_to)
+        if rkind not in ("hangup", "directory"):
+            _, data = self.dest(lot.return_to)
+            exten, _, rest = data.partition(" XML ")
+            common += [("set", f"valet_parking_orbit_exten={exten}"),
+                       ("set", "valet_parking_orbit_dialplan=XML"),
+                       ("set", f"valet_parking_orbit_context={rest}")]
+        self.exts.append(Ext(f"park-{lot.id}", [Cond("destination_number", f"^{lot.extension}$")],
+                             [*common, ("answer", ""),
+                              ("valet_park", f"{name} auto in {slots[0]} {slots[-1]}")]))
+        self.exts.append(Ext(f"park-{lot.id}-retrieve", [Cond("destination_number", alternation(slots))],
+                             [("answer", ""), ("valet_park", f"{name} $1")]))
+
+    def conference(self, cid: str) -> None:
+        c = next(x for x in self.pbx.conferences if x.id == cid)
+        prof = conference_profile(self.acct.id, c.id)
+        room = f"{self.acct.id}-{c.id}"
+        dcond = Cond("destination_number", f"^{c.extension}$")
+        if c.moderators:
+            self.exts.append(Ext(f"conference-{c.id}-moderator", [
+                Cond("caller_id_number", alternation(c.moderators)), dcond],
+                [("answer", ""), ("conference", f"{room}@{prof}+flags{{moderator}}")]))
+        self.exts.append(Ext(f"conference-{c.id}", [dcond],
+                             [("answer", ""), ("conference", f"{room}@{prof}")]))
+
+    def paging(self, gid: str) -> None:
+        g = next(x for x in self.pbx.paging_groups if x.id == gid)
+        senders = g.senders or g.members
+        dcond = Cond("destination_number", f"^{g.extension}$")
+        acts = [("answer", ""),
+                ("set", "conference_auto_outcall_flags=mute"),
+                ("set", "conference_auto_outcall_prefix={sip_auto_answer=true}"),
+                ("set", f"conference_auto_outcall_caller_id_name=Page {g.id}"),
+                ("set", "conference_auto_outcall_timeout=10")]
+        acts += [("conference_set_auto_outcall", self.user_dial(m)) for m in sorted(g.members)]
+        acts.append(("conference", f"page-{self.acct.id}-{g.id}-${{uuid}}@{paging_profile()}"
+                                   "+flags{endconf}"))
+        self.exts.append(Ext(f"paging-{g.id}", [Cond("caller_id_number", alternation(senders)), dcond],
+                             acts))
+        self.exts.append(Ext(f"paging-{g.id}-refused", [dcond],
+                             [("playback", "ivr/ivr-call_rejected.wav"), ("hangup", "CALL_REJECTED")]))
+
+    def user(self, u: User) -> None:
+        ext = u.extension
+        up = self.pbx.users.get(ext)
+        rules = {r.when: r.to for r in (up.forwarding if up else [])}
+        site = self.sites[u.site]
+        nums = [ext, *u.dids]
+        ring = f"u-{ext}-ring"
+        pre = [*self.site_actions(site, self.user_lang(u)),
+               ("export", f"eavesdrop_group={self.acct.id}-{ext}")]
+        if up is not None and up.hold_music:
+            pre.append(("set", f"hold_music={self.moh(up.hold_music)}"))
+        entry = Cond("destination_number", alternation(nums))
+        if "always" in rules:
+            self.exts.append(Ext(f"user-{ext}-always", [entry], [*pre, self.dest(rules["always"])]))
+            return
+        if "after_hours" in rules or "holiday" in rules:
+            hours = (up.business_hours if up and up.business_hours is not None
+                     else dict(site.business_hours))
+            hols = up.holidays if up and up.holidays is not None else site.holidays
+            self.exts.append(Ext(f"user-{ext}", [entry],
+                                 [*pre, ("transfer", f"u-{ext}-hours XML {self.ctx}")]))
+            closed = self.dest(rules["after_hours"]) if "after_hours" in rules else \
+                ("transfer", f"{ring} XML {self.ctx}")
+            self.hours_exts(f"u-{ext}-hours", f"u-{ext}-hours", site.timezone,
+                            {str(k): v for k, v in hours.items()},
+                            [(h.name, h.date) for h in hols],
+                            self.dest(rules["holiday"]) if "holiday" in rules else None,
+                            ("transfer", f"{ring} XML {self.ctx}"), closed)
+            entry = Cond("destination_number", f"^{ring}$")
+            pre = []
+        acts = [*pre, ("set", f"call_timeout={up.ring_seconds if up else 25}")]
+        if has_feature(u, "call_recording_automatic"):
+            if self.pbx.recording.announce:
+                acts.append(("playback", "ivr/ivr-this_call_may_be_recorded.wav"))
+            acts.append(("record_session", self.recording_path()))
+        if has_feature(u, "call_recording_adhoc"):
+            acts.append(("bind_meta_app", f"{FEATURE_CODES['adhoc_record'][1:]} ab s "
+                                          f"record_session::{self.recording_path()}"))
+        acts += [("bridge", self.user_dial(ext)), ("transfer", f"u-{ext}-failed XML {self.ctx}")]
+        self.exts.append(Ext(f"user-{ext}-ring" if entry.expression.startswith("^u-") else f"user-{ext}",
+                             [entry], acts))
+        fallback = f"voicemail:{ext}" if has_feature(u, "voicemail") else "hangup"
+        failed = Cond("destination_number", f"^u-{ext}-failed$")
+        for when, causes in (("busy", "^(USER_BUSY)$"),
+                             ("no_answer", "^(NO_ANSWER|NO_USER_RESPONSE|ALLOTTED_TIMEOUT)$")):
+            if when in rules:
+                self.exts.append(Ext(f"user-{ext}-{when}", [
+                    failed, Cond("${originate_disposition}", causes)], [self.dest(rules[when])]))
+        self.exts.append(Ext(f"user-{ext}-unavailable", [failed],
+                             [self.dest(rules.get("unavailable", fallback))]))
+
+    def recording_path(self) -> str:
+        fmt = self.pbx.recording.file_format
+        return (f"$${{zp_recordings}}/{self.acct.id}/${{strftime(%Y-%m-%d)}}/"
+                f"${{uuid}}.{fmt}")
+
+    # -- directory, secrets and module configs -------------------------------------------
+
+    def directory(self) -> dict[str, Any]:
+        users = []
+        for u in sorted(self.acct.users, key=lambda x: x.extension):
+            vm = has_feature(u, "voicemail")
+            params = [("directory-visible", "true"), ("directory-exten-visible", "true"),
+                      ("vm-enabled", "true" if vm else "false")]
+            if vm:
+                key = var_name("zp_vm_pin", self.acct.id, u.extension)
+                pol = self.pbx.voicemail.pin
+                self.secret_vars[key] = pin_digits(
+                    f"{self.secrets.get(PIN_SEED_KEY)}:vm:{self.acct.id}:{u.extension}",
+                    pol.min_length, pol.forbid_trivial)
+                params.append(("vm-password", f"$${{{key}}}"))
+            variables = [("effective_caller_id_name", u.name),
+                         ("effective_caller_id_number", u.extension),
+                         ("user_context", self.ctx), ("zp_account", self.acct.id),
+                         ("zp_site", u.site), ("zp_language", self.user_lang(u)),
+                         ("sound_prefix", sound_prefix(self.user_lang(u)))]
+            if has_feature(u, "video_mail"):
+                variables.append(("zp_video_mail", "true"))
+            if has_feature(u, "voicemail_transcription"):
+                variables.append(("zp_vm_transcription",
+                                  self.pbx.voicemail.transcription_hook or "platform"))
+            users.append({"id": u.extension, "params": params, "variables": variables})
+        dial = "|".join(
+            "{sip_invite_domain=${dialed_domain},presence_id=${dialed_user}@${dialed_domain}}"
+            f"sofia/{PROFILE}/${{dialed_user}}@${{dialed_domain}};fs_path=<{p}>" for p in self.proxies)
+        return {"domain": self.domain, "params": [("dial-string", dial)],
+                "variables": [("user_context", self.ctx), ("zp_account", self.acct.id)],
+                "users": users}
+
+    def conference_profiles(self) -> list[dict[str, Any]]:
+        out = []
+        for c in self.pbx.conferences:
+            params = [("rate", "16000"), ("interval", "20"), ("energy-level", "100"),
+                      ("comfort-noise", "true"), ("max-members", str(c.max_members)),
+                      ("moh-sound", self.moh(None)),
+                      ("sound-prefix", sound_prefix(self.acct.sites[0].language))]
+            if c.pin:
+                key = var_name("zp_conf_pin", self.acct.id, c.id)
+                self.secret_vars[key] = pin_digits(
+                    f"{self.secrets.get(PIN_SEED_KEY)}:conference:{self.acct.id}:{c.id}", 6, True)
+                params += [("pin", f"$${{{key}}}"), ("pin-sound", "conference/conf-pin.wav"),
+                           ("bad-pin-sound", "conference/conf-bad-pin.wav")]
+            if c.record:
+                params.append(("auto-record", f"$${{zp_recordings}}/{self.acct.id}/conference-"
+                                              f"{c.id}-${{strftime(%Y%m%d-%H%M%S)}}.wav"))
+            out.append({"name": conference_profile(self.acct.id, c.id), "params": params})
+        return out
+
+    def ivr_menus(self) -> list[dict[str, Any]]:
+        out = []
+        for m in self.pbx.menus:
+            greet = self.prompt(m.greeting)
+            entries = []
+            for key, target in sorted(m.keys.items()):
+                kind, ref = parse_route(target)
+                if kind == "menu":
+                    entries.append(("menu-sub", key, self.menu_name(ref)))
+                elif kind == "back":
+                    entries.append(("menu-back", key, ""))
+                elif kind == "top":
+                    entries.append(("menu-top", key, ""))
+                elif kind == "repeat":
+                    entries.append(("menu-play-sound", key, greet))
+                else:
+                    app, data = self.dest(target)
+                    entries.append(("menu-exec-app", key, f"{app} {data}"))
+            fail_app, fail_data = self.dest(m.on_failure)
+            out.append({
+                "name": self.menu_name(m.id),
+                "attrs": [("greet-long", greet), ("greet-short", greet),
+                          ("invalid-sound", "ivr/ivr-that_was_an_invalid_entry.wav"),
+                          ("exit-sound", "voicemail/vm-goodbye.wav"),
+                          ("timeout", str(m.timeout_seconds * 1000)), ("inter-digit-timeout", "2000"),
+                          ("max-failures", str(m.max_failures)), ("max-timeouts", str(m.max_failures)),
+                          ("exec-on-max-failures", f"{fail_app} {fail_data}"),
+                          ("exec-on-max-timeouts", f"{fail_app} {fail_data}"), ("digit-len", "1")],
+                "entries": entries})
+        return out
+
+    def callcenter(self) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]],
+                                  list[dict[str, str]]]:
+        queues: list[dict[str, Any]] = []
+        agents: dict[str, dict[str, str]] = {}
+        tiers: list[dict[str, str]] = []
+        for q in self.pbx.queues:
+            params = [("strategy", q.strategy), ("moh-sound", self.moh(q.hold_music)),
+                      ("time-base-score", "system"), ("max-wait-time", str(q.max_wait_seconds)),
+                      ("max-wait-time-with-no-agent", str(q.max_wait_seconds)),
+                      ("max-wait-time-with-no-agent-time-reached", "5"),
+                      ("tier-rules-apply", "false"), ("tier-rule-wait-second", "300"),
+                      ("tier-rule-wait-multiply-level", "true"),
+                      ("tier-rule-no-agent-no-wait", "false"), ("discard-abandoned-after", "60"),
+                      ("abandoned-resume-allowed", "false")]
+            if q.record:
+                params.append(("record-template", self.recording_path()))
+            if q.announce:
+                params += [("announce-sound", self.prompt(q.announce)),
+                           ("announce-frequency", str(q.announce_seconds))]
+            queues.append({"name": self.queue_name(q.id), "params": params})
+            for a in q.agents:
+                name = self.agent_name(a.user)
+                prev = agents.get(name)
+                wrap = max(q.wrap_up_seconds, int(prev["wrap-up-time"]) if prev else 0)
+                agents[name] = {"name": name, "type": "callback",
+                                "contact": f"[leg_timeout=15]{self.user_dial(a.user)}",
+                                "status": "Available", "max-no-answer": "3",
+                                "wrap-up-time": str(wrap), "reject-delay-time": "10",
+                                "busy-delay-time": "30", "no-answer-delay-time": "20"}
+                if a.opted_in:
+                    tiers.append({"agent": name, "queue": self.queue_name(q.id),
+                                  "level": str(a.level), "position": str(a.position)})
+        return queues, agents, tiers
+
+    def voicemail_profile(self) -> dict[str, Any]:
+        pol = self.pbx.voicemail
+        return {"name": f"{VM_PROFILE_PREFIX}{self.acct.id}", "params": [
+            ("file-extension", "wav"), ("terminator-key", "#"),
+            ("max-login-attempts", str(pol.pin.max_attempts)), ("digit-timeout", "10000"),
+            ("min-record-len", "3"), ("max-record-len", str(pol.max_message_seconds)),
+            ("max-retries", "3"), ("tone-spec", "%(1000, 0, 640)"),
+            ("callback-dialplan", "XML"), ("callback-context", self.ctx),
+            ("play-new-messages-key", "1"), ("play-saved-messages-key", "2"),
+            ("login-keys", "0"), ("main-menu-key", "0"), ("config-menu-key", "5"),
+            ("record-greeting-key", "1"), ("choose-greeting-key", "2"), ("change-pass-key", "6"),
+            ("record-name-key", "3"), ("record-file-key", "3"), ("listen-file-key", "1"),
+            ("save-file-key", "2"), ("delete-file-key", "7"), ("undelete-file-key", "8"),
+            ("email-key", "4"), ("pause-key", "0"), ("restart-key", "1"), ("ff-key", "6"),
+            ("rew-key", "4"), ("skip-greet-key", "#"), ("previous-message-key", "1"),
+            ("next-message-key", "3"), ("repeat-message-key", "0"), ("urgent-key", "*"),
+            ("operator-key", "9"), ("vmain-key", "*"), ("vmain-extension", FEATURE_CODES["voicemail_any"]),
+            ("operator-extension", f"0 XML {self.ctx}"),
+            ("storage-dir", f"$${{zp_storage}}/voicemail/{self.acct.id}"),
+            ("record-silence-threshold", "200"), ("record-silence-hits", "2"),
+            ("record-sample-rate", "8000"), ("play-date-announcement", "before"),
+            ("allow-empty-password-auth", "false")]}
+
+
+def conference_profile(acct: str, conf: str) -> str:
+    return f"zp-{acct}-{conf}"
+
+
+def paging_profile() -> str:
+    return "zp-paging"
+
+
+def srtp_value(inv: Inventory) -> str:
+    """``rtp_secure_media`` mode and canonical suites from the security policy."""
+    s = inv.security.srtp
+    suites = list(dict.fromkeys([s.apps, s.devices_upgraded, s.devices]))
+    mode = "optional" if s.allow_plain_rtp_fallback else "mandatory"
+    return ":".join([mode, *suites])
+
+
+def served_accounts(inv: Inventory, node: PlacedNode) -> list[Account]:
+    """Accounts with a site in the switch's data center or in its pair."""
+    dcs = {node.dc.id, node.dc.pair}
+    return sorted((a for a in inv.accounts if any(s.datacenter in dcs for s in a.sites)),
+                  key=lambda a: a.id)
+
+
+def proxy_uris(loaded: LoadedInventory, node: PlacedNode) -> list[str]:
+    """The zone's proxy first, then the sister zone's, as TLS URIs."""
+    assert node.zone is not None
+    zones = sorted(node.dc.zones, key=lambda z: (z != node.zone, z))
+    out = []
+    for z in zones:
+        proxy = loaded.zone_node(node.dc, z, Role.PROXY)
+        if proxy is not None:
+            out.append(f"sip:{proxy.address}:{proxy.ports.sips};transport=tls")
+    return out
+
+
+def proxy_addresses(loaded: LoadedInventory, node: PlacedNode) -> list[str]:
+    out = set()
+    for z in sorted(node.dc.zones):
+        proxy = loaded.zone_node(node.dc, z, Role.PROXY)
+        if proxy is not None:
+            out.add(f"{proxy.address}/32")
+    return sorted(out)
+
+
+def tls_versions(min_version: str) -> str:
+    """``tls-version`` tokens, comma-separated without spaces."""
+    return "tlsv1.3" if min_version == "TLSv1.3" else "tlsv1.2,tlsv1.3"
+
+
+def render_switch(r: RendererLike, p: PlacedNode) -> None:
+    """Render every FreeSWITCH file of switch node ``p`` into ``r.build``."""
+    loaded, inv = r.loaded, r.loaded.model
+    paths = r.paths(p.name)
+    proxies = proxy_uris(loaded, p)
+    accounts = [_Account(inv, a, p, proxies, r.secrets) for a in served_accounts(inv, p)]
+    base = f"{p.name}/{FS}"
+    conf_dir = f"{paths.config}/{FS}"
+    languages = sorted({*(s.language for a in accounts for s in a.acct.sites),
+                        *(u.language for a in accounts for u in a.acct.users if u.language),
+                        *(ar.language for a in accounts for ar in a.pbx.auto_receptionists
+                          if ar.language), "en-US"})
+    for tz in sorted({s.timezone for a in accounts for s in a.acct.sites}):
+        zoneinfo.ZoneInfo(tz)  # the schema checked it; a time zone FreeSWITCH cannot use fails here
+    common = {"node": p.node, "dc": p.dc, "zone": p.zone, "xa": xa, "profile": PROFILE,
+              "entry_context": ENTRY_CONTEXT}
+
+    def add(rel: str, template: str, mode: int = 0o644, **ctx: Any) -> None:
+        r.build.add(f"{base}/{rel}", r.tpl(f"{template}.j2", **common, **ctx), mode)
+
+    dialplans = {a.acct.id: a.dialplan() for a in accounts}
+    directories = {a.acct.id: a.directory() for a in accounts}
+    conf_profiles = [cp for a in accounts for cp in a.conference_profiles()]
+    cc = [a.callcenter() for a in accounts]
+    music = [("default", "$${zp_music}/default")]
+    music += [(f"{a.acct.id}-{m}", f"$${{zp_music}}/{a.acct.id}/{m}") for a in accounts
+              for m in sorted(a.pbx.music)]
+    secret_vars = {"esl_password": r.secrets.get(ESL_PASSWORD_KEY)}
+    for a in accounts:
+        secret_vars.update(a.secret_vars)
+    codecs = inv.media.codecs
+    modules = list(MODULES) + sorted({CODEC_MODULES[c] for c in codecs if c in CODEC_MODULES})
+
+    add("freeswitch.xml", "freeswitch.xml")
+    add("vars.xml", "vars.xml", globals=[
+        ("hostname_zp", p.name), ("zp_sounds", f"{paths.state}/{FS}/sounds"),
+        ("zp_music", f"{paths.state}/{FS}/music"), ("zp_recordings", f"{paths.state}/{FS}/recordings"),
+        ("zp_storage", f"{paths.state}/{FS}/storage"), ("hold_music", "local_stream://default"),
+        ("rtp_secure_media_inbound", srtp_value(inv)), ("rtp_secure_media_outbound", srtp_value(inv)),
+        ("default_language", "en"), ("sound_prefix", sound_prefix("en-US"))])
+    add("secrets.xml", "secrets.xml", mode=0o600, secrets=sorted(secret_vars.items()))
+    add("autoload_configs/modules.conf.xml", "autoload_configs/modules.conf.xml", modules=modules)
+    add("autoload_configs/switch.conf.xml", "autoload_configs/switch.conf.xml",
+        max_sessions=p.node.capacity.cps * 10, sps=p.node.capacity.cps,
+        rtp_min=p.node.rtp.port_min, rtp_max=p.node.rtp.port_max)
+    add("autoload_configs/acl.conf.xml", "autoload_configs/acl.conf.xml",
+        lists=[(PROXY_ACL, proxy_addresses(loaded, p))])
+    add("autoload_configs/event_socket.conf.xml", "autoload_configs/event_socket.conf.xml",
+        esl_acl=",".join(inv.platform.management_networks))
+    add("autoload_configs/logfile.conf.xml", "autoload_configs/logfile.conf.xml",
+        log_file=f"{paths.log}/freeswitch.log")
+    add("autoload_configs/sofia.conf.xml", "autoload_configs/sofia.conf.xml")
+    add("autoload_configs/local_stream.conf.xml", "autoload_configs/local_stream.conf.xml",
+        streams=music)
+    add("autoload_configs/ivr.conf.xml", "autoload_configs/ivr.conf.xml",
+        menus=[m for a in accounts for m in a.ivr_menus()])
+    add("autoload_configs/callcenter.conf.xml", "autoload_configs/callcenter.conf.xml",
+        queues=[q for c in cc for q in c[0]],
+        agents=sorted((ag for c in cc for ag in c[1].values()), key=lambda x: x["name"]),
+        tiers=[t for c in cc for t in c[2]], instance=p.name)
+    add("autoload_configs/voicemail.conf.xml", "autoload_configs/voicemail.conf.xml",
+        profiles=[a.voicemail_profile() for a in accounts])
+    add("autoload_configs/conference.conf.xml", "autoload_configs/conference.conf.xml",
+        profiles=conf_profiles, paging=paging_profile())
+    add("autoload_configs/directory.conf.xml", "autoload_configs/directory.conf.xml")
+    policy = inv.security.tls
+    add(f"sip_profiles/{PROFILE}.xml", "sip_profiles/profile.xml", params=[
+        ("user-agent-string", "zpctl-switch"), ("debug", "0"), ("sip-trace", "no"),
+        ("context", ENTRY_CONTEXT), ("dialplan", "XML"),
+        ("sip-ip", p.node.address), ("rtp-ip", p.node.address), ("sip-port", str(p.node.ports.sip)),
+        ("apply-inbound-acl", PROXY_ACL), ("auth-calls", "true"), ("manage-presence", "false"),
+        ("tls", "true"), ("tls-only", "true"), ("tls-bind-params", "transport=tls"),
+        ("tls-sip-port", str(p.node.ports.sips)), ("tls-cert-dir", f"{paths.pki}/{FS}"),
+        ("tls-version", tls_versions(policy.min_version)), ("tls-ciphers", policy.ciphers),
+        ("tls-verify-policy", "all"), ("tls-verify-depth", "2"), ("tls-verify-date", "true"),
+        ("codec-prefs", ",".join(catalog.CODECS[c].freeswitch for c in codecs)),
+        ("inbound-codec-negotiation", "generous"), ("dtmf-type", "rfc2833"), ("rfc2833-pt", "101"),
+        ("hold-music", "$${hold_music}"), ("rtp-timer-name", "soft"), ("rtp-timeout-sec", "300"),
+        ("rtp-hold-timeout-sec", "1800"), ("nonce-ttl", "60")])
+    add("dialplan/00-zpctl-in.xml", "dialplan/entry.xml",
+        routes=[(a.ctx, "^" + rx(a.domain) + "$") for a in accounts])
+    for a in accounts:
+        add(f"dialplan/{a.acct.id}.xml", "dialplan/account.xml", context=a.ctx,
+            extensions=dialplans[a.acct.id], account=a.acct)
+        add(f"directory/{a.acct.id}.xml", "directory/account.xml", d=directories[a.acct.id],
+            account=a.acct)
+    sounds = [f"{lang}/{s}" for lang in languages for s in STANDARD_PROMPTS]
+    sounds += [f"accounts/{a.acct.id}/{pr}.wav" for a in accounts for pr in sorted(a.pbx.prompts)]
+    add("sounds.txt", "sounds.txt", sounds=sorted(sounds),
+        music=sorted(f"{a.acct.id}/{m}/" for a in accounts for m in a.pbx.music),
+        conf_dir=conf_dir)
