@@ -15,6 +15,7 @@ Prints a table, writes build/bench/results.json and the figures block of docs/PE
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -31,16 +32,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from geninv import generate  # noqa: E402
+from geninv import generate
 
-from zpctl import sipp  # noqa: E402
-from zpctl.accounts import SipUser, sip_users  # noqa: E402
-from zpctl.lab import Lab  # noqa: E402
-from zpctl.loadtest.runner import SCENARIOS, Plan, run  # noqa: E402
-from zpctl.loadtest.slo import parse_slo  # noqa: E402
-from zpctl.model import load_inventory  # noqa: E402
-from zpctl.render import BANNER, environment, render  # noqa: E402
-from zpctl.secrets import Secrets  # noqa: E402
+from zpctl.accounts import SipUser, sip_users
+from zpctl.lab import Lab
+from zpctl.loadtest.runner import SCENARIOS, Plan, run
+from zpctl.loadtest.slo import parse_slo
+from zpctl.model import load_inventory
+from zpctl.render import BANNER, environment, render
+from zpctl.secrets import Secrets
 
 SLO = parse_slo("success>=99.9,setup_p99_ms<=100")
 REF_ADDR = "127.0.5.200"
@@ -98,10 +98,14 @@ def start_reference(work: Path, password: str) -> subprocess.Popen[bytes]:
     cfg.write_text(environment().get_template("bench/reference.cfg.j2").render(
         banner=BANNER, address=REF_ADDR, secret="bench-secret", password=password))
     (work / "ref-run").mkdir(exist_ok=True)
-    proc = subprocess.Popen(["kamailio", "-DD", "-E", "-f", str(cfg), "-Y", str(work / "ref-run"),
-                             "-m", "1024", "-M", "16"], stdout=open(work / "reference.log", "wb"),
-                            stderr=subprocess.STDOUT)
+    with open(work / "reference.log", "wb") as out:
+        proc = subprocess.Popen(["kamailio", "-DD", "-E", "-f", str(cfg), "-Y",
+                                 str(work / "ref-run"), "-m", "1024", "-M", "16"],
+                                stdout=out, stderr=subprocess.STDOUT)
     time.sleep(1.5)
+    if proc.poll() is not None:
+        raise SystemExit(f"the reference Kamailio did not start:\n"
+                         f"{(work / 'reference.log').read_text()[-1500:]}")
     return proc
 
 
@@ -129,16 +133,15 @@ def time_large_render(work: Path) -> dict[str, Any]:
 
 def machine() -> dict[str, Any]:
     cpu = ""
-    try:
+    with contextlib.suppress(OSError, StopIteration):
         cpu = next(line.split(":", 1)[1].strip() for line in
                    Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 30)
     versions = {}
     for cmd, arg in (("kamailio", "-v"), ("sipp", "-v"), ("rtpengine", "--version")):
         try:
-            out = subprocess.run([cmd, arg], capture_output=True, text=True, timeout=10)
+            out = subprocess.run([cmd, arg], capture_output=True, text=True, timeout=10,
+                                 check=False)
             versions[cmd] = (out.stdout + out.stderr).strip().splitlines()[0][:80]
         except (OSError, IndexError, subprocess.TimeoutExpired):
             versions[cmd] = "?"

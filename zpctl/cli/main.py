@@ -61,6 +61,7 @@ def _register() -> None:
     from zpctl.cli import (  # noqa: PLC0415 - keep import order explicit
         accounts,
         calls,
+        control,
         exporter,
         inventory,
         lab,
@@ -78,6 +79,9 @@ def _register() -> None:
     cli.add_command(exporter.exporter_cmd)
     cli.add_command(switch.switch)
     cli.add_command(calls.calls)
+    for group in (control.node, control.registrations, control.dialogs, control.zone,
+                  control.dc):
+        cli.add_command(group)
 
 
 _register()

@@ -1,0 +1,198 @@
+"""Chaos under steady load: drain, crash and restart zone nodes, fail a data center over.
+
+Each test runs authenticated calls (RTP, 1 s each) and registrations at fixed rates through
+the lab, breaks something, and records attempts, failures by SIP code, the time from the
+fault until every new call succeeds again and the registrations before and after.  Results
+go to build/chaos/<test>.json (docs/RELIABILITY.md holds the figures measured).  Each test
+leaves the lab as it found it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zpctl import sipp
+from zpctl.clients.probes import ng_command
+from zpctl.control import Control
+from zpctl.lab import Lab
+from zpctl.lab.phones import Phones
+from zpctl.loadtest.steady import SteadyLoad
+from zpctl.model.schema import Role
+from zpctl.testing import missing_binaries
+
+pytestmark = pytest.mark.skipif(bool(missing_binaries(("kamailio", "rtpengine", "redis-server",
+                                                       "sipp"))),
+                                reason="lab binaries or sipp missing (make install)")
+
+OUT = Path(__file__).resolve().parents[2] / "build" / "chaos"
+
+
+def record(name: str, data: dict[str, Any]) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+
+
+@pytest.fixture
+def control(zpctl_lab: Lab) -> Iterator[Control]:
+    c = Control(zpctl_lab.inventory())
+    yield c
+    # Leave the lab whole: every process running, every zone taking calls.
+    zpctl_lab.up(progress=lambda s: None)
+    fresh = Control(zpctl_lab.inventory())
+    for spec in ("lab1/a", "lab1/b", "lab2/a", "lab2/b"):
+        fresh.zone_restore(spec)
+
+
+def _contacts(c: Control, spec: str) -> int:
+    dc, zone = c.zone(spec)
+    return c.stat(c.node_of(dc, zone, Role.PROXY), "usrloc:location_contacts")
+
+
+def test_a_graceful_drain_loses_no_call(zpctl_lab: Lab, control: Control, tmp_path: Path) -> None:
+    load = SteadyLoad(zpctl_lab, tmp_path, call_rate=20, duration_s=20).start()
+    time.sleep(6)
+    fault = time.time()
+    drained = control.zone_drain("lab1/a", wait=True, timeout=60)
+    res = load.finish(fault_at=fault)
+    record("a-drain", {"drain_s": drained.get("waited_s"), **res})
+    assert drained["drained"]
+    assert res["calls"]["attempted"] == 400
+    assert res["calls"]["failed"] == 0, res["calls"]
+    assert res["registrations"]["failed"] == 0, res["registrations"]
+    st = control.zone_status("lab1/a")
+    assert st["lb_state"] == {"lab1-lb": "drained"}
+    assert st["dialogs"] == 0
+
+
+def test_b_proxy_crash_is_absorbed(zpctl_lab: Lab, control: Control, tmp_path: Path) -> None:
+    load = SteadyLoad(zpctl_lab, tmp_path, call_rate=20, duration_s=20).start()
+    time.sleep(6)
+    before = _contacts(control, "lab1/b")
+    fault = time.time()
+    zpctl_lab.kill("lab1-a-proxy/kamailio")
+    res = load.finish(fault_at=fault)
+    after = _contacts(control, "lab1/b")
+    registered = res["registrations"]["succeeded"]
+    record("b-proxy-kill", {"contacts_zone_b_before": before, "contacts_zone_b_after": after,
+                            **res})
+    calls = res["calls"]
+    assert calls["attempted"] == 400
+    assert calls["failed_pct"] <= 0.5, calls          # the bound; the target is zero
+    assert calls["recovery_s"] <= 2.0, calls          # every new call succeeds within 2 s
+    # Zero registrations lost: zone b holds every user registered (and the callee).
+    assert after >= registered, (after, registered)
+
+
+def test_c_media_crash_new_calls_use_the_other_media_node(
+        zpctl_lab: Lab, control: Control, tmp_path: Path) -> None:
+    phones = Phones(zpctl_lab.inventory(), zpctl_lab.users(), tmp_path / "phones")
+    try:
+        _media_crash(zpctl_lab, phones, tmp_path)
+    finally:
+        phones.stop_all()
+
+
+def _media_crash(zpctl_lab: Lab, phones: Phones, tmp_path: Path) -> None:
+    phones.answer("1002@acme")
+    # Calls in progress: some are anchored on lab1-a-media.
+    long_calls = [phones.call_in_background("1001@acme", "1002", hold_ms=8000,
+                                            ip=f"127.0.8.{60 + i}", media_port=22000 + 10 * i)
+                  for i in range(8)]
+    time.sleep(2.0)
+    on_a = [cid for cid, q in phones.media_calls().items() if q["media_node"] == "lab1-a-media"]
+    load = SteadyLoad(zpctl_lab, tmp_path / "load", call_rate=10, duration_s=15).start()
+    time.sleep(3)
+    fault = time.time()
+    zpctl_lab.kill("lab1-a-media/rtpengine")
+    res = load.finish(fault_at=fault)
+    in_progress = [c.wait(30) for c in long_calls]
+    b = zpctl_lab.inventory().node("lab1-b-media").node
+    listing = ng_command(b.mgmt, b.ports.rtpengine_ng, "list", 1.0)
+    # rtpengine keeps call state in Redis: restarted, it restores the calls it had.
+    zpctl_lab.start("lab1-a-media/rtpengine")
+    a = zpctl_lab.inventory().node("lab1-a-media").node
+    restored = ng_command(a.mgmt, a.ports.rtpengine_ng, "list", 1.0).get("calls", [])
+    restored_of_ours = sorted(set(on_a) & set(restored))
+    record("c-media-kill", {"calls_in_progress": len(in_progress),
+                            "calls_on_a_at_fault": len(on_a),
+                            "in_progress_ended_cleanly": sum(rc == 0 for rc in in_progress),
+                            "restored_from_redis": len(restored_of_ours),
+                            "restored_call_ids": restored_of_ours, **res})
+    # New calls after the crash went to the other media node.
+    assert res["calls"]["attempted"] == 150
+    assert res["calls"]["failed_pct"] <= 0.5, res["calls"]
+    assert isinstance(listing.get("calls"), list)
+    # Calls in progress whose media node died: their RTP stopped; whether their BYE got a
+    # 200 is reported (build/chaos/c-media-kill.json), not asserted away.
+
+
+def test_d_restarted_proxy_gets_registrations_before_traffic(
+        zpctl_lab: Lab, control: Control, tmp_path: Path) -> None:
+    load = SteadyLoad(zpctl_lab, tmp_path, call_rate=10, reg_rate=20, duration_s=15).start()
+    time.sleep(4)
+    zpctl_lab.kill("lab1-a-proxy/kamailio")
+    time.sleep(3)
+    zpctl_lab.start("lab1-a-proxy/kamailio")
+    time.sleep(2.5)  # the lb probes every second
+    gated = control.zone_status("lab1/a")
+    own_before = gated["registrations"]
+    sister = _contacts(control, "lab1/b")
+    restored = control.zone_restore("lab1/a")
+    own_after = _contacts(control, "lab1/a")
+    serving = control.zone_status("lab1/a")
+    res = load.finish()
+    record("d-proxy-restart", {"contacts_after_restart_dmq_only": own_before,
+                               "sister_contacts": sister,
+                               "copied_by_zpctl": restored["registrations"]["copied"],
+                               "contacts_when_restored": own_after, **res})
+    # While its registrations were missing, the lb sent it nothing.
+    assert gated["lb_state"]["lab1-lb"] != "active", gated
+    assert own_after >= restored["registrations"]["sister_contacts"]
+    assert serving["lb_state"]["lab1-lb"] == "active"
+    assert res["calls"]["failed_pct"] <= 0.5, res["calls"]
+
+
+def test_e_datacenter_failover_converges(zpctl_lab: Lab, control: Control,
+                                         tmp_path: Path) -> None:
+    inv = zpctl_lab.inventory()
+    users = [u for u in zpctl_lab.users() if u.account == "loadco"]
+    assert len(users) == 1000
+    csv = sipp.users_csv(tmp_path / "phones.csv", [(u.username, u.domain, u.password)
+                                                   for u in users])
+    lab1_lb = next(n for n in inv.dc("lab1").nodes if n.role.value == "lb")
+    lab2_lb = next(n for n in inv.dc("lab2").nodes if n.role.value == "lb")
+    keys = {"secondary_host": lab2_lb.address, "secondary_port": str(lab2_lb.ports.sip)}
+    first = sipp.run("register_failover", f"{lab1_lb.address}:5060", workdir=tmp_path,
+                     name="on-primary", local_ip="127.0.6.7", local_port=5600, users=csv,
+                     calls=1000, rate=500, keys=keys, wait_s=60, trace=False)
+    assert first.returncode == 0
+    lab2_before = sum(_contacts(control, f"lab2/{z}") for z in ("a", "b")) // 2
+    # The primary goes away: its lbs refuse new requests (as when both zones are down).
+    fault = time.time()
+    control.dc_failover("lab1", "lab2")
+    again = sipp.run("register_failover", f"{lab1_lb.address}:5060", workdir=tmp_path,
+                     name="failover", local_ip="127.0.6.7", local_port=5600, users=csv,
+                     calls=1000, rate=500, keys=keys, wait_s=120, trace=False,
+                     extra=["-trace_logs", "-log_file", str(tmp_path / "failover.log")])
+    converged = None
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        counts = [_contacts(control, f"lab2/{z}") for z in ("a", "b")]
+        if min(counts) - lab2_before >= 1000:
+            converged = time.time() - fault
+            break
+        time.sleep(0.2)
+    log = (tmp_path / "failover.log").read_text() if (tmp_path / "failover.log").exists() else ""
+    record("e-dc-failover", {"phones": 1000, "rate": 500, "converged_s":
+                             round(converged, 2) if converged else None,
+                             "registered_secondary": log.count("registered secondary"),
+                             "sipp_rc": again.returncode})
+    assert again.returncode == 0
+    assert log.count("registered secondary") == 1000
+    assert converged is not None

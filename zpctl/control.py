@@ -1,0 +1,374 @@
+"""Live control of a running platform over Kamailio's JSON-RPC.
+
+Zone drain and restore, data-center failover, node status, registrations and dialogs.  Every
+change goes through :meth:`Control.change`, so ``--dry-run`` prints the exact requests (the
+endpoint and the JSON-RPC document) instead of sending them.
+
+Drain: every lb of the data center and every sbc set 1 entry for the zone's proxy is set
+to *disabled* (dispatcher state ``d``: no new requests, no probing, so the prober cannot
+re-enable it); calls in progress keep their record-routed path and finish; the command waits
+until the zone proxy has no dialogs.  Restore: the zone proxy first gets back every
+registration its sister zone has (DMQ sync on start-up has gaps: missing contacts are copied
+over with ``ul.add``), then its warm-up gate opens and the dispatcher entries go active.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from zpctl.clients.kamailio import KamailioRpc
+from zpctl.errors import ExitCode, RemoteFailure, Unreachable, ZpctlError
+from zpctl.model import LoadedInventory
+from zpctl.model.schema import DataCenter, Node, Role
+from zpctl.protocols import jsonrpc
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Request:
+    """A JSON-RPC request zpctl sends (or, in a dry run, would send)."""
+
+    node: str
+    endpoint: str
+    method: str
+    params: list[Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        body, _ = jsonrpc.request(self.method, self.params)
+        return {"node": self.node, "endpoint": self.endpoint, "request": json.loads(body)}
+
+
+@dataclass
+class Control:
+    inv: LoadedInventory
+    timeout: float = 3.0
+    dry_run: bool = False
+    sent: list[Request] = field(default_factory=list)
+    # Local transport: node name -> its run directory (jsonrpcs datagram socket there);
+    # None: HTTP on the management address.
+    run_dirs: dict[str, str] | None = None
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def endpoint(self, node: Node) -> str:
+        if self.run_dirs is not None and node.name in self.run_dirs:
+            return f"{self.run_dirs[node.name]}/kamailio_rpc.sock"
+        return f"http://{node.mgmt}:{node.ports.mgmt_http}/RPC"
+
+    def call(self, node: Node, method: str, *params: Any) -> Any:
+        """A read-only call (made even in a dry run)."""
+        return KamailioRpc(self.endpoint(node), self.timeout).call(method, *params)
+
+    def change(self, node: Node, method: str, *params: Any) -> Any:
+        """A call that changes something: recorded, and sent unless this is a dry run."""
+        req = Request(node.name, self.endpoint(node), method, list(params))
+        self.sent.append(req)
+        if self.dry_run:
+            return None
+        return KamailioRpc(req.endpoint, self.timeout).call(method, *params)
+
+    def dc(self, dc_id: str) -> DataCenter:
+        for dc in self.inv.model.datacenters:
+            if dc.id == dc_id:
+                return dc
+        known = ", ".join(d.id for d in self.inv.model.datacenters)
+        raise ZpctlError(f"no data center {dc_id!r}; known: {known}", ExitCode.USAGE)
+
+    def zone(self, spec: str) -> tuple[DataCenter, str]:
+        """``DC/ZONE`` as a data center and a zone name."""
+        dc_id, _, zone = spec.partition("/")
+        dc = self.dc(dc_id)
+        if zone not in dc.zones:
+            raise ZpctlError(f"{spec}: {dc.id} has zones {', '.join(sorted(dc.zones))}",
+                             ExitCode.USAGE)
+        return dc, zone
+
+    def node_of(self, dc: DataCenter, zone: str, role: Role) -> Node:
+        node = self.inv.zone_node(dc, zone, role)
+        if node is None:
+            raise ZpctlError(f"{dc.id}/{zone} has no {role.value} node")
+        return node
+
+    def lbs(self, dc: DataCenter) -> list[Node]:
+        return [n for n in dc.nodes if n.role == Role.LB]
+
+    def sbcs(self, dc: DataCenter) -> list[Node]:
+        return [n for z in sorted(dc.zones) for n in dc.zones[z].nodes if n.role == Role.SBC]
+
+    def stat(self, node: Node, name: str) -> int:
+        group, _, key = name.partition(":")
+        result = self.call(node, "stats.get_statistics", key or group)
+        for item in result if isinstance(result, list) else []:
+            k, _, v = str(item).partition("=")
+            if k.strip() == name:
+                return int(v.strip())
+        return 0
+
+    # -- status ---------------------------------------------------------------------------------
+
+    def node_status(self, name: str | None = None) -> list[dict[str, Any]]:
+        rows = []
+        for p in self.inv.nodes():
+            if p.role not in (Role.LB, Role.PROXY, Role.SBC) or (name and p.name != name):
+                continue
+            row: dict[str, Any] = {"node": p.name, "role": p.role.value, "dc": p.dc.id,
+                                   "zone": p.zone or "-", "endpoint": self.endpoint(p.node)}
+            try:
+                row["uptime_s"] = self.call(p.node, "core.uptime")["uptime"]
+                shm = self.call(p.node, "core.shmmem", "m")
+                row["shm_used_mb"] = shm.get("used") if isinstance(shm, dict) else None
+                row["shm_free_mb"] = shm.get("free") if isinstance(shm, dict) else None
+                row["transactions"] = self.call(p.node, "tm.stats").get("current")
+                if p.role == Role.PROXY:
+                    row["registrations"] = self.stat(p.node, "usrloc:location_contacts")
+                    row["dialogs"] = self.stat(p.node, "dialog:active_dialogs")
+                row["state"] = "up"
+            except Unreachable as exc:
+                row["state"] = f"unreachable ({exc.message})"
+            rows.append(row)
+        if name and not rows:
+            raise ZpctlError(f"no Kamailio node {name!r}", ExitCode.USAGE)
+        return rows
+
+    def contacts(self, proxy: Node) -> dict[str, list[dict[str, Any]]]:
+        """Every AoR the proxy holds, with its contacts (``ul.dump``)."""
+        dump = self.call(proxy, "ul.dump")
+        out: dict[str, list[dict[str, Any]]] = {}
+        for dom in dump.get("Domains", []) if isinstance(dump, dict) else []:
+            for aor in dom.get("Domain", {}).get("AoRs", []):
+                info = aor.get("Info", {})
+                out[info.get("AoR", "")] = [c.get("Contact", {}) for c in info.get("Contacts", [])]
+        return out
+
+    def proxies(self, scope: str | None = None) -> list[tuple[str, Node]]:
+        """Zone proxies: all, one data center's (``DC``) or one zone's (``DC/ZONE``)."""
+        out = []
+        for p in self.inv.nodes():
+            if p.role != Role.PROXY:
+                continue
+            where = f"{p.dc.id}/{p.zone}"
+            if scope and scope not in (p.dc.id, where, p.name):
+                continue
+            out.append((where, p.node))
+        if scope and not out:
+            raise ZpctlError(f"no zone proxy in {scope!r}", ExitCode.USAGE)
+        return out
+
+    def registrations(self, scope: str | None = None) -> list[dict[str, Any]]:
+        rows = []
+        for where, proxy in self.proxies(scope):
+            for aor, contacts in sorted(self.contacts(proxy).items()):
+                for c in contacts:
+                    rows.append({"zone": where, "proxy": proxy.name, "aor": aor,
+                                 "contact": c.get("Address"), "expires_s": c.get("Expires"),
+                                 "user_agent": c.get("User-Agent"), "path": c.get("Path")})
+        return rows
+
+    def registration(self, user: str) -> list[dict[str, Any]]:
+        rows = []
+        for where, proxy in self.proxies():
+            try:
+                found = self.call(proxy, "ul.lookup", "location", user)
+            except RemoteFailure:
+                found = None  # 404: not registered on this proxy
+            contacts = []
+            if isinstance(found, dict):
+                contacts = [c.get("Contact", {}).get("Address") for c in found.get("Contacts", [])]
+            rows.append({"zone": where, "proxy": proxy.name, "aor": user, "contacts": contacts})
+        return rows
+
+    def dialogs(self, scope: str | None = None) -> list[dict[str, Any]]:
+        rows = []
+        for where, proxy in self.proxies(scope):
+            for d in self.call(proxy, "dlg.list") or []:
+                rows.append({"zone": where, "proxy": proxy.name, "call_id": d.get("call-id"),
+                             "from_tag": d.get("from_tag"), "to_tag": d.get("to_tag"),
+                             "from": d.get("from_uri"), "to": d.get("to_uri"),
+                             "state": d.get("state"), "start_ts": d.get("start_ts"),
+                             "h_entry": d.get("h_entry"), "h_id": d.get("h_id")})
+        return rows
+
+    def end_dialog(self, call_id: str) -> list[Request]:
+        """Hang up a call (BYE both ways) on the proxy that holds it."""
+        matches = [d for d in self.dialogs() if d["call_id"] == call_id]
+        if not matches:
+            raise ZpctlError(f"no dialog with Call-ID {call_id!r} on any zone proxy",
+                             ExitCode.REMOTE_ERROR)
+        for d in matches:
+            proxy = self.inv.node(d["proxy"]).node
+            self.change(proxy, "dlg.end_dlg", d["h_entry"], d["h_id"])
+        return self.sent
+
+    # -- zones ----------------------------------------------------------------------------------
+
+    def dispatcher_state(self, node: Node, uri: str) -> str | None:
+        result = self.call(node, "dispatcher.list")
+        for rec in result.get("RECORDS", []) if isinstance(result, dict) else []:
+            for t in rec.get("SET", {}).get("TARGETS", []):
+                if t.get("DEST", {}).get("URI") == uri:
+                    return str(t["DEST"].get("FLAGS"))
+        return None
+
+    def zone_status(self, spec: str) -> dict[str, Any]:
+        dc, zone = self.zone(spec)
+        proxy = self.node_of(dc, zone, Role.PROXY)
+        uri = f"sip:{proxy.address}:{proxy.ports.sip}"
+        out: dict[str, Any] = {"zone": spec, "proxy": proxy.name, "uri": uri}
+        out["lb_state"] = {lb.name: _state_word(self.dispatcher_state(lb, uri)) for lb in self.lbs(dc)}
+        out["sbc_state"] = {s.name: _state_word(self.dispatcher_state(s, uri)) for s in self.sbcs(dc)}
+        try:
+            out["registrations"] = self.stat(proxy, "usrloc:location_contacts")
+            out["dialogs"] = self.stat(proxy, "dialog:active_dialogs") + \
+                self.stat(proxy, "dialog:early_dialogs")
+            out["proxy"] = proxy.name
+            out["proxy_state"] = "up"
+        except Unreachable:
+            out["proxy_state"] = "down"
+        states = set(out["lb_state"].values())
+        out["serving"] = "active" in states and out["proxy_state"] == "up"
+        return out
+
+    def _set_zone(self, dc: DataCenter, zone: str, state: str) -> None:
+        proxy = self.node_of(dc, zone, Role.PROXY)
+        uri = f"sip:{proxy.address}:{proxy.ports.sip}"
+        for lb in self.lbs(dc):
+            self.change(lb, "dispatcher.set_state", state, 1, uri)
+        for sbc in self.sbcs(dc):
+            self.change(sbc, "dispatcher.set_state", state, 1, uri)
+
+    def zone_drain(self, spec: str, wait: bool = True, timeout: float = 120.0,
+                   progress: Progress = lambda s: None) -> dict[str, Any]:
+        """Stop new calls to the zone; wait until its calls in progress have ended."""
+        dc, zone = self.zone(spec)
+        proxy = self.node_of(dc, zone, Role.PROXY)
+        self._set_zone(dc, zone, "d")
+        switches = self._switches(spec, pause=True, progress=progress)
+        result: dict[str, Any] = {"zone": spec, "drained": False, "switches": switches,
+                                  "requests": [r.as_dict() for r in self.sent]}
+        if self.dry_run or not wait:
+            return result
+        t0 = time.monotonic()
+        left = -1
+        while time.monotonic() - t0 < timeout:
+            try:
+                left = self.stat(proxy, "dialog:active_dialogs") + \
+                    self.stat(proxy, "dialog:early_dialogs")
+            except Unreachable:
+                left = 0  # a dead proxy holds no calls that could still finish
+            progress(f"  {spec}: {left} call(s) in progress ({time.monotonic() - t0:.0f} s)")
+            if left == 0:
+                result.update(drained=True, waited_s=round(time.monotonic() - t0, 1))
+                return result
+            time.sleep(1.0)
+        raise ZpctlError(f"{spec}: {left} call(s) still in progress after {timeout:g} s; the zone "
+                         "takes no new calls (restore it with `zpctl zone restore`)",
+                         ExitCode.UNREACHABLE)
+
+    def sync_registrations(self, spec: str, progress: Progress = lambda s: None
+                           ) -> dict[str, int]:
+        """Give the zone proxy every registration its sister zone holds (after a restart)."""
+        dc, zone = self.zone(spec)
+        proxy = self.node_of(dc, zone, Role.PROXY)
+        sister_zone = next(z for z in sorted(dc.zones) if z != zone)
+        sister = self.node_of(dc, sister_zone, Role.PROXY)
+        have = self.contacts(proxy)
+        want = self.contacts(sister)
+        copied = 0
+        for aor, contacts in sorted(want.items()):
+            known = {c.get("Address") for c in have.get(aor, [])}
+            for c in contacts:
+                if c.get("Address") in known:
+                    continue
+                expires = int(c.get("Expires") or 0)
+                if expires <= 0:
+                    continue
+                self.change(proxy, "ul.add", "location", aor, c.get("Address"), expires,
+                            float(c.get("Q", -1)) / 1000 if int(c.get("Q", -1)) >= 0 else -1,
+                            c.get("Path") or ".", int(c.get("Flags", 0)),
+                            int(c.get("CFlags", 0)), int(c.get("Methods", 4294967295)),
+                            c.get("Received") or ".")
+                copied += 1
+        total = sum(len(v) for v in want.values())
+        progress(f"  {spec}: {total} registration(s) at {sister.name}, "
+                 f"{copied} copied to {proxy.name}")
+        return {"sister_contacts": total, "copied": copied}
+
+    def zone_restore(self, spec: str, progress: Progress = lambda s: None) -> dict[str, Any]:
+        """Registrations back, warm-up gate open, then new calls again."""
+        dc, zone = self.zone(spec)
+        proxy = self.node_of(dc, zone, Role.PROXY)
+        try:
+            sync = self.sync_registrations(spec, progress)
+        except Unreachable as exc:
+            raise Unreachable(f"{spec}: cannot restore, {exc.message}") from None
+        self.change(proxy, "htable.seti", "gate", "open", 1)
+        self._set_zone(dc, zone, "a")
+        switches = self._switches(spec, pause=False, progress=progress)
+        return {"zone": spec, "restored": not self.dry_run, "registrations": sync,
+                "switches": switches, "requests": [r.as_dict() for r in self.sent]}
+
+    def _switches(self, spec: str, pause: bool, progress: Progress) -> list[str]:
+        """Pause (drain) or resume the zone's FreeSWITCH switches, when it has any."""
+        dc, zone = self.zone(spec)
+        names = [n.name for n in dc.zones[zone].nodes if n.role == Role.SWITCH]
+        if not names or self.dry_run:
+            return names
+        from zpctl.freeswitch import control as fs  # noqa: PLC0415 - only with a switch tier
+
+        results = (fs.pause_switches(self.inv, zone=spec, progress=progress) if pause
+                   else fs.resume_switches(self.inv, zone=spec))
+        fs.raise_for_errors(results)
+        return names
+
+    # -- data centers ---------------------------------------------------------------------------
+
+    def dc_status(self, dc_id: str) -> dict[str, Any]:
+        dc = self.dc(dc_id)
+        zones = {z: self.zone_status(f"{dc.id}/{z}") for z in sorted(dc.zones)}
+        lbs = {}
+        for lb in self.lbs(dc):
+            try:
+                self.call(lb, "core.uptime")
+                lbs[lb.name] = "up"
+            except Unreachable:
+                lbs[lb.name] = "down"
+        serving = any(z["serving"] for z in zones.values()) and "up" in lbs.values()
+        return {"datacenter": dc.id, "role": dc.role, "pair": dc.pair, "lbs": lbs,
+                "zones": zones, "serving": serving}
+
+    def dc_failover(self, from_dc: str, to_dc: str, progress: Progress = lambda s: None,
+                    ) -> dict[str, Any]:
+        """Move new traffic from a data center to its pair: the secondary must be serving,
+        then both zones of the first stop taking new requests (its lbs answer 503, so phones
+        that know both data centers re-register on the other at once)."""
+        src, dst = self.dc(from_dc), self.dc(to_dc)
+        if src.pair != dst.id:
+            raise ZpctlError(f"{dst.id} is not the pair of {src.id} (its pair is {src.pair})",
+                             ExitCode.USAGE)
+        if not self.dry_run:
+            status = self.dc_status(dst.id)
+            if not status["serving"]:
+                raise ZpctlError(f"{dst.id} is not serving; refusing to fail over to it",
+                                 ExitCode.UNREACHABLE)
+        for zone in sorted(src.zones):
+            self._set_zone(src, zone, "d")
+            progress(f"  {src.id}/{zone}: no new requests")
+        return {"from": src.id, "to": dst.id, "done": not self.dry_run,
+                "requests": [r.as_dict() for r in self.sent]}
+
+
+def _state_word(flags: str | None) -> str:
+    if flags is None:
+        return "unknown"
+    if flags.startswith("D"):
+        return "drained"
+    if flags.startswith("A"):
+        return "active"
+    if flags.startswith(("I", "T")):
+        return "inactive"
+    return flags

@@ -1,0 +1,124 @@
+"""Steady load for chaos tests: calls and registrations at fixed rates, in the background,
+while something breaks; then what happened, with the time each failure occurred.
+
+``SteadyLoad(lab).start()`` registers a callee that answers (RTP echo), starts SIPp placing
+authenticated calls to it at ``call_rate`` and a second SIPp registering users at
+``reg_rate``; ``finish()`` waits for both and reads their statistics and error logs.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zpctl import sipp
+from zpctl.accounts import SipUser
+from zpctl.errors import ZpctlError
+from zpctl.lab import Lab
+from zpctl.loadtest import results
+
+_FAIL = re.compile(r"^(\d{4}-\d\d-\d\d)\t[\d:.]+\t(\d+\.\d+): Aborting call(.*)$", re.M)
+
+
+def failure_times(errors_log: Path) -> list[tuple[float, str]]:
+    """(epoch, SIP code or 'timeout') of every call SIPp aborted."""
+    if not errors_log.exists():
+        return []
+    text = errors_log.read_text(errors="replace")
+    out = []
+    for m in _FAIL.finditer(text):
+        rest = text[m.end(3) - len(m.group(3)): m.end(3) + 300]
+        code = re.search(r"received 'SIP/2\.0 ([1-6]\d\d) ", rest)
+        out.append((float(m.group(2)), code.group(1) if code else "timeout"))
+    return out
+
+
+@dataclass
+class SteadyLoad:
+    lab: Lab
+    workdir: Path
+    call_rate: float = 20.0
+    hold_ms: int = 1000
+    reg_rate: float = 10.0
+    duration_s: float = 30.0
+    account: str = "loadco"
+    local_ip: str = "127.0.6.1"
+    lb: str = ""
+    runs: dict[str, sipp.SippRun] = field(default_factory=dict)
+    started_at: float = 0.0
+
+    def users(self) -> list[SipUser]:
+        users = [u for u in self.lab.users() if u.account == self.account]
+        if len(users) < 10:
+            raise ZpctlError(f"steady load needs the {self.account} account's users in the lab")
+        return users
+
+    def start(self) -> SteadyLoad:
+        inv = self.lab.inventory()
+        lb = next(n for n in inv.model.datacenters[0].nodes if n.role.value == "lb")
+        self.lb = self.lb or f"{lb.address}:{lb.ports.sip}"
+        users = self.users()
+        callee, callers = users[0], users[1:]
+        ip_callee = "127.0.6.2"
+        csv = sipp.users_csv(self.workdir / "callee.csv",
+                             [(callee.username, callee.domain, callee.password)])
+        reg = sipp.run("register", self.lb, workdir=self.workdir, name="callee-register",
+                       local_ip=ip_callee, local_port=5060, users=csv,
+                       keys={"expires": "3600"}, wait_s=15)
+        if reg.returncode != 0:
+            raise ZpctlError("steady load: the callee could not register")
+        self.runs["callee"] = sipp.start("uas", None, workdir=self.workdir, name="callee",
+                                         local_ip=ip_callee, local_port=5060, calls=None,
+                                         media_port=25000, rtp_echo=True, trace=False)
+        time.sleep(0.3)
+        calls = int(self.call_rate * self.duration_s)
+        call_csv = sipp.users_csv(self.workdir / "callers.csv",
+                                  [(u.username, u.domain, u.password) for u in callers])
+        self.runs["calls"] = sipp.start_argv(sipp.command(
+            "call", self.lb, workdir=self.workdir, name="calls", local_ip=self.local_ip,
+            local_port=5300, users=call_csv, service=callee.username, calls=calls,
+            rate=self.call_rate, media_port=24000, hold_ms=self.hold_ms, trace=False,
+            extra=["-trace_err", "-error_file", str(self.workdir / "calls.errors.log"),
+                   "-trace_rtt", "-rtt_freq", "1"]), self.workdir, "calls")
+        regs = int(self.reg_rate * self.duration_s)
+        self.runs["registrations"] = sipp.start_argv(sipp.command(
+            "register", self.lb, workdir=self.workdir / "reg", name="registrations",
+            local_ip="127.0.6.3", local_port=5400, users=call_csv, calls=regs,
+            rate=self.reg_rate, keys={"expires": "600"}, trace=False,
+            extra=["-trace_err", "-error_file", str(self.workdir / "reg" / "registrations.errors.log")]),
+            self.workdir / "reg", "registrations")
+        self.started_at = time.time()
+        return self
+
+    def finish(self, fault_at: float | None = None) -> dict[str, Any]:
+        """Wait for the load to end; attempts, failures by code and the recovery time."""
+        wait = self.duration_s * 2 + 60
+        self.runs["calls"].wait(wait)
+        self.runs["registrations"].wait(wait)
+        self.runs["callee"].stop()
+        out: dict[str, Any] = {}
+        for name in ("calls", "registrations"):
+            run = self.runs[name]
+            stats = results.last_row(run.stats)
+            fails = failure_times(run.errors)
+            attempted = int(stats.get("TotalCallCreated", 0) or 0)
+            failed = int(stats.get("FailedCall(C)", 0) or 0)
+            codes: dict[str, int] = {}
+            for _, code in fails:
+                codes[code] = codes.get(code, 0) + 1
+            after = [t for t, _ in fails if fault_at is not None and t >= fault_at]
+            out[name] = {
+                "attempted": attempted, "succeeded": int(stats.get("SuccessfulCall(C)", 0) or 0),
+                "failed": failed, "failed_by_code": codes,
+                "failed_pct": round(100.0 * failed / attempted, 3) if attempted else 0.0,
+                "recovery_s": round(max(after) - fault_at, 2) if after and fault_at else 0.0,
+                "fail_times": [round(t - (fault_at or self.started_at), 2) for t, _ in fails],
+            }
+        return out
+
+    def stop(self) -> None:
+        for run in self.runs.values():
+            run.stop()
