@@ -62,6 +62,7 @@ def _register() -> None:
         accounts,
         calls,
         control,
+        deploy,
         exporter,
         inventory,
         lab,
@@ -79,6 +80,7 @@ def _register() -> None:
     cli.add_command(exporter.exporter_cmd)
     cli.add_command(switch.switch)
     cli.add_command(calls.calls)
+    cli.add_command(deploy.deploy)
     for group in (control.node, control.registrations, control.dialogs, control.zone,
                   control.dc):
         cli.add_command(group)

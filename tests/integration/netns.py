@@ -1,0 +1,164 @@
+"""Test hosts for the deploy tests: one network namespace per node, each with its own sshd.
+
+``TestHosts(tmp).up(nodes)`` creates, for every node, a namespace ``zpd-<n>`` joined to a
+bridge in the root namespace by a veth pair, gives it the node's addresses (inside
+10.199.0.0/16, used only here), and starts ``sshd`` in it under a private mount namespace in
+which the host's own directory is bind-mounted over ``/run/zpctl-testhost`` (so seven hosts
+sharing one file system each see their own /etc-like tree).  The controller keeps an
+address on the bridge.  ``down()`` kills every process in the namespaces, then removes
+namespaces, links and the mount point; it runs even when a test fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BRIDGE = "zpd-br0"
+MOUNT_POINT = Path("/run/zpctl-testhost")
+PREFIX = 24
+
+
+def why_not() -> str | None:
+    """Why namespaces cannot be used here (None when they can)."""
+    if os.geteuid() != 0:
+        return "the deploy tests create network namespaces: run them as root"
+    if shutil.which("ip") is None:
+        return "`ip` (iproute2) is not installed"
+    if shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists():
+        return "sshd is not installed (Debian: openssh-server; `make install`)"
+    probe = "zpd-probe"
+    r = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        return f"`ip netns add` fails here: {r.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False)
+    return None
+
+
+def _ip(*args: str, ns: str | None = None) -> None:
+    argv = ["ip", *(["-n", ns] if ns else []), *args]
+    r = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {r.stderr.strip()}")
+
+
+@dataclass
+class Host:
+    node: str
+    ns: str
+    addresses: list[str]
+    ssh_address: str
+    root: Path
+    sshd: subprocess.Popen[bytes] | None = None
+
+
+@dataclass
+class TestHosts:
+    tmp: Path
+    controller: list[str]
+    hosts: dict[str, Host] = field(default_factory=dict)
+    key: Path = field(init=False)
+    ssh_config: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.key = self.tmp / "ssh" / "id_ed25519"
+        self.ssh_config = self.tmp / "ssh" / "config"
+
+    def _keys(self) -> None:
+        (self.tmp / "ssh").mkdir(parents=True, exist_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)],
+                       check=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                        str(self.tmp / "ssh" / "host_ed25519")], check=True)
+        (self.tmp / "ssh" / "authorized_keys").write_text(Path(f"{self.key}.pub").read_text())
+        self.ssh_config.write_text(
+            "Host *\n  User root\n  IdentityFile " + str(self.key) + "\n"
+            "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n"
+            "  IdentitiesOnly yes\n")
+
+    def up(self, nodes: dict[str, tuple[list[str], str]]) -> TestHosts:
+        """``nodes``: node name -> (its addresses, the address sshd listens on)."""
+        self._keys()
+        Path("/run/sshd").mkdir(exist_ok=True)
+        MOUNT_POINT.mkdir(exist_ok=True)
+        _ip("link", "add", BRIDGE, "type", "bridge")
+        for a in self.controller:
+            _ip("addr", "add", f"{a}/{PREFIX}", "dev", BRIDGE)
+        _ip("link", "set", BRIDGE, "up")
+        for i, (node, (addrs, ssh_addr)) in enumerate(sorted(nodes.items())):
+            ns = f"zpd-{i}"
+            root = self.tmp / "hosts" / node
+            root.mkdir(parents=True)
+            host = Host(node, ns, addrs, ssh_addr, root)
+            self.hosts[node] = host
+            _ip("netns", "add", ns)
+            _ip("link", "add", f"zpd-v{i}", "type", "veth", "peer", "name", "eth0", "netns", ns)
+            _ip("link", "set", f"zpd-v{i}", "master", BRIDGE)
+            _ip("link", "set", f"zpd-v{i}", "up")
+            _ip("link", "set", "lo", "up", ns=ns)
+            for a in addrs:
+                _ip("addr", "add", f"{a}/{PREFIX}", "dev", "eth0", ns=ns)
+            _ip("link", "set", "eth0", "up", ns=ns)
+            self._sshd(host)
+        for host in self.hosts.values():
+            self._wait_ssh(host)
+        return self
+
+    def _sshd(self, host: Host) -> None:
+        conf = host.root.parent / f"{host.node}.sshd_config"
+        conf.write_text(
+            f"ListenAddress {host.ssh_address}\nPort 22\n"
+            f"HostKey {self.tmp / 'ssh' / 'host_ed25519'}\n"
+            f"AuthorizedKeysFile {self.tmp / 'ssh' / 'authorized_keys'}\n"
+            f"PidFile {host.root.parent / (host.node + '.sshd.pid')}\n"
+            "PermitRootLogin prohibit-password\nPasswordAuthentication no\nUsePAM no\n"
+            "StrictModes no\nSubsystem sftp internal-sftp\nMaxStartups 50\nMaxSessions 50\n")
+        script = (f"mount --bind {host.root} {MOUNT_POINT} && "
+                  f"exec /usr/sbin/sshd -D -e -f {conf}")
+        log = open(host.root.parent / f"{host.node}.sshd.log", "ab")  # noqa: SIM115
+        host.sshd = subprocess.Popen(
+            ["ip", "netns", "exec", host.ns, "unshare", "-m", "--propagation", "private",
+             "sh", "-c", script], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+
+    def _wait_ssh(self, host: Host, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection((host.ssh_address, 22), 1):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"sshd of {host.node} does not answer on {host.ssh_address}:22")
+
+    def exec(self, node: str, *argv: str) -> subprocess.CompletedProcess[str]:
+        """Run a command inside the node's network namespace (not its mount namespace)."""
+        return subprocess.run(["ip", "netns", "exec", self.hosts[node].ns, *argv],
+                              capture_output=True, text=True, check=False)
+
+    def down(self) -> None:
+        """Kill everything in the namespaces, remove them, the bridge and the mount point."""
+        for host in self.hosts.values():
+            for _ in range(3):
+                r = subprocess.run(["ip", "netns", "pids", host.ns], capture_output=True,
+                                   text=True, check=False)
+                pids = [int(p) for p in r.stdout.split()]
+                if not pids:
+                    break
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                time.sleep(0.2)
+            if host.sshd is not None:
+                with contextlib.suppress(Exception):
+                    host.sshd.wait(2)
+        for host in self.hosts.values():
+            subprocess.run(["ip", "netns", "del", host.ns], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, check=False)
+        with contextlib.suppress(OSError):
+            MOUNT_POINT.rmdir()

@@ -1,0 +1,191 @@
+"""One Ansible run through ansible-runner: its private data dir, its events, its result.
+
+``AnsibleRun(...).run()`` lays out the private data dir (``env/`` settings, ``inventory/``
+hosts with their role variables, ``project/deploy.yml`` the playbook applying roles/ by
+node role), runs ansible-playbook through ``ansible_runner.run`` with an event handler
+that feeds a progress callback, and returns the per-host counts and failures.  Artifacts
+stay in ``artifacts/<ident>/`` of the data dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from zpctl.deploy.hosts import DeployHosts
+from zpctl.errors import EnvironmentProblem
+from zpctl.model import LoadedInventory
+from zpctl.model.schema import Role
+from zpctl.render import REPO
+
+ROLES_DIR = REPO / "roles"
+Progress = Callable[[str], None]
+
+# Which roles a node of each inventory role gets (and the play's host group).
+GROUPS: dict[Role, tuple[str, list[str]]] = {
+    Role.LB: ("kamailio", ["kamailio"]),
+    Role.PROXY: ("kamailio", ["kamailio"]),
+    Role.SBC: ("kamailio", ["kamailio"]),
+    Role.MEDIA: ("media", ["redis", "rtpengine"]),
+    Role.SWITCH: ("switch", ["freeswitch"]),
+    Role.MONITOR: ("monitor", ["prometheus", "zpctl_exporter"]),
+}
+PLAYBOOK = [
+    {"name": "Kamailio nodes (lb, proxy, sbc)", "hosts": "kamailio", "gather_facts": False,
+     "roles": ["kamailio"]},
+    {"name": "Media nodes (Redis, rtpengine)", "hosts": "media", "gather_facts": False,
+     "roles": ["redis", "rtpengine"]},
+    {"name": "Switch nodes (FreeSWITCH)", "hosts": "switch", "gather_facts": False,
+     "roles": ["freeswitch"]},
+    {"name": "Monitoring (Prometheus, zpctl exporter)", "hosts": "monitor", "gather_facts": False,
+     "roles": ["prometheus", "zpctl_exporter"]},
+]
+
+
+def host_vars(inv: LoadedInventory, node: str, build_dir: Path, seed_dir: Path | None
+              ) -> dict[str, Any]:
+    """The role variables of one node, from the build's node.json: role-prefixed."""
+    placed = inv.node(node)
+    src = build_dir / node
+    doc = json.loads((src / "node.json").read_text()) if (src / "node.json").exists() else {}
+    paths = doc.get("paths") or {"config": inv.model.paths.config_dir,
+                                 "run": inv.model.paths.run_dir, "log": inv.model.paths.log_dir,
+                                 "state": inv.model.paths.state_dir}
+    out: dict[str, Any] = {"zpctl_node": node, "zpctl_build": build_dir.name}
+    _, roles = GROUPS[placed.role]
+    for role in roles:
+        out.update({f"{role}_source_dir": str(src), f"{role}_config_dir": paths["config"],
+                    f"{role}_run_dir": paths["run"], f"{role}_log_dir": paths["log"],
+                    f"{role}_state_dir": paths["state"]})
+    if placed.role == Role.MONITOR:
+        for role in roles:
+            out[f"{role}_source_dir"] = str(build_dir / "_monitoring")
+    for svc in doc.get("services", []):
+        if svc.get("name") == "kamailio":
+            out["kamailio_shm_mb"] = int(svc["shm_mb"])
+            out["kamailio_pkg_mb"] = int(svc["pkg_mb"])
+    if placed.role == Role.PROXY and seed_dir is not None and (seed_dir / "subscriber.sqlite").exists():
+        out["kamailio_subscriber_db"] = str(seed_dir / "subscriber.sqlite")
+    return out
+
+
+def ansible_playbook() -> str:
+    """ansible-playbook beside this Python (the venv) first, then on PATH."""
+    here = str(Path(sys.executable).parent)
+    found = shutil.which("ansible-playbook", path=here + os.pathsep + os.environ.get("PATH", ""))
+    if found is None:
+        raise EnvironmentProblem("ansible-playbook is not installed (pip install ansible-core, "
+                                 "or `make install`)")
+    return found
+
+
+@dataclass
+class RunResult:
+    """What one Ansible run did."""
+
+    data_dir: Path
+    rc: int
+    status: str
+    changed: dict[str, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and not self.failures
+
+    @property
+    def total_changed(self) -> int:
+        return sum(self.changed.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"data_dir": str(self.data_dir), "rc": self.rc, "status": self.status,
+                "changed": self.changed, "failures": self.failures}
+
+
+@dataclass
+class AnsibleRun:
+    inv: LoadedInventory
+    hosts: DeployHosts
+    nodes: list[str]
+    build_dir: Path
+    data_dir: Path
+    seed_dir: Path | None = None
+    check: bool = False
+    diff: bool = False
+    progress: Progress = field(default=lambda s: None)
+
+    def prepare(self) -> None:
+        """Lay out the private data dir: env/, inventory/, project/."""
+        for sub in ("env", "inventory", "project"):
+            (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
+        groups: dict[str, dict[str, Any]] = {}
+        for node in self.nodes:
+            group, _ = GROUPS[self.inv.node(node).role]
+            hv = {**self.hosts.role_vars, **self.hosts.specs[node].ansible_vars(),
+                  **host_vars(self.inv, node, self.build_dir, self.seed_dir)}
+            groups.setdefault(group, {"hosts": {}})["hosts"][node] = hv
+        for group in {g for g, _ in GROUPS.values()}:
+            groups.setdefault(group, {"hosts": {}})
+        (self.data_dir / "inventory" / "hosts.yml").write_text(
+            yaml.safe_dump({"all": {"children": groups}}, sort_keys=True))
+        plays = [p for p in PLAYBOOK if groups[str(p["hosts"])]["hosts"]]
+        (self.data_dir / "project" / "deploy.yml").write_text(
+            "---\n" + yaml.safe_dump(plays, sort_keys=False))
+        envvars = {"ANSIBLE_ROLES_PATH": str(ROLES_DIR), "ANSIBLE_HOST_KEY_CHECKING": "False",
+                   "ANSIBLE_RETRY_FILES_ENABLED": "False", "ANSIBLE_FORKS": "10",
+                   "ANSIBLE_PIPELINING": "True", "ANSIBLE_NOCOLOR": "True",
+                   "ANSIBLE_LOCAL_TEMP": str(self.data_dir / "tmp"),
+                   "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.data_dir.parent / ".cp"),
+                   # ansible-runner starts ansible-playbook by name: the venv's comes first.
+                   "PATH": str(Path(ansible_playbook()).parent) + os.pathsep
+                   + os.environ.get("PATH", "")}
+        (self.data_dir / "env" / "envvars").write_text(yaml.safe_dump(envvars, sort_keys=True))
+
+    def run(self) -> RunResult:
+        import ansible_runner  # type: ignore[import-untyped]  # noqa: PLC0415 - heavy, deploy only
+
+        self.prepare()
+        failures: list[str] = []
+
+        def on_event(event: dict[str, Any]) -> bool:
+            kind = event.get("event", "")
+            data = event.get("event_data") or {}
+            host = data.get("host", "")
+            task = data.get("task", "")
+            res = data.get("res") or {}
+            if kind == "runner_on_ok" and res.get("changed"):
+                self.progress(f"    {host:<16} changed  {task}")
+            elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+                msg = str(res.get("msg") or "").strip()
+                detail = (str(res.get("stderr") or res.get("stdout") or "")).strip()
+                line = f"{host}: {task}: {msg}" + (f"\n{detail[-1500:]}" if detail else "")
+                failures.append(line)
+                self.progress(f"    {host:<16} FAILED   {task}: {msg}")
+            elif kind == "runner_on_unreachable":
+                failures.append(f"{host}: unreachable: {res.get('msg', '')}")
+                self.progress(f"    {host:<16} UNREACHABLE {res.get('msg', '')}")
+            elif kind == "playbook_on_play_start" and self.nodes:
+                pass
+            return True
+
+        cmdline = " ".join(a for a, on in (("--check", self.check), ("--diff", self.diff)) if on)
+        r = ansible_runner.run(
+            private_data_dir=str(self.data_dir), playbook="deploy.yml", ident="run",
+            limit=",".join(self.nodes), cmdline=cmdline or None, quiet=True,
+            event_handler=on_event)
+        stats = r.stats or {}
+        changed = {h: int(n) for h, n in (stats.get("changed") or {}).items()}
+        for h in self.nodes:
+            changed.setdefault(h, 0)
+        if r.rc != 0 and not failures:
+            failures.append(f"ansible-playbook exited {r.rc} ({r.status}); see "
+                            f"{self.data_dir / 'artifacts' / 'run' / 'stdout'}")
+        return RunResult(self.data_dir, int(r.rc), str(r.status), changed, failures)
