@@ -135,13 +135,14 @@ class UserPbx(_Strict):
     """One user's call handling, keyed by extension under ``pbx.users``."""
 
     ring_seconds: Annotated[int, Field(ge=5, le=120)] = 25
-    forwarding: list[ForwardRule] = []
+    forwarding: list[ForwardRule] = Field(default_factory=list)
     # Personal business and holiday hours (feature business_hours); default: the site's.
     business_hours: dict[Weekday, list[Hours]] | None = None
     holidays: list[Holiday] | None = None
     hold_music: Ident | None = None  # one of pbx.music
-    caller_ids: list[E164] = []  # outbound caller IDs the user may select; the first is the default
-    blocked: list[NumberPattern] = []  # personal block list (feature call_blocking)
+    # outbound caller IDs the user may select; the first is the default
+    caller_ids: list[E164] = Field(default_factory=list)
+    blocked: list[NumberPattern] = Field(default_factory=list)  # personal block list (feature call_blocking)
 
     @model_validator(mode="after")
     def _one_rule_per_situation(self) -> UserPbx:
@@ -165,7 +166,7 @@ class PinPolicy(_Strict):
 
 
 class VoicemailPolicy(_Strict):
-    pin: PinPolicy = PinPolicy()
+    pin: PinPolicy = Field(default_factory=PinPolicy)
     max_message_seconds: Annotated[int, Field(ge=10, le=900)] = 180
     # Where the account's transcriber is told about new messages of users with
     # voicemail_transcription; unset: the platform's transcriber (it follows vm::maintenance
@@ -249,7 +250,7 @@ class Conference(_Strict):
     extension: Ext
     max_members: Annotated[int, Field(ge=2, le=500)] = 50
     pin: bool = True  # a PIN (from secrets) is asked of callers
-    moderators: list[Ext] = []
+    moderators: list[Ext] = Field(default_factory=list)
     record: bool = False
 
 
@@ -267,7 +268,7 @@ class PagingGroup(_Strict):
     id: Ident
     extension: Ext
     members: Annotated[list[Ext], Field(min_length=1)]
-    senders: list[Ext] = []  # who may page; empty: the members
+    senders: list[Ext] = Field(default_factory=list)  # who may page; empty: the members
 
 
 class MonitorGrant(_Strict):
@@ -281,28 +282,29 @@ class MonitorGrant(_Strict):
 
 
 class Blocking(_Strict):
-    blocked: list[NumberPattern] = []  # rejected (CALL_REJECTED)
-    spam: list[NumberPattern] = []  # rejected as unwanted (UNWANTED)
+    blocked: list[NumberPattern] = Field(default_factory=list)  # rejected (CALL_REJECTED)
+    spam: list[NumberPattern] = Field(default_factory=list)  # rejected as unwanted (UNWANTED)
 
 
 class Pbx(_Strict):
     """Every PBX feature of one account (all optional)."""
 
-    prompts: list[Ident] = []  # the account's own recordings: <recordings>/<account>/<id>.wav
-    music: list[Ident] = []  # hold-music folders of the account
+    # the account's own recordings: <recordings>/<account>/<id>.wav
+    prompts: list[Ident] = Field(default_factory=list)
+    music: list[Ident] = Field(default_factory=list)  # hold-music folders of the account
     hold_music: Ident | None = None  # the account default; else the platform's
-    voicemail: VoicemailPolicy = VoicemailPolicy()
-    recording: RecordingPolicy = RecordingPolicy()
-    menus: list[Menu] = []
-    auto_receptionists: list[AutoReceptionist] = []
-    queues: list[Queue] = []
-    park_lots: list[ParkLot] = []
-    conferences: list[Conference] = []
-    shared_lines: list[SharedLine] = []
-    paging_groups: list[PagingGroup] = []
-    monitoring: list[MonitorGrant] = []
-    blocking: Blocking = Blocking()
-    users: dict[Ext, UserPbx] = {}
+    voicemail: VoicemailPolicy = Field(default_factory=VoicemailPolicy)
+    recording: RecordingPolicy = Field(default_factory=RecordingPolicy)
+    menus: list[Menu] = Field(default_factory=list)
+    auto_receptionists: list[AutoReceptionist] = Field(default_factory=list)
+    queues: list[Queue] = Field(default_factory=list)
+    park_lots: list[ParkLot] = Field(default_factory=list)
+    conferences: list[Conference] = Field(default_factory=list)
+    shared_lines: list[SharedLine] = Field(default_factory=list)
+    paging_groups: list[PagingGroup] = Field(default_factory=list)
+    monitoring: list[MonitorGrant] = Field(default_factory=list)
+    blocking: Blocking = Field(default_factory=Blocking)
+    users: dict[Ext, UserPbx] = Field(default_factory=dict)
 
     def is_empty(self) -> bool:
         return self == Pbx()
