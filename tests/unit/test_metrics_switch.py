@@ -22,7 +22,6 @@ from zpctl.metrics.switch import (
     QueueStats,
     SwitchCollector,
     SwitchStats,
-    esl_switch_source,
     stats_from_heartbeat,
 )
 from zpctl.model import LoadedInventory, PlacedNode, load_inventory
@@ -159,8 +158,14 @@ def _no_clients() -> Clients:
 
 
 def test_exporter_without_an_esl_source_says_so(with_switches: LoadedInventory,
-                                                caplog: pytest.LogCaptureFixture) -> None:
-    assert esl_switch_source(with_switches) is None  # the hook: the ESL client is not wired yet
+                                                caplog: pytest.LogCaptureFixture,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # No ESL password to be had (no secrets file, no environment): no live source.
+    monkeypatch.setenv("ZPCTL_SECRETS", "/nonexistent/dir/secrets.yml")
+    monkeypatch.delenv("ZPCTL_SECRET_ESL_PASSWORD", raising=False)
+    import zpctl.metrics.exporter as exporter_mod  # noqa: PLC0415
+
+    monkeypatch.setattr(exporter_mod, "esl_switch_source", lambda inv: None)
     with caplog.at_level(logging.WARNING, "zpctl.metrics"):
         reg = build_registry(with_switches, _no_clients())
     assert "no ESL source" in caplog.text

@@ -9,10 +9,12 @@ stay in ``artifacts/<ident>/`` of the data dir.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import sys
+import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,20 +40,58 @@ GROUPS: dict[Role, tuple[str, list[str]]] = {
     Role.SWITCH: ("switch", ["freeswitch"]),
     Role.MONITOR: ("monitor", ["prometheus", "zpctl_exporter"]),
 }
-PLAYBOOK = [
-    {"name": "Kamailio nodes (lb, proxy, sbc)", "hosts": "kamailio", "gather_facts": False,
-     "roles": ["kamailio"]},
-    {"name": "Media nodes (Redis, rtpengine)", "hosts": "media", "gather_facts": False,
-     "roles": ["redis", "rtpengine"]},
-    {"name": "Switch nodes (FreeSWITCH)", "hosts": "switch", "gather_facts": False,
-     "roles": ["freeswitch"]},
-    {"name": "Monitoring (Prometheus, zpctl exporter)", "hosts": "monitor", "gather_facts": False,
-     "roles": ["prometheus", "zpctl_exporter"]},
-]
+# One play, so that every host of a run works in parallel (plays run one after another).
+PLAYBOOK: list[dict[str, Any]] = [{
+    "name": "zpctl hosts: install rendered bytes, validate, run",
+    "hosts": "all", "gather_facts": False,
+    "roles": [
+        {"role": "kamailio", "when": "'kamailio' in group_names"},
+        {"role": "redis", "when": "'media' in group_names"},
+        {"role": "rtpengine", "when": "'media' in group_names"},
+        {"role": "freeswitch", "when": "'switch' in group_names"},
+        {"role": "prometheus", "when": "'monitor' in group_names"},
+        {"role": "zpctl_exporter", "when": "'monitor' in group_names"},
+    ],
+}]
+
+# What each role ships from the node's rendered tree.
+BUNDLES: dict[str, list[str]] = {
+    "kamailio": ["kamailio", "kamcli", "node.json"],
+    "redis": ["redis"],
+    "rtpengine": ["rtpengine", "node.json"],
+    "freeswitch": ["freeswitch", "node.json"],
+    "prometheus": ["prometheus"],
+    "zpctl_exporter": ["node.json"],
+}
 
 
-def host_vars(inv: LoadedInventory, node: str, build_dir: Path, seed_dir: Path | None
-              ) -> dict[str, Any]:
+def write_bundle(src: Path, members: list[str], out: Path) -> None:
+    """A tar of ``members`` of ``src``: sorted, owner root, mtime 0, modes kept, so the same
+    build always gives the same bytes (Ansible's copy then reports no change)."""
+    files: list[Path] = []
+    for m in members:
+        p = src / m
+        if p.is_file():
+            files.append(p)
+        elif p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.is_file())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
+        dirs = sorted({str(p) for f in files for p in f.relative_to(src).parents if str(p) != "."})
+        for d in dirs:
+            info = tarfile.TarInfo(d)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+            tar.addfile(info)
+        for f in sorted(files):
+            info = tarfile.TarInfo(str(f.relative_to(src)))
+            data = f.read_bytes()
+            info.size, info.mode, info.mtime = len(data), f.stat().st_mode & 0o7777, 0
+            tar.addfile(info, io.BytesIO(data))
+    os.chmod(out, 0o600)
+
+
+def host_vars(inv: LoadedInventory, node: str, build_dir: Path, seed_dir: Path | None,
+              bundles: Path) -> dict[str, Any]:
     """The role variables of one node, from the build's node.json: role-prefixed."""
     placed = inv.node(node)
     src = build_dir / node
@@ -62,7 +102,11 @@ def host_vars(inv: LoadedInventory, node: str, build_dir: Path, seed_dir: Path |
     out: dict[str, Any] = {"zpctl_node": node, "zpctl_build": build_dir.name}
     _, roles = GROUPS[placed.role]
     for role in roles:
-        out.update({f"{role}_source_dir": str(src), f"{role}_config_dir": paths["config"],
+        bundle = bundles / node / f"{role}.tar"
+        write_bundle(src if placed.role != Role.MONITOR else build_dir / "_monitoring",
+                     BUNDLES[role], bundle)
+        out.update({f"{role}_source_dir": str(src), f"{role}_bundle": str(bundle),
+                    f"{role}_config_dir": paths["config"],
                     f"{role}_run_dir": paths["run"], f"{role}_log_dir": paths["log"],
                     f"{role}_state_dir": paths["state"]})
     if placed.role == Role.MONITOR:
@@ -130,15 +174,19 @@ class AnsibleRun:
         for node in self.nodes:
             group, _ = GROUPS[self.inv.node(node).role]
             hv = {**self.hosts.role_vars, **self.hosts.specs[node].ansible_vars(),
-                  **host_vars(self.inv, node, self.build_dir, self.seed_dir)}
+                  **host_vars(self.inv, node, self.build_dir, self.seed_dir,
+                            self.data_dir / "bundles")}
             groups.setdefault(group, {"hosts": {}})["hosts"][node] = hv
         for group in {g for g, _ in GROUPS.values()}:
             groups.setdefault(group, {"hosts": {}})
         (self.data_dir / "inventory" / "hosts.yml").write_text(
             yaml.safe_dump({"all": {"children": groups}}, sort_keys=True))
-        plays = [p for p in PLAYBOOK if groups[str(p["hosts"])]["hosts"]]
+        used = {g for g, spec in groups.items() if spec["hosts"]}
+        group_of = {r: g for g, rs in GROUPS.values() for r in rs}
+        play = {**PLAYBOOK[0], "roles": [r for r in PLAYBOOK[0]["roles"]
+                                          if group_of[r["role"]] in used]}
         (self.data_dir / "project" / "deploy.yml").write_text(
-            "---\n" + yaml.safe_dump(plays, sort_keys=False))
+            "---\n" + yaml.safe_dump([play], sort_keys=False))
         envvars = {"ANSIBLE_ROLES_PATH": str(ROLES_DIR), "ANSIBLE_HOST_KEY_CHECKING": "False",
                    "ANSIBLE_RETRY_FILES_ENABLED": "False", "ANSIBLE_FORKS": "10",
                    "ANSIBLE_PIPELINING": "True", "ANSIBLE_NOCOLOR": "True",

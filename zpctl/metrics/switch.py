@@ -2,9 +2,8 @@
 
 The collector does not speak ESL.  It asks a :class:`SwitchStatsSource` — any callable
 ``source(placed_node) -> SwitchStats`` — for each switch of the inventory, and exports what
-it returns.  The ESL client (the FreeSWITCH issue) provides the real source; until it is
-wired in, :func:`esl_switch_source` returns None and the exporter serves no switch metrics
-(it says so on stderr).  Tests use recorded data.
+it returns.  The live source is :func:`esl_switch_source` (ESL events, see
+:mod:`zpctl.metrics.esl_source`); tests also use recorded data.
 
 Two pure helpers do the FreeSWITCH-specific reading, so an ESL source stays a thin loop:
 
@@ -147,14 +146,18 @@ class ChannelTally:
 
 
 def esl_switch_source(inventory: LoadedInventory) -> SwitchStatsSource | None:
-    """HOOK for the ESL client (FreeSWITCH issue): the live switch source of ``inventory``.
+    """The live switch source of ``inventory``: ESL events from each of its switches
+    (:class:`zpctl.metrics.esl_source.EslSwitchSource`), with the ESL password from the
+    platform's secrets; None when the password cannot be had."""
+    from zpctl.errors import ZpctlError  # noqa: PLC0415 - the ESL stack only with switches
+    from zpctl.freeswitch.control import esl_password  # noqa: PLC0415
+    from zpctl.metrics.esl_source import EslSwitchSource  # noqa: PLC0415
 
-    Wire it here: connect the ESL pool to the inventory's switches, subscribe to HEARTBEAT
-    and channel events, keep the last :func:`stats_from_heartbeat` per switch (fed a
-    :class:`ChannelTally`), and return a callable that hands it out (raising when a switch's
-    last HEARTBEAT is older than two intervals).  Until then: None, no switch metrics.
-    """
-    return None
+    try:
+        password = esl_password(inventory)
+    except ZpctlError:
+        return None
+    return EslSwitchSource(inventory, password).start()
 
 
 class SwitchCollector(ZpctlCollector):

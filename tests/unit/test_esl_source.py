@@ -1,0 +1,97 @@
+"""The exporter's live switch source against the in-process ESL simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from zpctl.errors import Unreachable
+from zpctl.freeswitch.fakeswitch import FakeSwitch
+from zpctl.metrics.esl_source import EslSwitchSource
+from zpctl.model import load_inventory
+
+SWITCH_MINI = Path(__file__).parent / "fixtures" / "switch-mini"
+
+
+class _Running:
+    """A FakeSwitch served from its own event loop thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.sw = FakeSwitch("pw", hostname="sw1")
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        asyncio.run_coroutine_threadsafe(self.sw.start(), self.loop).result(5)
+
+    def call(self, fn: object, *args: object) -> None:
+        self.loop.call_soon_threadsafe(fn, *args)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.sw.stop(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+@pytest.fixture
+def fake() -> Iterator[_Running]:
+    r = _Running()
+    yield r
+    r.stop()
+
+
+def _wait(pred: object, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_heartbeat_and_channels_become_switch_stats(fake: _Running) -> None:
+    inv = load_inventory(SWITCH_MINI)
+    switches = [p for p in inv.nodes() if p.role.value == "switch"]
+    target = switches[0]
+    # Every switch of the fixture points at the one simulator.
+    src = EslSwitchSource(inv, "pw", esl_override=f"{fake.sw.host}:{fake.sw.port}").start()
+    try:
+        with pytest.raises(Unreachable, match="no HEARTBEAT"):
+            src(target)
+        fake.call(fake.sw.fire, "CHANNEL_CREATE", [("Unique-ID", "u1"),
+                                                    ("Call-Direction", "inbound")])
+        fake.call(fake.sw.fire, "CHANNEL_CREATE", [("Unique-ID", "u2"),
+                                                    ("Call-Direction", "outbound")])
+        fake.call(fake.sw.heartbeat)
+        _wait(lambda: _ok(src, target))
+        stats = src(target)
+        assert stats.calls == 1  # the inbound leg only
+        assert stats.calls_total == 1
+        assert stats.sessions_limit == 1000
+        assert stats.idle_cpu_ratio == pytest.approx(0.99)
+        fake.call(fake.sw.fire, "CHANNEL_HANGUP_COMPLETE", [("Unique-ID", "u1")])
+        _wait(lambda: src(target).calls == 0)
+        assert src(target).calls_total == 1
+    finally:
+        src.close()
+
+
+def _ok(src: EslSwitchSource, node: object) -> bool:
+    try:
+        src(node)  # type: ignore[arg-type]
+    except Unreachable:
+        return False
+    return True
+
+
+def test_unreachable_switch_is_reported() -> None:
+    inv = load_inventory(SWITCH_MINI)
+    target = next(p for p in inv.nodes() if p.role.value == "switch")
+    src = EslSwitchSource(inv, "pw", esl_override="127.0.0.1:9", timeout=1.0).start()
+    try:
+        with pytest.raises(Unreachable):
+            src(target)
+    finally:
+        src.close()

@@ -1,0 +1,105 @@
+"""The live switch source for the exporter: ESL events from every switch of an inventory.
+
+A background thread runs an asyncio loop holding one reconnecting ESL connection per switch
+(:func:`zpctl.freeswitch.control.inventory_pool`), subscribed to HEARTBEAT (every 20 s from
+the core) and the channel events :class:`ChannelTally` counts.  A scrape calls the source
+for each switch; it answers from the last HEARTBEAT, or raises when that is missing or
+older than two intervals (the switch, or our connection to it, is gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from zpctl.errors import Unreachable
+from zpctl.freeswitch.control import inventory_pool
+from zpctl.metrics.switch import ChannelTally, SwitchStats, stats_from_heartbeat
+from zpctl.model import LoadedInventory, PlacedNode
+from zpctl.protocols import esl
+
+EVENTS = ("HEARTBEAT", "CHANNEL_CREATE", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY")
+
+
+@dataclass
+class _SwitchState:
+    heartbeat: esl.Event | None = None
+    at: float = 0.0
+    tally: ChannelTally = field(default_factory=ChannelTally)
+
+
+class EslSwitchSource:
+    """``source(node) -> SwitchStats`` fed by ESL events (see the module docstring)."""
+
+    def __init__(self, inventory: LoadedInventory, password: str, *,
+                 esl_override: str | None = None, stale_s: float = 45.0,
+                 timeout: float = 5.0) -> None:
+        self.inv = inventory
+        self.password = password
+        self.esl_override = esl_override
+        self.stale_s = stale_s
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._state: dict[str, _SwitchState] = {}
+        self._errors: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="zpctl-esl-source", daemon=True)
+
+    def start(self) -> EslSwitchSource:
+        self._thread.start()
+        self._ready.wait(self.timeout + 1)
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(self.timeout + 1)
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        pool = inventory_pool(self.inv, self.password, esl_override=self.esl_override,
+                              timeout=self.timeout, reconnect=True)
+        try:
+            await pool.connect()
+            with self._lock:
+                self._errors = {n: e.message for n, e in pool.errors.items()}
+            for name, conn in pool.connections.items():
+                self._state.setdefault(name, _SwitchState())
+                conn.on_event(self._feeder(name))
+                await conn.subscribe(EVENTS)
+            self._ready.set()
+            while not self._stop.is_set():
+                await asyncio.sleep(0.2)
+        finally:
+            self._ready.set()
+            await pool.close()
+
+    def _feeder(self, name: str) -> Callable[[esl.Event], None]:
+        def feed(event: esl.Event) -> None:
+            self._feed(name, event)
+        return feed
+
+    def _feed(self, name: str, event: esl.Event) -> None:
+        with self._lock:
+            st = self._state.setdefault(name, _SwitchState())
+            if event.name == "HEARTBEAT":
+                st.heartbeat, st.at = event, time.monotonic()
+            else:
+                st.tally.feed(event)
+
+    def __call__(self, node: PlacedNode) -> SwitchStats:
+        with self._lock:
+            if node.name in self._errors:
+                raise Unreachable(f"switch {node.name}: {self._errors[node.name]}")
+            st = self._state.get(node.name)
+            if st is None or st.heartbeat is None:
+                raise Unreachable(f"switch {node.name}: no HEARTBEAT received yet")
+            if time.monotonic() - st.at > self.stale_s:
+                raise Unreachable(f"switch {node.name}: last HEARTBEAT "
+                                  f"{time.monotonic() - st.at:.0f} s ago")
+            return stats_from_heartbeat(st.heartbeat, tally=st.tally)
