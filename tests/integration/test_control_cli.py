@@ -115,3 +115,15 @@ def test_unknown_zone_and_missing_lab_are_clear(zpctl_lab: Lab, capsys: pytest.C
     assert "lab1 has zones a, b" in capsys.readouterr().err
     assert main(["node", "status", "--lab-dir", str(tmp_path / "none")]) == 2
     assert "no --inventory and no lab" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not Path("/usr/bin/kamcli").exists(), reason="kamcli is not installed")
+def test_rendered_kamcli_config_works_beside_zpctl(zpctl_lab: Lab) -> None:
+    import subprocess  # noqa: PLC0415
+
+    ini = zpctl_lab.dir / "build" / "lab1-lb" / "kamcli" / "kamcli.ini"
+    out = subprocess.run(["kamcli", "-c", str(ini), "rpc", "dispatcher.list"],
+                         capture_output=True, text=True, timeout=30, check=False)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert "sip:127.0.1.11:5060" in out.stdout
+    assert "sip:127.0.1.21:5060" in out.stdout
