@@ -43,7 +43,7 @@ GROUPS: dict[Role, tuple[str, list[str]]] = {
 # One play, so that every host of a run works in parallel (plays run one after another).
 PLAYBOOK: list[dict[str, Any]] = [{
     "name": "zpctl hosts: install rendered bytes, validate, run",
-    "hosts": "all", "gather_facts": False,
+    "hosts": "all", "gather_facts": False, "strategy": "free",
     "roles": [
         {"role": "kamailio", "when": "'kamailio' in group_names"},
         {"role": "redis", "when": "'media' in group_names"},

@@ -457,6 +457,12 @@ class Lab:
         recs = {r.name: r for r in self.records()}
         rows = []
         for p in inv.nodes():
+            if p.role == Role.SWITCH:
+                rows.append({"node": p.name, "role": p.role.value, "dc": p.dc.id,
+                             "zone": p.zone or "-", "address": p.node.address,
+                             "state": "not run by the lab (FreeSWITCH)", "pid": None,
+                             "registrations": None, "dialogs": None})
+                continue
             names = ([f"{p.name}/redis", f"{p.name}/rtpengine"] if p.role == Role.MEDIA
                      else [f"{p.name}/kamailio"])
             procs = [recs.get(n) for n in names]

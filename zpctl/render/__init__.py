@@ -35,6 +35,9 @@ TEMPLATE_DIRS = (REPO / "kamailio", REPO / "templates", REPO / "freeswitch")
 BANNER = "managed by zpctl — do not edit; rendered from the inventory"
 MANIFEST = "MANIFEST.json"
 
+# Switches a call is offered to before it takes the direct path to the user.
+SWITCH_TRIES = 3
+
 # LB failover timing (kamailio-facts.md): detection ~ fr_timer + up to one ping interval.
 LB_ZONE_FR_TIMER_MS = 1000
 LB_PING_INTERVAL_S = 1
@@ -191,7 +194,7 @@ class _Renderer:
                                            f"zone-{zname}", f"zone {p.dc.id}/{zname}"))
         elif p.role == Role.PROXY:
             ctx["proxy"] = self.proxy_ctx(p)
-            dispatcher = self.sbc_dsts(p)
+            dispatcher = self.sbc_dsts(p) + self.switch_dsts(p)
         elif p.role == Role.SBC:
             ctx["sbc"], dispatcher = self.sbc_ctx(p)
         ctx["dispatcher"] = dispatcher
@@ -202,6 +205,9 @@ class _Renderer:
                    "auth_secret": self.secrets.get("auth_nonce_secret")}
         self.build.add(f"{name}/kamailio/secrets.cfg",
                        self.tpl("secrets.cfg.j2", secrets=secrets, **ctx), mode=0o600)
+        if p.role == Role.PROXY and ctx["proxy"]["switch_tier"]:
+            self.build.add(f"{name}/kamailio/tls.cfg",
+                           self.tpl("proxy-tls.cfg.j2", tls=ctx["proxy"]["tls"], **ctx))
         if p.role == Role.SBC and ctx["sbc"]["tls"]:
             self.build.add(f"{name}/kamailio/tls.cfg", self.tpl("tls.cfg.j2", tls=self.tls_ctx(p),
                                                                 **ctx))
@@ -221,7 +227,16 @@ class _Renderer:
         assert media_other is not None
         sbcs = [n for z in zones for n in p.dc.zones[z].nodes if n.role == Role.SBC]
         countries = sorted({s.country for a in self.inv.accounts for s in a.sites})
+        switches = [n for z in zones for n in p.dc.zones[z].nodes if n.role == Role.SWITCH]
+        paths = self.paths(p.name)
         return {
+            "switch_tier": bool(self.inv.platform.switch_tier and switches),
+            "switch_nets": ",".join(f"{n.address}/32" for n in switches),
+            "switch_tries": SWITCH_TRIES,
+            "tls": {"cert": f"{paths.pki}/{p.name}.crt", "key": f"{paths.pki}/{p.name}.key",
+                    "ca": f"{paths.pki}/ca.crt",
+                    "method": "TLSv1.2+" if self.inv.security.tls.min_version == "TLSv1.2"
+                    else "TLSv1.3", "ciphers": self.inv.security.tls.ciphers},
             "sister": sister.address,
             "media_own": f"{media_own.mgmt}:{media_own.ports.rtpengine_ng}",
             "media_other": f"{media_other.mgmt}:{media_other.ports.rtpengine_ng}",
@@ -230,6 +245,19 @@ class _Renderer:
             "emergency": {c: catalog.EMERGENCY_NUMBERS[c] for c in countries
                           if c in catalog.EMERGENCY_NUMBERS},
         }
+
+    def switch_dsts(self, p: PlacedNode) -> list[dict[str, Any]]:
+        """Set 3: the data center's switches, this zone's first (over TLS)."""
+        if not self.inv.platform.switch_tier:
+            return []
+        out = []
+        for zname in sorted(p.dc.zones):
+            for n in p.dc.zones[zname].nodes:
+                if n.role == Role.SWITCH:
+                    prio = 10 if zname == p.zone else 5
+                    out.append(_dst(3, f"sip:{n.address}:{n.ports.sips};transport=tls", prio,
+                                    n.name, f"switch {p.dc.id}/{zname}"))
+        return out
 
     def sbc_dsts(self, p: PlacedNode) -> list[dict[str, Any]]:
         out = []
