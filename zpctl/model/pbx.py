@@ -13,7 +13,7 @@ reference resolves and that each feature is allowed by the user's license
 keys may also use ``repeat``, ``back`` and ``top``.
 
 This module imports nothing from :mod:`zpctl.model.schema` at run time (the schema
-imports it), so the few value rules it shares with the schema are restated here.
+imports it); the value types both use live in :mod:`zpctl.model.types`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from zpctl.model import catalog
+from zpctl.model.types import E164, Date, Ext, Hours, Ident, Language
 
 if TYPE_CHECKING:
     from zpctl.model.schema import Account, Inventory, User
@@ -36,23 +37,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _e164(value: str) -> str:
-    if not re.fullmatch(r"\+[1-9][0-9]{6,14}", value):
-        raise ValueError(f"not an E.164 number (+ and 7 to 15 digits): {value!r}")
-    return value
 
 
-def _hours(value: str) -> str:
-    m = re.fullmatch(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])", value)
-    if not m or (m.group(3), m.group(4)) <= (m.group(1), m.group(2)):
-        raise ValueError(f"hours must be HH:MM-HH:MM with the end after the start: {value!r}")
-    return value
 
 
-def _language(value: str) -> str:
-    if value not in catalog.LANGUAGES:
-        raise ValueError(f"unknown prompt language {value!r}; one of {', '.join(catalog.LANGUAGES)}")
-    return value
 
 
 ROUTE_KINDS = ("user", "voicemail", "queue", "menu", "receptionist", "shared_line", "conference",
@@ -85,16 +73,10 @@ def _number_pattern(value: str) -> str:
     return value
 
 
-E164 = Annotated[str, AfterValidator(_e164)]
-Hours = Annotated[str, AfterValidator(_hours)]
-Language = Annotated[str, AfterValidator(_language)]
 Route = Annotated[str, AfterValidator(_route)]
 NumberPattern = Annotated[str, AfterValidator(_number_pattern)]
-Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")]
-Ext = Annotated[str, Field(pattern=r"^[0-9]{2,8}$")]
 Key = Annotated[str, Field(pattern=r"^[0-9*#]$")]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-Date = Annotated[str, Field(pattern=r"^[0-9]{4}-[01][0-9]-[0-3][0-9]$")]
 
 # mod_callcenter's strategies (reference, callcenter.conf); anything else is refused here
 # instead of FreeSWITCH's silent fallback.
