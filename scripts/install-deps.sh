@@ -9,6 +9,8 @@ PACKAGES=(
   kamailio-json-modules kamcli
   sip-tester rtpengine-daemon redis-server prometheus
   sqlite3 openssl iproute2 procps curl python3-venv python3-pip
+  openssh-server openssh-client
+  sslscan
 )
 
 missing=()

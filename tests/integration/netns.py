@@ -1,6 +1,6 @@
 """Test hosts for the deploy tests: one network namespace per node, each with its own sshd.
 
-``TestHosts(tmp).up(nodes)`` creates, for every node, a namespace ``zpd-<n>`` joined to a
+``NsHosts(tmp).up(nodes)`` creates, for every node, a namespace ``zpd-<n>`` joined to a
 bridge in the root namespace by a veth pair, gives it the node's addresses (inside
 10.199.0.0/16, used only here), and starts ``sshd`` in it under a private mount namespace in
 which the host's own directory is bind-mounted over ``/run/zpctl-testhost`` (so seven hosts
@@ -60,7 +60,7 @@ class Host:
 
 
 @dataclass
-class TestHosts:
+class NsHosts:
     tmp: Path
     controller: list[str]
     hosts: dict[str, Host] = field(default_factory=dict)
@@ -83,7 +83,7 @@ class TestHosts:
             "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n"
             "  IdentitiesOnly yes\n")
 
-    def up(self, nodes: dict[str, tuple[list[str], str]]) -> TestHosts:
+    def up(self, nodes: dict[str, tuple[list[str], str]]) -> NsHosts:
         """``nodes``: node name -> (its addresses, the address sshd listens on)."""
         self._keys()
         Path("/run/sshd").mkdir(exist_ok=True)

@@ -228,6 +228,8 @@ class Lab:
                 kam = kam or _which("kamailio", self.bin_path)
                 listeners = [(n.address, n.ports.sip, "udp"), (n.address, n.ports.sip, "tcp"),
                              (n.mgmt, n.ports.mgmt_http, "tcp")]
+                if p.role == Role.LB:
+                    listeners.append((n.address, n.ports.sips, "tcp"))
                 if p.role == Role.PROXY:
                     listeners.append((n.address, n.ports.dmq, "udp"))
                 if p.role == Role.SBC:

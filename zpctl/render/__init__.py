@@ -205,6 +205,9 @@ class _Renderer:
                    "auth_secret": self.secrets.get("auth_nonce_secret")}
         self.build.add(f"{name}/kamailio/secrets.cfg",
                        self.tpl("secrets.cfg.j2", secrets=secrets, **ctx), mode=0o600)
+        if p.role == Role.LB:
+            self.build.add(f"{name}/kamailio/tls.cfg",
+                           self.tpl("lb-tls.cfg.j2", tls=self.tls_ctx(p), **ctx))
         if p.role == Role.PROXY and ctx["proxy"]["switch_tier"]:
             self.build.add(f"{name}/kamailio/tls.cfg",
                            self.tpl("proxy-tls.cfg.j2", tls=ctx["proxy"]["tls"], **ctx))
