@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,7 +61,10 @@ class Platform:
         if capsys is not None:
             capsys.readouterr()
         rc = main(argv)
-        text = capsys.readouterr().out if capsys is not None else ""
+        captured = capsys.readouterr() if capsys is not None else None
+        text = captured.out if captured is not None else ""
+        if captured is not None:
+            sys.__stderr__.write(captured.err)  # the progress view, for the test log
         out.write_text(text)
         try:
             return rc, json.loads(text) if text.strip() else {}

@@ -204,10 +204,14 @@ class PlatformInfo(Strict):
     sip_domain: str  # accounts get <account>.<sip_domain> unless they set their own
     switch_tier: bool = False  # zones run FreeSWITCH call switches
     management_networks: list[str] = ["127.0.0.0/8"]
+    # Sources the lbs never rate-limit (load generators, monitoring probes): networks.
+    flood_exempt: list[str] = Field(default_factory=list)
+    # Requests one source may send per 2 s before the lb bans it for 5 minutes.
+    flood_limit: Annotated[int, Field(ge=8, le=100000)] = 400
 
     @model_validator(mode="after")
     def _nets(self) -> PlatformInfo:
-        for net in self.management_networks:
+        for net in [*self.management_networks, *self.flood_exempt]:
             try:
                 ipaddress.ip_network(net)
             except ValueError as exc:

@@ -184,7 +184,10 @@ class _Renderer:
         name, role = p.name, p.role.value
         dispatcher: list[dict[str, Any]] = []
         if p.role == Role.LB:
-            ctx["lb"] = {"zone_fr_timer_ms": LB_ZONE_FR_TIMER_MS,
+            ctx["lb"] = {"flood_limit": self.inv.platform.flood_limit,
+                         "flood_exempt": ",".join([*self.inv.platform.management_networks,
+                                                   *self.inv.platform.flood_exempt]),
+                         "zone_fr_timer_ms": LB_ZONE_FR_TIMER_MS,
                          "ping_interval_s": LB_PING_INTERVAL_S,
                          "probing_threshold": LB_PROBING_THRESHOLD}
             for zname in sorted(p.dc.zones):
