@@ -10,7 +10,7 @@ PACKAGES=(
   sip-tester rtpengine-daemon redis-server prometheus
   sqlite3 openssl iproute2 procps curl python3-venv python3-pip
   openssh-server openssh-client
-  sslscan
+  sslscan sipvicious
 )
 
 missing=()

@@ -220,7 +220,8 @@ def test_f_byoc_p_outbound_over_mutual_tls(zpctl_phones: Phones, zpctl_lab: Lab)
     run = zpctl_phones.call("3001@initech", "+15557770003", hold_ms=500)
     assert run.returncode == 0, run.errors.read_text()[-800:]
     assert _carrier_invites(zpctl_lab, "pbx-initech-pbx-0", "+15557770003")
-    log = (zpctl_lab.dir / "nodes" / "premises-initech-pbx-0" / "log" / "premises.log").read_text()
+    log = (zpctl_lab.dir / "nodes" / "premises-initech-pbx-0" / "log" / "premises.log").read_text(
+        errors="replace")
     assert re.search(r"platform -> PBX: INVITE sip:\+15557770003@\S+ from \S+ \(peer cert CN "
                      r"lab1-[ab]-sbc\.lab\.zpctl\.test, verified 1\)", log), log[-1000:]
 

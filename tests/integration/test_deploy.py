@@ -11,8 +11,10 @@ load runs through zone a.  Skips (with the reason) when not root or without ``ip
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +24,7 @@ import pytest
 import yaml
 
 from tests.integration.netns import MOUNT_POINT, NsHosts, why_not
-from zpctl import sipp
+from zpctl import pki, sipp
 from zpctl.accounts import sip_users
 from zpctl.cli.main import main
 from zpctl.control import Control
@@ -83,8 +85,10 @@ class Platform:
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    tmp = tmp_path_factory.mktemp("deploy")
+def platform() -> Iterator[Platform]:
+    # Not pytest's tmp_path: other pytest sessions on the machine rotate (delete) old base
+    # temp dirs, and these directories are the hosts' file systems for minutes.
+    tmp = Path(tempfile.mkdtemp(prefix="zpctl-deploy-test-"))
     shutil.copytree(FIXTURE, tmp / "inv")
     inv = load_inventory(tmp / "inv")
     nodes = {p.name: (sorted({p.node.address, p.node.public, p.node.mgmt}), p.node.mgmt)
@@ -92,6 +96,15 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     hosts = NsHosts(tmp, CONTROLLER)
     try:
         hosts.up(nodes)
+        # Certificates are provisioned before a deploy, not by it (docs/DEPLOY.md): the
+        # lb listens on TLS and needs its own.
+        pki.make_ca(tmp / "pki")
+        for p in inv.nodes():
+            if p.dc.id == "dm1" and p.role.value in ("lb", "proxy", "sbc"):
+                out = tmp / "hosts" / p.name / "etc" / "pki"
+                pki.issue(tmp / "pki", out, p.name, f"{p.name}.{inv.model.platform.sip_domain}",
+                          sorted({p.node.address, p.node.public}))
+                (out / "peer-cas.pem").write_bytes((tmp / "pki" / "ca.crt").read_bytes())
         (tmp / "inv" / "deploy.yml").write_text(yaml.safe_dump({
             "defaults": {"user": "root", "key": str(hosts.key),
                          "ssh_args": f"-F {hosts.ssh_config}"},
@@ -102,6 +115,10 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         yield Platform(tmp, hosts)
     finally:
         hosts.down()
+        if os.environ.get("ZPCTL_KEEP_DEPLOY_TEST") is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"deploy test files kept in {tmp}")
         assert not MOUNT_POINT.exists() or not any(MOUNT_POINT.iterdir())
 
 

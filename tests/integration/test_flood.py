@@ -45,7 +45,8 @@ def test_flood_is_banned_and_legitimate_calls_succeed(zpctl_lab: Lab, tmp_path: 
     legit_stats = results.last_row(calls.stats)
     ok = int(legit_stats.get("SuccessfulCall(C)", 0))
     assert ok / 50 >= 0.99, (legit_stats, calls.errors.read_text()[-800:])
-    lb_log = (zpctl_lab.dir / "nodes" / "lab1-lb" / "log" / "kamailio.log").read_text()
+    lb_log = (zpctl_lab.dir / "nodes" / "lab1-lb" / "log" / "kamailio.log").read_text(
+        errors="replace")
     assert f"flood from {FLOODER}: banned" in lb_log
     flood_stats = results.last_row(flood.stats)
     answered = int(flood_stats.get("SuccessfulCall(C)", 0))
@@ -54,7 +55,12 @@ def test_flood_is_banned_and_legitimate_calls_succeed(zpctl_lab: Lab, tmp_path: 
     assert int(flood_stats.get("TotalCallCreated", 0)) > 1000
 
 
-def test_scanner_user_agents_are_dropped(zpctl_lab: Lab) -> None:
+def test_scanner_user_agents_are_dropped_and_banned(zpctl_lab: Lab) -> None:
+    from zpctl.clients.probes import sip_options  # noqa: PLC0415
+    from zpctl.errors import Unreachable  # noqa: PLC0415
+
+    # Before: the source is answered like anyone.
+    assert sip_options("127.0.1.1", 5060, source="127.0.56.1").status == 200
     import socket  # noqa: PLC0415
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -68,3 +74,7 @@ def test_scanner_user_agents_are_dropped(zpctl_lab: Lab) -> None:
                   "Content-Length: 0\r\n\r\n").encode(), ("127.0.1.1", 5060))
         with pytest.raises(TimeoutError):
             s.recv(2000)
+    # After: banned, even for an ordinary request; other sources are still answered.
+    with pytest.raises(Unreachable):
+        sip_options("127.0.1.1", 5060, source="127.0.56.1", timeout=1.0)
+    assert sip_options("127.0.1.1", 5060, source="127.0.56.2").status == 200
