@@ -1,0 +1,59 @@
+"""Digest brute force: after 5 wrong passwords a user is refused (403) for 15 minutes in
+both zones (the failure count is shared over DMQ), while other users keep registering."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from zpctl import sipp
+from zpctl.clients.kamailio import KamailioRpc
+from zpctl.errors import RemoteFailure
+from zpctl.lab import Lab
+from zpctl.lab.phones import Phones
+from zpctl.testing import missing_binaries
+
+pytestmark = pytest.mark.skipif(bool(missing_binaries(("kamailio", "rtpengine", "redis-server",
+                                                       "sipp"))),
+                                reason="lab binaries or sipp missing (make install)")
+
+AOR = "3002@initech.lab.zpctl.test"
+
+
+def _rpcs(lab: Lab) -> list[KamailioRpc]:
+    inv = lab.inventory()
+    return [KamailioRpc(f"http://{n.mgmt}:{n.ports.mgmt_http}/RPC")
+            for n in (inv.node("lab1-a-proxy").node, inv.node("lab1-b-proxy").node)]
+
+
+def test_brute_force_bans_the_user_in_both_zones(zpctl_lab: Lab, tmp_path: Path) -> None:
+    phones = Phones(zpctl_lab.inventory(), zpctl_lab.users(), tmp_path, subnet="127.0.57")
+    user = phones.user("3002@initech")
+    try:
+        bad = sipp.users_csv(tmp_path / "bad.csv", [(user.username, user.domain, "guess")])
+        attack = sipp.run("register", phones.lb, workdir=tmp_path, name="guess",
+                          local_ip="127.0.57.200", local_port=5800, users=bad, calls=6,
+                          rate=2, keys={"expires": "60"}, wait_s=60)
+        assert attack.returncode != 0
+        time.sleep(0.5)  # DMQ replication
+        counts = []
+        for rpc in _rpcs(zpctl_lab):
+            got = rpc.call("htable.get", "authfail", AOR)
+            counts.append(int(got["item"]["value"]))
+        assert min(counts) >= 5, counts  # both zones know
+        # The right password no longer helps, for now.
+        run = phones.register("3002@initech")
+        assert run.returncode != 0
+        assert run.received("SIP/2.0 403"), run.message_text()[-800:]
+        assert "Too Many Failed Authentications" in run.received("SIP/2.0 403")[0]
+        # Others are not affected.
+        assert phones.register("3001@initech").returncode == 0
+    finally:
+        # An operator lifts the ban on one proxy; DMQ carries the delete to the other.
+        _rpcs(zpctl_lab)[0].call("htable.delete", "authfail", AOR)
+    time.sleep(0.5)
+    with pytest.raises(RemoteFailure, match="doesn.t exist|not found"):
+        _rpcs(zpctl_lab)[1].call("htable.get", "authfail", AOR)
+    assert phones.register("3002@initech").returncode == 0
