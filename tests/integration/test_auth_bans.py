@@ -54,6 +54,6 @@ def test_brute_force_bans_the_user_in_both_zones(zpctl_lab: Lab, tmp_path: Path)
         # An operator lifts the ban on one proxy; DMQ carries the delete to the other.
         _rpcs(zpctl_lab)[0].call("htable.delete", "authfail", AOR)
     time.sleep(0.5)
-    with pytest.raises(RemoteFailure, match="doesn.t exist|not found"):
+    with pytest.raises(RemoteFailure, match=r"doesn.t exist|not found"):
         _rpcs(zpctl_lab)[1].call("htable.get", "authfail", AOR)
     assert phones.register("3002@initech").returncode == 0
