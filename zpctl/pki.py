@@ -83,3 +83,30 @@ def issue(ca_dir: Path, out_dir: Path, name: str, cn: str, addresses: list[str],
     _write_key(keyf, key)
     crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return crt, keyf
+
+
+def describe(path: Path) -> dict[str, object]:
+    """Subject, issuer, validity and days left of one PEM certificate."""
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    now = dt.datetime.now(dt.UTC)
+    left = cert.not_valid_after_utc - now
+    return {
+        "file": str(path),
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "not_after": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "days_left": left.days,
+        "expired": left.total_seconds() <= 0,
+    }
+
+
+def rotate(ca_dir: Path, out_dir: Path, name: str, cn: str, addresses: list[str],
+           days: int = 825) -> tuple[Path, Path]:
+    """Issue ``name`` again (new key, new certificate), replacing the old pair atomically."""
+    tmp = out_dir / f".{name}.new"
+    tmp.mkdir(parents=True, exist_ok=True)
+    crt, key = issue(ca_dir, tmp, name, cn, addresses, days=days)
+    os.replace(key, out_dir / f"{name}.key")
+    os.replace(crt, out_dir / f"{name}.crt")
+    tmp.rmdir()
+    return out_dir / f"{name}.crt", out_dir / f"{name}.key"

@@ -67,6 +67,7 @@ def _register() -> None:
         inventory,
         lab,
         loadtest,
+        pki,
         render,
         switch,
     )
@@ -80,6 +81,7 @@ def _register() -> None:
     cli.add_command(exporter.exporter_cmd)
     cli.add_command(switch.switch)
     cli.add_command(calls.calls)
+    cli.add_command(pki.pki_group)
     cli.add_command(deploy.deploy)
     for group in (control.node, control.registrations, control.dialogs, control.zone,
                   control.dc):
