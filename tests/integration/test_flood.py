@@ -29,8 +29,10 @@ def test_flood_is_banned_and_legitimate_calls_succeed(zpctl_lab: Lab, tmp_path: 
         phones.answer("1002@acme")
         before = phones.call("1001@acme", "1002", hold_ms=300)  # one call before the flood
         assert before.returncode == 0
+        # A user that does not exist: the flood must not lock out a real user (the proxies
+        # ban a user after 5 failed authentications, test_auth_bans.py).
         users = sipp.users_csv(tmp_path / "flood.csv",
-                               [("1001", "acme.lab.zpctl.test", "wrong-password")])
+                               [("9999", "acme.lab.zpctl.test", "wrong-password")])
         flood = sipp.start("register", "127.0.1.1:5060", workdir=tmp_path, name="flood",
                            local_ip=FLOODER, local_port=5700, users=users, calls=6000,
                            rate=800, keys={"expires": "60"}, trace=False, timeout_s=12,
