@@ -12,6 +12,7 @@ namespaces, links and the mount point; it runs even when a test fails.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -23,6 +24,7 @@ from pathlib import Path
 
 BRIDGE = "zpd-br0"
 MOUNT_POINT = Path("/run/zpctl-testhost")
+LOCK = Path("/run/zpctl-deploy-test.lock")
 PREFIX = 24
 
 
@@ -81,10 +83,15 @@ class NsHosts:
         self.ssh_config.write_text(
             "Host *\n  User root\n  IdentityFile " + str(self.key) + "\n"
             "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n"
-            "  IdentitiesOnly yes\n")
+            "  IdentitiesOnly yes\n  ConnectTimeout 30\n  ServerAliveInterval 10\n"
+            # testinfra opens one connection per command: share one per host.
+            f"  ControlMaster auto\n  ControlPath {self.tmp / 'ssh'}/cm-%C\n  ControlPersist 30\n")
 
     def up(self, nodes: dict[str, tuple[list[str], str]]) -> NsHosts:
         """``nodes``: node name -> (its addresses, the address sshd listens on)."""
+        # Names, bridge, addresses and mount point are fixed: one run per machine at a time.
+        self._lock = open(LOCK, "w")  # noqa: SIM115 - held until down()
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
         self._keys()
         Path("/run/sshd").mkdir(exist_ok=True)
         MOUNT_POINT.mkdir(exist_ok=True)
@@ -162,3 +169,6 @@ class NsHosts:
         subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, check=False)
         with contextlib.suppress(OSError):
             MOUNT_POINT.rmdir()
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.close()  # releases the flock

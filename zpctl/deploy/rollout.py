@@ -348,6 +348,8 @@ def deploy(opts: DeployOptions, progress: Progress = lambda s: None) -> dict[str
     progress(f"build {build_id} kept in {build_dir}")
     _refuse_broken(build_dir, [n for s in steps for n in s.nodes], progress)
     _seed(store, inv, secrets, build_id)
+    if secrets.dirty:  # SIP user passwords generated for the subscriber database
+        secrets.save()
     return _execute(inv, opts, build_dir, store, steps, "deploy", progress)
 
 

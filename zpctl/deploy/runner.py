@@ -190,6 +190,8 @@ class AnsibleRun:
         envvars = {"ANSIBLE_ROLES_PATH": str(ROLES_DIR), "ANSIBLE_HOST_KEY_CHECKING": "False",
                    "ANSIBLE_RETRY_FILES_ENABLED": "False", "ANSIBLE_FORKS": "10",
                    "ANSIBLE_PIPELINING": "True", "ANSIBLE_NOCOLOR": "True",
+                   # A busy host can be slow to greet: wait, and retry a dropped connection.
+                   "ANSIBLE_TIMEOUT": "30", "ANSIBLE_SSH_RETRIES": "3",
                    "ANSIBLE_LOCAL_TEMP": str(self.data_dir / "tmp"),
                    "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.data_dir.parent / ".cp"),
                    # ansible-runner starts ansible-playbook by name: the venv's comes first.
