@@ -220,8 +220,6 @@ def _load(platform: Platform, workdir: Path, rate: float, duration_s: float
     return uas, calls
 
 
-@pytest.mark.skip(reason="issue 8 is open: the zone rollback under load failed in the last run "
-                         "of this session and was not yet fixed; see the session note")
 def test_failed_zone_rolls_back_while_other_zone_serves(
         platform: Platform, capsys: pytest.CaptureFixture[str]) -> None:
     """Zones a and b get a new log level; zone b's media also gets a Redis port that

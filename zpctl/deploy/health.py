@@ -8,14 +8,17 @@ Answering implies the process is up.  Checks poll until a deadline: a restart ta
 
 from __future__ import annotations
 
+import json
 import socket
 import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from zpctl.clients.kamailio import KamailioRpc
 from zpctl.clients.probes import ng_command, redis_ping, sip_options
 from zpctl.errors import ZpctlError
 from zpctl.model import LoadedInventory
-from zpctl.model.schema import Node, Role
+from zpctl.model.schema import Role
 
 
 def source_for(address: str) -> str:
@@ -25,33 +28,72 @@ def source_for(address: str) -> str:
         return str(s.getsockname()[0])
 
 
-def _kamailio(node: Node) -> None:
-    resp = sip_options(node.address, node.ports.sip, timeout=1.0, source=source_for(node.address))
+TARGETS = "_health.json"  # in a kept build: what its health check talks to
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a node of one build answers: a build's own addresses and ports, so a rollback is
+    checked against the build it returns to, not the one that failed."""
+
+    role: str
+    address: str
+    sip: int
+    mgmt: str
+    mgmt_http: int
+    ng: int
+    redis: int
+
+
+def targets(inv: LoadedInventory) -> dict[str, Target]:
+    out = {}
+    for p in inv.nodes():
+        n = p.node
+        out[p.name] = Target(p.role.value, n.address, n.ports.sip, n.mgmt, n.ports.mgmt_http,
+                             n.ports.rtpengine_ng, n.ports.redis)
+    return out
+
+
+def save_targets(build_dir: Path, inv: LoadedInventory) -> None:
+    (build_dir / TARGETS).write_text(json.dumps(
+        {k: asdict(v) for k, v in sorted(targets(inv).items())}, indent=1) + "\n")
+
+
+def load_targets(build_dir: Path) -> dict[str, Target] | None:
+    path = build_dir / TARGETS
+    if not path.exists():
+        return None
+    return {k: Target(**v) for k, v in json.loads(path.read_text()).items()}
+
+
+def _kamailio(t: Target) -> None:
+    resp = sip_options(t.address, t.sip, timeout=1.0, source=source_for(t.address))
     if resp.status != 200 and (resp.status, resp.reason) != (503, "Warming Up"):
         raise ZpctlError(f"OPTIONS answered {resp.status} {resp.reason}")
-    KamailioRpc(f"http://{node.mgmt}:{node.ports.mgmt_http}/RPC", 2.0).call("core.uptime")
+    KamailioRpc(f"http://{t.mgmt}:{t.mgmt_http}/RPC", 2.0).call("core.uptime")
 
 
-def _media(node: Node) -> None:
-    reply = ng_command(node.mgmt, node.ports.rtpengine_ng, "ping", 1.0)
+def _media(t: Target) -> None:
+    reply = ng_command(t.mgmt, t.ng, "ping", 1.0)
     if reply.get("result") != "pong":
         raise ZpctlError(f"rtpengine ping answered {reply}")
-    redis_ping(node.mgmt, node.ports.redis, 1.0)
+    if not redis_ping(t.mgmt, t.redis, 1.0):
+        raise ZpctlError(f"{t.mgmt}:{t.redis} answers, but not as Redis")
 
 
-def check_nodes(inv: LoadedInventory, nodes: list[str], timeout: float = 30.0) -> list[str]:
+def check_nodes(where: dict[str, Target], nodes: list[str], timeout: float = 30.0) -> list[str]:
     """Poll every node until it is healthy or ``timeout`` passes; the problems left."""
     deadline = time.monotonic() + timeout
     pending = list(nodes)
     last: dict[str, str] = {}
     while pending:
         for name in list(pending):
-            placed = inv.node(name)
+            t = where[name]
             try:
-                if placed.role in (Role.LB, Role.PROXY, Role.SBC):
-                    _kamailio(placed.node)
-                elif placed.role == Role.MEDIA:
-                    _media(placed.node)
+                if t.role in (Role.LB.value, Role.PROXY.value, Role.SBC.value):
+                    _kamailio(t)
+                elif t.role == Role.MEDIA.value:
+                    _media(t)
                 pending.remove(name)
             except (ZpctlError, OSError) as exc:
                 last[name] = exc.message if isinstance(exc, ZpctlError) else str(exc)

@@ -230,7 +230,8 @@ class _Rollout:
         res = self.ansible(step.nodes, build_dir, step.scope.replace("/", "-"))
         if not res.ok:
             raise ZpctlError("Ansible failed:\n  " + "\n  ".join(res.failures))
-        problems = health.check_nodes(self.inv, step.nodes, self.opts.health_timeout)
+        problems = health.check_nodes(health.targets(self.inv), step.nodes,
+                                      self.opts.health_timeout)
         if problems:
             raise ZpctlError("health check failed:\n  " + "\n  ".join(problems))
         if step.zone:
@@ -247,7 +248,9 @@ class _Rollout:
                                "-rollback")
             if not res.ok:
                 return f"rollback of {step.scope} failed too: " + "; ".join(res.failures)
-            problems = health.check_nodes(self.inv, step.nodes, self.opts.health_timeout)
+            # Checked where the good build answers (its addresses and ports).
+            where = health.load_targets(self.store.get(good)) or health.targets(self.inv)
+            problems = health.check_nodes(where, step.nodes, self.opts.health_timeout)
             if problems:
                 return f"rollback of {step.scope} is not healthy: " + "; ".join(problems)
             if step.zone:
@@ -345,6 +348,7 @@ def deploy(opts: DeployOptions, progress: Progress = lambda s: None) -> dict[str
         return {"build": build_id, "dry_run": True, "steps": [s.as_dict() for s in steps]}
     store = _state(opts.state_dir, platform)
     build_dir = store.save(build)
+    health.save_targets(build_dir, inv)
     progress(f"build {build_id} kept in {build_dir}")
     _refuse_broken(build_dir, [n for s in steps for n in s.nodes], progress)
     _seed(store, inv, secrets, build_id)
