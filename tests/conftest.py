@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -26,6 +30,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
         if "golden" in parts:
             item.add_marker(pytest.mark.golden)
+
+
+# Integration tests bind fixed loopback addresses (the lab's 127.0.x.y plan): two pytest
+# sessions running them at once would collide.  A session that collected any of them waits
+# for this lock; the deploy tests use network namespaces and have their own.
+LOOPBACK_LOCK = Path("/run/zpctl-loopback-tests.lock")
+_held: list[IO[str]] = []
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if not any("integration" in Path(str(i.fspath)).parts
+               and Path(str(i.fspath)).name != "test_deploy.py" for i in session.items):
+        return
+    fh = open(LOOPBACK_LOCK, "a+")  # noqa: SIM115 - held for the whole session
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        sys.stderr.write(f"\nwaiting for {LOOPBACK_LOCK} (held by pid {fh.read().strip()})\n")
+        fcntl.flock(fh, fcntl.LOCK_EX)
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    _held.append(fh)
 
 
 def shipped_inventories() -> list[Path]:
