@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -68,109 +70,87 @@ def show_cmd(ctx: Context, inventory: Path, uuid: str, zone: str | None, switch_
     emit(ctx.output, doc, text="\n".join(f"{k}: {v}" for k, v in doc.items() if v))
 
 
-def _act(ctx: Context, inventory: Path, uuid: str, command: str, zone: str | None,
-         switch_name: str | None, esl_address: str | None, secrets_file: Path | None,
-         timeout: float, dry_run: bool) -> None:
-    loaded = load_inventory(inventory)
-    targets = fsc.targets_for(loaded, zone, switch_name, esl_address)
-    if dry_run:
-        where = targets[0] if len(targets) == 1 else None
-        show_plan(ctx, [fsc.Step(where.name if where else "<switch holding the call>",
-                                 f"{where.host}:{where.port}" if where else "found with "
-                                 "`api show channels as json`", command)])
-        return
-    t, out = asyncio.run(fsc.acall_action(targets, fsc.esl_password(loaded, secrets_file), uuid,
-                                          command, timeout))
-    emit(ctx.output, {"switch": t.name, "uuid": uuid, "command": command, "reply": out},
-         text=f"{t.name}: {command}: {out}")
-
-
 DRY = click.option("--dry-run", is_flag=True, help="Print the exact ESL command; send nothing.")
 
 
-@calls.command("kill")
-@INVENTORY_ARG
-@UUID_ARG
-@click.option("--cause", default="NORMAL_CLEARING", show_default=True,
-              type=click.Choice(fsc.HANGUP_CAUSES_ALLOWED), help="Hangup cause.")
-@selection_options
-@DRY
-@pass_ctx
-def kill_cmd(ctx: Context, inventory: Path, uuid: str, cause: str, zone: str | None,
-             switch_name: str | None, esl_address: str | None, secrets_file: Path | None,
-             timeout: float, dry_run: bool) -> None:
+def _call_action(name: str, *options: Callable[[Any], Any]
+                 ) -> Callable[[Callable[..., str]], click.Command]:
+    """Register ``calls NAME INVENTORY UUID`` with ``options``: one ESL command to a call.
+
+    The decorated function gets UUID and the values of ``options`` and returns the command
+    (its docstring is the ``--help``); choosing the switch, --dry-run and sending the
+    command are the same for every such command and live here.
+    """
+    def register(command_for: Callable[..., str]) -> click.Command:
+        def run(ctx: Context, inventory: Path, uuid: str, zone: str | None,
+                switch_name: str | None, esl_address: str | None, secrets_file: Path | None,
+                timeout: float, dry_run: bool, **own: Any) -> None:
+            command = command_for(uuid, **own)
+            loaded = load_inventory(inventory)
+            targets = fsc.targets_for(loaded, zone, switch_name, esl_address)
+            if dry_run:
+                where = targets[0] if len(targets) == 1 else None
+                show_plan(ctx, [fsc.Step(where.name if where else "<switch holding the call>",
+                                         f"{where.host}:{where.port}" if where else "found with "
+                                         "`api show channels as json`", command)])
+                return
+            t, out = asyncio.run(fsc.acall_action(targets, fsc.esl_password(loaded, secrets_file),
+                                                  uuid, command, timeout))
+            emit(ctx.output, {"switch": t.name, "uuid": uuid, "command": command, "reply": out},
+                 text=f"{t.name}: {command}: {out}")
+
+        run.__doc__ = command_for.__doc__
+        decorators: list[Callable[[Any], Any]] = [INVENTORY_ARG, UUID_ARG, *options,
+                                                  selection_options, DRY, pass_ctx]
+        f: Any = run
+        for decorate in reversed(decorators):  # as if stacked above ``run``, top first
+            f = decorate(f)
+        return calls.command(name)(f)
+
+    return register
+
+
+@_call_action("kill", click.option("--cause", default="NORMAL_CLEARING", show_default=True,
+                                   type=click.Choice(fsc.HANGUP_CAUSES_ALLOWED),
+                                   help="Hangup cause."))
+def kill_cmd(uuid: str, cause: str) -> str:
     """Hang up a channel (`uuid_kill`)."""
-    _act(ctx, inventory, uuid, fsc.call_command("kill", uuid, cause=cause), zone, switch_name,
-         esl_address, secrets_file, timeout, dry_run)
+    return fsc.call_command("kill", uuid, cause=cause)
 
 
-@calls.command("transfer")
-@INVENTORY_ARG
-@UUID_ARG
-@click.argument("dest", metavar="DEST")
-@click.option("--leg", type=click.Choice(["a", "b", "both"]), default="a", show_default=True,
-              help="Transfer this leg, its other leg (-bleg) or both (-both).")
-@click.option("--context", help="Dialplan context (default: the channel's own), e.g. acct-northwind.")
-@selection_options
-@DRY
-@pass_ctx
-def transfer_cmd(ctx: Context, inventory: Path, uuid: str, dest: str, leg: str,
-                 context: str | None, zone: str | None, switch_name: str | None,
-                 esl_address: str | None, secrets_file: Path | None, timeout: float,
-                 dry_run: bool) -> None:
+@_call_action(
+    "transfer",
+    click.argument("dest", metavar="DEST"),
+    click.option("--leg", type=click.Choice(["a", "b", "both"]), default="a", show_default=True,
+                 help="Transfer this leg, its other leg (-bleg) or both (-both)."),
+    click.option("--context",
+                 help="Dialplan context (default: the channel's own), e.g. acct-northwind."))
+def transfer_cmd(uuid: str, dest: str, leg: str, context: str | None) -> str:
     """Send a call to extension DEST of the dialplan (`uuid_transfer`)."""
-    _act(ctx, inventory, uuid, fsc.call_command("transfer", uuid, dest=dest, leg=leg,
-                                                context=context),
-         zone, switch_name, esl_address, secrets_file, timeout, dry_run)
+    return fsc.call_command("transfer", uuid, dest=dest, leg=leg, context=context)
 
 
-@calls.command("hold")
-@INVENTORY_ARG
-@UUID_ARG
-@click.option("--off", "mode", flag_value="off", help="Take the call off hold.")
-@click.option("--toggle", "mode", flag_value="toggle", help="Toggle hold.")
-@selection_options
-@DRY
-@pass_ctx
-def hold_cmd(ctx: Context, inventory: Path, uuid: str, mode: str | None, zone: str | None,
-             switch_name: str | None, esl_address: str | None, secrets_file: Path | None,
-             timeout: float, dry_run: bool) -> None:
+@_call_action("hold",
+              click.option("--off", "mode", flag_value="off", help="Take the call off hold."),
+              click.option("--toggle", "mode", flag_value="toggle", help="Toggle hold."))
+def hold_cmd(uuid: str, mode: str | None) -> str:
     """Put a call on hold (the other party hears hold music) (`uuid_hold`)."""
-    _act(ctx, inventory, uuid, fsc.call_command("hold", uuid, hold=mode or "on"), zone,
-         switch_name, esl_address, secrets_file, timeout, dry_run)
+    return fsc.call_command("hold", uuid, hold=mode or "on")
 
 
-@calls.command("park")
-@INVENTORY_ARG
-@UUID_ARG
-@selection_options
-@DRY
-@pass_ctx
-def park_cmd(ctx: Context, inventory: Path, uuid: str, zone: str | None, switch_name: str | None,
-             esl_address: str | None, secrets_file: Path | None, timeout: float,
-             dry_run: bool) -> None:
+@_call_action("park")
+def park_cmd(uuid: str) -> str:
     """Park a channel (`uuid_park`): it leaves its bridge and waits."""
-    _act(ctx, inventory, uuid, fsc.call_command("park", uuid), zone, switch_name, esl_address,
-         secrets_file, timeout, dry_run)
+    return fsc.call_command("park", uuid)
 
 
-@calls.command("record")
-@INVENTORY_ARG
-@UUID_ARG
-@click.argument("action", type=click.Choice(["start", "stop"]))
-@click.argument("path", metavar="PATH")
-@click.option("--limit", type=int, help="Stop after this many seconds.")
-@selection_options
-@DRY
-@pass_ctx
-def record_cmd(ctx: Context, inventory: Path, uuid: str, action: str, path: str,
-               limit: int | None, zone: str | None, switch_name: str | None,
-               esl_address: str | None, secrets_file: Path | None, timeout: float,
-               dry_run: bool) -> None:
+@_call_action("record",
+              click.argument("action", type=click.Choice(["start", "stop"])),
+              click.argument("path", metavar="PATH"),
+              click.option("--limit", type=int, help="Stop after this many seconds."))
+def record_cmd(uuid: str, action: str, path: str, limit: int | None) -> str:
     """Start or stop an ad hoc recording of a call to PATH on the switch (`uuid_record`)."""
-    _act(ctx, inventory, uuid, fsc.call_command("record", uuid, record=action, path=path,
-                                                limit=limit),
-         zone, switch_name, esl_address, secrets_file, timeout, dry_run)
+    return fsc.call_command("record", uuid, record=action, path=path, limit=limit)
 
 
 @calls.command("monitor")

@@ -19,15 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from zpctl.errors import ExitCode, ZpctlError
+from zpctl.paths import state_dir
 from zpctl.render import Build
 
 
 def default_state_root() -> Path:
-    env = os.environ.get("ZPCTL_DEPLOY_DIR")
-    if env:
-        return Path(env)
-    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return base / "zpctl" / "deploy"
+    """The deploy state root: ``$ZPCTL_DEPLOY_DIR``, else ``<XDG state home>/zpctl/deploy``."""
+    return state_dir("deploy", "ZPCTL_DEPLOY_DIR")
 
 
 class BuildStore:

@@ -817,6 +817,9 @@ def _directory(c: _Conf, ix: _Index) -> None:
 # --- the dialplan ---------------------------------------------------------------------------
 
 _WDAY = {"sun": 1, "mon": 2, "tue": 3, "wed": 4, "thu": 5, "fri": 6, "sat": 7}
+# numeric time conditions: attribute -> (lowest, highest) value of each range end
+_TIME_RANGES = {"mon": (1, 12), "mday": (1, 31), "year": (1970, 2100), "hour": (0, 23),
+                "minute": (0, 59), "yday": (1, 366)}
 
 
 def _time_cond(c: _Conf, n: _Node, attr: str, value: str) -> None:
@@ -834,18 +837,8 @@ def _time_cond(c: _Conf, n: _Node, attr: str, value: str) -> None:
     ok = True
     if attr == "wday":
         ok = ranges(1, 7, lambda s: _WDAY.get(s.lower()) or (int(s) if s.isdigit() else None))
-    elif attr == "mon":
-        ok = ranges(1, 12)
-    elif attr == "mday":
-        ok = ranges(1, 31)
-    elif attr == "year":
-        ok = ranges(1970, 2100)
-    elif attr == "hour":
-        ok = ranges(0, 23)
-    elif attr == "minute":
-        ok = ranges(0, 59)
-    elif attr == "yday":
-        ok = ranges(1, 366)
+    elif attr in _TIME_RANGES:
+        ok = ranges(*_TIME_RANGES[attr])
     elif attr == "time-of-day":
         m = re.fullmatch(r"(\d{2}):(\d{2})(?::(\d{2}))?-(\d{2}):(\d{2})(?::(\d{2}))?", value)
         ok = bool(m) and int(m.group(1)) <= 23 and int(m.group(4)) <= 24 \

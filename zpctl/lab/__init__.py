@@ -38,6 +38,7 @@ from zpctl.lab.procs import ProcRecord, launch, stop
 from zpctl.media import write_tone
 from zpctl.model import LoadedInventory, load_inventory
 from zpctl.model.schema import Role
+from zpctl.paths import state_dir
 from zpctl.render import BANNER, environment, render
 from zpctl.render.sizing import shm_mb
 from zpctl.secrets import Secrets
@@ -50,11 +51,8 @@ Progress = Callable[[str], None]
 
 
 def default_lab_dir() -> Path:
-    env = os.environ.get("ZPCTL_LAB_DIR")
-    if env:
-        return Path(env)
-    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return base / "zpctl" / "lab"
+    """The lab directory: ``$ZPCTL_LAB_DIR``, else ``<XDG state home>/zpctl/lab``."""
+    return state_dir("lab", "ZPCTL_LAB_DIR")
 
 
 @dataclass

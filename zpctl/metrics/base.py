@@ -12,12 +12,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
-from zpctl.model import PlacedNode
+from zpctl.model import LoadedInventory, PlacedNode
+
+if TYPE_CHECKING:  # the clients only where a collector that reads nodes is imported
+    from zpctl.metrics.sources import Clients
 
 log = logging.getLogger("zpctl.metrics")
 
@@ -70,6 +73,17 @@ class ZpctlCollector:
         self.last_errors = errors
         self.last_duration = time.monotonic() - t0
         yield from fams.values()
+
+
+class PlatformCollector(ZpctlCollector):
+    """A collector that reads the nodes of ``inventory`` through ``clients`` (``self.inv``,
+    ``self.clients``); subclasses that take more set it before calling this constructor."""
+
+    def __init__(self, inventory: LoadedInventory, clients: Clients,
+                 registry: CollectorRegistry | None = None) -> None:
+        self.inv = inventory
+        self.clients = clients
+        super().__init__(registry)
 
 
 class ExporterCollector(ZpctlCollector):

@@ -18,11 +18,10 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import CollectorRegistry
 
-from zpctl.metrics.base import LOCATION, Families, ZpctlCollector, where
-from zpctl.metrics.sources import Clients, fan_out
-from zpctl.model import LoadedInventory, PlacedNode
+from zpctl.metrics.base import LOCATION, Families, PlatformCollector, where
+from zpctl.metrics.sources import fan_out
+from zpctl.model import PlacedNode
 from zpctl.model.schema import Role
 
 
@@ -39,16 +38,10 @@ def parse_statistics(reply: Any) -> dict[str, int]:
     return out
 
 
-class CallsCollector(ZpctlCollector):
+class CallsCollector(PlatformCollector):
     """``zpctl_call_attempts_total``, ``zpctl_calls_failed_total``, ``zpctl_calls_active``."""
 
     name = "calls"
-
-    def __init__(self, inventory: LoadedInventory, clients: Clients,
-                 registry: CollectorRegistry | None = None) -> None:
-        self.inv = inventory
-        self.clients = clients
-        super().__init__(registry)
 
     def families(self) -> Families:
         return {

@@ -13,11 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import CollectorRegistry
 
-from zpctl.metrics.base import LOCATION, Families, ZpctlCollector, where
-from zpctl.metrics.sources import Clients, fan_out
-from zpctl.model import LoadedInventory, PlacedNode
+from zpctl.metrics.base import LOCATION, Families, PlatformCollector, where
+from zpctl.metrics.sources import fan_out
+from zpctl.model import PlacedNode
 from zpctl.model.schema import Role
 
 PROBED_ROLES = (Role.LB, Role.PROXY, Role.SBC, Role.MEDIA)
@@ -40,16 +39,10 @@ def zone_states(dispatcher_list: Any, zone_uris: dict[str, str]) -> dict[str, bo
     return out
 
 
-class HealthCollector(ZpctlCollector):
+class HealthCollector(PlatformCollector):
     """``zpctl_node_up``, ``zpctl_lb_zone_active``, ``zpctl_zone_up``, ``zpctl_datacenter_up``."""
 
     name = "health"
-
-    def __init__(self, inventory: LoadedInventory, clients: Clients,
-                 registry: CollectorRegistry | None = None) -> None:
-        self.inv = inventory
-        self.clients = clients
-        super().__init__(registry)
 
     def families(self) -> Families:
         return {

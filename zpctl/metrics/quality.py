@@ -23,7 +23,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
-from zpctl.metrics.base import LOCATION, Families, ZpctlCollector, where
+from zpctl.metrics.base import LOCATION, Families, PlatformCollector, where
 from zpctl.metrics.sources import Clients, fan_out
 from zpctl.model import LoadedInventory, PlacedNode
 from zpctl.model.schema import Role
@@ -71,7 +71,7 @@ class _NodeReading:
     errors: list[str]
 
 
-class MediaQualityCollector(ZpctlCollector):
+class MediaQualityCollector(PlatformCollector):
     """Per-call ``zpctl_call_*`` and per-media-node ``zpctl_media_*`` quality gauges."""
 
     name = "quality"
@@ -79,11 +79,9 @@ class MediaQualityCollector(ZpctlCollector):
     def __init__(self, inventory: LoadedInventory, clients: Clients,
                  registry: CollectorRegistry | None = None, *,
                  max_calls: int = DEFAULT_MAX_CALLS, per_call: bool = True) -> None:
-        self.inv = inventory
-        self.clients = clients
         self.max_calls = max_calls
         self.per_call = per_call
-        super().__init__(registry)
+        super().__init__(inventory, clients, registry)
 
     def families(self) -> Families:
         call = [*LOCATION, "call_id"]

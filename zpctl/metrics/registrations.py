@@ -17,7 +17,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
-from zpctl.metrics.base import Families, ZpctlCollector
+from zpctl.metrics.base import Families, PlatformCollector
 from zpctl.metrics.sources import Clients, fan_out
 from zpctl.model import LoadedInventory, PlacedNode
 from zpctl.model.schema import Role
@@ -48,18 +48,16 @@ def contacts(ul_dump: Any, table: str = "location") -> Iterator[tuple[str, str]]
                     yield name, str(contact.get("Address", ""))
 
 
-class RegistrationsCollector(ZpctlCollector):
+class RegistrationsCollector(PlatformCollector):
     """``zpctl_registrations`` and ``zpctl_registered_users`` per data center and account."""
 
     name = "registrations"
 
     def __init__(self, inventory: LoadedInventory, clients: Clients,
                  registry: CollectorRegistry | None = None) -> None:
-        self.inv = inventory
-        self.clients = clients
         self.domains = {inventory.model.account_domain(a).lower(): a.id
                         for a in inventory.model.accounts}
-        super().__init__(registry)
+        super().__init__(inventory, clients, registry)
 
     def families(self) -> Families:
         return {
