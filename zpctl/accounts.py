@@ -2,6 +2,9 @@
 
 Each user becomes a subscriber ``<extension>@<account domain>`` with the HA1 hashes of a
 password from the secrets file (key ``sip:<extension>@<domain>``, generated when missing);
+each of its provisioned devices a subscriber ``<device id>@<domain>`` of its own that may
+only register and call as the user's extension (column ``aor``), with the device's media
+policy (column ``srtp``: the SRTP suite its leg must use, or "plain");
 the plain password is never stored in the database or logged.  Each DID becomes an alias
 (``dbaliases``) to its user.  Rows carry the platform's name, so syncing one inventory
 creates, updates and removes only its own rows and several inventories (a global identity
@@ -22,7 +25,7 @@ from zpctl.model import LoadedInventory
 from zpctl.secrets import Secrets
 
 SUB_COLUMNS = ("username", "domain", "ha1", "ha1b", "account", "offering", "region_lock",
-               "calling_plan", "country", "caller_id", "platform")
+               "calling_plan", "country", "caller_id", "platform", "aor", "srtp")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,32 @@ def sip_users(inv: LoadedInventory, secrets: Secrets) -> list[SipUser]:
     return out
 
 
+@dataclass(frozen=True)
+class SipDevice:
+    """A provisioned device's own credentials: it registers and calls as ``aor``."""
+
+    username: str  # the device id: the digest user name
+    aor: str  # the user's extension
+    domain: str
+    password: str
+    kind: str
+    srtp: str  # the suite its media leg must use, or "plain"
+
+
+def sip_devices(inv: LoadedInventory, secrets: Secrets) -> list[SipDevice]:
+    """Every provisioned device of the inventory with its SIP credentials and media policy."""
+    policy = inv.model.security.srtp
+    out = []
+    for acct in inv.model.accounts:
+        domain = inv.model.account_domain(acct)
+        for u in acct.users:
+            for d in u.devices:
+                out.append(SipDevice(d.id, u.extension, domain,
+                                     secrets.get(password_key(d.id, domain), 12), d.kind,
+                                     policy.suite_for(d.kind, d.encryption)))
+    return out
+
+
 def _ha1(user: str, realm: str, password: str) -> str:
     return hashlib.md5(f"{user}:{realm}:{password}".encode()).hexdigest()  # noqa: S324 - RFC 2617
 
@@ -60,6 +89,7 @@ def desired(inv: LoadedInventory, secrets: Secrets) -> tuple[dict[tuple[str, str
                                                                dict[str, tuple[str, str]]]:
     """The subscriber rows and the DID aliases the inventory asks for."""
     platform = inv.model.platform.name
+    policy = inv.model.security.srtp
     subs: dict[tuple[str, str], dict[str, Any]] = {}
     aliases: dict[str, tuple[str, str]] = {}
     for acct in inv.model.accounts:
@@ -76,7 +106,15 @@ def desired(inv: LoadedInventory, secrets: Secrets) -> tuple[dict[tuple[str, str
                 "region_lock": acct.region_lock or "", "calling_plan": u.calling_plan,
                 "country": sites[u.site].country if u.site in sites else "",
                 "caller_id": u.dids[0] if u.dids else main, "platform": platform,
+                "aor": u.extension, "srtp": policy.suite_for(policy.user_credentials),
             }
+            for d in u.devices:
+                dpw = secrets.get(password_key(d.id, domain), 12)
+                subs[(d.id, domain)] = {
+                    **subs[(u.extension, domain)], "username": d.id,
+                    "ha1": _ha1(d.id, domain, dpw), "ha1b": _ha1(f"{d.id}@{domain}", domain, dpw),
+                    "srtp": policy.suite_for(d.kind, d.encryption),
+                }
             for did in u.dids:
                 aliases[did] = (u.extension, domain)
     return subs, aliases

@@ -2,7 +2,9 @@
 
 Kamailio's own tables (``subscriber`` at table version 7, ``dbaliases`` at 1, and the
 ``version`` table that modules check at start-up), with the account attributes the proxy
-loads at authentication (auth_db ``load_credentials``) as extra subscriber columns.  Passwords
+loads at authentication (auth_db ``load_credentials``) as extra subscriber columns: among
+them ``aor``, the extension a credential may register and call as (a provisioned device has
+credentials of its own), and ``srtp``, the media policy of that client (a suite or "plain").  Passwords
 are never stored: only the HA1 hashes (``MD5(user:realm:password)``).
 """
 
@@ -31,6 +33,8 @@ CREATE TABLE IF NOT EXISTS subscriber (
     country VARCHAR(2) DEFAULT '' NOT NULL,
     caller_id VARCHAR(32) DEFAULT '' NOT NULL,
     platform VARCHAR(32) DEFAULT '' NOT NULL,
+    aor VARCHAR(64) DEFAULT '' NOT NULL,
+    srtp VARCHAR(32) DEFAULT '' NOT NULL,
     CONSTRAINT subscriber_account_idx UNIQUE (username, domain)
 );
 CREATE INDEX IF NOT EXISTS subscriber_username_idx ON subscriber (username);
@@ -54,6 +58,8 @@ MIGRATIONS = (
     ("subscriber", "caller_id", "VARCHAR(32) DEFAULT '' NOT NULL"),
     ("subscriber", "platform", "VARCHAR(32) DEFAULT '' NOT NULL"),
     ("dbaliases", "platform", "VARCHAR(32) DEFAULT '' NOT NULL"),
+    ("subscriber", "aor", "VARCHAR(64) DEFAULT '' NOT NULL"),
+    ("subscriber", "srtp", "VARCHAR(32) DEFAULT '' NOT NULL"),
 )
 
 

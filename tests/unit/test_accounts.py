@@ -7,8 +7,10 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import INVENTORIES
-from zpctl.accounts import sip_users, sync
+from zpctl.accounts import sip_devices, sip_users, sync
 from zpctl.model import load_inventory
 from zpctl.secrets import Secrets
 
@@ -27,7 +29,7 @@ def test_sync_creates_updates_removes(tmp_path: Path) -> None:
     secrets = Secrets(tmp_path / "s.yml")
     db = tmp_path / "sub.sqlite"
     first = sync(load_inventory(inv_dir), secrets, db)
-    assert len(first.created) == 8
+    assert len(first.created) == 8 + 4  # users, and devices with credentials of their own
     assert first.aliases == 4
     rows = _rows(db)
     # HA1 = MD5(user:realm:password); the password column stays empty.
@@ -38,7 +40,7 @@ def test_sync_creates_updates_removes(tmp_path: Path) -> None:
     assert all(u.password not in str(r) for r in rows.values())
 
     again = sync(load_inventory(inv_dir), secrets, db)
-    assert (again.created, again.updated, again.removed, again.unchanged) == ([], [], [], 8)
+    assert (again.created, again.updated, again.removed, again.unchanged) == ([], [], [], 12)
 
     acme = inv_dir / "accounts" / "acme.yml"
     old = "calling_plan: none   # no calling plan: internal calls only, PSTN refused"
@@ -47,9 +49,31 @@ def test_sync_creates_updates_removes(tmp_path: Path) -> None:
     text = text[:text.index('  - extension: "1004"')]
     acme.write_text(text)
     third = sync(load_inventory(inv_dir), secrets, db)
-    assert third.updated == [f"1003@{u.domain}"]
+    # Carol's ATA carries her account attributes too.
+    assert sorted(third.updated) == [f"1003@{u.domain}", f"carol-ata@{u.domain}"]
     assert third.removed == [f"1004@{u.domain}"]
     assert _rows(db)[f"1003@{u.domain}"][1] == "metered"
+
+
+def test_devices_get_own_credentials_bound_to_their_user(tmp_path: Path) -> None:
+    secrets = Secrets(tmp_path / "s.yml")
+    db = tmp_path / "sub.sqlite"
+    inv = load_inventory(LAB_FIXTURE)
+    sync(inv, secrets, db)
+    with sqlite3.connect(db) as conn:
+        rows = {u: (aor, srtp, ha1) for u, aor, srtp, ha1 in conn.execute(
+            "SELECT username, aor, srtp, ha1 FROM subscriber")}
+    # The seed's policy: apps AES-256, devices AES-128 unless upgraded, plain RTP only for
+    # devices marked unencrypted; a user's own credentials are an app's by default.
+    assert rows["alice-app"][:2] == ("1001", "AES_256_CM_HMAC_SHA1_80")
+    assert rows["alice-desk"][:2] == ("1001", "AES_256_CM_HMAC_SHA1_80")
+    assert rows["bob-desk"][:2] == ("1002", "AES_CM_128_HMAC_SHA1_80")
+    assert rows["carol-ata"][:2] == ("1003", "plain")
+    assert rows["1001"][:2] == ("1001", "AES_256_CM_HMAC_SHA1_80")
+    dev = next(d for d in sip_devices(inv, secrets) if d.username == "bob-desk")
+    assert dev.password != next(u for u in sip_users(inv, secrets) if u.username == "1002").password
+    assert rows["bob-desk"][2] == hashlib.md5(
+        f"bob-desk:{dev.domain}:{dev.password}".encode()).hexdigest()
 
 
 def test_other_platforms_rows_are_kept(tmp_path: Path) -> None:
@@ -59,7 +83,7 @@ def test_other_platforms_rows_are_kept(tmp_path: Path) -> None:
     eu = load_inventory(Path(__file__).parents[1] / "integration" / "fixtures" / "eu-mini")
     res = sync(eu, secrets, db)
     assert res.created == ["5001@eurobank.eu.lab.zpctl.test"]
-    assert len(_rows(db)) == 9
+    assert len(_rows(db)) == 12 + 1
     # Syncing the lab again removes nothing of the other platform.
     assert sync(load_inventory(LAB_FIXTURE), secrets, db).removed == []
     assert "5001@eurobank.eu.lab.zpctl.test" in _rows(db)
@@ -68,5 +92,25 @@ def test_other_platforms_rows_are_kept(tmp_path: Path) -> None:
 def test_dry_run_changes_nothing(tmp_path: Path) -> None:
     db = tmp_path / "sub.sqlite"
     res = sync(load_inventory(INVENTORIES / "lab"), Secrets(tmp_path / "s.yml"), db, dry_run=True)
-    assert len(res.created) == 1008
+    assert len(res.created) == 1008 + 4  # 1,008 users, 4 devices
     assert not db.exists()
+
+
+def test_devices_command_lists_policies_and_writes_credentials_0600(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json  # noqa: PLC0415
+
+    from zpctl.cli.main import main  # noqa: PLC0415
+
+    secrets, creds = tmp_path / "s.yml", tmp_path / "phones.csv"
+    rc = main(["-o", "json", "accounts", "devices", str(LAB_FIXTURE), "--secrets", str(secrets),
+               "--credentials", str(creds)])
+    assert rc == 0
+    rows = {r["device"].split("@")[0]: r for r in json.loads(capsys.readouterr().out)}
+    assert (rows["carol-ata"]["extension"], rows["carol-ata"]["media"]) == ("1003", "plain")
+    assert rows["bob-desk"]["media"] == "AES_CM_128_HMAC_SHA1_80"
+    assert all("password" not in r for r in rows.values())
+    assert creds.stat().st_mode & 0o777 == 0o600
+    lines = creds.read_text().splitlines()
+    dev = {d.username: d for d in sip_devices(load_inventory(LAB_FIXTURE), Secrets.load(secrets))}
+    assert f"bob-desk;{dev['bob-desk'].domain};{dev['bob-desk'].password};1002" in lines

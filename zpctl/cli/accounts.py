@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
-from zpctl.accounts import SyncResult, sip_users, sync
+from zpctl.accounts import SyncResult, sip_devices, sip_users, sync
 from zpctl.cli.inventory import INVENTORY_ARG
 from zpctl.cli.main import Context, pass_ctx
 from zpctl.cli.output import emit
 from zpctl.errors import ZpctlError
 from zpctl.lab import Lab
-from zpctl.model import load_inventory
+from zpctl.model import LoadedInventory, load_inventory
 from zpctl.secrets import Secrets, default_path
 from zpctl.sipp import users_csv
 
@@ -85,12 +86,7 @@ def users_cmd(ctx: Context, inventory: Path, lab_dir: Path | None, secrets_file:
               sipp_file: Path | None) -> None:
     """List INVENTORY's SIP users (passwords only go into the --sipp file, mode 0600)."""
     inv = load_inventory(inventory)
-    if secrets_file is not None:
-        secrets = Secrets.load(secrets_file)
-    else:
-        lab = Lab(lab_dir)
-        secrets = Secrets.load(lab.dir / "secrets.yml" if lab.state() is not None
-                               else default_path(inv.model.platform.name))
+    secrets = _secrets(inv, lab_dir, secrets_file)
     users = sip_users(inv, secrets)
     secrets.save()
     if sipp_file is not None:
@@ -99,3 +95,45 @@ def users_cmd(ctx: Context, inventory: Path, lab_dir: Path | None, secrets_file:
     rows = [{"user": f"{u.username}@{u.domain}", "account": u.account, "offering": u.offering,
              "dids": ",".join(u.dids)} for u in users]
     emit(ctx.output, rows, rows=rows, columns=["user", "account", "offering", "dids"])
+
+
+def _secrets(inv: LoadedInventory, lab_dir: Path | None, secrets_file: Path | None) -> Secrets:
+    """The secrets file given, else the running lab's, else the platform's default one."""
+    if secrets_file is not None:
+        return Secrets.load(secrets_file)
+    lab = Lab(lab_dir)
+    return Secrets.load(lab.dir / "secrets.yml" if lab.state() is not None
+                        else default_path(inv.model.platform.name))
+
+
+@accounts.command("devices")
+@INVENTORY_ARG
+@LAB_DIR
+@SECRETS
+@click.option("--credentials", "cred_file", type=click.Path(path_type=Path),
+              help="Write each device's SIP credentials (id;domain;password;extension) here, "
+                   "mode 0600, to provision the phones.")
+@pass_ctx
+def devices_cmd(ctx: Context, inventory: Path, lab_dir: Path | None, secrets_file: Path | None,
+                cred_file: Path | None) -> None:
+    """List INVENTORY's provisioned devices: the credentials each one registers with (its id,
+    acting as its user's extension) and the media policy its leg gets (an SRTP suite, or
+    plain RTP).  Passwords only go into the --credentials file.
+
+    \b
+    Example:
+      zpctl accounts devices inventories/lab
+      zpctl -o json accounts devices inventories/lab --credentials /root/phones.csv
+    """
+    inv = load_inventory(inventory)
+    secrets = _secrets(inv, lab_dir, secrets_file)
+    devices = sip_devices(inv, secrets)
+    secrets.save()
+    if cred_file is not None:
+        fd = os.open(cred_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.writelines(f"{d.username};{d.domain};{d.password};{d.aor}\n" for d in devices)
+        cred_file.chmod(0o600)  # an existing file keeps its mode on O_CREAT
+    rows = [{"device": f"{d.username}@{d.domain}", "extension": d.aor, "kind": d.kind,
+             "media": d.srtp} for d in devices]
+    emit(ctx.output, rows, rows=rows, columns=["device", "extension", "kind", "media"])

@@ -41,6 +41,15 @@ SRTP_SUITES = (
     "AES_192_CM_HMAC_SHA1_32",
     "AES_CM_128_HMAC_SHA1_32",
 )
+# Every suite rtpengine 10.5 offers or accepts (besides the canonical ones above, in its own
+# spelling); the proxy strips from an SDP every crypto line a client's policy does not allow.
+RTPENGINE_SUITES = (
+    "AEAD_AES_256_GCM", "AEAD_AES_128_GCM", "F8_128_HMAC_SHA1_80", "F8_128_HMAC_SHA1_32",
+    "NULL_HMAC_SHA1_80", "NULL_HMAC_SHA1_32",
+)
+# Never offered on a platform leg: no encryption (NULL) or a mode nobody should negotiate (F8).
+SRTP_WEAK = ("F8_128_HMAC_SHA1_80", "F8_128_HMAC_SHA1_32", "NULL_HMAC_SHA1_80",
+             "NULL_HMAC_SHA1_32")
 SRTP_AES256 = "AES_256_CM_HMAC_SHA1_80"
 SRTP_AES128 = "AES_CM_128_HMAC_SHA1_80"
 

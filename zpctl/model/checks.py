@@ -304,6 +304,7 @@ def _users(inv: Inventory, acct: Account, p: tuple[str | int, ...],
     exts: dict[str, int] = {}
     did_owner: dict[str, str] = {}
     devices: set[str] = set()
+    exts_all = {u.extension for u in acct.users}
     for ni, n in enumerate(acct.numbers):
         if n.site is not None and n.site not in site_ids:
             yield (*p, "numbers", ni, "site"), f"unknown site {n.site!r}"
@@ -330,6 +331,9 @@ def _users(inv: Inventory, acct: Account, p: tuple[str | int, ...],
                                               f"{', '.join(u.addons) or 'none'}) does not "
                                               f"allow {feat}")
         for dvi, dev in enumerate(u.devices):
+            if dev.id in exts_all:
+                yield (*up, "devices", dvi, "id"), \
+                    f"device id {dev.id!r} is also an extension (both are SIP user names)"
             if dev.id in devices:
                 yield (*up, "devices", dvi, "id"), f"device {dev.id!r} is used twice"
             devices.add(dev.id)

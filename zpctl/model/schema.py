@@ -141,11 +141,39 @@ class SrtpPolicy(Strict):
     devices: Suite = catalog.SRTP_AES128  # the default for SIP devices
     devices_upgraded: Suite = catalog.SRTP_AES256  # for devices an admin upgraded
     allow_plain_rtp_fallback: bool = True  # devices without SRTP support
+    # The class a user's own SIP credentials (extension + password) get; provisioned devices
+    # have credentials of their own (the device id) and their class from the device entry.
+    user_credentials: Literal["app", "device", "plain"] = "app"
+
+    @model_validator(mode="after")
+    def _plain_needs_fallback(self) -> SrtpPolicy:
+        if self.user_credentials == "plain" and not self.allow_plain_rtp_fallback:
+            raise ValueError("user_credentials: plain needs allow_plain_rtp_fallback: true")
+        return self
+
+    def suite_for(self, kind: str, encryption: str = "default") -> str:
+        """The SRTP suite a client's media leg must use, or "plain" (RTP/AVP)."""
+        if kind == "app":
+            return self.apps
+        if kind == "plain" or encryption == "none":
+            return "plain"
+        return self.devices_upgraded if encryption == "aes256" else self.devices
+
+
+class AuthBans(Strict):
+    """Digest brute-force bans at the zone proxies, shared by both zones over DMQ."""
+
+    per_user: Annotated[int, Field(ge=1, le=1000)] = 5  # failures before a user is refused
+    # Failures from one source address (any users) before it is refused; higher than per
+    # user, since many phones may share one NAT address.
+    per_address: Annotated[int, Field(ge=1, le=100000)] = 20
+    minutes: Annotated[int, Field(ge=1, le=1440)] = 15
 
 
 class Security(Strict):
     tls: TlsPolicy = Field(default_factory=TlsPolicy)
     srtp: SrtpPolicy = Field(default_factory=SrtpPolicy)
+    auth_bans: AuthBans = Field(default_factory=AuthBans)
 
 
 class Media(Strict):

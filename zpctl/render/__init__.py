@@ -25,7 +25,7 @@ from zpctl.errors import RenderError
 from zpctl.freeswitch.render import render_switch
 from zpctl.metrics.render import add_monitoring
 from zpctl.model import LoadedInventory, PlacedNode, catalog
-from zpctl.model.schema import Inventory, Role
+from zpctl.model.schema import Inventory, Node, Role
 from zpctl.render.paths import NodePaths, node_paths
 from zpctl.render.sizing import TRANSACTIONS_PER_CALL, shm_mb
 from zpctl.secrets import Secrets
@@ -37,6 +37,8 @@ MANIFEST = "MANIFEST.json"
 
 # Switches a call is offered to before it takes the direct path to the user.
 SWITCH_TRIES = 3
+# Proxy branch flags from here on name SRTP suites (below: 6 and 7 are taken).
+FLB_SRTP_FIRST = 8
 
 # LB failover timing (kamailio-facts.md): detection ~ fr_timer + up to one ping interval.
 LB_ZONE_FR_TIMER_MS = 1000
@@ -250,7 +252,17 @@ class _Renderer:
             "db_module": "db_sqlite" if self.inv.database.engine == "sqlite" else "db_postgres",
             "emergency": {c: catalog.EMERGENCY_NUMBERS[c] for c in countries
                           if c in catalog.EMERGENCY_NUMBERS},
+            # Branch flag per suite: a contact carries its client's media policy.
+            "srtp_suites": [(FLB_SRTP_FIRST + i, name) for i, name in enumerate(
+                sorted({*catalog.SRTP_SUITES, *catalog.RTPENGINE_SUITES}))],
+            "srtp_internal": " ".join(f"SDES-no-{n}" for n in catalog.SRTP_WEAK),
+            # The data center's lbs: they pass a phone's own address in X-ZP-Source.
+            "lb_nets": ",".join(f"{n.address}/32" for n in self._dc_lbs(p)),
+            "auth_bans": self.inv.security.auth_bans,
         }
+
+    def _dc_lbs(self, p: PlacedNode) -> list[Node]:
+        return [q.node for q in self.loaded.nodes() if q.dc.id == p.dc.id and q.role == Role.LB]
 
     def switch_dsts(self, p: PlacedNode) -> list[dict[str, Any]]:
         """Set 3: the data center's switches, this zone's first (over TLS)."""
@@ -290,7 +302,8 @@ class _Renderer:
         set_codecs: list[tuple[int, str]] = []
         carrier_codecs = sorted({c for car in self.inv.carriers for c in car.codecs})
         if carrier_codecs:
-            set_codecs.append((10, _codec_flags(carrier_codecs)))
+            set_codecs.append((10, _trunk_media_flags(
+                carrier_codecs, any(car.srtp for car in self.inv.carriers))))
         for c in sorted(self.inv.carriers, key=lambda c: c.id):
             for a in c.addresses:
                 dsts.append(_dst(10, _trunk_uri(a.address, a.port, a.transport), 0,
@@ -303,7 +316,7 @@ class _Renderer:
             for i, t in enumerate(acct.trunks):
                 if i == 0:
                     account_sets.append((acct.id, setid))
-                    set_codecs.append((setid, _codec_flags(t.codecs)))
+                    set_codecs.append((setid, _trunk_media_flags(t.codecs, t.srtp)))
                 for a in t.addresses:
                     dsts.append(_dst(setid, _trunk_uri(a.address, a.port, a.transport), 0,
                                      f"trunk-{t.id}", f"{acct.offering} trunk of {acct.id}"))
@@ -322,6 +335,7 @@ class _Renderer:
             "peers": sorted(peers.items()),
             "set_codecs": set_codecs,
             "tls": tls,
+            "srtp_internal": " ".join(f"SDES-no-{n}" for n in catalog.SRTP_WEAK),
         }
         return ctx, dsts
 
@@ -376,6 +390,17 @@ class _Renderer:
 def _dst(setid: int, uri: str, priority: int, duid: str, comment: str) -> dict[str, Any]:
     return {"set": setid, "uri": uri, "priority": priority, "duid": duid,
             "comment": f"name={comment.replace(' ', '_')}"}
+
+
+def _trunk_media_flags(codecs: Sequence[str], srtp: bool) -> str:
+    """rtpengine flags for a trunk's leg: its codecs, and plain RTP or SRTP (the usual
+    AES-128 and AES-256 suites) as the trunk asks."""
+    if not srtp:
+        return f"{_codec_flags(codecs)} transport-protocol=RTP/AVP"
+    keep = {catalog.SRTP_AES128, catalog.SRTP_AES256}
+    no = " ".join(f"SDES-no-{n}" for n in sorted(
+        {*catalog.SRTP_SUITES, *catalog.RTPENGINE_SUITES} - keep))
+    return f"{_codec_flags(codecs)} transport-protocol=RTP/SAVP {no}"
 
 
 def _codec_flags(codecs: Sequence[str]) -> str:

@@ -1,0 +1,168 @@
+"""The SRTP policy through the real lab: each client's leg gets its class's media.
+
+The seed's rules: apps AES_256_CM_HMAC_SHA1_80; SIP devices AES_CM_128_HMAC_SHA1_80 unless
+an admin upgraded them (AES-256); plain RTP only for devices marked unencrypted.  The lab's
+acme account has alice-app (app), alice-desk (upgraded desk phone), bob-desk (desk phone)
+and carol-ata (unencrypted ATA), each with credentials of its own.  A small SIP client
+(tests/integration/sipua.py) offers chosen suites; the tests read the SDP each side got.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import count
+
+import pytest
+
+from tests.integration.sipua import Sdp, Ua
+from zpctl.accounts import sip_devices, sip_users
+from zpctl.lab import Lab
+from zpctl.sipp import parse_trace
+
+A128 = "AES_CM_128_HMAC_SHA1_80"
+A256 = "AES_256_CM_HMAC_SHA1_80"
+LB = ("127.0.1.1", 5060)
+_ips = (f"127.0.7.{i}" for i in count(40))
+
+
+def _peer_offer(lab: Lab, peer: str, number: str) -> Sdp:
+    """The SDP of the last INVITE for ``number`` that a lab carrier or premises PBX got."""
+    log = lab.dir / "nodes" / peer / "log" / "sipp.messages.log"
+    invites = [m for m in parse_trace(log.read_text(errors="replace") if log.exists() else "")
+               if m.startswith(f"INVITE sip:{number}@")]
+    assert invites, f"{peer} saw no INVITE for {number}"
+    return Sdp.of(invites[-1])
+
+
+@pytest.fixture
+def clients(zpctl_lab: Lab) -> Iterator[dict[str, Ua]]:
+    """One client per provisioned acme device and per acme user (its own credentials)."""
+    inv, secrets = zpctl_lab.inventory(), zpctl_lab.secrets()
+    out: dict[str, Ua] = {}
+    for i, d in enumerate(sip_devices(inv, secrets)):
+        if d.domain.startswith("acme"):
+            out[d.username] = Ua(next(_ips), 5060, d.aor, d.username, d.domain, d.password, LB,
+                                 media_port=31000 + 10 * i)
+    for i, u in enumerate(sip_users(inv, secrets)):
+        if u.account == "acme":
+            out[u.username] = Ua(next(_ips), 5060, u.username, u.username, u.domain,
+                                 u.password, LB, media_port=32000 + 10 * i)
+    yield out
+    for ua in out.values():
+        ua.close()
+
+
+def _listen(ua: Ua) -> Ua:
+    assert ua.register() == 200
+    ua.answer_calls()
+    return ua
+
+
+def _unregister(*uas: Ua) -> None:
+    for ua in uas:
+        ua.register(0)
+
+
+def test_app_to_desk_phone_each_leg_gets_its_suite(clients: dict[str, Ua]) -> None:
+    bob = _listen(clients["bob-desk"])
+    try:
+        call = clients["alice-app"].call("1002", [A128, A256])
+        assert call.status == 200, call
+        # The desk phone was offered AES-128 only; the app got AES-256 back.
+        assert bob.received_offers[-1].proto == "RTP/SAVP"
+        assert bob.received_offers[-1].suites == [A128]
+        assert call.answer is not None
+        assert (call.answer.proto, call.answer.suites) == ("RTP/SAVP", [A256])
+    finally:
+        _unregister(bob)
+
+
+def test_desk_phone_to_unencrypted_ata_gets_plain_rtp_on_that_leg_only(
+        clients: dict[str, Ua]) -> None:
+    carol = _listen(clients["carol-ata"])
+    try:
+        call = clients["bob-desk"].call("1003", [A256, A128])
+        assert call.status == 200, call
+        assert (carol.received_offers[-1].proto, carol.received_offers[-1].suites) == \
+            ("RTP/AVP", [])
+        assert call.answer is not None
+        assert (call.answer.proto, call.answer.suites) == ("RTP/SAVP", [A128])
+    finally:
+        _unregister(carol)
+
+
+def test_plain_ata_to_upgraded_desk_phone_gets_aes256(clients: dict[str, Ua]) -> None:
+    desk = _listen(clients["alice-desk"])
+    try:
+        call = clients["carol-ata"].call("1001", [])
+        assert call.status == 200, call
+        assert (desk.received_offers[-1].proto, desk.received_offers[-1].suites) == \
+            ("RTP/SAVP", [A256])
+        assert call.answer is not None
+        assert (call.answer.proto, call.answer.suites) == ("RTP/AVP", [])
+    finally:
+        _unregister(desk)
+
+
+def test_each_branch_of_a_forked_call_gets_its_clients_policy(clients: dict[str, Ua]) -> None:
+    """1001 is registered twice: with the user's own credentials (plain RTP in the lab,
+    where user credentials serve SIPp) and as alice-desk (AES-256)."""
+    own, desk = _listen(clients["1001"]), _listen(clients["alice-desk"])
+    try:
+        call = clients["bob-desk"].call("1001", [A128])
+        assert call.status == 200, call
+        assert (own.received_offers[-1].proto, own.received_offers[-1].suites) == \
+            ("RTP/AVP", [])
+        assert (desk.received_offers[-1].proto, desk.received_offers[-1].suites) == \
+            ("RTP/SAVP", [A256])
+    finally:
+        _unregister(own, desk)
+
+
+@pytest.mark.parametrize(("caller", "suites"), [
+    ("bob-desk", [A256]),  # a desk phone must use AES-128 (it was not upgraded)
+    ("alice-app", [A128]),  # apps use AES-256
+    ("alice-app", []),  # apps never send plain RTP
+])
+def test_an_offer_without_the_clients_suite_is_refused(
+        clients: dict[str, Ua], caller: str, suites: list[str]) -> None:
+    call = clients[caller].call("1002", suites)
+    assert call.status == 488, call
+    assert call.final is not None
+    assert "SRTP with" in (call.final.get("Warning") or "")
+
+
+def test_device_credentials_act_only_as_their_own_user(clients: dict[str, Ua]) -> None:
+    bob = clients["bob-desk"]
+    bob.aor = "1001"  # bob's desk phone claiming to be alice
+    assert bob.register() == 403
+    assert bob.call("1002", [A128]).status == 403
+
+
+def test_plain_rtp_carrier_gets_plain_rtp_while_the_desk_phone_keeps_aes128(
+        zpctl_lab: Lab, clients: dict[str, Ua]) -> None:
+    call = clients["bob-desk"].call("+15557770021", [A128])
+    assert call.status == 200, call
+    assert call.answer is not None
+    assert (call.answer.proto, call.answer.suites) == ("RTP/SAVP", [A128])
+    offer = _peer_offer(zpctl_lab, "carrier-lab-carrier-0", "+15557770021")
+    assert (offer.proto, offer.suites) == ("RTP/AVP", [])  # lab-carrier: srtp false
+
+
+def test_srtp_trunk_is_offered_srtp_even_by_a_plain_caller(
+        zpctl_lab: Lab, clients: dict[str, Ua]) -> None:
+    """initech's BYOC-P trunk asks for SRTP: its premises side is offered the usual AES-128
+    and AES-256 suites, and nothing weaker, though the caller sent plain RTP."""
+    inv, secrets = zpctl_lab.inventory(), zpctl_lab.secrets()
+    u = next(x for x in sip_users(inv, secrets) if x.username == "3001")
+    peter = Ua(next(_ips), 5060, u.username, u.username, u.domain, u.password, LB,
+               media_port=33000)
+    try:
+        call = peter.call("+15557770022", [])
+    finally:
+        peter.close()
+    assert call.status == 200, call
+    assert call.answer is not None and call.answer.proto == "RTP/AVP"
+    offer = _peer_offer(zpctl_lab, "pbx-initech-pbx-0", "+15557770022")
+    assert offer.proto == "RTP/SAVP"
+    assert sorted(offer.suites) == sorted([A128, A256])
