@@ -268,3 +268,34 @@ def test_failed_zone_rolls_back_while_other_zone_serves(
     print(f"load through the rollout: {succeeded}/{attempted} calls succeeded")
     assert attempted >= 400
     assert succeeded / attempted >= 0.98
+
+
+def test_history_check_diff_and_rollback_from_the_cli(
+        platform: Platform, capsys: pytest.CaptureFixture[str]) -> None:
+    """After the failed rollout: history tells it; --check --diff shows what zone b would get
+    and changes nothing; `deploy rollback BUILD --limit dm1/a` puts zone a back on the first
+    build, which its proxy then runs."""
+    state = ["--state-dir", str(platform.state)]
+    capsys.readouterr()
+    assert main(["-o", "json", "deploy", "history", *state]) == 0
+    history = json.loads(capsys.readouterr().out)
+    assert [e["ok"] for e in history][-1] is False
+    first = history[0]["build"]
+    proxy = platform.host("dm1-b-proxy")
+    pid = proxy.file(f"{MOUNT_POINT}/run/zpctl-kamailio.pid").content_string
+    rc, out = platform.deploy("--check", "--diff", capsys=capsys)
+    assert rc == 0, out
+    assert out["would_change"].get("dm1-b-media", 0) > 0, out  # the Redis port, still
+    assert proxy.file(f"{MOUNT_POINT}/run/zpctl-kamailio.pid").content_string == pid
+    assert main(["-o", "json", "deploy", "rollback", first, "--limit", "dm1/a", "-i",
+                 str(platform.inv_dir), *state]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["build"] == first
+    assert {s["scope"]: s["result"] for s in result["steps"]}["dm1/a"] == "deployed"
+    good = json.loads((platform.state / "deploy-mini" / "good.json").read_text())
+    assert good["dm1/a"] == first
+    cfg = platform.host("dm1-a-proxy").file(
+        f"{MOUNT_POINT}/etc/kamailio/kamailio.cfg").content_string
+    kept = (platform.state / "deploy-mini" / "builds" / first / "dm1-a-proxy" / "kamailio"
+            / "kamailio.cfg").read_text()
+    assert cfg == kept

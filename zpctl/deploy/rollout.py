@@ -230,8 +230,8 @@ class _Rollout:
         res = self.ansible(step.nodes, build_dir, step.scope.replace("/", "-"))
         if not res.ok:
             raise ZpctlError("Ansible failed:\n  " + "\n  ".join(res.failures))
-        problems = health.check_nodes(health.targets(self.inv), step.nodes,
-                                      self.opts.health_timeout)
+        where = health.load_targets(build_dir) or health.targets(self.inv)
+        problems = health.check_nodes(where, step.nodes, self.opts.health_timeout)
         if problems:
             raise ZpctlError("health check failed:\n  " + "\n  ".join(problems))
         if step.zone:
