@@ -3,6 +3,7 @@ both zones (the failure count is shared over DMQ), while other users keep regist
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -57,3 +58,37 @@ def test_brute_force_bans_the_user_in_both_zones(zpctl_lab: Lab, tmp_path: Path)
     with pytest.raises(RemoteFailure, match=r"doesn.t exist|not found"):
         _rpcs(zpctl_lab)[1].call("htable.get", "authfail", AOR)
     assert phones.register("3002@initech").returncode == 0
+
+
+def test_many_users_guessed_from_one_address_bans_the_address(zpctl_lab: Lab,
+                                                               tmp_path: Path) -> None:
+    """A scanner trying a few passwords for many users (under the per-user limit each) is
+    stopped by the per-address count: the lb passes the phone's own address to the zone
+    proxies (X-ZP-Source), which count failures per address in both zones."""
+    attacker = "127.0.57.210"
+    phones = Phones(zpctl_lab.inventory(), zpctl_lab.users(), tmp_path, subnet="127.0.57")
+    domain = phones.user("3001@initech").domain
+    per_address = zpctl_lab.inventory().model.security.auth_bans.per_address
+    key = f"ip:{attacker}"
+    guesses = [(f"99{i:02d}", domain, "guess") for i in range(per_address + 2)]
+    try:
+        bad = sipp.users_csv(tmp_path / "bad.csv", guesses)
+        sipp.run("register", phones.lb, workdir=tmp_path, name="scan", local_ip=attacker,
+                 local_port=5810, users=bad, calls=len(guesses), rate=5,
+                 keys={"expires": "60"}, wait_s=60)
+        time.sleep(0.5)  # DMQ replication
+        counts = [int(rpc.call("htable.get", "authfail", key)["item"]["value"])
+                  for rpc in _rpcs(zpctl_lab)]
+        assert min(counts) >= per_address, counts  # both zones know the address
+        # A real user's right password, from the banned address: refused.
+        run = phones.register("3001@initech", ip=attacker, port=5812)
+        assert run.returncode != 0
+        assert "Too Many Failed Authentications" in run.received("SIP/2.0 403")[0]
+        # The same user from its own address: fine.
+        assert phones.register("3001@initech").returncode == 0
+    finally:
+        _rpcs(zpctl_lab)[0].call("htable.delete", "authfail", key)
+        for user, _, _ in guesses:
+            for rpc in _rpcs(zpctl_lab):
+                with contextlib.suppress(RemoteFailure):
+                    rpc.call("htable.delete", "authfail", f"{user}@{domain}")
