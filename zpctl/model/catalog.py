@@ -131,3 +131,8 @@ EMERGENCY_NUMBERS: dict[str, tuple[str, ...]] = {
     "AU": ("000", "112"), "HK": ("999", "112"), "JP": ("110", "119", "118"),
     "SG": ("999", "995"), "IN": ("112", "100", "101", "102"),
 }
+
+# User-Agents of SIP scanners and crackers: dropped unanswered everywhere (and their source
+# banned at the lb).  Regular-expression alternatives, matched anywhere in the header.
+SCANNER_USER_AGENTS = ("friendly-scanner", "sipvicious", "sipcli", "sip-scan",
+                       "VaxSIPUserAgent", "pplsip", "iWar", "sundayddr")

@@ -107,7 +107,7 @@ class Build:
 
 def environment() -> jinja2.Environment:
     """The one Jinja environment: strict undefined, trailing newline kept."""
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(d) for d in TEMPLATE_DIRS]),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -115,6 +115,8 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,  # noqa: S701 - configs, not HTML
     )
+    env.globals["scanner_user_agents"] = "|".join(catalog.SCANNER_USER_AGENTS)
+    return env
 
 
 def _sister(dc_zones: list[str], zone: str) -> str:
