@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +49,30 @@ def control(zpctl_lab: Lab) -> Iterator[Control]:
         fresh.zone_restore(spec)
 
 
+@pytest.fixture
+def steady(zpctl_lab: Lab, tmp_path: Path) -> Iterator[Callable[..., SteadyLoad]]:
+    """Start a SteadyLoad; whatever the test's outcome, its SIPp processes are stopped (a
+    callee left behind would hold its address for the next session)."""
+    loads: list[SteadyLoad] = []
+
+    def start(workdir: Path | None = None, **kwargs: Any) -> SteadyLoad:
+        load = SteadyLoad(zpctl_lab, workdir or tmp_path, **kwargs).start()
+        loads.append(load)
+        return load
+
+    yield start
+    for load in loads:
+        load.stop()
+
+
 def _contacts(c: Control, spec: str) -> int:
     dc, zone = c.zone(spec)
     return c.stat(c.node_of(dc, zone, Role.PROXY), "usrloc:location_contacts")
 
 
-def test_a_graceful_drain_loses_no_call(zpctl_lab: Lab, control: Control, tmp_path: Path) -> None:
-    load = SteadyLoad(zpctl_lab, tmp_path, call_rate=20, duration_s=20).start()
+def test_a_graceful_drain_loses_no_call(zpctl_lab: Lab, control: Control,
+                                        steady: Callable[..., SteadyLoad]) -> None:
+    load = steady(call_rate=20, duration_s=20)
     time.sleep(6)
     fault = time.time()
     drained = control.zone_drain("lab1/a", wait=True, timeout=60)
@@ -70,8 +87,9 @@ def test_a_graceful_drain_loses_no_call(zpctl_lab: Lab, control: Control, tmp_pa
     assert st["dialogs"] == 0
 
 
-def test_b_proxy_crash_is_absorbed(zpctl_lab: Lab, control: Control, tmp_path: Path) -> None:
-    load = SteadyLoad(zpctl_lab, tmp_path, call_rate=20, duration_s=20).start()
+def test_b_proxy_crash_is_absorbed(zpctl_lab: Lab, control: Control,
+                                   steady: Callable[..., SteadyLoad]) -> None:
+    load = steady(call_rate=20, duration_s=20)
     time.sleep(6)
     before = _contacts(control, "lab1/b")
     fault = time.time()
@@ -90,15 +108,17 @@ def test_b_proxy_crash_is_absorbed(zpctl_lab: Lab, control: Control, tmp_path: P
 
 
 def test_c_media_crash_new_calls_use_the_other_media_node(
-        zpctl_lab: Lab, control: Control, tmp_path: Path) -> None:
+        zpctl_lab: Lab, control: Control, tmp_path: Path,
+        steady: Callable[..., SteadyLoad]) -> None:
     phones = Phones(zpctl_lab.inventory(), zpctl_lab.users(), tmp_path / "phones")
     try:
-        _media_crash(zpctl_lab, phones, tmp_path)
+        _media_crash(zpctl_lab, phones, tmp_path, steady)
     finally:
         phones.stop_all()
 
 
-def _media_crash(zpctl_lab: Lab, phones: Phones, tmp_path: Path) -> None:
+def _media_crash(zpctl_lab: Lab, phones: Phones, tmp_path: Path,
+                 steady: Callable[..., SteadyLoad]) -> None:
     phones.answer("1002@acme")
     # Calls in progress: some are anchored on lab1-a-media.
     long_calls = [phones.call_in_background("1001@acme", "1002", hold_ms=8000,
@@ -106,7 +126,7 @@ def _media_crash(zpctl_lab: Lab, phones: Phones, tmp_path: Path) -> None:
                   for i in range(8)]
     time.sleep(2.0)
     on_a = [cid for cid, q in phones.media_calls().items() if q["media_node"] == "lab1-a-media"]
-    load = SteadyLoad(zpctl_lab, tmp_path / "load", call_rate=10, duration_s=15).start()
+    load = steady(tmp_path / "load", call_rate=10, duration_s=15)
     time.sleep(3)
     fault = time.time()
     zpctl_lab.kill("lab1-a-media/rtpengine")
@@ -133,8 +153,8 @@ def _media_crash(zpctl_lab: Lab, phones: Phones, tmp_path: Path) -> None:
 
 
 def test_d_restarted_proxy_gets_registrations_before_traffic(
-        zpctl_lab: Lab, control: Control, tmp_path: Path) -> None:
-    load = SteadyLoad(zpctl_lab, tmp_path, call_rate=10, reg_rate=20, duration_s=15).start()
+        zpctl_lab: Lab, control: Control, steady: Callable[..., SteadyLoad]) -> None:
+    load = steady(call_rate=10, reg_rate=20, duration_s=15)
     time.sleep(4)
     zpctl_lab.kill("lab1-a-proxy/kamailio")
     time.sleep(3)
