@@ -131,6 +131,7 @@ class Ua:
     proxy: tuple[str, int]
     media_port: int = 30000
     received_offers: list[Sdp] = field(default_factory=list)
+    received_invites: list[Msg] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -289,6 +290,7 @@ class Ua:
 
     def _on_request(self, req: Msg) -> None:
         if req.method == "INVITE":
+            self.received_invites.append(req)
             self.received_offers.append(Sdp.of(req.body))
             self._reply(req, "200 OK", answer_sdp(self.ip, self.media_port, req.body),
                         secrets.token_hex(4))

@@ -73,6 +73,9 @@ def test_app_to_desk_phone_each_leg_gets_its_suite(clients: dict[str, Ua]) -> No
         assert bob.received_offers[-1].suites == [A128]
         assert call.answer is not None
         assert (call.answer.proto, call.answer.suites) == ("RTP/SAVP", [A256])
+        # The caller's address (X-ZP-Source, from the lb to the proxy) goes no further.
+        assert [h for h, _ in bob.received_invites[-1].headers
+                if h.lower().startswith("x-zp-")] == []
     finally:
         _unregister(bob)
 
