@@ -98,3 +98,17 @@ def test_cli_missing_inventory_is_exit_3(capsys: pytest.CaptureFixture[str]) -> 
     err = capsys.readouterr().err
     assert "not an inventory directory" in err
     assert "Traceback" not in err
+
+
+def test_each_trunk_destination_says_its_media(tmp_path: Path) -> None:
+    """us01's two platform carriers share a dispatcher set but not a media policy: each
+    destination carries srtp=0|1 and the sbc picks the offer by the chosen one."""
+    build = render(load_inventory(INVENTORIES / "us01"), Secrets.load(tmp_path / "s.yml"))
+    path = next(p for p in sorted(build.files) if p.endswith("-sbc/kamailio/dispatcher.list"))
+    lines = build.files[path].data.decode().splitlines()
+    secure = [ln for ln in lines if "carrier-pstn-secure" in ln]
+    plain = [ln for ln in lines if "carrier-pstn-global" in ln]
+    assert secure and all(ln.endswith(";srtp=1") for ln in secure), secure
+    assert plain and all(ln.endswith(";srtp=0") for ln in plain), plain
+    cfg = build.files[path.replace("dispatcher.list", "kamailio.cfg")].data.decode()
+    assert "transport-protocol=RTP/SAVP" in cfg and "SDES-no-NULL_HMAC_SHA1_80" in cfg

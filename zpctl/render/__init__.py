@@ -304,12 +304,11 @@ class _Renderer:
         set_codecs: list[tuple[int, str]] = []
         carrier_codecs = sorted({c for car in self.inv.carriers for c in car.codecs})
         if carrier_codecs:
-            set_codecs.append((10, _trunk_media_flags(
-                carrier_codecs, any(car.srtp for car in self.inv.carriers))))
+            set_codecs.append((10, _codec_flags(carrier_codecs)))
         for c in sorted(self.inv.carriers, key=lambda c: c.id):
             for a in c.addresses:
                 dsts.append(_dst(10, _trunk_uri(a.address, a.port, a.transport), 0,
-                                 f"carrier-{c.id}", f"carrier {c.id}"))
+                                 f"carrier-{c.id}", f"carrier {c.id}", srtp=c.srtp))
                 peers[a.address] = c.id
         account_sets: list[tuple[str, int]] = []
         setid = 100
@@ -318,10 +317,11 @@ class _Renderer:
             for i, t in enumerate(acct.trunks):
                 if i == 0:
                     account_sets.append((acct.id, setid))
-                    set_codecs.append((setid, _trunk_media_flags(t.codecs, t.srtp)))
+                    set_codecs.append((setid, _codec_flags(t.codecs)))
                 for a in t.addresses:
                     dsts.append(_dst(setid, _trunk_uri(a.address, a.port, a.transport), 0,
-                                     f"trunk-{t.id}", f"{acct.offering} trunk of {acct.id}"))
+                                     f"trunk-{t.id}", f"{acct.offering} trunk of {acct.id}",
+                                     srtp=t.srtp))
                     peers[a.address] = t.id
                     if t.tls is not None:
                         peers[f"{a.address}::cn"] = t.tls.subject_cn
@@ -338,6 +338,7 @@ class _Renderer:
             "set_codecs": set_codecs,
             "tls": tls,
             "srtp_internal": " ".join(f"SDES-no-{n}" for n in catalog.SRTP_WEAK),
+            "srtp_trunk": _trunk_srtp_flags(),
         }
         return ctx, dsts
 
@@ -389,20 +390,19 @@ class _Renderer:
         self.build.add(f"{p.name}/node.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
-def _dst(setid: int, uri: str, priority: int, duid: str, comment: str) -> dict[str, Any]:
-    return {"set": setid, "uri": uri, "priority": priority, "duid": duid,
-            "comment": f"name={comment.replace(' ', '_')}"}
+def _dst(setid: int, uri: str, priority: int, duid: str, comment: str,
+         srtp: bool | None = None) -> dict[str, Any]:
+    """A dispatcher destination; a trunk's carries ``srtp=0|1`` (the media its leg gets)."""
+    attrs = f"name={comment.replace(' ', '_')}" + ("" if srtp is None else f";srtp={int(srtp)}")
+    return {"set": setid, "uri": uri, "priority": priority, "duid": duid, "comment": attrs}
 
 
-def _trunk_media_flags(codecs: Sequence[str], srtp: bool) -> str:
-    """rtpengine flags for a trunk's leg: its codecs, and plain RTP or SRTP (the usual
-    AES-128 and AES-256 suites) as the trunk asks."""
-    if not srtp:
-        return f"{_codec_flags(codecs)} transport-protocol=RTP/AVP"
+def _trunk_srtp_flags() -> str:
+    """rtpengine flags for an SRTP trunk's leg: the usual AES-128 and AES-256 suites only."""
     keep = {catalog.SRTP_AES128, catalog.SRTP_AES256}
     no = " ".join(f"SDES-no-{n}" for n in sorted(
         {*catalog.SRTP_SUITES, *catalog.RTPENGINE_SUITES} - keep))
-    return f"{_codec_flags(codecs)} transport-protocol=RTP/SAVP {no}"
+    return f"transport-protocol=RTP/SAVP {no}"
 
 
 def _codec_flags(codecs: Sequence[str]) -> str:
