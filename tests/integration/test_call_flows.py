@@ -142,7 +142,9 @@ def test_c_lb_spreads_calls_evenly_over_both_zones(zpctl_phones: Phones) -> None
         return out
 
     before = processed()
-    run = zpctl_phones.call("1001@acme", "1002", hold_ms=100, calls=1000, rate=100, wait_s=120)
+    # 50/s: half the full path's measured capacity on a 2-core machine (docs/PERFORMANCE.md),
+    # so the test measures the spread, not the knee.
+    run = zpctl_phones.call("1001@acme", "1002", hold_ms=100, calls=1000, rate=50, wait_s=120)
     assert run.returncode == 0, run.errors.read_text()[-800:]
     after = processed()
     per_zone = [a - b for a, b in zip(after, before, strict=True)]
