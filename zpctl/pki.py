@@ -179,11 +179,7 @@ def sip_nodes(inv: LoadedInventory, limits: Sequence[str] = ()) -> list[PlacedNo
         return [p for p in nodes if p.role in SIP_ROLES]
     chosen: set[str] = set()
     for limit in limits:
-        match = [p for p in nodes
-                 if limit in (p.dc.id, p.name) or (p.zone and limit == f"{p.dc.id}/{p.zone}")]
-        if not match:
-            raise ZpctlError(f"--limit {limit!r}: not a data center, DC/ZONE or node of the "
-                             "inventory", ExitCode.USAGE)
+        match = inv.within(limit)
         sip = [p for p in match if p.role in SIP_ROLES]
         if not sip and [p.name for p in match] == [limit]:
             raise ZpctlError(f"{limit} is a {match[0].role.value} node: no SIP TLS certificate "

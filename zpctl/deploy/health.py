@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import socket
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from zpctl.clients.kamailio import KamailioRpc
 from zpctl.clients.probes import ng_command, redis_ping, sip_options
 from zpctl.errors import ZpctlError
-from zpctl.model import LoadedInventory
 from zpctl.model.schema import Role
 
 
@@ -28,13 +27,10 @@ def source_for(address: str) -> str:
         return str(s.getsockname()[0])
 
 
-TARGETS = "_health.json"  # in a kept build: what its health check talks to
-
-
 @dataclass(frozen=True)
 class Target:
-    """Where a node of one build answers: a build's own addresses and ports, so a rollback is
-    checked against the build it returns to, not the one that failed."""
+    """Where a node of one build answers, read from that build's ``<node>/node.json``: a
+    rollback is checked against the build it returns to, not the one that failed."""
 
     role: str
     address: str
@@ -44,26 +40,15 @@ class Target:
     ng: int
     redis: int
 
-
-def targets(inv: LoadedInventory) -> dict[str, Target]:
-    out = {}
-    for p in inv.nodes():
-        n = p.node
-        out[p.name] = Target(p.role.value, n.address, n.ports.sip, n.mgmt, n.ports.mgmt_http,
-                             n.ports.rtpengine_ng, n.ports.redis)
-    return out
-
-
-def save_targets(build_dir: Path, inv: LoadedInventory) -> None:
-    (build_dir / TARGETS).write_text(json.dumps(
-        {k: asdict(v) for k, v in sorted(targets(inv).items())}, indent=1) + "\n")
-
-
-def load_targets(build_dir: Path) -> dict[str, Target] | None:
-    path = build_dir / TARGETS
-    if not path.exists():
-        return None
-    return {k: Target(**v) for k, v in json.loads(path.read_text()).items()}
+    @classmethod
+    def of(cls, build_dir: Path, node: str) -> Target | None:
+        path = build_dir / node / "node.json"
+        if not path.exists():  # not a platform node (the monitoring host): nothing to probe
+            return None
+        doc = json.loads(path.read_text())
+        ports = doc["ports"]
+        return cls(doc["role"], doc["address"], ports["sip"], doc["mgmt_address"],
+                   ports["mgmt_http"], ports["rtpengine_ng"], ports["redis"])
 
 
 def _kamailio(t: Target) -> None:
@@ -81,10 +66,12 @@ def _media(t: Target) -> None:
         raise ZpctlError(f"{t.mgmt}:{t.redis} answers, but not as Redis")
 
 
-def check_nodes(where: dict[str, Target], nodes: list[str], timeout: float = 30.0) -> list[str]:
-    """Poll every node until it is healthy or ``timeout`` passes; the problems left."""
+def check_nodes(build_dir: Path, nodes: list[str], timeout: float = 30.0) -> list[str]:
+    """Poll every node of the build until it is healthy or ``timeout`` passes; the problems
+    left."""
+    where = {name: t for name in nodes if (t := Target.of(build_dir, name)) is not None}
     deadline = time.monotonic() + timeout
-    pending = list(nodes)
+    pending = list(where)
     last: dict[str, str] = {}
     while pending:
         for name in list(pending):

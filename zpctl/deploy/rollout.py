@@ -93,12 +93,11 @@ def plan(inv: LoadedInventory, limit: str | None = None) -> list[Step]:
                 steps.append(Step(dc.id, zone, nodes))
     if not limit:
         return steps
-    out = [s for s in steps if limit in (s.dc, s.scope)]
+    chosen = {p.name for p in inv.within(limit)}
+    out = [Step(s.dc, s.zone, [n for n in s.nodes if n in chosen]) for s in steps]
+    out = [s for s in out if s.nodes]
     if not out:
-        out = [Step(s.dc, s.zone, [limit]) for s in steps if limit in s.nodes]
-    if not out:
-        raise ZpctlError(f"--limit {limit!r}: not a data center, DC/ZONE or node of the inventory",
-                         ExitCode.USAGE)
+        raise ZpctlError(f"--limit {limit!r}: no node there to deploy", ExitCode.USAGE)
     return out
 
 
@@ -230,8 +229,7 @@ class _Rollout:
         res = self.ansible(step.nodes, build_dir, step.scope.replace("/", "-"))
         if not res.ok:
             raise ZpctlError("Ansible failed:\n  " + "\n  ".join(res.failures))
-        where = health.load_targets(build_dir) or health.targets(self.inv)
-        problems = health.check_nodes(where, step.nodes, self.opts.health_timeout)
+        problems = health.check_nodes(build_dir, step.nodes, self.opts.health_timeout)
         if problems:
             raise ZpctlError("health check failed:\n  " + "\n  ".join(problems))
         if step.zone:
@@ -244,13 +242,11 @@ class _Rollout:
             return f"{step.scope} has no earlier good build to go back to; left as it is"
         self.progress(f"  {step.scope}: rolling back to build {good}")
         try:
-            res = self.ansible(step.nodes, self.store.get(good), f"{step.scope.replace('/', '-')}"
-                               "-rollback")
+            good_dir = self.store.get(good)
+            res = self.ansible(step.nodes, good_dir, f"{step.scope.replace('/', '-')}-rollback")
             if not res.ok:
                 return f"rollback of {step.scope} failed too: " + "; ".join(res.failures)
-            # Checked where the good build answers (its addresses and ports).
-            where = health.load_targets(self.store.get(good)) or health.targets(self.inv)
-            problems = health.check_nodes(where, step.nodes, self.opts.health_timeout)
+            problems = health.check_nodes(good_dir, step.nodes, self.opts.health_timeout)
             if problems:
                 return f"rollback of {step.scope} is not healthy: " + "; ".join(problems)
             if step.zone:
@@ -348,7 +344,6 @@ def deploy(opts: DeployOptions, progress: Progress = lambda s: None) -> dict[str
         return {"build": build_id, "dry_run": True, "steps": [s.as_dict() for s in steps]}
     store = _state(opts.state_dir, platform)
     build_dir = store.save(build)
-    health.save_targets(build_dir, inv)
     progress(f"build {build_id} kept in {build_dir}")
     _refuse_broken(build_dir, [n for s in steps for n in s.nodes], progress)
     _seed(store, inv, secrets, build_id)

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from zpctl.errors import InventoryError, Problem
+from zpctl.errors import ExitCode, InventoryError, Problem, ZpctlError
 from zpctl.model import checks
 from zpctl.model.loader import Source, read_inventory
 from zpctl.model.schema import DataCenter, Inventory, Node, Role
@@ -64,6 +64,16 @@ class LoadedInventory:
             if p.name == name:
                 return p
         raise KeyError(name)
+
+    def within(self, limit: str) -> list[PlacedNode]:
+        """The nodes of ``limit`` (a data center, ``DC/ZONE`` or a node name: the ``--limit``
+        of the commands that act on part of a platform), in inventory order."""
+        out = [p for p in self.nodes()
+               if limit in (p.dc.id, p.name) or (p.zone and limit == f"{p.dc.id}/{p.zone}")]
+        if not out:
+            raise ZpctlError(f"--limit {limit!r}: not a data center, DC/ZONE or node of the "
+                             "inventory", ExitCode.USAGE)
+        return out
 
     def zone_node(self, dc: DataCenter, zone: str, role: Role) -> Node | None:
         return next((n for n in dc.zones[zone].nodes if n.role == role), None)
