@@ -85,6 +85,12 @@ def _ha1(user: str, realm: str, password: str) -> str:
     return hashlib.md5(f"{user}:{realm}:{password}".encode()).hexdigest()  # noqa: S324 - RFC 2617
 
 
+def _credentials(user: str, domain: str, password: str) -> dict[str, str]:
+    """A subscriber's user name and HA1 hashes (realm = the domain; ha1b for user@domain)."""
+    return {"username": user, "ha1": _ha1(user, domain, password),
+            "ha1b": _ha1(f"{user}@{domain}", domain, password)}
+
+
 def desired(inv: LoadedInventory, secrets: Secrets) -> tuple[dict[tuple[str, str], dict[str, Any]],
                                                                dict[str, tuple[str, str]]]:
     """The subscriber rows and the DID aliases the inventory asks for."""
@@ -99,24 +105,19 @@ def desired(inv: LoadedInventory, secrets: Secrets) -> tuple[dict[tuple[str, str
         for u in acct.users:
             pw = secrets.get(password_key(u.extension, domain), 12)
             subs[(u.extension, domain)] = {
-                "username": u.extension, "domain": domain,
-                "ha1": _ha1(u.extension, domain, pw),
-                "ha1b": _ha1(f"{u.extension}@{domain}", domain, pw),
+                **_credentials(u.extension, domain, pw), "domain": domain,
                 "account": acct.id, "offering": acct.offering,
                 "region_lock": acct.region_lock or "", "calling_plan": u.calling_plan,
                 "country": sites[u.site].country if u.site in sites else "",
                 "caller_id": u.dids[0] if u.dids else main, "platform": platform,
                 "aor": u.extension, "srtp": policy.suite_for(policy.user_credentials),
             }
-            for d in u.devices:
-                dpw = secrets.get(password_key(d.id, domain), 12)
-                subs[(d.id, domain)] = {
-                    **subs[(u.extension, domain)], "username": d.id,
-                    "ha1": _ha1(d.id, domain, dpw), "ha1b": _ha1(f"{d.id}@{domain}", domain, dpw),
-                    "srtp": policy.suite_for(d.kind, d.encryption),
-                }
             for did in u.dids:
                 aliases[did] = (u.extension, domain)
+    for d in sip_devices(inv, secrets):  # the user's row, with the device's credentials
+        subs[(d.username, d.domain)] = {**subs[(d.aor, d.domain)],
+                                          **_credentials(d.username, d.domain, d.password),
+                                          "srtp": d.srtp}
     return subs, aliases
 
 
