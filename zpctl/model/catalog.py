@@ -47,6 +47,8 @@ RTPENGINE_SUITES = (
     "AEAD_AES_256_GCM", "AEAD_AES_128_GCM", "F8_128_HMAC_SHA1_80", "F8_128_HMAC_SHA1_32",
     "NULL_HMAC_SHA1_80", "NULL_HMAC_SHA1_32",
 )
+# Every suite name either side may put in an SDP, in one order.
+ALL_SRTP_SUITES = tuple(sorted({*SRTP_SUITES, *RTPENGINE_SUITES}))
 # Never offered on a platform leg: no encryption (NULL) or a mode nobody should negotiate (F8).
 SRTP_WEAK = ("F8_128_HMAC_SHA1_80", "F8_128_HMAC_SHA1_32", "NULL_HMAC_SHA1_80",
              "NULL_HMAC_SHA1_32")

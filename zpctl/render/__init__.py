@@ -39,6 +39,18 @@ MANIFEST = "MANIFEST.json"
 SWITCH_TRIES = 3
 # Proxy branch flags from here on name SRTP suites (below: 6 and 7 are taken).
 FLB_SRTP_FIRST = 8
+# The media policy's rtpengine flags and flag numbers: the same for every node.
+SRTP_TEMPLATE_GLOBALS = {
+    # (branch flag, suite): a registered contact's policy
+    "srtp_suite_flags": [(FLB_SRTP_FIRST + i, n) for i, n in enumerate(catalog.ALL_SRTP_SUITES)],
+    # a platform leg: SRTP with every suite but the weak ones (the proxy narrows it per client)
+    "srtp_internal_offer": "transport-protocol=RTP/SAVP "
+                           + " ".join(f"SDES-no-{n}" for n in catalog.SRTP_WEAK),
+    # an SRTP trunk's leg: the usual AES-128 and AES-256 suites only
+    "srtp_trunk_offer": "transport-protocol=RTP/SAVP " + " ".join(
+        f"SDES-no-{n}" for n in catalog.ALL_SRTP_SUITES
+        if n not in (catalog.SRTP_AES128, catalog.SRTP_AES256)),
+}
 
 # LB failover timing (kamailio-facts.md): detection ~ fr_timer + up to one ping interval.
 LB_ZONE_FR_TIMER_MS = 1000
@@ -116,6 +128,7 @@ def environment() -> jinja2.Environment:
         autoescape=False,  # noqa: S701 - configs, not HTML
     )
     env.globals["scanner_user_agents"] = "|".join(catalog.SCANNER_USER_AGENTS)
+    env.globals.update(SRTP_TEMPLATE_GLOBALS)
     return env
 
 
@@ -254,10 +267,6 @@ class _Renderer:
             "db_module": "db_sqlite" if self.inv.database.engine == "sqlite" else "db_postgres",
             "emergency": {c: catalog.EMERGENCY_NUMBERS[c] for c in countries
                           if c in catalog.EMERGENCY_NUMBERS},
-            # Branch flag per suite: a contact carries its client's media policy.
-            "srtp_suites": [(FLB_SRTP_FIRST + i, name) for i, name in enumerate(
-                sorted({*catalog.SRTP_SUITES, *catalog.RTPENGINE_SUITES}))],
-            "srtp_internal": " ".join(f"SDES-no-{n}" for n in catalog.SRTP_WEAK),
             # The data center's lbs: they pass a phone's own address in X-ZP-Source.
             "lb_nets": ",".join(f"{n.address}/32" for n in self._dc_lbs(p)),
             "auth_bans": self.inv.security.auth_bans,
@@ -337,8 +346,6 @@ class _Renderer:
             "peers": sorted(peers.items()),
             "set_codecs": set_codecs,
             "tls": tls,
-            "srtp_internal": " ".join(f"SDES-no-{n}" for n in catalog.SRTP_WEAK),
-            "srtp_trunk": _trunk_srtp_flags(),
         }
         return ctx, dsts
 
@@ -395,14 +402,6 @@ def _dst(setid: int, uri: str, priority: int, duid: str, comment: str,
     """A dispatcher destination; a trunk's carries ``srtp=0|1`` (the media its leg gets)."""
     attrs = f"name={comment.replace(' ', '_')}" + ("" if srtp is None else f";srtp={int(srtp)}")
     return {"set": setid, "uri": uri, "priority": priority, "duid": duid, "comment": attrs}
-
-
-def _trunk_srtp_flags() -> str:
-    """rtpengine flags for an SRTP trunk's leg: the usual AES-128 and AES-256 suites only."""
-    keep = {catalog.SRTP_AES128, catalog.SRTP_AES256}
-    no = " ".join(f"SDES-no-{n}" for n in sorted(
-        {*catalog.SRTP_SUITES, *catalog.RTPENGINE_SUITES} - keep))
-    return f"transport-protocol=RTP/SAVP {no}"
 
 
 def _codec_flags(codecs: Sequence[str]) -> str:
