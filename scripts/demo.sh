@@ -16,7 +16,7 @@ echo
 echo "== 2. render them (kamailio -c on every Kamailio config)"
 for inv in inventories/*/; do
   name=$(basename "$inv")
-  $ZPCTL render "inventories/$name" -o "build/$name"
+  $ZPCTL render "inventories/$name" --out "build/$name"
 done
 
 echo

@@ -15,8 +15,10 @@ that use it are skipped with the reason printed.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -25,6 +27,28 @@ from zpctl.lab import DEFAULT_INVENTORY, Lab
 from zpctl.lab.phones import Phones
 
 REQUIRED_BINARIES = ("kamailio", "rtpengine", "redis-server")
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 20.0,
+             interval: float = 0.2) -> T:
+    """Poll ``fn`` until it returns something truthy; fail the test naming ``what`` after
+    ``timeout`` seconds, with the last value seen.
+
+    For every state the platform reaches on its own time (a dispatcher probe answered, a
+    registration replicated over DMQ, a metric scraped): assert it through this, never by
+    reading it once and hoping it is already there.
+    """
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while True:
+        last = fn()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -19,7 +19,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -36,7 +36,7 @@ from zpctl.metrics.render import MONITORING, MonitoringOptions, render_monitorin
 from zpctl.model import LoadedInventory
 from zpctl.model.schema import Node, Role
 from zpctl.sipp import SippRun
-from zpctl.testing import missing_binaries
+from zpctl.testing import missing_binaries, wait_for
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = [
@@ -60,19 +60,6 @@ def _free_port() -> int:
 def _get(url: str, timeout: float = 3.0) -> Any:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         return json.loads(resp.read())
-
-
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 20.0,
-             interval: float = 0.5) -> T:
-    """Poll ``fn`` until it returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
 
 
 class Prom:

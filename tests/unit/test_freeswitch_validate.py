@@ -151,7 +151,7 @@ def test_zpctl_render_fails_with_exit_4_on_a_violation(tmp_path: Path,
     import zpctl.freeswitch.render as fsr  # noqa: PLC0415
 
     monkeypatch.setattr(fsr, "tls_versions", lambda _v: "tlsv1.2, tlsv1.3")
-    code = main(["render", str(MINI), "-o", str(tmp_path / "out"), "--no-check"])
+    code = main(["render", str(MINI), "--out", str(tmp_path / "out"), "--no-check"])
     _, err = capsys.readouterr()
     assert code == 4
     assert "FreeSWITCH config problem" in err
@@ -159,4 +159,4 @@ def test_zpctl_render_fails_with_exit_4_on_a_violation(tmp_path: Path,
            "param[@name='tls-version']: tls-version must be comma-separated without spaces" in err
     assert not (tmp_path / "out").exists()  # nothing written
     monkeypatch.undo()
-    assert main(["render", str(MINI), "-o", str(tmp_path / "out"), "--no-check"]) == 0
+    assert main(["render", str(MINI), "--out", str(tmp_path / "out"), "--no-check"]) == 0

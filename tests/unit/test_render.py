@@ -83,12 +83,12 @@ def test_diff_reports_changed_files(tmp_path: Path) -> None:
 
 def test_cli_render_and_diff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "b"
-    assert main(["render", str(INVENTORIES / "lab"), "-o", str(out), "--no-check"]) == 0
+    assert main(["render", str(INVENTORIES / "lab"), "--out", str(out), "--no-check"]) == 0
     assert (out / "MANIFEST.json").exists()
     capsys.readouterr()
     assert main(["diff", str(INVENTORIES / "lab"), "--build", str(out)]) == 0
     assert capsys.readouterr().out.strip() == "no changes"
-    assert main(["-o", "json", "render", str(INVENTORIES / "lab"), "-o", str(out), "--dry-run",
+    assert main(["-o", "json", "render", str(INVENTORIES / "lab"), "--out", str(out), "--dry-run",
                  "--no-check"]) == 0
     assert '"changed": []' in capsys.readouterr().out
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from zpctl.accounts import SyncResult, sip_devices, sip_users, sync
+from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.inventory import INVENTORY_ARG
-from zpctl.cli.main import Context, pass_ctx
 from zpctl.cli.output import emit
 from zpctl.errors import ZpctlError
 from zpctl.lab import Lab

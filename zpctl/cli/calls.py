@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
+from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.inventory import INVENTORY_ARG
-from zpctl.cli.main import Context, pass_ctx
 from zpctl.cli.output import emit
 from zpctl.cli.switch import selection_options, show_plan
 from zpctl.errors import ExitCode, ZpctlError

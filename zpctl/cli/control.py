@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from zpctl.cli.main import Context, pass_ctx
+from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.output import emit, info
 from zpctl.control import Control
 from zpctl.errors import ExitCode, ZpctlError

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from zpctl.cli.main import Context, pass_ctx
+from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.output import emit, info
 from zpctl.deploy import DeployOptions
 from zpctl.deploy import deploy as run_deploy

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from zpctl.cli.main import Context, pass_ctx
+from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.output import emit
 from zpctl.errors import InventoryError
 from zpctl.model import LoadedInventory, load_inventory

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from zpctl.cli.main import Context, pass_ctx
+from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.output import emit, info
 from zpctl.lab import DEFAULT_INVENTORY, Lab
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from zpctl.accounts import SipUser, sip_users
-from zpctl.cli.main import Context, pass_ctx
+from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.output import emit, info, table
 from zpctl.errors import ExitCode, ZpctlError
 from zpctl.lab import Lab

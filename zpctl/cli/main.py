@@ -8,29 +8,32 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
 
 import click
 
 from zpctl import __version__
+from zpctl.cli import (
+    accounts,
+    calls,
+    control,
+    deploy,
+    exporter,
+    inventory,
+    lab,
+    loadtest,
+    pki,
+    render,
+    switch,
+)
+from zpctl.cli.context import OUTPUT_FORMATS, Context, set_verbosity, spread_global_options
 from zpctl.errors import ExitCode, InventoryError, ZpctlError
-
-
-@dataclass
-class Context:
-    output: str = "table"
-    verbose: int = 0
-    debug: bool = False
-
-
-pass_ctx = click.make_pass_decorator(Context, ensure=True)
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "ZPCTL",
                     "max_content_width": 100}
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
-@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table",
+@click.option("-o", "--output", type=click.Choice(OUTPUT_FORMATS), default="table",
               show_default=True, help="Format of the data printed on stdout.")
 @click.option("-v", "--verbose", count=True, help="More logging on stderr (-vv for debug).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
@@ -47,48 +50,24 @@ def cli(ctx: click.Context, output: str, verbose: int, debug: bool) -> None:
       zpctl diff inventories/lab                   # what would change
       zpctl lab up                                 # run the platform on loopback
 
-    Data goes to stdout (-o json|yaml for scripts), logs and progress to stderr.
+    Data goes to stdout (-o json|yaml for scripts), logs and progress to stderr.  The
+    options -o, -v and --debug are accepted before or after the command
+    (`zpctl -o json lab status` = `zpctl lab status -o json`).
     Exit codes: 0 ok, 2 usage, 3 invalid inventory, 4 render failed, 5 deploy failed,
     6 remote error, 7 unreachable/timeout, 8 SLO breached, 9 environment (missing binary,
     port taken), 130 interrupted.  Environment variables: ZPCTL_OUTPUT, ZPCTL_SECRETS.
     """
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    set_verbosity(verbose)
     ctx.obj = Context(output=output, verbose=verbose, debug=debug)
 
 
-def _register() -> None:
-    from zpctl.cli import (  # noqa: PLC0415 - keep import order explicit
-        accounts,
-        calls,
-        control,
-        deploy,
-        exporter,
-        inventory,
-        lab,
-        loadtest,
-        pki,
-        render,
-        switch,
-    )
-
-    cli.add_command(inventory.inventory)
-    cli.add_command(render.render_cmd)
-    cli.add_command(render.diff_cmd)
-    cli.add_command(lab.lab)
-    cli.add_command(accounts.accounts)
-    cli.add_command(loadtest.loadtest_cmd)
-    cli.add_command(exporter.exporter_cmd)
-    cli.add_command(switch.switch)
-    cli.add_command(calls.calls)
-    cli.add_command(pki.pki_group)
-    cli.add_command(deploy.deploy)
-    for group in (control.node, control.registrations, control.dialogs, control.zone,
-                  control.dc):
-        cli.add_command(group)
-
-
-_register()
+for _group in (inventory.inventory, render.render_cmd, render.diff_cmd, lab.lab,
+               accounts.accounts, loadtest.loadtest_cmd, exporter.exporter_cmd, switch.switch,
+               calls.calls, pki.pki_group, deploy.deploy, control.node, control.registrations,
+               control.dialogs, control.zone, control.dc):
+    cli.add_command(_group)
+spread_global_options(cli)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,4 +106,4 @@ def run() -> None:  # pragma: no cover - console entry point
     sys.exit(main())
 
 
-__all__ = ["InventoryError", "cli", "main", "run"]
+__all__ = ["Context", "InventoryError", "cli", "main", "run"]

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from zpctl import pki
+from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.inventory import INVENTORY_ARG
-from zpctl.cli.main import Context, pass_ctx
 from zpctl.cli.output import emit, info
 from zpctl.control import Control
 from zpctl.errors import ExitCode, ZpctlError

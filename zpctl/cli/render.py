@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
+from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.inventory import INVENTORY_ARG
-from zpctl.cli.main import Context, pass_ctx
 from zpctl.cli.output import emit, info
 from zpctl.errors import RenderError
 from zpctl.freeswitch.validate import check_build as check_freeswitch_build
@@ -39,7 +39,7 @@ SECRETS_OPT = click.option("--secrets", "secrets_file", type=click.Path(path_typ
 
 @click.command("render")
 @INVENTORY_ARG
-@click.option("-o", "--out", type=click.Path(path_type=Path),
+@click.option("--out", type=click.Path(path_type=Path),
               help="Build directory (default: build/<platform>).")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Run `kamailio -c` on every rendered Kamailio config (needs kamailio).")

@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 import click
 
+from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.inventory import INVENTORY_ARG
-from zpctl.cli.main import Context, pass_ctx
 from zpctl.cli.output import emit, info
 from zpctl.freeswitch import ESL_OVERRIDE_ENV
 from zpctl.freeswitch import control as fsc

@@ -1,0 +1,78 @@
+"""What every zpctl command shares: the output format, verbosity and debug flag.
+
+SREs write flags where they think of them: ``zpctl -o json lab status`` and
+``zpctl lab status -o json`` must mean the same.  The root group declares the options; once
+every command is registered, :func:`spread_global_options` gives each group and command below
+the root the same options.  Given there, an option overrides the root's value (the last one
+written wins, as with any repeated option).  The command modules import :class:`Context` from
+here, not from :mod:`zpctl.cli.main`, so ``main`` can import them at the top (no cycle).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+OUTPUT_FORMATS = ("table", "json", "yaml")
+
+
+@dataclass
+class Context:
+    output: str = "table"
+    verbose: int = 0
+    debug: bool = False
+
+
+pass_ctx = click.make_pass_decorator(Context, ensure=True)
+
+
+def set_verbosity(verbose: int) -> None:
+    """Log WARNING and above; INFO with -v, DEBUG with -vv (always to stderr)."""
+    logging.getLogger().setLevel(logging.WARNING - 10 * min(verbose, 2))
+
+
+def _set_output(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(Context).output = value
+
+
+def _add_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> None:
+    if value:
+        obj = ctx.ensure_object(Context)
+        obj.verbose += value
+        set_verbosity(obj.verbose)
+
+
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(Context).debug = True
+
+
+def _global_params() -> list[click.Parameter]:
+    # expose_value=False: the command functions keep their signatures; the callbacks write
+    # into the shared Context, which the root group created before any subcommand parses.
+    # allow_from_autoenv=False: ZPCTL_OUTPUT is read once, by the root option.
+    common: dict[str, Any] = {"expose_value": False, "allow_from_autoenv": False}
+    return [
+        click.Option(["-o", "--output"], type=click.Choice(OUTPUT_FORMATS), default=None,
+                     callback=_set_output, help="Format of the data printed on stdout "
+                     "(table, json or yaml; also accepted before the command).", **common),
+        click.Option(["-v", "--verbose"], count=True, callback=_add_verbose,
+                     help="More logging on stderr (-vv for debug).", **common),
+        click.Option(["--debug"], is_flag=True, callback=_set_debug,
+                     help="Show tracebacks for errors.", **common),
+    ]
+
+
+def spread_global_options(root: click.Group) -> None:
+    """Give every command under ``root`` the root's -o/--output, -v/--verbose and --debug."""
+    for cmd in root.commands.values():
+        taken = {opt for p in cmd.params for opt in getattr(p, "opts", [])}
+        for param in _global_params():
+            if not taken & set(param.opts):
+                cmd.params.append(param)
+        if isinstance(cmd, click.Group):
+            spread_global_options(cmd)
