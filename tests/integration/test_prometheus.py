@@ -20,7 +20,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -45,7 +45,6 @@ pytestmark = [
                        reason="lab binaries or sipp missing (make install)"),
 ]
 
-T = TypeVar("T")
 # Phones of this module: 127.0.8.150 and up (the call-flow tests use lower ones).
 PHONE_IPS = (f"127.0.8.{i}" for i in range(150, 200))
 
