@@ -6,6 +6,7 @@ so it never collides with the session lab other tests use.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import socket
@@ -15,13 +16,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import INVENTORIES
+from zpctl.cli.main import main
 from zpctl.clients.kamailio import KamailioRpc
 from zpctl.clients.probes import sip_options
 from zpctl.errors import EnvironmentProblem, Unreachable
 from zpctl.lab import Lab, _port_free
+from zpctl.lab.procs import _members
 from zpctl.model import load_inventory
 from zpctl.model.schema import Role
-from zpctl.testing import missing_binaries
+from zpctl.testing import missing_binaries, wait_for
 
 pytestmark = pytest.mark.skipif(bool(missing_binaries()),
                                 reason=f"lab binaries missing: {missing_binaries()}")
@@ -88,13 +91,19 @@ def test_every_kamailio_node_answers_options_and_rpc(lab: Lab, shifted: Path) ->
 
 
 def test_lb_sees_both_zones_active(lab: Lab, shifted: Path) -> None:
+    """Both zones become active-and-probed once the lb's first OPTIONS probes are answered
+    (about one ping interval after start: until then a zone reads AX)."""
     inv = load_inventory(shifted)
     lb = next(p for p in inv.nodes() if p.role == Role.LB)
-    result = KamailioRpc(f"http://{lb.node.mgmt}:{lb.node.ports.mgmt_http}/RPC").call(
-        "dispatcher.list")
-    targets = result["RECORDS"][0]["SET"]["TARGETS"]
-    flags = {t["DEST"]["ATTRS"]["DUID"]: t["DEST"]["FLAGS"] for t in targets}
-    assert flags == {"zone-a": "AP", "zone-b": "AP"}
+    rpc = KamailioRpc(f"http://{lb.node.mgmt}:{lb.node.ports.mgmt_http}/RPC")
+
+    def flags() -> dict[str, str]:
+        targets = rpc.call("dispatcher.list")["RECORDS"][0]["SET"]["TARGETS"]
+        return {t["DEST"]["ATTRS"]["DUID"]: t["DEST"]["FLAGS"] for t in targets}
+
+    want = {"zone-a": "AP", "zone-b": "AP"}
+    wait_for("both zones AP at the lb", lambda: flags() == want, timeout=10)
+    assert flags() == want
 
 
 def test_metrics_only_for_the_management_network(lab: Lab, shifted: Path) -> None:
@@ -143,12 +152,19 @@ def test_up_refuses_missing_binaries(tmp_path: Path, shifted: Path) -> None:
         Lab(tmp_path / "lab", bin_path=str(tmp_path)).up(shifted)
 
 
-def test_down_leaves_nothing_behind(lab: Lab, shifted: Path) -> None:
-    """Runs last in this module: stops the module's lab and checks what is left."""
+def test_down_leaves_nothing_behind(lab: Lab, shifted: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Runs last in this module: stops the module's lab from the CLI and checks, the moment
+    it returns, that no process of it runs and no address of it is taken."""
     records = lab.records()
     assert len(records) == 22  # 10 Kamailio + 4 rtpengine + 4 Redis + 4 peers
-    stopped = lab.down()
-    assert sorted(stopped) == sorted(r.name for r in records)
+    capsys.readouterr()
+    assert main(["lab", "down", "--lab-dir", str(lab.dir), "-o", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert sorted(report["stopped"]) == sorted(r.name for r in records)
+    assert report["ports_free"] >= len(set(_listeners(shifted)))
+    left = _members({r.pid for r in records})
+    assert [(g, m) for g, ms in left.items() for m in ms if m[1] != "Z"] == []
     assert all(not r.alive() for r in records)
     assert lab.records() == []
     peers = [("127.0.19.1", 5060, "udp"), ("127.0.19.2", 5060, "udp"),

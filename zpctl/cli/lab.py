@@ -65,10 +65,14 @@ def up_cmd(ctx: Context, inventory: Path | None, lab_dir: Path | None, timeout: 
 @LAB_DIR
 @pass_ctx
 def down_cmd(ctx: Context, lab_dir: Path | None) -> None:
-    """Stop every process the lab started (by pid and start time), nothing else."""
-    lab_ = Lab(lab_dir)
-    stopped = lab_.down(progress=info)
-    emit(ctx.output, {"stopped": stopped}, text=f"lab: stopped {len(stopped)} processes")
+    """Stop every process the lab started (by pid and start time), nothing else.
+
+    Returns once every one of them has exited (SIGKILL after 5 s) and every address they
+    listened on is free again, so a following `lab up` finds no straggler (exit 9 if one
+    survives).
+    """
+    report = Lab(lab_dir).down(progress=info)
+    emit(ctx.output, report.as_dict(), text=report.summary())
 
 
 @lab.command("status")

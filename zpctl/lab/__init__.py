@@ -24,7 +24,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from zpctl.clients.kamailio import KamailioRpc
 from zpctl.clients.probes import ng_command, redis_ping, sip_options
 from zpctl.db import create_sqlite
 from zpctl.errors import EnvironmentProblem, Unreachable, ZpctlError
-from zpctl.lab.procs import ProcRecord, launch, stop
+from zpctl.lab.procs import ProcessError, ProcRecord, await_reaped, launch, stop_all
 from zpctl.media import write_tone
 from zpctl.model import LoadedInventory, load_inventory
 from zpctl.model.schema import Role
@@ -93,6 +93,39 @@ def _which(binary: str, search: str | None = None) -> str:
         raise EnvironmentProblem(f"{binary} is not installed; run `make install` "
                                  "(Debian: kamailio, rtpengine-daemon, redis-server)")
     return path
+
+
+def _rank(rec: ProcRecord) -> int:
+    """Start order of a process kind: Redis, rtpengine, Kamailio, then peers (SIPp)."""
+    return {"redis": 0, "rtpengine": 1, "kamailio": 2}.get(rec.name.split("/")[-1], 3)
+
+
+@dataclass
+class DownReport:
+    """What `lab down` stopped, which needed SIGKILL, and what it checked afterwards."""
+
+    stopped: list[str] = field(default_factory=list)
+    killed: list[str] = field(default_factory=list)
+    unreaped: list[int] = field(default_factory=list)
+    ports_free: int | None = None  # listeners checked free; None: inventory unreadable
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        text = f"lab: stopped {len(self.stopped)} processes in {self.seconds:.1f} s"
+        if self.killed:
+            text += f" ({len(self.killed)} needed SIGKILL: {', '.join(self.killed)})"
+        text += "; every one has exited"
+        if self.ports_free is not None:
+            text += f", and all {self.ports_free} of their listening addresses are free"
+        else:
+            text += " (ports not checked: the lab's inventory cannot be read)"
+        if self.unreaped:
+            text += (f"; {len(self.unreaped)} exited processes still await reaping by pid 1 "
+                     "(they hold no port)")
+        return text
 
 
 def _port_free(addr: str, port: int, proto: str) -> bool:
@@ -423,19 +456,59 @@ class Lab:
         raise Unreachable(f"{s.name} did not answer within {timeout:g} s ({last}); "
                           f"last log lines:\n" + _tail(Path(rec.log), 15))
 
-    def down(self, progress: Progress = lambda s: None) -> list[str]:
-        """Stop every process this lab started (reverse order); the names stopped."""
-        stopped = []
-        for rec in reversed(self._ordered_records()):
-            if stop(rec):
-                stopped.append(rec.name)
-                progress(f"  {rec.name:<28} stopped")
-            self.pid_path(rec.name).unlink(missing_ok=True)
-        return stopped
+    def down(self, progress: Progress = lambda s: None, timeout: float = 10.0) -> DownReport:
+        """Stop every process this lab started and return once all have exited (SIGKILL
+        after a grace period) and every address they listened on is free again.
+
+        Kamailio goes first, then rtpengine, then Redis.  Raises EnvironmentProblem when a
+        process survives SIGKILL or a port is still taken ``timeout`` seconds later.
+        """
+        t0 = time.monotonic()
+        report = DownReport()
+        records = self._ordered_records()
+        listeners = self._listeners_of({r.name for r in records})
+        for rank in sorted({_rank(r) for r in records}, reverse=True):
+            group = [r for r in records if _rank(r) == rank]
+            try:
+                res = stop_all(group, reap_wait=0)
+            except ProcessError as exc:
+                raise EnvironmentProblem(f"lab down: {exc}") from exc
+            for name in res.stopped:
+                progress(f"  {name:<28} {'killed' if name in res.killed else 'stopped'}")
+            report.stopped += res.stopped
+            report.killed += res.killed
+            for rec in group:
+                self.pid_path(rec.name).unlink(missing_ok=True)
+        # Exited processes whose parent is gone linger as zombies until pid 1 reaps them
+        # (about a second here): wait, so that `ps` after `lab down` shows none of them.
+        report.unreaped = await_reaped(records, 3.0)
+        if listeners is not None:
+            deadline = time.monotonic() + timeout
+            busy = [x for x in listeners if not _port_free(*x)]
+            while busy and time.monotonic() < deadline:
+                time.sleep(0.1)
+                busy = [x for x in busy if not _port_free(*x)]
+            if busy:
+                raise EnvironmentProblem(
+                    "lab down: every process exited but these are still taken after "
+                    f"{timeout:g} s: " + ", ".join(f"{a}:{port}/{proto}" for a, port, proto in busy))
+            report.ports_free = len(listeners)
+        report.seconds = round(time.monotonic() - t0, 2)
+        return report
+
+    def _listeners_of(self, names: set[str]) -> list[tuple[str, int, str]] | None:
+        """The addresses the named services listen on, or None when the lab's inventory can
+        no longer be read (then `down` cannot check its ports)."""
+        if not names:
+            return []
+        try:
+            services = self.services(self.inventory())
+        except ZpctlError:
+            return None
+        return sorted({x for s in services if s.name in names for x in s.listeners})
 
     def _ordered_records(self) -> list[ProcRecord]:
-        rank = {"redis": 0, "rtpengine": 1, "kamailio": 2}
-        return sorted(self.records(), key=lambda r: (rank.get(r.name.split("/")[-1], 3), r.name))
+        return sorted(self.records(), key=lambda r: (_rank(r), r.name))
 
     def peer_status(self, inv: LoadedInventory) -> list[dict[str, Any]]:
         recs = {r.name: r for r in self.records()}

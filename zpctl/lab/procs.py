@@ -13,20 +13,26 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
-def _start_time(pid: int) -> int | None:
+def _stat(pid: int) -> tuple[str, int] | None:
+    """The process's state letter and start time (fields 3 and 22 of /proc/<pid>/stat)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name (field 2) may contain spaces; fields after the last ')' are fixed.
     fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":  # a zombie is not running
-        return None
-    return int(fields[19])
+    return fields[0], int(fields[19])
+
+
+def _start_time(pid: int) -> int | None:
+    """The start time of a running process (a zombie is not running)."""
+    st = _stat(pid)
+    return None if st is None or st[0] == "Z" else st[1]
 
 
 @dataclass(frozen=True)
@@ -69,24 +75,94 @@ def launch(name: str, argv: list[str], log: Path, cwd: Path,
     return ProcRecord(name, proc.pid, start or 0, argv, str(log))
 
 
+@dataclass
+class StopReport:
+    """What :func:`stop_all` did: who was running, who needed SIGKILL, how long it took."""
+
+    stopped: list[str] = field(default_factory=list)
+    killed: list[str] = field(default_factory=list)
+    unreaped: list[int] = field(default_factory=list)  # exited, still listed until pid 1 reaps
+    seconds: float = 0.0
+
+
+def stop_all(recs: list[ProcRecord], grace: float = 5.0, kill_wait: float = 5.0,
+             reap_wait: float = 3.0) -> StopReport:
+    """Stop ``recs`` and every process of their groups; return only once all have exited.
+
+    How it works: SIGTERM goes to each running record's process group (a Kamailio and its
+    children, an rtpengine and its threads) all at once; the groups are then polled until no
+    member runs.  Groups still running after ``grace`` seconds get SIGKILL, and if any
+    member survives ``kill_wait`` more seconds, :class:`ProcessError` says which.  Exited
+    processes whose parent is gone become zombies of pid 1 until it reaps them: they hold no
+    port, file or memory, but ``ps`` lists them, so we wait up to ``reap_wait`` for them to
+    vanish too and report the pids that did not.
+    """
+    t0 = time.monotonic()
+    report = StopReport()
+    running = [r for r in recs if _ours_running(r)]
+    report.stopped = [r.name for r in running]
+    for rec in running:
+        _signal_group(rec, signal.SIGTERM)
+    left = _wait_groups(running, grace, dead=_not_running)
+    if left:
+        for rec in left:
+            _signal_group(rec, signal.SIGKILL)
+        report.killed = [r.name for r in left]
+        left = _wait_groups(left, kill_wait, dead=_not_running)
+        if left:
+            raise ProcessError("still running after SIGKILL: " + ", ".join(
+                f"{r.name} (pid {r.pid})" for r in left))
+    report.unreaped = await_reaped(running, reap_wait)
+    report.seconds = time.monotonic() - t0
+    return report
+
+
+def await_reaped(recs: list[ProcRecord], timeout: float) -> list[int]:
+    """Wait up to ``timeout`` until no process of the records' groups is listed any more,
+    zombies included; the pids still listed."""
+    _wait_groups(recs, timeout, dead=lambda members: not members)
+    return sorted(pid for members in _members({r.pid for r in recs}).values()
+                  for pid, _ in members)
+
+
 def stop(rec: ProcRecord, grace: float = 5.0) -> bool:
-    """SIGTERM the process group, SIGKILL after ``grace`` seconds; True if it was running."""
-    if not rec.alive():
+    """Stop one recorded process and its group (see :func:`stop_all`); True if it ran."""
+    return bool(stop_all([rec], grace=grace).stopped)
+
+
+class ProcessError(RuntimeError):
+    """A process the lab started could not be stopped."""
+
+
+def _ours_running(rec: ProcRecord) -> bool:
+    """The recorded process runs, or it has exited (a zombie, or gone) while members of its
+    group still run.  A live process with the recorded pid and another start time is not
+    ours; Linux hands out no pid that is still some group's id, so a leaderless group with
+    the recorded pid is."""
+    st = _stat(rec.pid)
+    if st is not None and st[1] != rec.start_time:
         return False
-    _signal_group(rec, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        _reap(rec.pid)
-        if not rec.alive() and not _group_alive(rec.pid):
-            return True
+    if st is not None and st[0] != "Z":
+        return True
+    return not _not_running(_members({rec.pid}).get(rec.pid, []))
+
+
+def _not_running(members: list[tuple[int, str]]) -> bool:
+    return all(state == "Z" for _, state in members)
+
+
+def _wait_groups(recs: list[ProcRecord], timeout: float,
+                 dead: Callable[[list[tuple[int, str]]], bool]) -> list[ProcRecord]:
+    """Poll until ``dead`` holds for every record's group; the records for which it does not."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for rec in recs:
+            _reap(rec.pid)
+        members = _members({r.pid for r in recs})
+        left = [r for r in recs if not dead(members.get(r.pid, []))]
+        if not left or time.monotonic() >= deadline:
+            return left
         time.sleep(0.05)
-    _signal_group(rec, signal.SIGKILL)
-    for _ in range(100):
-        _reap(rec.pid)
-        if not rec.alive() and not _group_alive(rec.pid):
-            break
-        time.sleep(0.05)
-    return True
 
 
 def _signal_group(rec: ProcRecord, sig: signal.Signals) -> None:
@@ -95,10 +171,13 @@ def _signal_group(rec: ProcRecord, sig: signal.Signals) -> None:
     except ProcessLookupError:
         pass
     except PermissionError:
-        os.kill(rec.pid, sig)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(rec.pid, sig)
 
 
-def _group_alive(pgid: int) -> bool:
+def _members(pgids: set[int]) -> dict[int, list[tuple[int, str]]]:
+    """Every process (zombies too) whose process group is one of ``pgids``: pid and state."""
+    out: dict[int, list[tuple[int, str]]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -107,9 +186,10 @@ def _group_alive(pgid: int) -> bool:
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            return True
-    return False
+        pgid = int(fields[2])
+        if pgid in pgids:
+            out.setdefault(pgid, []).append((int(entry.name), fields[0]))
+    return out
 
 
 def _reap(pid: int) -> None:
