@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from zpctl.cli.main import main
 from zpctl.lab import Lab
 from zpctl.lab.phones import Phones
-from zpctl.testing import missing_binaries
+from zpctl.testing import missing_binaries, wait_for
 
 pytestmark = pytest.mark.skipif(bool(missing_binaries(("kamailio", "rtpengine", "redis-server",
                                                        "sipp"))),
@@ -76,12 +77,17 @@ def test_registrations_and_dialogs(zpctl_lab: Lab, capsys: pytest.CaptureFixture
     phones = Phones(zpctl_lab.inventory(), zpctl_lab.users(), tmp_path)
     try:
         phones.answer("1002@acme", "127.0.8.230")
-        _, rows = _json(capsys, "registrations", "show", "1002@acme.lab.zpctl.test",
-                         "--lab-dir", str(zpctl_lab.dir))
-        assert isinstance(rows, list)
-        # Both zones of the data center it registered with (DMQ); none in the other one.
-        by_zone = {r["zone"]: any("127.0.8.230" in c for c in r["contacts"]) for r in rows}
-        assert by_zone == {"lab1/a": True, "lab1/b": True, "lab2/a": False, "lab2/b": False}
+        # Both zones of the data center it registered with (the other zone's copy comes
+        # over DMQ, a moment later); none in the other data center.
+        want = {"lab1/a": True, "lab1/b": True, "lab2/a": False, "lab2/b": False}
+
+        def by_zone() -> dict[str, bool]:
+            _, rows = _json(capsys, "registrations", "show", "1002@acme.lab.zpctl.test",
+                            "--lab-dir", str(zpctl_lab.dir))
+            assert isinstance(rows, list)
+            return {r["zone"]: any("127.0.8.230" in c for c in r["contacts"]) for r in rows}
+
+        wait_for("1002's contact on both lab1 proxies", lambda: by_zone() == want, timeout=10)
         _, rows = _json(capsys, "registrations", "ls", "--scope", "lab1/a", "--lab-dir",
                          str(zpctl_lab.dir))
         assert isinstance(rows, list)
@@ -127,3 +133,47 @@ def test_rendered_kamcli_config_works_beside_zpctl(zpctl_lab: Lab) -> None:
     assert out.returncode == 0, out.stderr[-500:]
     assert "sip:127.0.1.11:5060" in out.stdout
     assert "sip:127.0.1.21:5060" in out.stdout
+
+
+# Every command that needs a running lab and prints data: the output options after the
+# command mean what they mean before it (the offline commands: tests/unit).
+LAB_COMMANDS = [
+    ["lab", "status"],
+    ["node", "status"],
+    ["registrations", "ls"],
+    ["dialogs", "ls"],
+    ["zone", "status", "lab1/a"],
+    ["dc", "status", "lab1"],
+    ["pki", "status"],
+    ["zone", "drain", "lab1/b", "--dry-run"],
+    ["dc", "failover", "--from", "lab1", "--to", "lab2", "--dry-run"],
+    ["accounts", "sync", "--dry-run"],
+    ["loadtest", "register", "--dry-run"],
+    ["pki", "rotate", "lab1-lb", "--dry-run"],
+]
+
+
+@pytest.mark.parametrize("args", LAB_COMMANDS, ids=lambda a: " ".join(a[:2]))
+def test_output_option_before_or_after_a_lab_command(
+        zpctl_lab: Lab, capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
+    where = ["--lab-dir", str(zpctl_lab.dir)]
+    if args[0] == "accounts":
+        args = [*args, str(zpctl_lab.state()["inventory"])]  # type: ignore[index]
+    results = []
+    for argv in (["-o", "json", *args, *where], [*args, *where, "-o", "json"],
+                 [*args, "--output", "yaml", *where]):
+        rc = main(argv)
+        out = capsys.readouterr().out
+        assert rc == 0, argv
+        results.append(yaml.safe_load(out))  # JSON is YAML: one parser for both
+    assert results[0] is not None  # a list may be empty (no dialogs): still JSON/YAML data
+    # Live counters (uptime, ...) may move between runs: compare the shape, not the values.
+    assert [_shape(r) for r in results] == [_shape(results[0])] * 3
+
+
+def _shape(data: object) -> object:
+    if isinstance(data, dict):
+        return {k: _shape(v) for k, v in data.items()} if len(data) < 50 else sorted(data)
+    if isinstance(data, list):
+        return [_shape(data[0])] if data else []
+    return type(data).__name__
