@@ -1,9 +1,35 @@
-"""Where zpctl keeps its own state on the machine it runs on (XDG base directories)."""
+"""Where zpctl finds its data files and keeps its own state (XDG base directories).
+
+Data (templates, Ansible roles, the shipped inventories) lives at the top of the source
+tree, where DESIGN.md puts it.  A wheel carries a copy under ``zpctl/_data/`` (setup.py's
+build step), so an installed zpctl finds it there; a source checkout or an editable install
+finds it in the tree.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+PACKAGE_DATA = Path(__file__).resolve().parent / "_data"
+SOURCE_TREE = Path(__file__).resolve().parents[1]
+# The folders a wheel copies from the source tree (setup.py reads this list).
+DATA_DIRS = ("kamailio", "templates", "freeswitch", "roles", "inventories")
+
+
+def data_dir(name: str) -> Path:
+    """One of :data:`DATA_DIRS`: the installed copy if there is one, else the source tree's."""
+    if name not in DATA_DIRS:
+        raise ValueError(f"not a zpctl data folder: {name}")
+    packaged = PACKAGE_DATA / name
+    return packaged if packaged.is_dir() else SOURCE_TREE / name
+
+
+def default_inventory() -> Path:
+    """The inventory `zpctl lab` runs when given none: ``inventories/lab`` under the current
+    directory when there is one (a checkout), else the lab inventory zpctl ships."""
+    local = Path("inventories") / "lab"
+    return local if (local / "platform.yml").exists() else data_dir("inventories") / "lab"
 
 
 def state_home() -> Path:

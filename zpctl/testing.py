@@ -25,6 +25,7 @@ import pytest
 from zpctl.errors import EnvironmentProblem
 from zpctl.lab import DEFAULT_INVENTORY, Lab
 from zpctl.lab.phones import Phones
+from zpctl.paths import default_inventory
 
 REQUIRED_BINARIES = ("kamailio", "rtpengine", "redis-server")
 
@@ -71,7 +72,7 @@ def zpctl_lab(request: pytest.FixtureRequest,
     missing = missing_binaries()
     if missing:
         pytest.skip(f"the lab needs {', '.join(missing)} (run `make install`)")
-    inventory = Path(request.config.getoption("--zpctl-inventory") or DEFAULT_INVENTORY)
+    inventory = Path(request.config.getoption("--zpctl-inventory") or default_inventory())
     lab = Lab(tmp_path_factory.mktemp("zpctl-lab"))
     try:
         lab.up(inventory)

@@ -9,7 +9,8 @@ import click
 
 from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.output import emit, info
-from zpctl.lab import DEFAULT_INVENTORY, Lab
+from zpctl.lab import Lab
+from zpctl.paths import default_inventory
 
 LAB_DIR = click.option("--lab-dir", type=click.Path(path_type=Path), envvar="ZPCTL_LAB_DIR",
                        help="The lab directory (default: $ZPCTL_LAB_DIR or "
@@ -47,7 +48,7 @@ def up_cmd(ctx: Context, inventory: Path | None, lab_dir: Path | None, timeout: 
     """
     lab_ = Lab(lab_dir)
     if dry_run:
-        inv = lab_.inventory(inventory or Path(DEFAULT_INVENTORY))
+        inv = lab_.inventory(inventory or default_inventory())
         lab_.check_loopback(inv)
         rows = [{"service": s.name, "listen": " ".join(f"{a}:{p}/{t}" for a, p, t in s.listeners),
                  "command": " ".join(s.argv)} for s in lab_.services(inv)]

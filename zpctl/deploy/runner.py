@@ -26,9 +26,9 @@ from zpctl.deploy.hosts import DeployHosts
 from zpctl.errors import EnvironmentProblem
 from zpctl.model import LoadedInventory
 from zpctl.model.schema import Role
-from zpctl.render import REPO
+from zpctl.paths import data_dir
 
-ROLES_DIR = REPO / "roles"
+ROLES_DIR = data_dir("roles")
 Progress = Callable[[str], None]
 
 # Which roles a node of each inventory role gets (and the play's host group).

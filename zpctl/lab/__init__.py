@@ -38,12 +38,12 @@ from zpctl.lab.procs import ProcessError, ProcRecord, await_reaped, launch, stop
 from zpctl.media import write_tone
 from zpctl.model import LoadedInventory, load_inventory
 from zpctl.model.schema import Role
-from zpctl.paths import state_dir
+from zpctl.paths import default_inventory, state_dir
 from zpctl.render import BANNER, environment, render
 from zpctl.render.sizing import shm_mb
 from zpctl.secrets import Secrets
 
-DEFAULT_INVENTORY = "inventories/lab"
+DEFAULT_INVENTORY = "inventories/lab"  # as help texts name it; see paths.default_inventory
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 PEER_MEDIA_PORT = 20000  # RTP echo port of simulated carriers and PBXs
 
@@ -171,12 +171,12 @@ class Lab:
 
     def inventory_label(self) -> str:
         st = self.state()
-        return str(st["inventory"]) if st else DEFAULT_INVENTORY
+        return str(st["inventory"]) if st else str(default_inventory())
 
     def inventory(self, inventory: Path | None = None) -> LoadedInventory:
         if inventory is None:
             st = self.state()
-            inventory = Path(st["inventory"]) if st else Path(DEFAULT_INVENTORY)
+            inventory = Path(st["inventory"]) if st else default_inventory()
         return load_inventory(inventory)
 
     # -- preparing --------------------------------------------------------------------------

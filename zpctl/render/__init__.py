@@ -26,12 +26,12 @@ from zpctl.freeswitch.render import render_switch
 from zpctl.metrics.render import add_monitoring
 from zpctl.model import LoadedInventory, PlacedNode, catalog
 from zpctl.model.schema import Inventory, Node, Role
+from zpctl.paths import data_dir
 from zpctl.render.paths import NodePaths, node_paths
 from zpctl.render.sizing import TRANSACTIONS_PER_CALL, shm_mb
 from zpctl.secrets import Secrets
 
-REPO = Path(__file__).resolve().parents[2]
-TEMPLATE_DIRS = (REPO / "kamailio", REPO / "templates", REPO / "freeswitch")
+TEMPLATE_DIRS = tuple(data_dir(d) for d in ("kamailio", "templates", "freeswitch"))
 BANNER = "managed by zpctl — do not edit; rendered from the inventory"
 MANIFEST = "MANIFEST.json"
 
