@@ -24,7 +24,7 @@ from zpctl.lab import Lab
 from zpctl.lab.phones import Phones
 from zpctl.loadtest.steady import SteadyLoad
 from zpctl.model.schema import Role
-from zpctl.testing import missing_binaries
+from zpctl.testing import missing_binaries, wait_for
 
 pytestmark = pytest.mark.skipif(bool(missing_binaries(("kamailio", "rtpengine", "redis-server",
                                                        "sipp"))),
@@ -165,7 +165,11 @@ def test_d_restarted_proxy_gets_registrations_before_traffic(
     sister = _contacts(control, "lab1/b")
     restored = control.zone_restore("lab1/a")
     own_after = _contacts(control, "lab1/a")
-    serving = control.zone_status("lab1/a")
+    # Restore sets the lb's entry active; a probe answered "Warming Up" just before the gate
+    # opened can still mark it inactive once, until the next probe (every second).
+    serving = wait_for("the lb to send lab1/a traffic again", lambda: (
+        st if (st := control.zone_status("lab1/a"))["lb_state"]["lab1-lb"] == "active"
+        else None), 10)
     res = load.finish()
     record("d-proxy-restart", {"contacts_after_restart_dmq_only": own_before,
                                "sister_contacts": sister,

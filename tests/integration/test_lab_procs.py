@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from zpctl.lab.procs import ProcRecord, _members, launch, stop_all
+from zpctl.testing import wait_for
 
 
 def _running(rec: ProcRecord) -> list[int]:
@@ -18,9 +19,7 @@ def _running(rec: ProcRecord) -> list[int]:
 
 def _launch(tmp_path: Path, name: str, script: str) -> ProcRecord:
     rec = launch(name, ["bash", "-c", script], tmp_path / f"{name}.log", tmp_path)
-    deadline = time.monotonic() + 5
-    while len(_running(rec)) < 2 and time.monotonic() < deadline:  # bash and its child
-        time.sleep(0.02)
+    wait_for(f"{name}: bash and its child to run", lambda: len(_running(rec)) >= 2, 5, 0.02)
     return rec
 
 

@@ -33,7 +33,7 @@ from zpctl.lab.phones import Phones
 from zpctl.metrics.health import PROBED_ROLES
 from zpctl.metrics.registrations import contacts
 from zpctl.metrics.render import MONITORING, MonitoringOptions, render_monitoring
-from zpctl.model import LoadedInventory
+from zpctl.model import LoadedInventory, PlacedNode
 from zpctl.model.schema import Node, Role
 from zpctl.sipp import SippRun
 from zpctl.testing import missing_binaries, wait_for
@@ -184,22 +184,31 @@ def test_every_node_and_the_exporter_are_scraped(prom: Prom, zpctl_lab: Lab) -> 
     targets = wait_for("every target to be scraped successfully", all_up, 30)
     jobs = sorted(t["labels"]["job"] for t in targets)
     assert jobs.count("kamailio") == len(kamailio) and jobs.count("rtpengine") == len(media)
-    # Native metrics of every node arrive, labelled with their data center and zone.
-    native = prom.values("kamailio_core_rcv_requests", "node", "dc", "zone")
+    # Native metrics of every node arrive, labelled with their data center and zone.  (A
+    # target shows "up" a moment before its scrape's samples are committed: wait for them.)
+    def of_every(metric: str, nodes: list[PlacedNode], *by: str
+                 ) -> dict[tuple[str, ...], float] | None:
+        v = prom.values(metric, "node", *by)
+        return v if {k[0] for k in v} == {p.name for p in nodes} else None
+
+    native = wait_for("every Kamailio node's native metrics", lambda: of_every(
+        "kamailio_core_rcv_requests", kamailio, "dc", "zone"), 10)
     assert {k[0] for k in native} == {p.name for p in kamailio}
     assert ("lab1-a-proxy", "lab1", "a") in native
     assert native[("lab1-a-proxy", "lab1", "a")] > 0  # the exporter's OPTIONS at least
-    uptime = prom.values("rtpengine_uptime_seconds", "node")
+    uptime = wait_for("every rtpengine's native metrics",
+                      lambda: of_every("rtpengine_uptime_seconds", media), 10)
     assert {k[0] for k in uptime} == {p.name for p in media}
 
 
 def test_health_is_live(prom: Prom, zpctl_lab: Lab) -> None:
     inv = zpctl_lab.inventory()
     zones = {(dc.id, z) for dc in inv.model.datacenters for z in dc.zones}
-    up = wait_for("zpctl_zone_up for every zone",
-                  lambda: (v if len(v := prom.values("zpctl_zone_up", "dc", "zone")) == len(zones)
+    every_up = dict.fromkeys(zones, 1.0)
+    up = wait_for("zpctl_zone_up 1 for every zone",
+                  lambda: (v if (v := prom.values("zpctl_zone_up", "dc", "zone")) == every_up
                            else None))
-    assert up == dict.fromkeys(zones, 1.0)
+    assert up == every_up
     assert set(prom.values("zpctl_datacenter_up", "dc").values()) == {1.0}
     nodes = prom.values("zpctl_node_up", "node")
     assert len(nodes) == sum(1 for p in inv.nodes() if p.role in PROBED_ROLES)

@@ -9,15 +9,19 @@ and carol-ata (unencrypted ATA), each with credentials of its own.  A small SIP 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import count
 
 import pytest
 
 from tests.integration.sipua import Sdp, Ua
 from zpctl.accounts import sip_devices, sip_users
+from zpctl.clients.kamailio import KamailioRpc
+from zpctl.errors import RemoteFailure
 from zpctl.lab import Lab
+from zpctl.model.schema import Role
 from zpctl.sipp import parse_trace
+from zpctl.testing import wait_for
 
 A128 = "AES_CM_128_HMAC_SHA1_80"
 A256 = "AES_256_CM_HMAC_SHA1_80"
@@ -52,10 +56,33 @@ def clients(zpctl_lab: Lab) -> Iterator[dict[str, Ua]]:
         ua.close()
 
 
-def _listen(ua: Ua) -> Ua:
-    assert ua.register() == 200
-    ua.answer_calls()
-    return ua
+@pytest.fixture
+def listen(zpctl_lab: Lab) -> Callable[[Ua], Ua]:
+    """Register a client and answer its calls, once both zone proxies hold its contact: the
+    lb may send the call to the zone that did not take the REGISTER (DMQ replicates it)."""
+    inv = zpctl_lab.inventory()
+    dc = inv.model.datacenters[0]
+    rpcs = {}
+    for z in sorted(dc.zones):
+        proxy = inv.zone_node(dc, z, Role.PROXY)
+        assert proxy is not None
+        rpcs[proxy.name] = KamailioRpc(f"http://{proxy.mgmt}:{proxy.ports.mgmt_http}/RPC")
+
+    def lookup(rpc: KamailioRpc, aor: str) -> str:
+        try:
+            return str(rpc.call("ul.lookup", "location", aor))
+        except RemoteFailure:  # not (yet) registered there
+            return ""
+
+    def start(ua: Ua) -> Ua:
+        assert ua.register() == 200
+        ua.answer_calls()
+        aor, contact = f"{ua.aor}@{ua.domain}", f"sip:{ua.aor}@{ua.ip}:{ua.port}"
+        for name, rpc in rpcs.items():
+            wait_for(f"{contact} on {name}", lambda r=rpc: contact in lookup(r, aor), 10)
+        return ua
+
+    return start
 
 
 def _unregister(*uas: Ua) -> None:
@@ -63,8 +90,9 @@ def _unregister(*uas: Ua) -> None:
         ua.register(0)
 
 
-def test_app_to_desk_phone_each_leg_gets_its_suite(clients: dict[str, Ua]) -> None:
-    bob = _listen(clients["bob-desk"])
+def test_app_to_desk_phone_each_leg_gets_its_suite(clients: dict[str, Ua],
+                                                    listen: Callable[[Ua], Ua]) -> None:
+    bob = listen(clients["bob-desk"])
     try:
         call = clients["alice-app"].call("1002", [A128, A256])
         assert call.status == 200, call
@@ -81,8 +109,8 @@ def test_app_to_desk_phone_each_leg_gets_its_suite(clients: dict[str, Ua]) -> No
 
 
 def test_desk_phone_to_unencrypted_ata_gets_plain_rtp_on_that_leg_only(
-        clients: dict[str, Ua]) -> None:
-    carol = _listen(clients["carol-ata"])
+        clients: dict[str, Ua], listen: Callable[[Ua], Ua]) -> None:
+    carol = listen(clients["carol-ata"])
     try:
         call = clients["bob-desk"].call("1003", [A256, A128])
         assert call.status == 200, call
@@ -94,8 +122,9 @@ def test_desk_phone_to_unencrypted_ata_gets_plain_rtp_on_that_leg_only(
         _unregister(carol)
 
 
-def test_plain_ata_to_upgraded_desk_phone_gets_aes256(clients: dict[str, Ua]) -> None:
-    desk = _listen(clients["alice-desk"])
+def test_plain_ata_to_upgraded_desk_phone_gets_aes256(clients: dict[str, Ua],
+                                                       listen: Callable[[Ua], Ua]) -> None:
+    desk = listen(clients["alice-desk"])
     try:
         call = clients["carol-ata"].call("1001", [])
         assert call.status == 200, call
@@ -107,10 +136,11 @@ def test_plain_ata_to_upgraded_desk_phone_gets_aes256(clients: dict[str, Ua]) ->
         _unregister(desk)
 
 
-def test_each_branch_of_a_forked_call_gets_its_clients_policy(clients: dict[str, Ua]) -> None:
+def test_each_branch_of_a_forked_call_gets_its_clients_policy(
+        clients: dict[str, Ua], listen: Callable[[Ua], Ua]) -> None:
     """1001 is registered twice: with the user's own credentials (plain RTP in the lab,
     where user credentials serve SIPp) and as alice-desk (AES-256)."""
-    own, desk = _listen(clients["1001"]), _listen(clients["alice-desk"])
+    own, desk = listen(clients["1001"]), listen(clients["alice-desk"])
     try:
         call = clients["bob-desk"].call("1001", [A128])
         assert call.status == 200, call
