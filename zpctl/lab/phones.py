@@ -10,15 +10,57 @@ what the endpoint saw is what tests assert on.
 from __future__ import annotations
 
 import itertools
+import socket
 import time
 from pathlib import Path
 
 from zpctl import sipp
 from zpctl.accounts import SipUser
+from zpctl.clients.kamailio import KamailioRpc
 from zpctl.clients.probes import ng_command
-from zpctl.errors import ZpctlError
+from zpctl.errors import RemoteFailure, Unreachable, ZpctlError
 from zpctl.model import LoadedInventory
-from zpctl.model.schema import Role
+from zpctl.model.schema import DataCenter, Role
+
+
+def wait_reachable(inv: LoadedInventory, dc: DataCenter, user: SipUser, ip: str,
+                   port: int = 5060, timeout: float = 10.0) -> None:
+    """Return once a call to ``user`` can reach the phone at ``ip:port``: every zone proxy
+    of ``dc`` holds its contact (the zone that did not take the REGISTER gets its copy over
+    DMQ a moment later, and the lb may send the call to either) and the phone's UDP port is
+    bound.  Unreachable after ``timeout`` seconds."""
+    aor = f"{user.username}@{user.domain}"
+    proxies = [p for z in sorted(dc.zones) if (p := inv.zone_node(dc, z, Role.PROXY))]
+    deadline = time.monotonic() + timeout
+    missing: list[str] = []
+    while True:
+        missing = [p.name for p in proxies if f"@{ip}:{port}" not in _lookup(p.mgmt,
+                                                                              p.ports.mgmt_http, aor)]
+        if not _udp_free(ip, port):  # bound: the phone listens
+            if not missing:
+                return
+        else:
+            missing.append(f"the phone's port {ip}:{port}")
+        if time.monotonic() >= deadline:
+            raise Unreachable(f"{aor} at {ip}:{port} not reachable after {timeout:g} s: "
+                              f"missing on {', '.join(missing)}")
+        time.sleep(0.05)
+
+
+def _lookup(mgmt: str, port: int, aor: str) -> str:
+    try:
+        return str(KamailioRpc(f"http://{mgmt}:{port}/RPC").call("ul.lookup", "location", aor))
+    except (RemoteFailure, Unreachable):  # not (yet) registered there, or not answering
+        return ""
+
+
+def _udp_free(ip: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((ip, port))
+        except OSError:
+            return False
+    return True
 
 
 class Phones:
@@ -73,7 +115,7 @@ class Phones:
                          local_ip=ip, local_port=5060, calls=None, media_port=media_port,
                          rtp_echo=True)
         self.running.append(run)
-        time.sleep(0.3)
+        wait_reachable(self.inv, self.dc, self.user(key), ip)
         return run
 
     def call(self, key: str, number: str, hold_ms: int = 2000, calls: int = 1,

@@ -18,6 +18,7 @@ from zpctl import sipp
 from zpctl.accounts import SipUser
 from zpctl.errors import ZpctlError
 from zpctl.lab import Lab
+from zpctl.lab.phones import wait_reachable
 from zpctl.loadtest import results
 
 _FAIL = re.compile(r"^(\d{4}-\d\d-\d\d)\t[\d:.]+\t(\d+\.\d+): Aborting call(.*)$", re.M)
@@ -73,7 +74,7 @@ class SteadyLoad:
         self.runs["callee"] = sipp.start("uas", None, workdir=self.workdir, name="callee",
                                          local_ip=ip_callee, local_port=5060, calls=None,
                                          media_port=25000, rtp_echo=True, trace=False)
-        time.sleep(0.3)
+        wait_reachable(inv, inv.model.datacenters[0], callee, ip_callee)
         calls = int(self.call_rate * self.duration_s)
         call_csv = sipp.users_csv(self.workdir / "callers.csv",
                                   [(u.username, u.domain, u.password) for u in callers])
