@@ -14,19 +14,80 @@ over with ``ul.add``), then its warm-up gate opens and the dispatcher entries go
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
-from zpctl.clients.kamailio import KamailioRpc
-from zpctl.errors import ExitCode, RemoteFailure, Unreachable, ZpctlError
-from zpctl.model import LoadedInventory
+from zpctl.clients.kamailio import KamailioRpc, NoAnswer
+from zpctl.errors import EnvironmentProblem, ExitCode, RemoteFailure, Unreachable, ZpctlError
+from zpctl.model import LoadedInventory, PlacedNode
 from zpctl.model.schema import DataCenter, Node, Role
 from zpctl.protocols import jsonrpc
 
 Progress = Callable[[str], None]
+
+
+def inventory_line(inv: LoadedInventory, lab_dir: Path | None = None) -> str:
+    """What live commands say on stderr first: which inventory they act on."""
+    where = f"; the lab in {lab_dir}" if lab_dir is not None else ""
+    return f"using inventory {inv.root} (platform {inv.model.platform.name}{where})"
+
+
+class AddressGuard:
+    """Refuses to contact an address outside the inventory's management networks, or one
+    this machine would reach from a source address outside them (the nodes' management
+    listeners answer only those sources: a lab machine holding a production inventory is
+    not on its management network).  Exit 9, naming the address and the networks."""
+
+    def __init__(self, inv: LoadedInventory) -> None:
+        self.inv = inv
+        self.nets = [ipaddress.ip_network(n) for n in inv.model.platform.management_networks]
+        self._checked: set[str] = set()
+
+    def check(self, host: str, what: str = "") -> None:
+        if host in self._checked:
+            return
+        nets = ", ".join(str(n) for n in self.nets)
+        name = self.inv.model.platform.name
+        about = f" ({what})" if what else ""
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            raise EnvironmentProblem(f"refusing to contact {host}{about}: not an IP address "
+                                     f"in platform.management_networks ({nets})") from None
+        if not any(addr in n for n in self.nets):
+            raise EnvironmentProblem(
+                f"refusing to contact {host}{about}: outside platform.management_networks "
+                f"({nets}) of inventory {self.inv.root} ({name})")
+        source = source_address(host)
+        if source is None:
+            raise EnvironmentProblem(
+                f"refusing to contact {host}{about}: this machine has no route to it; it is "
+                f"not on the management network ({nets}) of inventory {self.inv.root} ({name})")
+        if not any(ipaddress.ip_address(source) in n for n in self.nets):
+            raise EnvironmentProblem(
+                f"refusing to contact {host}{about}: this machine would reach it from "
+                f"{source}, outside platform.management_networks ({nets}) of inventory "
+                f"{self.inv.root} ({name}); run zpctl from a host on that management network")
+        self._checked.add(host)
+
+
+def source_address(host: str) -> str | None:
+    """The source address this machine would use towards ``host`` (no packet is sent);
+    None when there is no route."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((host, 9))
+        except OSError:
+            return None
+        return str(s.getsockname()[0])
 
 
 @dataclass
@@ -52,6 +113,8 @@ class Control:
     # Local transport: node name -> its run directory (jsonrpcs datagram socket there);
     # None: HTTP on the management address.
     run_dirs: dict[str, str] | None = None
+    # Set by the CLI: every address is checked before it is contacted (see AddressGuard).
+    guard: AddressGuard | None = None
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -60,8 +123,14 @@ class Control:
             return f"{self.run_dirs[node.name]}/kamailio_rpc.sock"
         return f"http://{node.mgmt}:{node.ports.mgmt_http}/RPC"
 
+    def _check(self, node: Node) -> None:
+        if self.guard is not None and not (self.run_dirs is not None
+                                           and node.name in self.run_dirs):
+            self.guard.check(node.mgmt, node.name)
+
     def call(self, node: Node, method: str, *params: Any) -> Any:
         """A read-only call (made even in a dry run)."""
+        self._check(node)
         return KamailioRpc(self.endpoint(node), self.timeout).call(method, *params)
 
     def change(self, node: Node, method: str, *params: Any) -> Any:
@@ -70,6 +139,7 @@ class Control:
         self.sent.append(req)
         if self.dry_run:
             return None
+        self._check(node)
         return KamailioRpc(req.endpoint, self.timeout).call(method, *params)
 
     def dc(self, dc_id: str) -> DataCenter:
@@ -91,7 +161,7 @@ class Control:
     def node_of(self, dc: DataCenter, zone: str, role: Role) -> Node:
         node = self.inv.zone_node(dc, zone, role)
         if node is None:
-            raise ZpctlError(f"{dc.id}/{zone} has no {role.value} node")
+            raise ZpctlError(f"{dc.id}/{zone} has no {role.value} node", ExitCode.USAGE)
         return node
 
     def lbs(self, dc: DataCenter) -> list[Node]:
@@ -112,28 +182,33 @@ class Control:
     # -- status ---------------------------------------------------------------------------------
 
     def node_status(self, name: str | None = None) -> list[dict[str, Any]]:
-        rows = []
-        for p in self.inv.nodes():
-            if p.role not in (Role.LB, Role.PROXY, Role.SBC) or (name and p.name != name):
-                continue
-            row: dict[str, Any] = {"node": p.name, "role": p.role.value, "dc": p.dc.id,
-                                   "zone": p.zone or "-", "endpoint": self.endpoint(p.node)}
-            try:
-                row["uptime_s"] = self.call(p.node, "core.uptime")["uptime"]
-                shm = self.call(p.node, "core.shmmem", "m")
-                row["shm_used_mb"] = shm.get("used") if isinstance(shm, dict) else None
-                row["shm_free_mb"] = shm.get("free") if isinstance(shm, dict) else None
-                row["transactions"] = self.call(p.node, "tm.stats").get("current")
-                if p.role == Role.PROXY:
-                    row["registrations"] = self.stat(p.node, "usrloc:location_contacts")
-                    row["dialogs"] = self.stat(p.node, "dialog:active_dialogs")
-                row["state"] = "up"
-            except Unreachable as exc:
-                row["state"] = f"unreachable ({exc.message})"
-            rows.append(row)
-        if name and not rows:
+        """One row per Kamailio node, all asked at once: ``state`` is ``up``, ``down (...)``
+        (refused: nothing listens), ``not answering (...)`` (no answer in time: frozen or
+        overloaded) or ``error (...)`` (it answered with an error)."""
+        placed = [p for p in self.inv.nodes() if p.role in (Role.LB, Role.PROXY, Role.SBC)
+                  and not (name and p.name != name)]
+        if name and not placed:
             raise ZpctlError(f"no Kamailio node {name!r}", ExitCode.USAGE)
-        return rows
+        for p in placed:
+            self._check(p.node)  # refuse before contacting any, not half-way through
+        return list(parallel(self._node_row, placed))
+
+    def _node_row(self, p: PlacedNode) -> dict[str, Any]:
+        row: dict[str, Any] = {"node": p.name, "role": p.role.value, "dc": p.dc.id,
+                               "zone": p.zone or "-", "endpoint": self.endpoint(p.node)}
+        try:
+            row["uptime_s"] = self.call(p.node, "core.uptime")["uptime"]
+            shm = self.call(p.node, "core.shmmem", "m")
+            row["shm_used_mb"] = shm.get("used") if isinstance(shm, dict) else None
+            row["shm_free_mb"] = shm.get("free") if isinstance(shm, dict) else None
+            row["transactions"] = self.call(p.node, "tm.stats").get("current")
+            if p.role == Role.PROXY:
+                row["registrations"] = self.stat(p.node, "usrloc:location_contacts")
+                row["dialogs"] = self.stat(p.node, "dialog:active_dialogs")
+            row["state"] = "up"
+        except ZpctlError as exc:
+            row["state"] = failure_state(exc)
+        return row
 
     def contacts(self, proxy: Node) -> dict[str, list[dict[str, Any]]]:
         """Every AoR the proxy holds, with its contacts (``ul.dump``)."""
@@ -160,43 +235,71 @@ class Control:
         return out
 
     def registrations(self, scope: str | None = None) -> list[dict[str, Any]]:
-        rows = []
-        for where, proxy in self.proxies(scope):
-            for aor, contacts in sorted(self.contacts(proxy).items()):
-                for c in contacts:
-                    rows.append({"zone": where, "proxy": proxy.name, "aor": aor,
-                                 "contact": c.get("Address"), "expires_s": c.get("Expires"),
-                                 "user_agent": c.get("User-Agent"), "path": c.get("Path")})
-        return rows
+        """Every contact of the proxies in ``scope``; a proxy that did not answer gives one
+        row with ``error`` set (see :func:`unanswered`)."""
+        def one(item: tuple[str, Node]) -> list[dict[str, Any]]:
+            where, proxy = item
+            try:
+                held = self.contacts(proxy)
+            except ZpctlError as exc:
+                return [_error_row(where, proxy, exc, REGISTRATION_KEYS)]
+            return [{"zone": where, "proxy": proxy.name, "aor": aor,
+                     "contact": c.get("Address"), "expires_s": c.get("Expires"),
+                     "user_agent": c.get("User-Agent"), "path": c.get("Path")}
+                    for aor, contacts in sorted(held.items()) for c in contacts]
+
+        return [r for rows in parallel(one, self._checked_proxies(scope)) for r in rows]
 
     def registration(self, user: str) -> list[dict[str, Any]]:
-        rows = []
-        for where, proxy in self.proxies():
+        def one(item: tuple[str, Node]) -> dict[str, Any]:
+            where, proxy = item
+            row: dict[str, Any] = {"zone": where, "proxy": proxy.name, "aor": user,
+                                   "contacts": []}
             try:
                 found = self.call(proxy, "ul.lookup", "location", user)
             except RemoteFailure:
                 found = None  # 404: not registered on this proxy
-            contacts = []
+            except ZpctlError as exc:
+                return {**row, "error": failure_state(exc)}
             if isinstance(found, dict):
-                contacts = [c.get("Contact", {}).get("Address") for c in found.get("Contacts", [])]
-            rows.append({"zone": where, "proxy": proxy.name, "aor": user, "contacts": contacts})
-        return rows
+                row["contacts"] = [c.get("Contact", {}).get("Address")
+                                   for c in found.get("Contacts", [])]
+            return row
+
+        return list(parallel(one, self._checked_proxies()))
 
     def dialogs(self, scope: str | None = None) -> list[dict[str, Any]]:
-        rows = []
-        for where, proxy in self.proxies(scope):
-            for d in self.call(proxy, "dlg.list") or []:
-                rows.append({"zone": where, "proxy": proxy.name, "call_id": d.get("call-id"),
-                             "from_tag": d.get("from_tag"), "to_tag": d.get("to_tag"),
-                             "from": d.get("from_uri"), "to": d.get("to_uri"),
-                             "state": d.get("state"), "start_ts": d.get("start_ts"),
-                             "h_entry": d.get("h_entry"), "h_id": d.get("h_id")})
-        return rows
+        """Every dialog on the proxies in ``scope``; a proxy that did not answer gives one
+        row with ``error`` set."""
+        def one(item: tuple[str, Node]) -> list[dict[str, Any]]:
+            where, proxy = item
+            try:
+                found = self.call(proxy, "dlg.list") or []
+            except ZpctlError as exc:
+                return [_error_row(where, proxy, exc, DIALOG_KEYS)]
+            return [{"zone": where, "proxy": proxy.name, "call_id": d.get("call-id"),
+                     "from_tag": d.get("from_tag"), "to_tag": d.get("to_tag"),
+                     "from": d.get("from_uri"), "to": d.get("to_uri"),
+                     "state": d.get("state"), "start_ts": d.get("start_ts"),
+                     "h_entry": d.get("h_entry"), "h_id": d.get("h_id")} for d in found]
+
+        return [r for rows in parallel(one, self._checked_proxies(scope)) for r in rows]
+
+    def _checked_proxies(self, scope: str | None = None) -> list[tuple[str, Node]]:
+        found = self.proxies(scope)
+        for _, proxy in found:
+            self._check(proxy)
+        return found
 
     def end_dialog(self, call_id: str) -> list[Request]:
         """Hang up a call (BYE both ways) on the proxy that holds it."""
-        matches = [d for d in self.dialogs() if d["call_id"] == call_id]
+        rows = self.dialogs()
+        matches = [d for d in rows if d["call_id"] == call_id and "error" not in d]
         if not matches:
+            dead = unanswered(rows)
+            if dead is not None:
+                raise Unreachable(f"no dialog with Call-ID {call_id!r} on the zone proxies "
+                                  f"that answered; {dead.message}")
             raise ZpctlError(f"no dialog with Call-ID {call_id!r} on any zone proxy",
                              ExitCode.REMOTE_ERROR)
         for d in matches:
@@ -207,7 +310,10 @@ class Control:
     # -- zones ----------------------------------------------------------------------------------
 
     def dispatcher_state(self, node: Node, uri: str) -> str | None:
-        result = self.call(node, "dispatcher.list")
+        try:
+            result = self.call(node, "dispatcher.list")
+        except Unreachable as exc:
+            return failure_state(exc).split(" (")[0]
         for rec in result.get("RECORDS", []) if isinstance(result, dict) else []:
             for t in rec.get("SET", {}).get("TARGETS", []):
                 if t.get("DEST", {}).get("URI") == uri:
@@ -360,6 +466,58 @@ class Control:
             progress(f"  {src.id}/{zone}: no new requests")
         return {"from": src.id, "to": dst.id, "done": not self.dry_run,
                 "requests": [r.as_dict() for r in self.sent]}
+
+
+REGISTRATION_KEYS = ("aor", "contact", "expires_s", "user_agent", "path")
+DIALOG_KEYS = ("call_id", "from_tag", "to_tag", "from", "to", "state", "start_ts", "h_entry",
+               "h_id")
+
+
+def failure_state(exc: ZpctlError) -> str:
+    """How a node that failed us is shown: down (refused), not answering (no answer in
+    time: frozen or overloaded) or error (it answered with an error)."""
+    if isinstance(exc, NoAnswer):
+        return f"not answering ({exc.message})"
+    if exc.exit_code == ExitCode.UNREACHABLE:
+        return f"down ({exc.message})"
+    return f"error ({exc.message})"
+
+
+def _error_row(where: str, proxy: Node, exc: ZpctlError, keys: tuple[str, ...]
+               ) -> dict[str, Any]:
+    return {"zone": where, "proxy": proxy.name, **dict.fromkeys(keys),
+            "error": failure_state(exc)}
+
+
+def unanswered(rows: list[dict[str, Any]], key: str = "proxy") -> Unreachable | None:
+    """Exit 7 naming the nodes of ``rows`` that carry an ``error``, or None."""
+    dead = sorted({str(r[key]) for r in rows if r.get("error")})
+    if not dead:
+        return None
+    return Unreachable(f"{len(dead)} node(s) did not answer: {', '.join(dead)} "
+                       "(what is shown comes from the others)")
+
+
+def not_up(rows: list[dict[str, Any]], key: str = "node") -> Unreachable | None:
+    """Exit 7 naming the nodes of a status table that are not ``up``, or None."""
+    bad = [f"{r[key]} {str(r['state']).split(' (')[0]}" for r in rows
+           if not str(r.get("state", "")).startswith("up")]
+    if not bad:
+        return None
+    return Unreachable(f"{len(bad)} of {len(rows)} node(s) not up: {', '.join(bad)}")
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def parallel(fn: Callable[[T], R], items: list[T]) -> list[R]:
+    """``fn`` over ``items`` at once (one thread each, up to 32), results in order: a
+    node that does not answer costs one timeout, not one per node."""
+    if len(items) <= 1:
+        return [fn(i) for i in items]
+    with ThreadPoolExecutor(max_workers=min(32, len(items))) as pool:
+        return list(pool.map(fn, items))
 
 
 def _state_word(flags: str | None) -> str:

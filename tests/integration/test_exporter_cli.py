@@ -70,7 +70,7 @@ def test_a_taken_port_is_an_environment_error(nowhere: Path,
 
 def test_lab_dir_must_be_a_lab(nowhere: Path, tmp_path: Path,
                                capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["exporter", str(nowhere), "--lab-dir", str(tmp_path), "--once"]) == ExitCode.ERROR
+    assert main(["exporter", str(nowhere), "--lab-dir", str(tmp_path), "--once"]) == ExitCode.ENVIRONMENT
     assert "no lab PKI" in capsys.readouterr().err
 
 

@@ -31,8 +31,8 @@ def test_status_and_rotate(zpctl_lab: Lab, capsys: pytest.CaptureFixture[str]) -
     names = {r["file"].rsplit("/", 1)[-1]: r for r in rows}
     assert names["lab1-lb.crt"]["days_left"] > 700
     assert names["ca.crt"]["days_left"] > 3000
-    # A short warning horizon passes, a long one fails (exit 1) and names the files.
-    assert main(["pki", "status", "--lab-dir", str(zpctl_lab.dir), "--warn-days", "5000"]) == 1
+    # A short warning horizon passes, a long one fails (exit 9) and names the files.
+    assert main(["pki", "status", "--lab-dir", str(zpctl_lab.dir), "--warn-days", "5000"]) == 9
     assert "expire within 5000 days" in capsys.readouterr().err
 
     lb = zpctl_lab.inventory().node("lab1-lb").node

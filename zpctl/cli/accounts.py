@@ -11,7 +11,7 @@ from zpctl.accounts import SyncResult, sip_devices, sip_users, sync
 from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.inventory import INVENTORY_ARG
 from zpctl.cli.output import emit
-from zpctl.errors import ZpctlError
+from zpctl.errors import ExitCode, ZpctlError
 from zpctl.lab import Lab
 from zpctl.model import LoadedInventory, load_inventory
 from zpctl.secrets import Secrets, default_path
@@ -37,7 +37,8 @@ def _target(inventory: Path, db: Path | None, lab_dir: Path | None,
         return db, Secrets.load(secrets_file or default_path(inv.model.platform.name))
     lab = Lab(lab_dir)
     if lab.state() is None:
-        raise ZpctlError(f"no lab in {lab.dir} and no --db given: say where the database is")
+        raise ZpctlError(f"no lab in {lab.dir} and no --db given: say where the database is",
+                         ExitCode.USAGE)
     return lab.db_path, Secrets.load(secrets_file or lab.dir / "secrets.yml")
 
 

@@ -12,14 +12,19 @@ import click
 from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.inventory import INVENTORY_ARG
 from zpctl.cli.output import emit
-from zpctl.cli.switch import selection_options, show_plan
+from zpctl.cli.switch import load_live, selection_options, show_plan
+from zpctl.cli.types import count, seconds
 from zpctl.errors import ExitCode, ZpctlError
 from zpctl.freeswitch import control as fsc
-from zpctl.model import load_inventory
 from zpctl.model.pbx import MONITOR_MODES
 
 CALL_COLUMNS = ["switch", "uuid", "direction", "cid_num", "dest", "callstate", "b_uuid", "b_dest"]
 UUID_ARG = click.argument("uuid", metavar="UUID")
+SEARCH_DEADLINE = click.option("--deadline", type=seconds(3600.0), default=fsc.FIND_DEADLINE_S,
+                               show_default=True,
+                               help="Seconds for asking every selected switch (all at once); "
+                                    "those that have not answered by then count as unreachable "
+                                    "(exit 7).")
 
 
 @click.group("calls")
@@ -42,14 +47,16 @@ def calls() -> None:
 @calls.command("ls")
 @INVENTORY_ARG
 @selection_options
+@SEARCH_DEADLINE
 @pass_ctx
 def ls_cmd(ctx: Context, inventory: Path, zone: str | None, switch_name: str | None,
-           esl_address: str | None, secrets_file: Path | None, timeout: float) -> None:
+           esl_address: str | None, secrets_file: Path | None, timeout: float,
+           deadline: float) -> None:
     """List the calls on the selected switches (both legs of a bridged call on one row)."""
-    loaded = load_inventory(inventory)
-    targets = fsc.targets_for(loaded, zone, switch_name, esl_address)
+    loaded = load_live(inventory)
+    targets = fsc.targets_for(loaded, zone, switch_name, esl_address, guard=True)
     rows, results = asyncio.run(fsc.alist_calls(targets, fsc.esl_password(loaded, secrets_file),
-                                                timeout))
+                                                timeout, deadline))
     emit(ctx.output, rows, rows=rows, columns=CALL_COLUMNS)
     fsc.raise_for_errors(results)
 
@@ -58,14 +65,16 @@ def ls_cmd(ctx: Context, inventory: Path, zone: str | None, switch_name: str | N
 @INVENTORY_ARG
 @UUID_ARG
 @selection_options
+@SEARCH_DEADLINE
 @pass_ctx
 def show_cmd(ctx: Context, inventory: Path, uuid: str, zone: str | None, switch_name: str | None,
-             esl_address: str | None, secrets_file: Path | None, timeout: float) -> None:
+             esl_address: str | None, secrets_file: Path | None, timeout: float,
+             deadline: float) -> None:
     """Show one channel: its switch, state, numbers, application, and the other leg."""
-    loaded = load_inventory(inventory)
-    targets = fsc.targets_for(loaded, zone, switch_name, esl_address)
+    loaded = load_live(inventory)
+    targets = fsc.targets_for(loaded, zone, switch_name, esl_address, guard=True)
     t, row, calls_ = asyncio.run(fsc.afind_channel(
-        targets, fsc.esl_password(loaded, secrets_file), fsc.check_uuid(uuid), timeout))
+        targets, fsc.esl_password(loaded, secrets_file), fsc.check_uuid(uuid), timeout, deadline))
     doc = {"switch": t.name, **row, "other_leg": fsc.partner_of(uuid, calls_)}
     emit(ctx.output, doc, text="\n".join(f"{k}: {v}" for k, v in doc.items() if v))
 
@@ -84,10 +93,11 @@ def _call_action(name: str, *options: Callable[[Any], Any]
     def register(command_for: Callable[..., str]) -> click.Command:
         def run(ctx: Context, inventory: Path, uuid: str, zone: str | None,
                 switch_name: str | None, esl_address: str | None, secrets_file: Path | None,
-                timeout: float, dry_run: bool, **own: Any) -> None:
+                timeout: float, deadline: float, dry_run: bool, **own: Any) -> None:
             command = command_for(uuid, **own)
-            loaded = load_inventory(inventory)
-            targets = fsc.targets_for(loaded, zone, switch_name, esl_address)
+            loaded = load_live(inventory)
+            targets = fsc.targets_for(loaded, zone, switch_name, esl_address,
+                                      guard=not dry_run)
             if dry_run:
                 where = targets[0] if len(targets) == 1 else None
                 show_plan(ctx, [fsc.Step(where.name if where else "<switch holding the call>",
@@ -95,13 +105,13 @@ def _call_action(name: str, *options: Callable[[Any], Any]
                                          "`api show channels as json`", command)])
                 return
             t, out = asyncio.run(fsc.acall_action(targets, fsc.esl_password(loaded, secrets_file),
-                                                  uuid, command, timeout))
+                                                  uuid, command, timeout, deadline))
             emit(ctx.output, {"switch": t.name, "uuid": uuid, "command": command, "reply": out},
                  text=f"{t.name}: {command}: {out}")
 
         run.__doc__ = command_for.__doc__
         decorators: list[Callable[[Any], Any]] = [INVENTORY_ARG, UUID_ARG, *options,
-                                                  selection_options, DRY, pass_ctx]
+                                                  selection_options, SEARCH_DEADLINE, DRY, pass_ctx]
         f: Any = run
         for decorate in reversed(decorators):  # as if stacked above ``run``, top first
             f = decorate(f)
@@ -147,7 +157,7 @@ def park_cmd(uuid: str) -> str:
 @_call_action("record",
               click.argument("action", type=click.Choice(["start", "stop"])),
               click.argument("path", metavar="PATH"),
-              click.option("--limit", type=int, help="Stop after this many seconds."))
+              click.option("--limit", type=count(1, 86400), help="Stop after this many seconds."))
 def record_cmd(uuid: str, action: str, path: str, limit: int | None) -> str:
     """Start or stop an ad hoc recording of a call to PATH on the switch (`uuid_record`)."""
     return fsc.call_command("record", uuid, record=action, path=path, limit=limit)
@@ -162,26 +172,28 @@ def record_cmd(uuid: str, action: str, path: str, limit: int | None) -> str:
 @click.option("--supervisor", required=True, metavar="EXT@ACCOUNT",
               help="The supervisor to connect; must hold a monitoring grant for the call's user.")
 @selection_options
+@SEARCH_DEADLINE
 @DRY
 @pass_ctx
 def monitor_cmd(ctx: Context, inventory: Path, uuid: str, mode: str, supervisor: str,
                 zone: str | None, switch_name: str | None, esl_address: str | None,
-                secrets_file: Path | None, timeout: float, dry_run: bool) -> None:
+                secrets_file: Path | None, timeout: float, deadline: float,
+                dry_run: bool) -> None:
     """Connect a supervisor to the call leg UUID (eavesdrop, or a takeover bridge).
 
     Only supervisors the inventory permits: their license allows call monitoring, they
     have the call_monitoring feature, and a pbx.monitoring grant covers the mode and the
     user on the call.
     """
-    loaded = load_inventory(inventory)
+    loaded = load_live(inventory)
     if dry_run:
         plan = fsc.monitor_plan(loaded, uuid, mode, supervisor)
         show_plan(ctx, [fsc.Step("<switch holding the call>", "found with `api show channels as "
                                  "json`", c) for c in plan])
         return
-    targets = fsc.targets_for(loaded, zone, switch_name, esl_address)
+    targets = fsc.targets_for(loaded, zone, switch_name, esl_address, guard=True)
     doc = asyncio.run(fsc.amonitor(loaded, targets, fsc.esl_password(loaded, secrets_file), uuid,
-                                   mode, supervisor, timeout))
+                                   mode, supervisor, timeout, deadline))
     emit(ctx.output, doc, text=f"{doc['switch']}: {supervisor} is on {uuid} "
                                f"({mode}, user {doc['monitored_user']}) as {doc['supervisor_uuid']}")
 
@@ -195,7 +207,7 @@ def monitor_cmd(ctx: Context, inventory: Path, uuid: str, mode: str, supervisor:
 @click.option("--context", help="Dialplan context for DEST (default: acct-<account> with --from).")
 @click.option("--cid-name", default="", help="Caller ID name shown to DEST.")
 @click.option("--cid-num", default="", help="Caller ID number shown to DEST.")
-@click.option("--ring", type=int, default=30, show_default=True, help="Seconds to ring.")
+@click.option("--ring", type=count(1, 3600), default=30, show_default=True, help="Seconds to ring.")
 @selection_options
 @DRY
 @pass_ctx
@@ -204,7 +216,7 @@ def originate_cmd(ctx: Context, inventory: Path, dest: str, from_user: str | Non
                   ring: int, zone: str | None, switch_name: str | None, esl_address: str | None,
                   secrets_file: Path | None, timeout: float, dry_run: bool) -> None:
     """Place a call: ring --from (or --endpoint), then connect it to DEST (bgapi originate)."""
-    loaded = load_inventory(inventory)
+    loaded = load_live(inventory)
     if bool(from_user) == bool(endpoint):
         raise ZpctlError("give exactly one of --from EXT@ACCOUNT and --endpoint", ExitCode.USAGE)
     if from_user:
@@ -214,7 +226,7 @@ def originate_cmd(ctx: Context, inventory: Path, dest: str, from_user: str | Non
     assert endpoint is not None
     command = fsc.originate_command(endpoint, dest, context, cid_name=cid_name, cid_num=cid_num,
                                     timeout_s=ring)
-    targets = fsc.targets_for(loaded, zone, switch_name, esl_address)[:1]
+    targets = fsc.targets_for(loaded, zone, switch_name, esl_address, guard=not dry_run)[:1]
     if dry_run:
         show_plan(ctx, [fsc.Step(targets[0].name, f"{targets[0].host}:{targets[0].port}", command)])
         return

@@ -15,8 +15,31 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 OUTPUT_FORMATS = ("table", "json", "yaml")
+
+
+class OutputChoice(click.Choice):  # type: ignore[type-arg]
+    """The -o/--output choice; a bad value from ZPCTL_OUTPUT is blamed on the variable, not
+    on an -o the user never typed."""
+
+    def __init__(self) -> None:
+        super().__init__(OUTPUT_FORMATS)
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            if ctx is None or param is None or param.name is None or \
+                    ctx.get_parameter_source(param.name) != ParameterSource.ENVIRONMENT:
+                raise
+            envvar = (param.envvar if isinstance(param.envvar, str)
+                      else f"{ctx.auto_envvar_prefix}_{param.name.upper()}")
+            raise click.UsageError(
+                f"environment variable {envvar}={value!r} is not an output format: use one of "
+                f"{', '.join(OUTPUT_FORMATS)} (or unset it, or give -o)", ctx) from None
 
 
 @dataclass
@@ -57,7 +80,7 @@ def _global_params() -> list[click.Parameter]:
     # allow_from_autoenv=False: ZPCTL_OUTPUT is read once, by the root option.
     common: dict[str, Any] = {"expose_value": False, "allow_from_autoenv": False}
     return [
-        click.Option(["-o", "--output"], type=click.Choice(OUTPUT_FORMATS), default=None,
+        click.Option(["-o", "--output"], type=OutputChoice(), default=None,
                      callback=_set_output, help="Format of the data printed on stdout "
                      "(table, json or yaml; also accepted before the command).", **common),
         click.Option(["-v", "--verbose"], count=True, callback=_add_verbose,

@@ -9,7 +9,8 @@ import click
 
 from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.output import emit, info
-from zpctl.control import Control
+from zpctl.cli.types import DEADLINE, TIMEOUT
+from zpctl.control import AddressGuard, Control, inventory_line, not_up, unanswered
 from zpctl.errors import ExitCode, ZpctlError
 from zpctl.lab import Lab
 from zpctl.model import load_inventory
@@ -21,7 +22,7 @@ def _options(f: Any) -> Any:
                      help="The platform's inventory (default: the running lab's).")(f)
     f = click.option("--lab-dir", type=click.Path(path_type=Path), envvar="ZPCTL_LAB_DIR",
                      help="Lab directory, when controlling a lab.")(f)
-    f = click.option("--timeout", type=float, default=3.0, show_default=True,
+    f = click.option("--timeout", type=TIMEOUT, default=3.0, show_default=True,
                      help="Seconds to wait for each JSON-RPC answer.")(f)
     return click.option("--local", is_flag=True,
                         help="Use each node's local jsonrpcs datagram socket instead of HTTP "
@@ -37,11 +38,26 @@ def _control(inventory: Path | None, lab_dir: Path | None, timeout: float, local
         inv = lab.inventory()
     else:
         inv = load_inventory(inventory)
+    info(inventory_line(inv, lab.dir if inventory is None else None))
     run_dirs = None
     if local:
         lab_root = lab.dir if lab.state() is not None else None
         run_dirs = {p.name: node_paths(inv.model, p.name, lab_root).run for p in inv.nodes()}
-    return Control(inv, timeout=timeout, dry_run=dry_run, run_dirs=run_dirs)
+    return Control(inv, timeout=timeout, dry_run=dry_run, run_dirs=run_dirs,
+                   guard=AddressGuard(inv))
+
+
+def _partial(ctx: Context, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """Rows of the proxies that answered; those that did not are named on stderr, kept in
+    JSON/YAML as rows with ``error``, and make the exit code 7."""
+    good = [r for r in rows if not r.get("error")]
+    for r in rows:
+        if r.get("error"):
+            info(f"{r['proxy']} ({r['zone']}): {r['error']}")
+    emit(ctx.output, rows, rows=good, columns=columns)
+    dead = unanswered(rows)
+    if dead is not None:
+        raise dead
 
 
 def _dry(ctx: Context, c: Control, text: str) -> None:
@@ -74,6 +90,9 @@ def node_status(ctx: Context, name: str | None, inventory: Path | None, lab_dir:
     emit(ctx.output, rows, rows=rows, columns=["node", "role", "dc", "zone", "state", "uptime_s",
                                                 "shm_used_mb", "transactions", "registrations",
                                                 "dialogs"])
+    bad = not_up(rows)
+    if bad is not None:
+        raise bad
 
 
 # -- registrations ----------------------------------------------------------------------------
@@ -91,7 +110,7 @@ def registrations_ls(ctx: Context, scope: str | None, inventory: Path | None,
                      lab_dir: Path | None, timeout: float, local: bool) -> None:
     """Every registered contact, per zone proxy."""
     rows = _control(inventory, lab_dir, timeout, local).registrations(scope)
-    emit(ctx.output, rows, rows=rows, columns=["zone", "aor", "contact", "expires_s", "user_agent"])
+    _partial(ctx, rows, ["zone", "aor", "contact", "expires_s", "user_agent"])
 
 
 @registrations.command("show")
@@ -102,8 +121,12 @@ def registrations_show(ctx: Context, user: str, inventory: Path | None, lab_dir:
                        timeout: float, local: bool) -> None:
     """Where USER (ext@domain) is registered, as each zone proxy sees it."""
     rows = _control(inventory, lab_dir, timeout, local).registration(user)
-    emit(ctx.output, rows, rows=[{**r, "contacts": " ".join(r["contacts"]) or "-"} for r in rows],
+    emit(ctx.output, rows, rows=[{**r, "contacts": r.get("error") or " ".join(r["contacts"])
+                                  or "-"} for r in rows],
          columns=["zone", "proxy", "aor", "contacts"])
+    dead = unanswered(rows)
+    if dead is not None:
+        raise dead
 
 
 # -- dialogs ----------------------------------------------------------------------------------
@@ -121,7 +144,7 @@ def dialogs_ls(ctx: Context, scope: str | None, inventory: Path | None, lab_dir:
                timeout: float, local: bool) -> None:
     """Every dialog on the zone proxies."""
     rows = _control(inventory, lab_dir, timeout, local).dialogs(scope)
-    emit(ctx.output, rows, rows=rows, columns=["zone", "call_id", "from", "to", "state"])
+    _partial(ctx, rows, ["zone", "call_id", "from", "to", "state"])
 
 
 @dialogs.command("end")
@@ -162,14 +185,23 @@ def zone_status(ctx: Context, spec: str, inventory: Path | None, lab_dir: Path |
                 timeout: float, local: bool) -> None:
     """Whether the lbs send the zone new calls, its registrations and calls in progress."""
     st = _control(inventory, lab_dir, timeout, local).zone_status(spec)
-    emit(ctx.output, st, text="\n".join(f"{k:<14} {v}" for k, v in st.items()))
+    emit(ctx.output, st, text="\n".join(f"{k:<14} {_text(v)}" for k, v in st.items()))
+
+
+def _text(value: Any) -> str:
+    """A value for people: ``{'lab1-lb': 'active'}`` as ``lab1-lb=active``."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_text(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, list | tuple):
+        return ", ".join(_text(v) for v in value) or "-"
+    return str(value)
 
 
 @zone.command("drain")
 @click.argument("spec", metavar="DC/ZONE")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait until the zone's calls in progress have ended.")
-@click.option("--deadline", type=float, default=300.0, show_default=True,
+@click.option("--deadline", type=DEADLINE, default=300.0, show_default=True,
               help="Seconds to wait for calls to end (exit 7 when they have not).")
 @click.option("--dry-run", is_flag=True, help="Print the requests; change nothing.")
 @_options

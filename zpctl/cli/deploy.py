@@ -9,6 +9,7 @@ import click
 
 from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.output import emit, info
+from zpctl.cli.types import TIMEOUT
 from zpctl.deploy import DeployOptions
 from zpctl.deploy import deploy as run_deploy
 from zpctl.deploy import history as deploy_history
@@ -52,7 +53,7 @@ def deploy() -> None:
 @click.option("--dry-run", is_flag=True, help="Render and print the rollout plan; touch no host.")
 @click.option("--secrets", "secrets_file", type=click.Path(path_type=Path),
               help="Secrets file (default: $ZPCTL_SECRETS or ~/.config/zpctl/secrets/<platform>.yml).")
-@click.option("--health-timeout", type=float, default=30.0, show_default=True,
+@click.option("--health-timeout", type=TIMEOUT, default=30.0, show_default=True,
               help="Seconds a deployed host has to answer its health check.")
 @STATE_OPT
 @pass_ctx
@@ -90,6 +91,8 @@ def _summary(result: dict[str, Any]) -> str:
 def deploy_history_cmd(ctx: Context, platform: str | None, state_dir: Path | None) -> None:
     """Every deploy and rollback, oldest first, with its build and outcome."""
     rows = deploy_history(platform, state_dir)
+    if not rows:
+        info("no deploy history yet" + (f" for {platform}" if platform else ""))
     table = [{"time": e.get("time"), "kind": e.get("kind"), "build": e.get("build"),
               "limit": e.get("limit") or "-", "ok": "yes" if e.get("ok") else "NO",
               "changed": e.get("changed"),

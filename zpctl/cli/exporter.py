@@ -11,7 +11,8 @@ import click
 
 from zpctl.cli.inventory import INVENTORY_ARG
 from zpctl.cli.output import info
-from zpctl.errors import ZpctlError
+from zpctl.cli.types import TIMEOUT
+from zpctl.errors import ExitCode, ZpctlError
 from zpctl.metrics.exporter import DEFAULT_LISTEN, ExporterOptions, build_registry, scrape, serve
 from zpctl.metrics.quality import DEFAULT_MAX_CALLS
 from zpctl.metrics.sources import Clients
@@ -21,7 +22,8 @@ from zpctl.model import load_inventory
 def _lab_certs(lab_dir: Path) -> list[Path]:
     pki = lab_dir / "pki"
     if not pki.is_dir():
-        raise ZpctlError(f"no lab PKI in {pki}; is {lab_dir} a lab directory (zpctl lab up)?")
+        raise ZpctlError(f"no lab PKI in {pki}; is {lab_dir} a lab directory (zpctl lab up)?",
+                         ExitCode.ENVIRONMENT)
     return [pki]
 
 
@@ -33,7 +35,7 @@ def _lab_certs(lab_dir: Path) -> list[Path]:
               help="A lab directory: watch the expiry of its PKI (pki/*.crt, peer-cas.pem).")
 @click.option("--cert", "certs", multiple=True, type=click.Path(path_type=Path, exists=True),
               help="A PEM certificate file or a directory of them to watch (repeatable).")
-@click.option("--timeout", type=float, default=1.0, show_default=True,
+@click.option("--timeout", type=TIMEOUT, default=1.0, show_default=True,
               help="Seconds to wait for each node's answer (JSON-RPC, ng, SIP OPTIONS).")
 @click.option("--max-calls", type=click.IntRange(1, 10000), default=DEFAULT_MAX_CALLS,
               show_default=True, help="Calls queried for quality per media node per scrape.")
@@ -68,7 +70,15 @@ def exporter_cmd(inventory: Path, listen: str, lab_dir: Path | None, certs: tupl
     if once:
         click.echo(scrape(registry), nl=False)
         return
-    url, _thread = serve(registry, listen)
+    # Ctrl-C and SIGTERM must reach this (the main) thread: one delivered to the server
+    # thread would leave the wait below asleep for up to an hour.  The server thread and
+    # its handler threads inherit the blocked mask; only this thread unblocks it.
+    stopping = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
+    try:
+        url, _thread = serve(registry, listen)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping)
     info(f"exporter: serving {inv.model.platform.name} metrics on {url} (Ctrl-C to stop)")
     stop = threading.Event()
 

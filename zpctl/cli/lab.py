@@ -9,6 +9,7 @@ import click
 
 from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.output import emit, info
+from zpctl.cli.types import TIMEOUT, count
 from zpctl.lab import Lab
 from zpctl.paths import default_inventory
 
@@ -35,7 +36,7 @@ def lab() -> None:
 @lab.command("up")
 @click.argument("inventory", type=click.Path(path_type=Path), required=False)
 @LAB_DIR
-@click.option("--timeout", type=float, default=30.0, show_default=True,
+@click.option("--timeout", type=TIMEOUT, default=30.0, show_default=True,
               help="Seconds to wait for each node to answer.")
 @click.option("--dry-run", is_flag=True, help="Show what would start; start nothing.")
 @pass_ctx
@@ -80,14 +81,25 @@ def down_cmd(ctx: Context, lab_dir: Path | None) -> None:
 @LAB_DIR
 @pass_ctx
 def status_cmd(ctx: Context, lab_dir: Path | None) -> None:
-    """Each node: role, zone, address, up/down, registrations and active dialogs (JSON-RPC)."""
+    """Each node: role, zone, address, state, registrations and active dialogs (JSON-RPC).
+
+    State: up; down (its process is gone); not answering (its process is there but it does
+    not answer: frozen or overloaded).  Exit 7 when any node the lab runs is not up (the
+    table is printed first).
+    """
+    from zpctl.control import not_up  # noqa: PLC0415
+
     rows = Lab(lab_dir).status()
     emit(ctx.output, rows, rows=rows, columns=STATUS_COLUMNS)
+    bad = not_up([r for r in rows if not str(r["state"]).startswith("not run by the lab")])
+    if bad is not None:
+        raise bad
 
 
 @lab.command("logs")
 @click.argument("node", required=False)
-@click.option("-n", "--lines", type=int, default=40, show_default=True)
+@click.option("-n", "--lines", type=count(1, 100_000), default=40, show_default=True,
+              help="Lines per log file, from the end.")
 @LAB_DIR
 def logs_cmd(node: str | None, lines: int, lab_dir: Path | None) -> None:
     """The last lines of every node's logs, or of NODE's."""
@@ -106,10 +118,11 @@ def demo_cmd(ctx: Context, lab_dir: Path | None) -> None:
     """
     import tempfile  # noqa: PLC0415
 
-    from zpctl.errors import ZpctlError  # noqa: PLC0415
+    from zpctl.errors import RemoteFailure  # noqa: PLC0415
     from zpctl.lab.demo import Demo  # noqa: PLC0415
 
     lab_ = Lab(lab_dir)
+    lab_.require()  # never place calls through the lab addresses without our lab there
     with tempfile.TemporaryDirectory(prefix="zpctl-demo-") as tmp:
         flows = Demo(lab_, Path(tmp), say=info).run()
     rows = [f.row() for f in flows]
@@ -117,4 +130,4 @@ def demo_cmd(ctx: Context, lab_dir: Path | None) -> None:
          columns=["flow", "from", "to", "path", "result", "rtp (a->b / b->a)"])
     bad = [f.name for f in flows if not f.ok]
     if bad:
-        raise ZpctlError(f"demo flows failed: {', '.join(bad)}")
+        raise RemoteFailure(f"demo flows failed: {', '.join(bad)}")

@@ -11,8 +11,10 @@ import click
 from zpctl.accounts import SipUser, sip_users
 from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.output import emit, info, table
+from zpctl.cli.types import FiniteFloat, count, seconds
 from zpctl.errors import ExitCode, ZpctlError
 from zpctl.lab import Lab
+from zpctl.loadtest.limits import STOP_SLACK_S, ceiling, grace_s
 from zpctl.loadtest.runner import SCENARIOS, Plan, run
 from zpctl.loadtest.slo import METRICS, parse_slo
 from zpctl.model import LoadedInventory, load_inventory
@@ -37,6 +39,23 @@ def _read_users(path: Path) -> list[SipUser]:
     return out
 
 
+#: The highest --rate at all, even with --force (beyond what one SIPp can start).
+MAX_RATE = 100_000.0
+
+
+def _check_target(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """``lab`` or HOST[:PORT] with a port in 1-65535 (usage error otherwise)."""
+    if value == "lab":
+        return value
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = value, "5060"
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise click.BadParameter(f"{value!r}: give `lab` or HOST[:PORT] with a port in "
+                                 "1-65535")
+    return f"{host}:{int(port)}"
+
+
 def _lab_target(lab: Lab, inv: LoadedInventory, scenario: str) -> tuple[str, str | None]:
     dc = inv.model.datacenters[0]
     lb = next(n for n in dc.nodes if n.role == Role.LB)
@@ -50,17 +69,25 @@ def _lab_target(lab: Lab, inv: LoadedInventory, scenario: str) -> tuple[str, str
 
 @click.command("loadtest")
 @click.argument("scenario", type=click.Choice(sorted(SCENARIOS)))
-@click.option("--target", default="lab", show_default=True,
+@click.option("--target", default="lab", show_default=True, callback=_check_target,
               help="`lab` (the running lab's first lb) or HOST[:PORT].")
-@click.option("--rate", type=float, default=10.0, show_default=True,
-              help="Calls (or registrations) started per second.")
-@click.option("--duration", type=float, help="Seconds to run (calls = rate x duration).")
-@click.option("--calls", type=int, help="Total calls; default rate x duration, or 10 x rate.")
-@click.option("--concurrency", type=int, help="Cap on simultaneous calls (SIPp -l).")
-@click.option("--hold", "hold_ms", type=int, default=1000, show_default=True,
+@click.option("--rate", type=FiniteFloat(0, MAX_RATE, min_open=True), default=10.0,
+              show_default=True, help="Calls (or registrations) started per second; at most "
+              "what the target's inventory says it can take (capacity.cps; 200/s for a target "
+              "no inventory describes; 5 x that for registrations) unless --force.")
+@click.option("--duration", type=seconds(86400.0),
+              help="Seconds to start calls for (calls = rate x duration); the run ends at most "
+                   "hold + 12 s later, SIPp stopped if needed.")
+@click.option("--calls", type=count(1, 1_000_000_000),
+              help="Total calls; default rate x duration, or 10 x rate.")
+@click.option("--concurrency", type=count(1, 1_000_000),
+              help="Cap on simultaneous calls (SIPp -l).")
+@click.option("--hold", "hold_ms", type=count(0, 3_600_000), default=1000, show_default=True,
               help="Milliseconds a call stays up with RTP before BYE.")
-@click.option("--expires", type=int, default=120, show_default=True,
+@click.option("--expires", type=count(1, 86400), default=120, show_default=True,
               help="register/storm: lifetime of the registrations made (they stay until then).")
+@click.option("--force", is_flag=True,
+              help="Send a --rate above the target's capacity anyway.")
 @click.option("--users", "users_file", type=click.Path(path_type=Path),
               help="SIPp injection file user;domain;password (default: from the inventory).")
 @click.option("--inventory", type=click.Path(path_type=Path),
@@ -80,7 +107,7 @@ def loadtest_cmd(ctx: Context, scenario: str, target: str, rate: float, duration
                  calls: int | None, concurrency: int | None, hold_ms: int, expires: int,
                  users_file: Path | None, inventory: Path | None, secrets_file: Path | None,
                  callee: str | None, local_ip: str, slo: str, json_out: Path | None,
-                 lab_dir: Path | None, dry_run: bool) -> None:
+                 lab_dir: Path | None, dry_run: bool, force: bool) -> None:
     """Load-test with SIPp and gate on SLOs (exit 8 when an objective is missed).
 
     \b
@@ -98,8 +125,6 @@ def loadtest_cmd(ctx: Context, scenario: str, target: str, rate: float, duration
     A progress line goes to stderr; the result (attempted, succeeded, failed by SIP code,
     achieved rate, call-setup p50/p95/p99, retransmissions, the SIPp command) to stdout.
     """
-    if rate <= 0:
-        raise ZpctlError("--rate must be positive", ExitCode.USAGE)
     objectives = parse_slo(slo)
     sc = SCENARIOS[scenario]
     lb: str | None = None
@@ -132,9 +157,20 @@ def loadtest_cmd(ctx: Context, scenario: str, target: str, rate: float, duration
     if scenario == "pstn" and inv is not None:
         allowed = _pstn_allowed(inv)
         users = [u for u in users if f"{u.username}@{u.domain}" in allowed]
-    n = calls or (int(rate * duration) if duration else int(rate * 10))
+    # --duration bounds the run even when --calls asks for more than fits in it.
+    n = int(rate * (duration if duration is not None else 10.0))
+    if calls is not None:
+        n = min(calls, n) if duration is not None else calls
+    if n < 1 and not sc.storm:
+        raise ZpctlError(f"--rate {rate:g} for {duration or 10.0:g} s starts no call; give a longer "
+                         "--duration or --calls", ExitCode.USAGE)
     if sc.storm:
         n, rate = len(users), float(max(len(users), 1))
+    else:
+        limit = ceiling(inv, scenario, target)
+        if rate > limit.cps and not force:
+            raise ZpctlError(f"--rate {rate:g}/s is above what {target} can take: {limit.cps}/s, "
+                             f"set by {limit.why}; lower it, or give --force", ExitCode.USAGE)
     trunk_ip = None
     if scenario == "did":
         carriers = [a.address for c in (inv.model.carriers if inv else []) for a in c.addresses]
@@ -143,10 +179,12 @@ def loadtest_cmd(ctx: Context, scenario: str, target: str, rate: float, duration
                              "carriers)", ExitCode.USAGE)
         trunk_ip = carriers[0]
     plan = Plan(sc, target, users, local_ip, rate, n, concurrency, hold_ms, plan_callee,
-                trunk_ip, lb, expires)
+                trunk_ip, lb, expires, duration_s=None if sc.storm else duration)
     if dry_run:
+        planned = duration if duration is not None and not sc.storm else n / rate
         emit(ctx.output, {"scenario": scenario, "target": target, "calls": n, "rate": rate,
-                          "users": len(users), "callee": _name(plan_callee), "slo": slo},
+                          "users": len(users), "callee": _name(plan_callee), "slo": slo,
+                          "ends_within_s": round(planned + STOP_SLACK_S + grace_s(hold_ms), 2)},
              text=f"would run {scenario}: {n} at {rate:g}/s against {target} with "
                   f"{len(users)} users" + (f", callee {_name(plan_callee)}" if plan_callee
                                            else ""))

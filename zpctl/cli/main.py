@@ -25,7 +25,7 @@ from zpctl.cli import (
     render,
     switch,
 )
-from zpctl.cli.context import OUTPUT_FORMATS, Context, set_verbosity, spread_global_options
+from zpctl.cli.context import Context, OutputChoice, set_verbosity, spread_global_options
 from zpctl.errors import ExitCode, InventoryError, ZpctlError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "ZPCTL",
@@ -33,7 +33,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "auto_envvar_prefix":
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
-@click.option("-o", "--output", type=click.Choice(OUTPUT_FORMATS), default="table",
+@click.option("-o", "--output", type=OutputChoice(), default="table",
               show_default=True, help="Format of the data printed on stdout.")
 @click.option("-v", "--verbose", count=True, help="More logging on stderr (-vv for debug).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
@@ -53,9 +53,10 @@ def cli(ctx: click.Context, output: str, verbose: int, debug: bool) -> None:
     Data goes to stdout (-o json|yaml for scripts), logs and progress to stderr.  The
     options -o, -v and --debug are accepted before or after the command
     (`zpctl -o json lab status` = `zpctl lab status -o json`).
-    Exit codes: 0 ok, 2 usage, 3 invalid inventory, 4 render failed, 5 deploy failed,
-    6 remote error, 7 unreachable/timeout, 8 SLO breached, 9 environment (missing binary,
-    port taken), 130 interrupted.  Environment variables: ZPCTL_OUTPUT, ZPCTL_SECRETS.
+    Exit codes: 0 ok, 1 internal error (a bug), 2 usage, 3 invalid inventory, 4 render
+    failed, 5 deploy failed, 6 remote error, 7 unreachable/timeout, 8 SLO breached,
+    9 environment (missing binary, port taken, unreadable or read-only file), 130
+    interrupted.  Environment variables: ZPCTL_OUTPUT, ZPCTL_SECRETS.
     """
     logging.basicConfig(stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     set_verbosity(verbose)

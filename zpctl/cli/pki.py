@@ -11,6 +11,7 @@ from zpctl import pki
 from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.inventory import INVENTORY_ARG
 from zpctl.cli.output import emit, info
+from zpctl.cli.types import DAYS, count
 from zpctl.control import Control
 from zpctl.errors import ExitCode, ZpctlError
 from zpctl.lab import Lab
@@ -37,8 +38,8 @@ def pki_group() -> None:
 @pki_group.command("status")
 @click.option("--dir", "directory", type=click.Path(path_type=Path),
               help="A directory of *.crt files (default: the lab's pki/).")
-@click.option("--warn-days", type=int, default=14, show_default=True,
-              help="Exit 1 when a certificate expires within this many days.")
+@click.option("--warn-days", type=count(0, 36500), default=14, show_default=True,
+              help="Exit 9 when a certificate expires within this many days.")
 @LAB_DIR
 @pass_ctx
 def status_cmd(ctx: Context, directory: Path | None, warn_days: int, lab_dir: Path | None) -> None:
@@ -52,7 +53,7 @@ def status_cmd(ctx: Context, directory: Path | None, warn_days: int, lab_dir: Pa
     soon = [r for r in rows if int(str(r["days_left"])) < warn_days]
     if soon:
         raise ZpctlError(f"{len(soon)} certificate(s) expire within {warn_days} days: "
-                         + ", ".join(str(r["file"]) for r in soon))
+                         + ", ".join(str(r["file"]) for r in soon), ExitCode.ENVIRONMENT)
 
 
 def _node(lab: Lab, name: str) -> tuple[str, list[str], str]:
@@ -69,7 +70,7 @@ def _node(lab: Lab, name: str) -> tuple[str, list[str], str]:
 
 @pki_group.command("rotate")
 @click.argument("node")
-@click.option("--days", type=int, default=825, show_default=True)
+@click.option("--days", type=DAYS, default=825, show_default=True)
 @click.option("--dry-run", is_flag=True, help="Say what would be replaced; change nothing.")
 @LAB_DIR
 @pass_ctx
@@ -102,7 +103,7 @@ def rotate_cmd(ctx: Context, node: str, days: int, dry_run: bool, lab_dir: Path 
                    f"An encrypted key's passphrase comes from ${pki.CA_PASSPHRASE_ENV}.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Write NODE.key (0600) and NODE.crt, or NODE.csr, here.")
-@click.option("--days", type=click.IntRange(min=1),
+@click.option("--days", type=DAYS,
               help=f"Validity in days [default: {pki.DEFAULT_DAYS}; never beyond the CA's].")
 @click.option("--csr-only", is_flag=True,
               help="Write keys and certificate signing requests for an external CA; sign nothing.")

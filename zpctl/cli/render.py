@@ -12,7 +12,7 @@ from zpctl.cli.output import emit, info
 from zpctl.errors import RenderError
 from zpctl.freeswitch.validate import check_build as check_freeswitch_build
 from zpctl.model import load_inventory
-from zpctl.render import render
+from zpctl.render import check_out_dir, render
 from zpctl.render.diff import BuildDiff, diff_build
 from zpctl.render.verify import check_kamailio_build
 from zpctl.secrets import Secrets, default_path
@@ -57,11 +57,14 @@ def render_cmd(ctx: Context, inventory: Path, out: Path | None, check: bool, dry
     and for a media node rtpengine/rtpengine.conf and redis/redis.conf.  Rendering is
     deterministic: the same inventory and secrets give byte-identical files, and
     MANIFEST.json records every file's hash and the build id.  A previous build in the
-    same directory is replaced (see `zpctl diff` first).
+    same directory is replaced (see `zpctl diff` first); a directory that is not a zpctl
+    build, or one holding files zpctl did not write, is never replaced (exit 9, nothing
+    written), and neither is a read-only one.
     """
     inv, build = _render(inventory, secrets_file)
     check_freeswitch_build(build)  # RenderError (exit 4) naming file, element and reason
     out = out or _default_out(inv.model.platform.name)
+    check_out_dir(out)  # exit 9 unless out is new, empty or a zpctl build (also on --dry-run)
     delta = diff_build(build, out)
     if dry_run:
         _show_diff(ctx, delta, out)

@@ -12,9 +12,11 @@ import click
 from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.inventory import INVENTORY_ARG
 from zpctl.cli.output import emit, info
+from zpctl.cli.types import DEADLINE, TIMEOUT, host_ports, seconds
+from zpctl.control import inventory_line
 from zpctl.freeswitch import ESL_OVERRIDE_ENV
 from zpctl.freeswitch import control as fsc
-from zpctl.model import load_inventory
+from zpctl.model import LoadedInventory, load_inventory
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,17 +29,26 @@ def selection_options(f: F) -> F:
         click.option("--zone", metavar="DC/ZONE", help="Only the switches of this zone (or DC)."),
         click.option("--switch", "switch_name", metavar="NAME", help="Only this switch."),
         click.option("--esl-address", envvar=ESL_OVERRIDE_ENV, metavar="HOST:PORT",
+                     callback=host_ports,
                      help="For tests and labs: send ESL here instead of each switch's "
                           "management address (or NAME=HOST:PORT,...). Env: "
                           f"{ESL_OVERRIDE_ENV}."),
         click.option("--secrets", "secrets_file", type=click.Path(path_type=Path),
                      help="Secrets file holding esl_password (default: $ZPCTL_SECRETS or "
                           "~/.config/zpctl/secrets/<platform>.yml)."),
-        click.option("--timeout", type=float, default=5.0, show_default=True,
+        click.option("--timeout", type=TIMEOUT, default=5.0, show_default=True,
                      help="Seconds to wait for a switch to answer."),
     ]):
         f = opt(f)
     return f
+
+
+def load_live(inventory: Path) -> LoadedInventory:
+    """The inventory of a live command, said on stderr (which platform is about to be
+    touched is the first thing an operator should see)."""
+    loaded = load_inventory(inventory)
+    info(inventory_line(loaded))
+    return loaded
 
 
 def show_plan(ctx: Context, steps: list[fsc.Step]) -> None:
@@ -81,8 +92,9 @@ def status_cmd(ctx: Context, inventory: Path, zone: str | None, switch_name: str
                esl_address: str | None, secrets_file: Path | None, timeout: float,
                dry_run: bool) -> None:
     """Show each switch: reachable, current sessions, inbound paused or not."""
-    loaded = load_inventory(inventory)
-    targets = fsc.targets_for(loaded, zone, switch_name, esl_address)
+    loaded = load_live(inventory)
+    targets = fsc.targets_for(loaded, zone, switch_name, esl_address,
+                              guard=not dry_run)
     if dry_run:
         show_plan(ctx, fsc.status_plan(targets))
         return
@@ -95,9 +107,9 @@ def status_cmd(ctx: Context, inventory: Path, zone: str | None, switch_name: str
 @selection_options
 @click.option("--wait", is_flag=True,
               help="Drain: after pausing, wait until every switch has 0 sessions.")
-@click.option("--deadline", type=float, default=600.0, show_default=True,
+@click.option("--deadline", type=DEADLINE, default=600.0, show_default=True,
               help="With --wait: give up after this many seconds (exit 7; inbound stays paused).")
-@click.option("--poll", type=float, default=2.0, show_default=True, hidden=True)
+@click.option("--poll", type=seconds(60.0), default=2.0, show_default=True, hidden=True)
 @click.option("--dry-run", is_flag=True, help="Print the ESL commands; change nothing.")
 @pass_ctx
 def pause_cmd(ctx: Context, inventory: Path, zone: str | None, switch_name: str | None,
@@ -108,8 +120,9 @@ def pause_cmd(ctx: Context, inventory: Path, zone: str | None, switch_name: str 
     With --wait this is a drain: progress on stderr until the session count of every
     selected switch reaches zero (HEARTBEAT Session-Count and `api status`).
     """
-    loaded = load_inventory(inventory)
-    targets = fsc.targets_for(loaded, zone, switch_name, esl_address)
+    loaded = load_live(inventory)
+    targets = fsc.targets_for(loaded, zone, switch_name, esl_address,
+                              guard=not dry_run)
     if dry_run:
         steps = fsc.pause_plan(targets)
         if wait:
@@ -133,8 +146,9 @@ def resume_cmd(ctx: Context, inventory: Path, zone: str | None, switch_name: str
                esl_address: str | None, secrets_file: Path | None, timeout: float,
                dry_run: bool) -> None:
     """Accept new inbound calls again (`fsctl resume inbound`)."""
-    loaded = load_inventory(inventory)
-    targets = fsc.targets_for(loaded, zone, switch_name, esl_address)
+    loaded = load_live(inventory)
+    targets = fsc.targets_for(loaded, zone, switch_name, esl_address,
+                              guard=not dry_run)
     if dry_run:
         show_plan(ctx, fsc.resume_plan(targets))
         return

@@ -135,7 +135,7 @@ class EslConnection:
             await self._drop()
             raise Unreachable(f"switch {self.name}: no ESL greeting within {self.timeout}s") \
                 from None
-        except ZpctlError:
+        except BaseException:  # a ZpctlError, or the caller's deadline cancelled us
             await self._drop()
             raise
 
@@ -151,6 +151,13 @@ class EslConnection:
                 await self._send(esl.exit_(), timeout=min(self.timeout, 2.0))
         await self._drop()
 
+    async def abort(self) -> None:
+        """Close at once, without the ``exit`` goodbye (a deadline passed); no reconnect."""
+        self._closing = True
+        if self._reconnect_task is not None:
+            self._reconnect_task.cancel()
+        await self._drop()
+
     async def __aenter__(self) -> EslConnection:
         await self.connect()
         return self
@@ -160,6 +167,10 @@ class EslConnection:
 
     async def _drop(self) -> None:
         self._up.clear()
+        # Nobody waits for the greeting any more: a late error set on it by the reader
+        # would be logged as "Future exception was never retrieved".
+        if self._greeting is not None and not self._greeting.done():
+            self._greeting.cancel()
         if self._writer is not None:
             self._writer.close()
             with contextlib.suppress(OSError, ConnectionError):
@@ -190,8 +201,10 @@ class EslConnection:
         try:
             await self._writer.drain()
             return await asyncio.wait_for(asyncio.shield(fut), timeout or self.timeout)
-        except TimeoutError:
+        except (TimeoutError, asyncio.CancelledError) as exc:
             fut.cancel()  # keeps its FIFO slot: the late reply is read and dropped
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             raise Unreachable(f"switch {self.name}: no reply to {_shown(cmd.line)!r} within "
                               f"{timeout or self.timeout}s") from None
         except (ConnectionError, OSError) as exc:

@@ -13,6 +13,15 @@ from zpctl.errors import RemoteFailure, Unreachable
 from zpctl.protocols import jsonrpc
 
 
+class NoAnswer(Unreachable):
+    """The node did not answer in time (it may be frozen or overloaded: its socket is
+    there), as opposed to refusing the connection (nothing listens: it is down)."""
+
+
+def _timed_out(exc: BaseException) -> bool:
+    return isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
+
+
 class KamailioRpc:
     """Call Kamailio RPC methods.  ``endpoint`` is ``http://host:port/RPC`` or a unix
     datagram socket path (jsonrpcs ``dgram_socket``)."""
@@ -44,7 +53,8 @@ class KamailioRpc:
                 return bytes(data)
             raise RemoteFailure(f"{self.endpoint}: HTTP {exc.code} {exc.reason}") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            raise Unreachable(f"{self.endpoint}: {getattr(exc, 'reason', exc)}") from None
+            kind = NoAnswer if _timed_out(exc) else Unreachable
+            raise kind(f"{self.endpoint}: {getattr(exc, 'reason', exc)}") from None
 
     def _dgram(self, body: bytes) -> bytes:
         with tempfile.TemporaryDirectory(prefix="zpctl-rpc-") as tmp:
@@ -55,5 +65,7 @@ class KamailioRpc:
                 try:
                     s.sendto(body, self.endpoint)
                     return s.recv(1 << 20)
-                except (FileNotFoundError, ConnectionRefusedError, TimeoutError) as exc:
+                except TimeoutError as exc:
+                    raise NoAnswer(f"{self.endpoint}: {exc}") from None
+                except (FileNotFoundError, ConnectionRefusedError) as exc:
                     raise Unreachable(f"{self.endpoint}: {exc}") from None

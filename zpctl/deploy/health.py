@@ -16,7 +16,7 @@ from pathlib import Path
 
 from zpctl.clients.kamailio import KamailioRpc
 from zpctl.clients.probes import ng_command, redis_ping, sip_options
-from zpctl.errors import ZpctlError
+from zpctl.errors import ExitCode, ZpctlError
 from zpctl.model.schema import Role
 
 
@@ -54,16 +54,17 @@ class Target:
 def _kamailio(t: Target) -> None:
     resp = sip_options(t.address, t.sip, timeout=1.0, source=source_for(t.address))
     if resp.status != 200 and (resp.status, resp.reason) != (503, "Warming Up"):
-        raise ZpctlError(f"OPTIONS answered {resp.status} {resp.reason}")
+        raise ZpctlError(f"OPTIONS answered {resp.status} {resp.reason}", ExitCode.REMOTE_ERROR)
     KamailioRpc(f"http://{t.mgmt}:{t.mgmt_http}/RPC", 2.0).call("core.uptime")
 
 
 def _media(t: Target) -> None:
     reply = ng_command(t.mgmt, t.ng, "ping", 1.0)
     if reply.get("result") != "pong":
-        raise ZpctlError(f"rtpengine ping answered {reply}")
+        raise ZpctlError(f"rtpengine ping answered {reply}", ExitCode.REMOTE_ERROR)
     if not redis_ping(t.mgmt, t.redis, 1.0):
-        raise ZpctlError(f"{t.mgmt}:{t.redis} answers, but not as Redis")
+        raise ZpctlError(f"{t.mgmt}:{t.redis} answers, but not as Redis",
+                         ExitCode.REMOTE_ERROR)
 
 
 def check_nodes(build_dir: Path, nodes: list[str], timeout: float = 30.0) -> list[str]:

@@ -218,7 +218,7 @@ class _Rollout:
                 time.sleep(0.5)
             if have == 0:
                 raise ZpctlError(f"{proxy.name} had {regs_before} registration(s) before the "
-                                 "deploy and has none after restore")
+                                 "deploy and has none after restore", ExitCode.DEPLOY_FAILED)
         self.progress(f"  {step.scope}: restored")
 
     # -- steps ---------------------------------------------------------------------------------
@@ -228,10 +228,12 @@ class _Rollout:
         before = self.drain(step) if step.zone else {"registrations": 0}
         res = self.ansible(step.nodes, build_dir, step.scope.replace("/", "-"))
         if not res.ok:
-            raise ZpctlError("Ansible failed:\n  " + "\n  ".join(res.failures))
+            raise ZpctlError("Ansible failed:\n  " + "\n  ".join(res.failures),
+                             ExitCode.DEPLOY_FAILED)
         problems = health.check_nodes(build_dir, step.nodes, self.opts.health_timeout)
         if problems:
-            raise ZpctlError("health check failed:\n  " + "\n  ".join(problems))
+            raise ZpctlError("health check failed:\n  " + "\n  ".join(problems),
+                             ExitCode.DEPLOY_FAILED)
         if step.zone:
             self.restore(step, int(before["registrations"]))
 
@@ -353,17 +355,26 @@ def deploy(opts: DeployOptions, progress: Progress = lambda s: None) -> dict[str
 
 
 def history(platform: str | None = None, state_dir: Path | None = None) -> list[dict[str, Any]]:
-    """Every deploy and rollback of the platform, oldest first."""
+    """Every deploy and rollback of the platform, oldest first (none yet: empty)."""
+    if platform is None and not _platforms(state_dir or default_state_root()):
+        return []
     return _platform_store(platform, state_dir).history()
+
+
+def _platforms(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
 
 def _platform_store(platform: str | None, state_dir: Path | None) -> BuildStore:
     root = state_dir or default_state_root()
     if platform is None:
-        found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
-        if len(found) != 1:
-            raise ZpctlError(f"give --platform (deploy state in {root}: "
-                             f"{', '.join(found) or 'none'})", ExitCode.USAGE)
+        found = _platforms(root)
+        if not found:
+            raise ZpctlError(f"no deploy recorded yet (no deploy state in {root}); deploy "
+                             "first: zpctl deploy INVENTORY", ExitCode.USAGE)
+        if len(found) > 1:
+            raise ZpctlError(f"give --platform: {root} holds the deploy state of "
+                             f"{', '.join(found)}", ExitCode.USAGE)
         platform = found[0]
     return BuildStore(root, platform)
 

@@ -155,6 +155,48 @@ class RunResult:
 
 
 @dataclass
+class EventLog:
+    """ansible-runner's event handler: progress lines while the run goes, and what failed,
+    each host once.  An unreachable host is named only in :meth:`failures` (one line per
+    reason, its hosts sorted): Ansible reports it for every task it could not start, and a
+    progress line as well would repeat the same long SSH message for every host."""
+
+    progress: Progress
+    failed: dict[str, list[str]] = field(default_factory=dict)  # host -> its failed tasks
+    unreachable: dict[str, str] = field(default_factory=dict)  # host -> the first reason
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data") or {}
+        host = str(data.get("host", ""))
+        task = data.get("task", "")
+        res = data.get("res") or {}
+        if kind == "runner_on_ok" and res.get("changed"):
+            self.progress(f"    {host:<16} changed  {task}")
+        elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+            msg = str(res.get("msg") or "").strip()
+            detail = (str(res.get("stderr") or res.get("stdout") or "")).strip()
+            line = f"{task}: {msg}" + (f"\n{detail[-1500:]}" if detail else "")
+            lines = self.failed.setdefault(host, [])
+            if line not in lines:
+                lines.append(line)
+                self.progress(f"    {host:<16} FAILED   {task}: {msg}")
+        elif kind == "runner_on_unreachable":
+            self.unreachable.setdefault(host, str(res.get("msg") or "no reason given").strip())
+        return True
+
+    def failures(self) -> list[str]:
+        """One entry per failed host and one per unreachable reason (naming its hosts)."""
+        out = [f"{host}: {line}" for host in sorted(self.failed) for line in self.failed[host]]
+        by_reason: dict[str, list[str]] = {}
+        for host, reason in self.unreachable.items():
+            by_reason.setdefault(reason, []).append(host)
+        for reason, hosts in sorted(by_reason.items(), key=lambda kv: sorted(kv[1])):
+            out.append(f"unreachable: {', '.join(sorted(hosts))}: {reason}")
+        return out
+
+
+@dataclass
 class AnsibleRun:
     inv: LoadedInventory
     hosts: DeployHosts
@@ -203,38 +245,17 @@ class AnsibleRun:
         import ansible_runner  # type: ignore[import-untyped]  # noqa: PLC0415 - heavy, deploy only
 
         self.prepare()
-        failures: list[str] = []
-
-        def on_event(event: dict[str, Any]) -> bool:
-            kind = event.get("event", "")
-            data = event.get("event_data") or {}
-            host = data.get("host", "")
-            task = data.get("task", "")
-            res = data.get("res") or {}
-            if kind == "runner_on_ok" and res.get("changed"):
-                self.progress(f"    {host:<16} changed  {task}")
-            elif kind == "runner_on_failed" and not data.get("ignore_errors"):
-                msg = str(res.get("msg") or "").strip()
-                detail = (str(res.get("stderr") or res.get("stdout") or "")).strip()
-                line = f"{host}: {task}: {msg}" + (f"\n{detail[-1500:]}" if detail else "")
-                failures.append(line)
-                self.progress(f"    {host:<16} FAILED   {task}: {msg}")
-            elif kind == "runner_on_unreachable":
-                failures.append(f"{host}: unreachable: {res.get('msg', '')}")
-                self.progress(f"    {host:<16} UNREACHABLE {res.get('msg', '')}")
-            elif kind == "playbook_on_play_start" and self.nodes:
-                pass
-            return True
-
+        events = EventLog(self.progress)
         cmdline = " ".join(a for a, on in (("--check", self.check), ("--diff", self.diff)) if on)
         r = ansible_runner.run(
             private_data_dir=str(self.data_dir), playbook="deploy.yml", ident="run",
             limit=",".join(self.nodes), cmdline=cmdline or None, quiet=True,
-            event_handler=on_event)
+            event_handler=events)
         stats = r.stats or {}
         changed = {h: int(n) for h, n in (stats.get("changed") or {}).items()}
         for h in self.nodes:
             changed.setdefault(h, 0)
+        failures = events.failures()
         if r.rc != 0 and not failures:
             failures.append(f"ansible-playbook exited {r.rc} ({r.status}); see "
                             f"{self.data_dir / 'artifacts' / 'run' / 'stdout'}")

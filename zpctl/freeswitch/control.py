@@ -21,7 +21,7 @@ import os
 import re
 import time
 import uuid as uuidlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,26 +137,60 @@ async def _connect(t: SwitchTarget, password: str, timeout: float) -> EslConnect
 
 
 async def _each(targets: Sequence[SwitchTarget], password: str, timeout: float,
-                work: Callable[[EslConnection, SwitchResult], Any]) -> list[SwitchResult]:
-    """Run ``work(conn, result)`` on every switch at once; errors land in the results."""
-    async def one(t: SwitchTarget) -> SwitchResult:
-        res = _result(t)
+                work: Callable[[EslConnection, SwitchResult], Any],
+                deadline: float | None = None) -> list[SwitchResult]:
+    """Run ``work(conn, result)`` on every switch at once; errors land in the results.
+    With ``deadline`` (seconds for all of it), switches still busy then are unreachable."""
+    results = [_result(t) for t in targets]
+
+    async def one(t: SwitchTarget, res: SwitchResult) -> None:
         try:
             conn = await _connect(t, password, timeout)
         except ZpctlError as exc:
-            res.state, res.error = ("unreachable" if exc.exit_code == ExitCode.UNREACHABLE
-                                    else "error"), exc
-            return res
+            _failed(res, exc)
+            return
         try:
             await work(conn, res)
         except ZpctlError as exc:
-            res.state, res.error = ("unreachable" if exc.exit_code == ExitCode.UNREACHABLE
-                                    else "error"), exc
-        finally:
-            await conn.close()
-        return res
+            _failed(res, exc)
+        except asyncio.CancelledError:
+            await conn.abort()
+            raise
+        await conn.close()
 
-    return list(await asyncio.gather(*(one(t) for t in targets)))
+    await _all_within([one(t, r) for t, r in zip(targets, results, strict=True)], results,
+                      deadline)
+    return results
+
+
+def _failed(res: SwitchResult, exc: ZpctlError) -> None:
+    res.state = "unreachable" if exc.exit_code == ExitCode.UNREACHABLE else "error"
+    res.error = exc
+
+
+async def _all_within(coros: Sequence[Coroutine[Any, Any, None]], results: Sequence[SwitchResult],
+                      deadline: float | None) -> None:
+    """Run ``coros`` (one per result) at once; those not done at ``deadline`` are cancelled
+    and their switch marked unreachable."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    if not tasks:
+        return
+    try:
+        _, pending = await asyncio.wait(tasks, timeout=deadline)
+    except asyncio.CancelledError:  # our caller gives up (e.g. another switch had the answer)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for task, res in zip(tasks, results, strict=True):
+        if task not in pending and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]  # a bug: not a switch's fault
+        if task in pending:
+            _failed(res, Unreachable(f"switch {res.switch}: no answer within the "
+                                     f"{deadline:g} s deadline"))
 
 
 # --- switch status / pause / resume --------------------------------------------------------
@@ -171,8 +205,21 @@ def inventory_pool(loaded: LoadedInventory, password: str, *, zone: str | None =
 
 
 def targets_for(loaded: LoadedInventory, zone: str | None = None, switch: str | None = None,
-                esl_override: str | None = None) -> list[SwitchTarget]:
-    return esl_targets(select_switches(loaded, zone, switch), esl_override)
+                esl_override: str | None = None, *, guard: bool = False) -> list[SwitchTarget]:
+    """ESL addresses of the selected switches.  With ``guard`` (live commands), an
+    inventory address this machine must not contact is refused (exit 9, see
+    :class:`zpctl.control.AddressGuard`); addresses given by an override are the
+    operator's own choice and are not checked."""
+    placed = select_switches(loaded, zone, switch)
+    targets = esl_targets(placed, esl_override)
+    if guard:
+        from zpctl.control import AddressGuard  # noqa: PLC0415 - control imports us lazily
+
+        check = AddressGuard(loaded)
+        for p, t in zip(placed, targets, strict=True):
+            if (t.host, t.port) == (p.node.mgmt, p.node.ports.esl):
+                check.check(t.host, t.name)
+    return targets
 
 
 def status_plan(targets: Sequence[SwitchTarget]) -> list[Step]:
@@ -300,7 +347,7 @@ def pause_switches(loaded: LoadedInventory, *, zone: str | None = None, switch: 
                    progress: Progress | None = None) -> list[SwitchResult]:
     """Pause inbound sessions on the selected switches (for zone drain: ``zone="dc/zone"``);
     with ``wait``, drain them.  Per-switch errors are in the results (see raise_for_errors)."""
-    targets = targets_for(loaded, zone, switch, esl_override)
+    targets = targets_for(loaded, zone, switch, esl_override, guard=True)
     pw = password or esl_password(loaded, secrets_file)
     return asyncio.run(apause(targets, pw, wait=wait, deadline_s=deadline_s, poll_s=poll_s,
                               timeout=timeout, progress=progress))
@@ -310,7 +357,7 @@ def resume_switches(loaded: LoadedInventory, *, zone: str | None = None, switch:
                     password: str | None = None, secrets_file: Path | None = None,
                     esl_override: str | None = None, timeout: float = 5.0) -> list[SwitchResult]:
     """Resume inbound sessions on the selected switches (undo of pause_switches)."""
-    targets = targets_for(loaded, zone, switch, esl_override)
+    targets = targets_for(loaded, zone, switch, esl_override, guard=True)
     pw = password or esl_password(loaded, secrets_file)
     return asyncio.run(aresume(targets, pw, timeout))
 
@@ -329,7 +376,8 @@ def _word(value: str, what: str) -> str:
     return value
 
 
-async def alist_calls(targets: Sequence[SwitchTarget], password: str, timeout: float = 5.0
+async def alist_calls(targets: Sequence[SwitchTarget], password: str, timeout: float = 5.0,
+                      deadline: float | None = None
                       ) -> tuple[list[dict[str, str]], list[SwitchResult]]:
     """Every call (``show calls as json``) on every switch, each row with its switch."""
     rows: list[dict[str, str]] = []
@@ -340,28 +388,91 @@ async def alist_calls(targets: Sequence[SwitchTarget], password: str, timeout: f
         for r in found:
             rows.append({"switch": res.switch, **r})
 
-    results = await _each(targets, password, timeout, work)
+    results = await _each(targets, password, timeout, work, deadline)
     return sorted(rows, key=lambda r: (r["switch"], r.get("created_epoch", ""), r.get("uuid", ""))), \
         results
 
 
+FIND_DEADLINE_S = 10.0  # default for finding the switch that holds a channel
+
+
 async def afind_channel(targets: Sequence[SwitchTarget], password: str, uuid: str,
-                        timeout: float = 5.0) -> tuple[SwitchTarget, dict[str, str], list[dict[str, str]]]:
-    """The switch holding channel ``uuid``, its row, and the call rows of that switch."""
-    for t in targets:
+                        timeout: float = 5.0, deadline: float = FIND_DEADLINE_S
+                        ) -> tuple[SwitchTarget, dict[str, str], list[dict[str, str]]]:
+    """The switch holding channel ``uuid``, its row, and the call rows of that switch.
+
+    Every switch is asked at once (``show channels as json``); the first that holds the
+    channel wins and the others are let go.  After ``deadline`` seconds the switches that
+    have not answered count as unreachable.  Not found: exit 6 when every switch answered,
+    exit 7 when some did not (the channel may be on one of them), naming them.
+    """
+    results = [_result(t) for t in targets]
+    found: list[tuple[SwitchTarget, dict[str, str], list[dict[str, str]]]] = []
+    done = asyncio.Event()
+
+    async def probe(t: SwitchTarget, res: SwitchResult) -> None:
         try:
-            conn = await _connect(t, password, timeout)
-        except ZpctlError:
-            continue
+            conn = await _connect(t, password, min(timeout, deadline))
+        except ZpctlError as exc:
+            _failed(res, exc)
+            return
+        got = None
         try:
             chans = parse_rows(await conn.api("show channels as json"))
             hit = next((r for r in chans if r.get("uuid") == uuid), None)
             if hit is not None:
-                calls = parse_rows(await conn.api("show calls as json"))
-                return t, hit, calls
-        finally:
-            await conn.close()
-    raise RemoteFailure(f"no channel {uuid} on {', '.join(t.name for t in targets)}")
+                got = (t, hit, parse_rows(await conn.api("show calls as json")))
+        except ZpctlError as exc:
+            _failed(res, exc)
+        except asyncio.CancelledError:
+            await conn.abort()
+            raise
+        await conn.close()
+        if got is not None:
+            found.append(got)
+            done.set()
+
+    async def first_hit() -> None:
+        await done.wait()
+
+    watcher = asyncio.ensure_future(first_hit())
+    search = asyncio.ensure_future(_all_within([probe(t, r) for t, r in
+                                                zip(targets, results, strict=True)],
+                                               results, deadline))
+    await asyncio.wait([watcher, search], return_when=asyncio.FIRST_COMPLETED)
+    if not search.done():  # found: the other switches need not answer
+        search.cancel()
+    watcher.cancel()
+    await asyncio.gather(watcher, search, return_exceptions=True)
+    if found:
+        return found[0]
+    if not search.cancelled() and search.exception() is not None:
+        raise search.exception()  # type: ignore[misc]
+    raise not_found(uuid, results)
+
+
+def not_found(uuid: str, results: Sequence[SwitchResult]) -> ZpctlError:
+    """The error for a channel no switch holds: how many were asked, which could not be."""
+    reached = [r for r in results if r.error is None]
+    down = [r for r in results if r.error is not None
+            and r.error.exit_code == ExitCode.UNREACHABLE]
+    failed = [r for r in results if r.error is not None and r not in down]
+    bad = down + failed
+    if not bad:
+        return RemoteFailure(f"no channel {uuid} on the {_switches_n(len(reached))} reached")
+    names = ", ".join(r.switch for r in bad)
+    why = bad[0].error.message if bad[0].error is not None else ""
+    code = ExitCode.UNREACHABLE if down else ExitCode.REMOTE_ERROR
+    what = f"{len(down)} unreachable" + (f", {len(failed)} failed" if failed else "")
+    if not reached:
+        return ZpctlError(f"cannot look for channel {uuid}: reached none of the "
+                          f"{_switches_n(len(results))}; {what}: {names} (e.g. {why})", code)
+    return ZpctlError(f"no channel {uuid} on the {_switches_n(len(reached))} reached; "
+                      f"{what}: {names} (e.g. {why})", code)
+
+
+def _switches_n(n: int) -> str:
+    return f"{n} switch" if n == 1 else f"{n} switches"
 
 
 def partner_of(uuid: str, calls: Sequence[dict[str, str]]) -> str | None:
@@ -398,12 +509,14 @@ def call_command(action: str, uuid: str, *, cause: str = "NORMAL_CLEARING", dest
 
 
 async def acall_action(targets: Sequence[SwitchTarget], password: str, uuid: str, command: str,
-                       timeout: float = 5.0) -> tuple[SwitchTarget, str]:
-    """Run ``command`` on the switch holding ``uuid``; (switch, output)."""
+                       timeout: float = 5.0, deadline: float = FIND_DEADLINE_S
+                       ) -> tuple[SwitchTarget, str]:
+    """Run ``command`` on the switch holding ``uuid`` (searched for within ``deadline``
+    seconds); (switch, output)."""
     if len(targets) == 1:
         t = targets[0]
     else:
-        t, _, _ = await afind_channel(targets, password, uuid, timeout)
+        t, _, _ = await afind_channel(targets, password, uuid, timeout, deadline)
     conn = await _connect(t, password, timeout)
     try:
         verb, _, rest = command.partition(" ")
@@ -467,11 +580,11 @@ def target_extension(acct: Account, row: dict[str, str]) -> str | None:
 
 
 async def amonitor(loaded: LoadedInventory, targets: Sequence[SwitchTarget], password: str,
-                   uuid: str, mode: str, supervisor: str, timeout: float = 10.0
-                   ) -> dict[str, Any]:
+                   uuid: str, mode: str, supervisor: str, timeout: float = 10.0,
+                   deadline: float = FIND_DEADLINE_S) -> dict[str, Any]:
     """Connect a supervisor to a call after checking the grant covers that call's user."""
     acct, ext = parse_user(supervisor, loaded)
-    t, row, calls = await afind_channel(targets, password, uuid, timeout)
+    t, row, calls = await afind_channel(targets, password, uuid, timeout, deadline)
     target_ext = target_extension(acct, row)
     if target_ext is None:
         raise ZpctlError(f"channel {uuid} is not a call of a user of {acct.id}", ExitCode.USAGE)

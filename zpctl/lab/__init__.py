@@ -36,7 +36,7 @@ from zpctl.db import create_sqlite
 from zpctl.errors import EnvironmentProblem, Unreachable, ZpctlError
 from zpctl.lab.procs import ProcessError, ProcRecord, await_reaped, launch, stop_all
 from zpctl.media import write_tone
-from zpctl.model import LoadedInventory, load_inventory
+from zpctl.model import LoadedInventory, PlacedNode, load_inventory
 from zpctl.model.schema import Role
 from zpctl.paths import default_inventory, state_dir
 from zpctl.render import BANNER, environment, render
@@ -168,6 +168,12 @@ class Lab:
             if rec is not None:
                 out.append(rec)
         return out
+
+    def require(self) -> None:
+        """Raise Unreachable (exit 7) unless a lab was started in this directory."""
+        if self.state() is None:
+            raise Unreachable(f"no lab in {self.dir}: start one with `zpctl lab up` (or give "
+                              "--lab-dir)")
 
     def inventory_label(self) -> str:
         st = self.state()
@@ -523,57 +529,92 @@ class Lab:
         return rows
 
     def status(self, inventory: Path | None = None) -> list[dict[str, Any]]:
-        """One row per node: role, zone, address, up/down, registrations, dialogs."""
+        """One row per node: role, zone, address, state, registrations, dialogs.
+
+        ``state``: ``up``; ``down`` (its process is gone); ``not answering (...)`` (the
+        process is there but does not answer: frozen, overloaded); switch rows say the lab
+        does not run them.  Nodes are asked at once, so a frozen one costs one timeout.
+        """
+        from zpctl.control import parallel  # noqa: PLC0415 - keeps the lab importable alone
+
         if self.state() is None and inventory is None:
-            raise ZpctlError(f"no lab in {self.dir}; start one with `zpctl lab up`")
+            self.require()
         inv = self.inventory(inventory)
         recs = {r.name: r for r in self.records()}
-        rows = []
-        for p in inv.nodes():
-            if p.role == Role.SWITCH:
-                rows.append({"node": p.name, "role": p.role.value, "dc": p.dc.id,
-                             "zone": p.zone or "-", "address": p.node.address,
-                             "state": "not run by the lab (FreeSWITCH)", "pid": None,
-                             "registrations": None, "dialogs": None})
-                continue
-            names = ([f"{p.name}/redis", f"{p.name}/rtpengine"] if p.role == Role.MEDIA
-                     else [f"{p.name}/kamailio"])
-            procs = [recs.get(n) for n in names]
-            alive = all(r is not None and r.alive() for r in procs)
-            row: dict[str, Any] = {
-                "node": p.name, "role": p.role.value, "dc": p.dc.id, "zone": p.zone or "-",
-                "address": p.node.address, "state": "up" if alive else "down",
-                "pid": ",".join(str(r.pid) for r in procs if r is not None and r.alive()) or None,
-                "registrations": None, "dialogs": None,
-            }
-            if alive and p.role in (Role.LB, Role.PROXY, Role.SBC):
-                rpc = KamailioRpc(f"http://{p.node.mgmt}:{p.node.ports.mgmt_http}/RPC", 2.0)
-                try:
-                    if p.role == Role.PROXY:
-                        row["registrations"] = _stat(rpc, "usrloc:location_contacts")
-                    row["dialogs"] = _stat(rpc, "dialog:active_dialogs") \
-                        if p.role == Role.PROXY else None
-                except ZpctlError as exc:
-                    row["state"] = f"up (rpc: {exc.message})"
-            elif alive and p.role == Role.MEDIA:
-                try:
-                    reply = ng_command(p.node.mgmt, p.node.ports.rtpengine_ng, "list", 1.0)
-                    calls = reply.get("calls")
-                    row["dialogs"] = len(calls) if isinstance(calls, list) else None
-                except Unreachable:
-                    row["state"] = "up (ng not answering)"
-            rows.append(row)
-        return rows + self.peer_status(inv)
+        return parallel(lambda p: self._node_status(p, recs), list(inv.nodes())) \
+            + self.peer_status(inv)
+
+    def _node_status(self, p: PlacedNode, recs: dict[str, ProcRecord]) -> dict[str, Any]:
+        if p.role == Role.SWITCH:
+            return {"node": p.name, "role": p.role.value, "dc": p.dc.id,
+                    "zone": p.zone or "-", "address": p.node.address,
+                    "state": "not run by the lab (FreeSWITCH)", "pid": None,
+                    "registrations": None, "dialogs": None}
+        names = ([f"{p.name}/redis", f"{p.name}/rtpengine"] if p.role == Role.MEDIA
+                 else [f"{p.name}/kamailio"])
+        procs = [recs.get(n) for n in names]
+        alive = all(r is not None and r.alive() for r in procs)
+        row: dict[str, Any] = {
+            "node": p.name, "role": p.role.value, "dc": p.dc.id, "zone": p.zone or "-",
+            "address": p.node.address, "state": "up" if alive else "down",
+            "pid": ",".join(str(r.pid) for r in procs if r is not None and r.alive()) or None,
+            "registrations": None, "dialogs": None,
+        }
+        if alive and p.role in (Role.LB, Role.PROXY, Role.SBC):
+            rpc = KamailioRpc(f"http://{p.node.mgmt}:{p.node.ports.mgmt_http}/RPC", 2.0)
+            try:
+                if p.role == Role.PROXY:
+                    row["registrations"] = _stat(rpc, "usrloc:location_contacts")
+                    row["dialogs"] = _stat(rpc, "dialog:active_dialogs")
+                else:
+                    rpc.call("core.uptime")
+            except ZpctlError as exc:
+                row["state"] = f"not answering (rpc: {exc.message})"
+        elif alive and p.role == Role.MEDIA:
+            try:
+                reply = ng_command(p.node.mgmt, p.node.ports.rtpengine_ng, "list", 1.0)
+                calls = reply.get("calls")
+                row["dialogs"] = len(calls) if isinstance(calls, list) else None
+            except Unreachable:
+                row["state"] = "not answering (rtpengine ng)"
+        return row
 
     def logs(self, node: str | None = None, lines: int = 40) -> str:
-        parts = []
-        for log in sorted((self.dir / "nodes").glob("*/log/*.log")):
-            if node and log.parts[-3] != node:
-                continue
-            parts.append(f"==> {log.parts[-3]}/{log.name} <==\n{_tail(log, lines)}")
-        if node and not parts:
-            raise ZpctlError(f"no logs for node {node!r} in {self.dir}")
-        return "\n\n".join(parts)
+        """The last ``lines`` lines of every node's logs (or of ``node``'s).
+
+        Read backwards from the end of each file, so a log of millions of lines costs no
+        more than its tail.  Unknown node: usage error naming the known ones; no lab: 7.
+        """
+        from zpctl.errors import ExitCode  # noqa: PLC0415
+
+        def tail(path: Path) -> str:
+            if lines < 1:
+                return ""
+            chunks: list[bytes] = []
+            try:
+                with open(path, "rb") as fh:
+                    pos = fh.seek(0, os.SEEK_END)
+                    newlines = 0
+                    while pos > 0 and newlines <= lines:
+                        step = min(1 << 16, pos)
+                        pos -= step
+                        fh.seek(pos)
+                        chunks.insert(0, fh.read(step))
+                        newlines += chunks[0].count(b"\n")
+            except OSError:
+                return "(no log)"
+            return "\n".join(b"".join(chunks).decode(errors="replace").splitlines()[-lines:])
+
+        logs = sorted((self.dir / "nodes").glob("*/log/*.log"))
+        if not logs and self.state() is None:
+            raise Unreachable(f"no lab in {self.dir}: start it with `zpctl lab up` (or give "
+                              "--lab-dir)")
+        known = sorted({log.parts[-3] for log in logs})
+        if node and node not in known:
+            raise ZpctlError(f"no node {node!r} in the lab in {self.dir}; known: "
+                             f"{', '.join(known) or 'none yet'}", ExitCode.USAGE)
+        return "\n\n".join(f"==> {log.parts[-3]}/{log.name} <==\n{tail(log)}" for log in logs
+                           if not node or log.parts[-3] == node)
 
 
 def _stat(rpc: KamailioRpc, name: str) -> int | None:

@@ -18,7 +18,7 @@ from zpctl import sipp
 from zpctl.accounts import SipUser
 from zpctl.clients.kamailio import KamailioRpc
 from zpctl.clients.probes import ng_command
-from zpctl.errors import RemoteFailure, Unreachable, ZpctlError
+from zpctl.errors import ExitCode, RemoteFailure, Unreachable, ZpctlError
 from zpctl.model import LoadedInventory
 from zpctl.model.schema import DataCenter, Role
 
@@ -85,7 +85,8 @@ class Phones:
         try:
             return self.users[key]
         except KeyError:
-            raise ZpctlError(f"no user {key}; known: {', '.join(sorted(self.users))}") from None
+            raise ZpctlError(f"no user {key}; known: {', '.join(sorted(self.users))}",
+                             ExitCode.USAGE) from None
 
     def ip(self) -> str:
         return f"{self.subnet}.{next(self._ips)}"
@@ -110,7 +111,7 @@ class Phones:
         ip = ip or self.ip()
         reg = self.register(key, ip)
         if reg.returncode != 0:
-            raise ZpctlError(f"{key} did not register: {reg.errors.read_text()[-600:]}")
+            raise RemoteFailure(f"{key} did not register: {reg.errors.read_text()[-600:]}")
         run = sipp.start("uas", None, workdir=self.workdir, name=self._name(f"answer-{key}"),
                          local_ip=ip, local_port=5060, calls=None, media_port=media_port,
                          rtp_echo=True)
@@ -149,7 +150,7 @@ class Phones:
                        local_port=5060, users=self._csv(u), service=number, wait_s=20)
         finals = run.finals()
         if not finals:
-            raise ZpctlError(f"call attempt {key} -> {number} got no final response:\n"
+            raise Unreachable(f"call attempt {key} -> {number} got no final response:\n"
                              f"{run.errors.read_text()[-800:] if run.errors.exists() else ''}")
         return finals[-1]
 

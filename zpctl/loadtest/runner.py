@@ -10,9 +10,12 @@ after it ends for the result.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import shutil
+import signal
 import socket
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,7 +27,7 @@ from zpctl import sipp
 from zpctl.accounts import SipUser
 from zpctl.clients.probes import sip_options
 from zpctl.errors import EnvironmentProblem, ExitCode, Unreachable, ZpctlError
-from zpctl.loadtest import results
+from zpctl.loadtest import limits, results
 from zpctl.loadtest.slo import Objective, evaluate
 
 
@@ -67,6 +70,7 @@ class Plan:
     trunk_ip: str | None = None  # did: the carrier address calls come from
     lb: str | None = None  # where the callee registers (default: target)
     expires: int = 120  # registration lifetime for register / storm
+    duration_s: float | None = None  # stop starting calls after this (default calls / rate)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="zpctl-load-")))
 
 
@@ -157,13 +161,28 @@ def run(plan: Plan, objectives: list[Objective], progress: Progress = lambda s: 
                             **kwargs)
         t0 = time.monotonic()
         run_ = sipp.start_argv(argv, work, "load")
-        expected = plan.calls / plan.rate if plan.rate else 60
-        deadline = t0 + expected * 3 + 60
+        # The run ends on time whatever the rate: no new call after the planned duration
+        # (SIGUSR1: SIPp starts none and exits once its calls have ended), then a bounded
+        # grace for calls in progress, then SIPp is killed.
+        planned = plan.duration_s if plan.duration_s is not None else plan.calls / plan.rate
+        stop_at = t0 + planned + limits.STOP_SLACK_S
+        kill_at = stop_at + limits.grace_s(plan.hold_ms)
+        stopping = False
         while run_.proc is not None and run_.proc.poll() is None:
-            if time.monotonic() > deadline:
-                run_.stop()
+            now = time.monotonic()
+            if now >= kill_at:
+                progress(f"[{now - t0:5.1f} s] calls still in progress "
+                         f"{limits.grace_s(plan.hold_ms):g} s after the end: stopping SIPp")
+                _kill(run_)
                 break
-            time.sleep(1.0)
+            if not stopping and now >= stop_at:
+                run_.proc.send_signal(signal.SIGUSR1)
+                stopping = True
+                progress(f"[{now - t0:5.1f} s] {planned:g} s planned: starting no new "
+                         "call, waiting for calls in progress")
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                run_.proc.wait(timeout=max(0.05, min(1.0, (kill_at if stopping else stop_at)
+                                                     - now)))
             row = results.last_row(run_.stats)
             if row:
                 progress(f"[{time.monotonic() - t0:5.1f} s] {row.get('TotalCallCreated', '0')}/"
@@ -196,6 +215,17 @@ def run(plan: Plan, objectives: list[Objective], progress: Progress = lambda s: 
     summary["slo"] = evaluate(objectives, summary)
     summary["slo_met"] = all(o["met"] for o in summary["slo"])
     return summary
+
+
+def _kill(run_: sipp.SippRun) -> None:
+    """SIGTERM (SIPp writes its last statistics), SIGKILL if it is still there 2 s later."""
+    assert run_.proc is not None
+    run_.proc.terminate()
+    try:
+        run_.proc.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        run_.proc.kill()
+        run_.proc.wait()
 
 
 def _start_callee(plan: Plan, work: Path) -> sipp.SippRun:

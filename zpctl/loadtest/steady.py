@@ -16,7 +16,7 @@ from typing import Any
 
 from zpctl import sipp
 from zpctl.accounts import SipUser
-from zpctl.errors import ZpctlError
+from zpctl.errors import ExitCode, RemoteFailure, ZpctlError
 from zpctl.lab import Lab
 from zpctl.lab.phones import wait_reachable
 from zpctl.loadtest import results
@@ -54,7 +54,8 @@ class SteadyLoad:
     def users(self) -> list[SipUser]:
         users = [u for u in self.lab.users() if u.account == self.account]
         if len(users) < 10:
-            raise ZpctlError(f"steady load needs the {self.account} account's users in the lab")
+            raise ZpctlError(f"steady load needs the {self.account} account's users in the lab",
+                             ExitCode.USAGE)
         return users
 
     def start(self) -> SteadyLoad:
@@ -70,7 +71,7 @@ class SteadyLoad:
                        local_ip=ip_callee, local_port=5060, users=csv,
                        keys={"expires": "3600"}, wait_s=15)
         if reg.returncode != 0:
-            raise ZpctlError("steady load: the callee could not register")
+            raise RemoteFailure("steady load: the callee could not register")
         self.runs["callee"] = sipp.start("uas", None, workdir=self.workdir, name="callee",
                                          local_ip=ip_callee, local_port=5060, calls=None,
                                          media_port=25000, rtp_echo=True, trace=False)

@@ -19,6 +19,7 @@ Duplicate keys in a mapping are errors (YAML silently keeps the last one).
 from __future__ import annotations
 
 import copy
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from zpctl.errors import InventoryError, Problem
+from zpctl.errors import EnvironmentProblem, InventoryError, Problem
 
 Path_ = tuple[str | int, ...]
 
@@ -136,6 +137,7 @@ class _Reader:
         self.root = root
         self.locate = locate  # keep the file and line of every value
         self.problems: list[Problem] = []
+        self.unreadable: list[str] = []  # files the OS would not give us (exit 9, not 3)
         self.origins: dict[Path_, Origin] = {}
 
     @staticmethod
@@ -147,9 +149,19 @@ class _Reader:
         """Parse one file and mount its document at ``mount`` in the combined data."""
         name = self.rel(file)
         try:
-            text = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            self.problems.append(Problem(name, None, "", f"cannot read file: {exc}"))
+            # A FIFO or device would block or never end: read regular files only.
+            if not stat.S_ISREG(file.stat().st_mode):
+                kind = "a folder" if file.is_dir() else "not a regular file"
+                self.unreadable.append(f"{name}: cannot read: {kind}")
+                return None
+            raw = file.read_bytes()
+        except OSError as exc:
+            self.unreadable.append(f"{name}: cannot read: {exc.strerror or exc}")
+            return None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.problems.append(Problem(name, None, "", f"not UTF-8 text (byte {exc.start})"))
             return None
         if not self.locate:
             try:
@@ -229,9 +241,13 @@ class _Reader:
 
 
 def _yaml_files(folder: Path) -> list[Path]:
+    """Every ``*.yml``/``*.yaml`` entry, readable or not: a folder, FIFO or broken link named
+    like one is reported, not silently skipped (but not a hidden one such as Emacs's
+    ``.#dc.yml`` lock link)."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.suffix in (".yml", ".yaml") and p.is_file())
+    return sorted(p for p in folder.iterdir() if p.suffix in (".yml", ".yaml")
+                  and (p.is_file() or not p.name.startswith(".")))
 
 
 def _plain(node: yaml.Node, name: str) -> Any:
@@ -265,12 +281,16 @@ def read_inventory(root: Path, locate: bool = True) -> Source:
     inventory that turns out valid (see ``load_inventory``).
     """
     root = Path(root)
+    if not root.exists() and not root.is_symlink():
+        raise InventoryError([Problem(str(root), None, "",
+                                      "does not exist (so not an inventory directory)")])
     if not root.is_dir():
-        raise InventoryError([Problem(str(root), None, "", "not an inventory directory")])
+        raise InventoryError([Problem(str(root), None, "", "not an inventory directory (an "
+                                      "inventory is a folder holding platform.yml)")])
     reader = _Reader(root, locate)
     data: dict[str, Any] = {}
     platform_file = next((root / n for n in ("platform.yml", "platform.yaml")
-                          if (root / n).is_file()), None)
+                          if (root / n).exists() or (root / n).is_symlink()), None)
     if platform_file is None:
         raise InventoryError([Problem(str(root), None, "", "no platform.yml in inventory")])
     doc = reader.read(platform_file, ())
@@ -297,6 +317,8 @@ def read_inventory(root: Path, locate: bool = True) -> Source:
             items.append(item)
         data[kind] = items
         reader.origins.setdefault((kind,), Origin(str(root / kind), None, ()))
+    if reader.unreadable:
+        raise EnvironmentProblem("cannot read the inventory:\n  " + "\n  ".join(reader.unreadable))
     if reader.problems:
         raise InventoryError(reader.problems)
     src = Source(root=root, data=data, origins=reader.origins)

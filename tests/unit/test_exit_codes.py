@@ -1,0 +1,201 @@
+"""Every exit code documented in docs/CLI.md, produced by a real command.
+
+Mapping (code: where it is produced):
+
+- 0 ok: ``inventory validate``, ``deploy history`` with no deploy yet (here)
+- 1 internal error: only for a bug: an unexpected exception (here); and no library code
+  raises a plain ``ZpctlError`` (default code 1) for a user's mistake (checked here, with the
+  known leftovers listed in ``PLAIN_LEFTOVERS``)
+- 2 usage: a bad option, ZPCTL_OUTPUT naming no format, no lab and no --db (here)
+- 3 invalid inventory: a schema problem, a missing path, a file that is not UTF-8 (here)
+- 4 render failed: tests/unit/test_freeswitch_validate.py::
+  test_zpctl_render_fails_with_exit_4_on_a_violation (a template FreeSWITCH would misread)
+- 5 deploy failed: tests/integration/test_deploy_check_unreachable.py (real Ansible, hosts
+  refusing SSH) and tests/integration/test_deploy.py
+- 6 remote error: tests/unit/test_cli_switch_calls.py::test_unreachable_and_wrong_password
+  (ESL password refused by the switch)
+- 7 unreachable: ``switch status`` against a closed ESL port (here)
+- 8 SLO breached: tests/integration/test_loadtest.py::test_slo_breach_exits_8 (needs the lab)
+- 9 environment: ``render --out`` a folder that is not a zpctl build, an inventory file that
+  cannot be read (a folder, a FIFO, a broken link) (here; more in test_cli_render_safety.py)
+- 130 interrupted: SIGINT to a running ``zpctl exporter`` (here)
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+
+from zpctl.cli.main import cli, main
+from zpctl.errors import ExitCode
+
+REPO = Path(__file__).parents[2]
+LAB = REPO / "inventories" / "lab"
+SWITCH_MINI = Path(__file__).parent / "fixtures" / "switch-mini"
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+@pytest.fixture
+def inv(tmp_path: Path) -> Path:
+    copy = tmp_path / "inv"
+    shutil.copytree(LAB, copy)
+    return copy
+
+
+def test_documented_codes_are_the_enum() -> None:
+    table = (REPO / "docs" / "CLI.md").read_text().split("## Exit codes", 1)[1]
+    documented = {int(line.split("|")[1]) for line in table.splitlines()
+                  if line.startswith("| ") and line.split("|")[1].strip().isdigit()}
+    assert documented == {int(c) for c in ExitCode}
+
+
+def test_0_ok(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert run(capsys, "inventory", "validate", str(LAB))[0] == ExitCode.OK
+    # No deploy yet: an empty history, not "give --platform".
+    code, out, err = run(capsys, "-o", "json", "deploy", "history", "--state-dir",
+                         str(tmp_path / "none"))
+    assert (code, out.strip()) == (ExitCode.OK, "[]")
+    assert "no deploy history yet" in err and "--platform" not in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsys, "deploy", "history", "--state-dir", str(tmp_path / "empty"))
+    assert code == ExitCode.OK and "no deploy history yet" in err
+    # Rolling back with no deploy says so (a usage mistake, not "give --platform").
+    code, _, err = run(capsys, "deploy", "rollback", "--state-dir", str(tmp_path / "none"))
+    assert code == ExitCode.USAGE and "no deploy recorded yet" in err
+
+
+@pytest.fixture
+def broken_command() -> Iterator[None]:
+    @click.command("zz-bug")
+    def bug() -> None:
+        raise RuntimeError("a bug")
+
+    cli.add_command(bug)
+    yield
+    cli.commands.pop("zz-bug")
+
+
+def test_1_only_for_a_bug(broken_command: None, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "zz-bug")
+    assert code == ExitCode.ERROR
+    assert "internal error (a bug" in err
+
+
+# Plain ZpctlError(...) (exit 1) still raised in files of other owners; each is reported.
+# Remove an entry once its raise carries the right code: a new plain one fails this test.
+PLAIN_LEFTOVERS = {
+    "zpctl/secrets.py": 3,
+    "zpctl/lab/__init__.py": 4,
+}
+
+
+def _plain_raises(path: Path) -> int:
+    tree = ast.parse(path.read_text())
+    return sum(1 for n in ast.walk(tree) if isinstance(n, ast.Call)
+               and getattr(n.func, "id", None) == "ZpctlError" and len(n.args) < 2
+               and not n.keywords)
+
+
+def test_1_is_never_the_code_of_a_user_error() -> None:
+    found = {str(p.relative_to(REPO)): n for p in sorted((REPO / "zpctl").rglob("*.py"))
+             if (n := _plain_raises(p))}
+    assert found == PLAIN_LEFTOVERS
+
+
+def test_2_usage(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run(capsys, "render", str(LAB), "--no-such-option")[0] == ExitCode.USAGE
+    monkeypatch.setenv("ZPCTL_OUTPUT", "xml")
+    code, _, err = run(capsys, "inventory", "validate", str(LAB))
+    assert code == ExitCode.USAGE
+    assert "ZPCTL_OUTPUT" in err and "'-o'" not in err
+    monkeypatch.delenv("ZPCTL_OUTPUT")
+    code, _, err = run(capsys, "accounts", "sync", str(LAB), "--lab-dir", str(tmp_path / "x"))
+    assert code == ExitCode.USAGE and "no --db given" in err
+
+
+def test_3_invalid_inventory(capsys: pytest.CaptureFixture[str], inv: Path,
+                             tmp_path: Path) -> None:
+    code, _, err = run(capsys, "inventory", "validate", str(tmp_path / "nowhere"))
+    assert code == ExitCode.INVALID_INVENTORY
+    assert "does not exist" in err
+    dc = sorted((inv / "datacenters").iterdir())[0]
+    dc.write_bytes(dc.read_bytes() + b"# caf\xe9\n")  # Latin-1, not UTF-8
+    code, _, err = run(capsys, "inventory", "validate", str(inv))
+    assert code == ExitCode.INVALID_INVENTORY
+    assert f"{dc}: not UTF-8 text" in err
+
+
+def test_7_unreachable(capsys: pytest.CaptureFixture[str],
+                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZPCTL_SECRET_ESL_PASSWORD", "any")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    code, _, err = run(capsys, "switch", "status", str(SWITCH_MINI), "--esl-address",
+                       f"127.0.0.1:{closed}", "--timeout", "1")
+    assert code == ExitCode.UNREACHABLE, err
+
+
+def test_9_environment_unreadable_inventory_files(capsys: pytest.CaptureFixture[str],
+                                                  inv: Path) -> None:
+    """A file the OS will not give us is the machine's problem (exit 9, as docs/CLI.md
+    says), not the inventory's; before, such entries were silently skipped (exit 0)."""
+    (inv / "datacenters" / "folder.yml").mkdir()
+    os.mkfifo(inv / "datacenters" / "fifo.yml")
+    (inv / "accounts" / "gone.yml").symlink_to(inv / "accounts" / "missing-target")
+    code, _, err = run(capsys, "inventory", "validate", str(inv))
+    assert code == ExitCode.ENVIRONMENT, err
+    for name in ("datacenters/folder.yml", "datacenters/fifo.yml", "accounts/gone.yml"):
+        assert f"{inv / name}: cannot read" in err
+    assert run(capsys, "render", str(inv), "--dry-run", "--no-check")[0] == ExitCode.ENVIRONMENT
+
+
+def test_9_environment_render_into_a_foreign_folder(capsys: pytest.CaptureFixture[str],
+                                                    tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine\n")
+    code, _, err = run(capsys, "render", str(LAB), "--no-check", "--out", str(tmp_path))
+    assert code == ExitCode.ENVIRONMENT and str(tmp_path) in err
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+
+
+def test_130_interrupted(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    zpctl = Path(sys.executable).parent / "zpctl"
+    proc = subprocess.Popen([str(zpctl), "exporter", str(LAB), "--listen", f"127.0.0.1:{port}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()
+                time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert "interrupted" in err
