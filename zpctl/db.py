@@ -10,6 +10,7 @@ are never stored: only the HA1 hashes (``MD5(user:realm:password)``).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -64,8 +65,14 @@ MIGRATIONS = (
 
 
 def create_sqlite(path: Path) -> None:
-    """Create (or complete, or migrate) the subscriber database at ``path``; idempotent."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Create (or complete, or migrate) the subscriber database at ``path``; idempotent.
+
+    A new database is created mode 0600 (in a new folder 0700): its HA1 hashes are as good
+    as passwords.  SQLite gives its journal the database's mode.  An existing file keeps its
+    mode (a host's Kamailio may read it through its group).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
     with sqlite3.connect(path) as conn:
         conn.executescript(SCHEMA)
         for table, column, definition in MIGRATIONS:

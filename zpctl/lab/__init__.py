@@ -4,7 +4,8 @@
 directory, prepares the subscriber database, the lab CA and certificates, then starts one
 real process per service (Kamailio for lb/proxy/sbc, Redis and rtpengine for media) on the
 node's own loopback address, and waits until each answers.  ``down()`` stops exactly the
-processes ``up()`` recorded, by pid and start time.  Everything lives in the lab directory::
+processes ``up()`` recorded, by pid and start time.  Everything lives in the lab directory
+(its folders 0700; logs, pid files and the database 0600)::
 
     lab.json            which inventory and build this lab runs
     secrets.yml         generated secrets (0600)
@@ -198,13 +199,21 @@ class Lab:
                              "(127.0.0.0/8); not: " + ", ".join(bad[:5]))
 
     def prepare(self, inv: LoadedInventory) -> str:
-        """Render into the lab, create the database and certificates; the build id."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        """Render into the lab, create the database and certificates; the build id.
+
+        The lab's folders are 0700 and its database 0600, a lab made before this included:
+        the database's HA1 hashes are as good as passwords, and logs can hold what peers sent.
+        """
+        _private_dir(self.dir)
+        _private_dir(self.dir / "state")
+        _private_dir(self.dir / "pids")
+        _private_dir(self.dir / "nodes")
         secrets = Secrets.load(self.dir / "secrets.yml")
         build = render(inv, secrets, lab_root=self.dir)
         secrets.save()
         build.write(self.dir / "build")
-        create_sqlite(self.dir / "state" / "subscriber.sqlite")
+        create_sqlite(self.db_path)
+        self.db_path.chmod(0o600)
         pki_dir = self.dir / "pki"
         pki.make_ca(pki_dir)
         for p in inv.nodes():
@@ -215,7 +224,7 @@ class Lab:
         (pki_dir / "peer-cas.pem").write_bytes((pki_dir / "ca.crt").read_bytes())
         for p in inv.nodes():
             for sub in ("run", "log", "state"):
-                (self.dir / "nodes" / p.name / sub).mkdir(parents=True, exist_ok=True)
+                _private_dir(self.dir / "nodes" / p.name / sub)
         self.prepare_peers(inv)
         self.sync_accounts(inv, secrets)
         return build.digest()
@@ -333,7 +342,7 @@ class Lab:
         for peer in self.peers(inv):
             home = self.dir / "nodes" / peer.name
             for sub in ("run", "log", "etc"):
-                (home / sub).mkdir(parents=True, exist_ok=True)
+                _private_dir(home / sub)
             if peer.kind != "premises":
                 continue
             assert peer.cn is not None
@@ -392,7 +401,7 @@ class Lab:
             # A first start has no registrations to wait for: no warm-up gate.
             argv = s.argv + (["-A", "WARMUP_S=0"] if s.name.endswith("proxy/kamailio") else [])
             rec = launch(s.name, argv, log, s.cwd)
-            rec.save(self.pid_path(s.name))
+            self._save(rec)
             started.append(s)
             # Media must answer before the Kamailio nodes that use it start.
             if s.kind in ("redis", "rtpengine"):
@@ -403,6 +412,13 @@ class Lab:
                 assert rec2 is not None
                 self._wait(s, rec2, progress, timeout)
         return self.status(inventory)
+
+    def _save(self, rec: ProcRecord) -> None:
+        """Record a started process: pid file 0600 in the 0700 pids folder."""
+        path = self.pid_path(rec.name)
+        _private_dir(path.parent)
+        rec.save(path)
+        path.chmod(0o600)
 
     def service(self, name: str, inventory: Path | None = None) -> Service:
         """One service by name (``lab1-a-proxy/kamailio``, ``lab1-a-media/rtpengine``, a peer),
@@ -440,7 +456,7 @@ class Lab:
             raise ZpctlError(f"{s.name} is already running (pid {old.pid})")
         log = self.dir / "nodes" / s.home / "log" / f"{s.kind}.log"
         rec = launch(s.name, s.argv, log, s.cwd)
-        rec.save(self.pid_path(s.name))
+        self._save(rec)
         if wait:
             self._wait(s, rec, progress, timeout)
         return rec
@@ -624,6 +640,12 @@ def _stat(rpc: KamailioRpc, name: str) -> int | None:
         if key.strip() == name:
             return int(value.strip())
     return None
+
+
+def _private_dir(path: Path) -> None:
+    """Create ``path`` (and its parents) if missing; it is mode 0700 afterwards."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
 
 
 def _tail(path: Path, lines: int) -> str:
