@@ -17,10 +17,12 @@ from pathlib import Path
 
 import yaml
 
-from zpctl.errors import EnvironmentProblem, ZpctlError
+from zpctl.errors import EnvironmentProblem
 
 ENV_FILE = "ZPCTL_SECRETS"
 ENV_PREFIX = "ZPCTL_SECRET_"
+# The key of the switches' ESL password (rendered into secrets.xml, used by live control).
+ESL_PASSWORD_KEY = "esl_password"  # noqa: S105 - a key name, not a secret
 
 
 def default_path(platform: str) -> Path:
@@ -49,15 +51,15 @@ class Secrets:
         if path.exists():
             mode = stat.S_IMODE(path.stat().st_mode)
             if mode & 0o077:
-                raise ZpctlError(
+                raise EnvironmentProblem(
                     f"{path}: secrets file is readable by others (mode {mode:o}); "
-                    f"run: chmod 600 {path}", )
+                    f"run: chmod 600 {path}")
             try:
                 data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             except yaml.YAMLError as exc:
-                raise ZpctlError(f"{path}: malformed secrets file: {exc}") from None
+                raise EnvironmentProblem(f"{path}: malformed secrets file: {exc}") from None
             if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-                raise ZpctlError(f"{path}: secrets file must map names to strings")
+                raise EnvironmentProblem(f"{path}: secrets file must map names to strings")
             values = {str(k): v for k, v in data.items()}
         return cls(path, values)
 

@@ -98,12 +98,9 @@ def test_1_only_for_a_bug(broken_command: None, capsys: pytest.CaptureFixture[st
     assert "internal error (a bug" in err
 
 
-# Plain ZpctlError(...) (exit 1) still raised in files of other owners; each is reported.
-# Remove an entry once its raise carries the right code: a new plain one fails this test.
-PLAIN_LEFTOVERS = {
-    "zpctl/secrets.py": 3,
-    "zpctl/lab/__init__.py": 4,
-}
+# Files allowed to raise a plain ZpctlError(...) (exit 1: a bug): none.  A new plain one,
+# a user error dressed as a bug, fails this test.
+PLAIN_LEFTOVERS: dict[str, int] = {}
 
 
 def _plain_raises(path: Path) -> int:

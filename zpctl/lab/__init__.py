@@ -34,7 +34,7 @@ from zpctl.accounts import SipUser, SyncResult, sip_users, sync
 from zpctl.clients.kamailio import KamailioRpc
 from zpctl.clients.probes import ng_command, redis_ping, sip_options
 from zpctl.db import create_sqlite
-from zpctl.errors import EnvironmentProblem, Unreachable, ZpctlError
+from zpctl.errors import EnvironmentProblem, ExitCode, Unreachable, ZpctlError
 from zpctl.lab.procs import ProcessError, ProcRecord, await_reaped, launch, stop_all
 from zpctl.media import write_tone
 from zpctl.model import LoadedInventory, PlacedNode, load_inventory
@@ -196,7 +196,7 @@ class Lab:
                     bad.append(f"{p.name}: {a}")
         if bad:
             raise ZpctlError("the lab runs only inventories whose addresses are all on loopback "
-                             "(127.0.0.0/8); not: " + ", ".join(bad[:5]))
+                             "(127.0.0.0/8); not: " + ", ".join(bad[:5]), ExitCode.USAGE)
 
     def prepare(self, inv: LoadedInventory) -> str:
         """Render into the lab, create the database and certificates; the build id.
@@ -431,14 +431,15 @@ class Lab:
         if len(matches) == 1:
             return matches[0]
         known = ", ".join(s.name for s in services)
-        raise ZpctlError(f"no lab service {name!r} (or it is ambiguous); services: {known}")
+        raise ZpctlError(f"no lab service {name!r} (or it is ambiguous); services: {known}",
+                         ExitCode.USAGE)
 
     def kill(self, name: str, sig: int = 9) -> ProcRecord:
         """Send ``sig`` to a running service's whole process group (chaos tests, demos)."""
         s = self.service(name)
         rec = ProcRecord.load(self.pid_path(s.name))
         if rec is None or not rec.alive():
-            raise ZpctlError(f"{s.name} is not running")
+            raise ZpctlError(f"{s.name} is not running", ExitCode.USAGE)
         os.killpg(rec.pid, sig)
         for _ in range(100):
             if not rec.alive():
@@ -453,7 +454,7 @@ class Lab:
         s = self.service(name)
         old = ProcRecord.load(self.pid_path(s.name))
         if old is not None and old.alive():
-            raise ZpctlError(f"{s.name} is already running (pid {old.pid})")
+            raise ZpctlError(f"{s.name} is already running (pid {old.pid})", ExitCode.USAGE)
         log = self.dir / "nodes" / s.home / "log" / f"{s.kind}.log"
         rec = launch(s.name, s.argv, log, s.cwd)
         self._save(rec)
