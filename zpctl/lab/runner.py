@@ -1,0 +1,497 @@
+"""The lab runner: an inventory's whole platform running on this machine, on loopback.
+
+``Lab(dir).up(inventory)`` renders the inventory with every path pointing into the lab
+directory, prepares the subscriber database, the lab CA and certificates, then starts one
+real process per service (Kamailio for lb/proxy/sbc, Redis and rtpengine for media) on the
+node's own loopback address, and waits until each answers.  ``down()`` stops exactly the
+processes ``up()`` recorded, by pid and start time.  Everything lives in the lab directory
+(its folders 0700; logs, pid files and the database 0600)::
+
+    lab.json            which inventory and build this lab runs
+    secrets.yml         generated secrets (0600)
+    build/<node>/       the rendered tree of each node (its config dir)
+    nodes/<node>/       run/ (sockets), log/, state/ of each node
+    state/              the sqlite subscriber database
+    pki/                the lab CA, node and peer certificates
+    pids/<service>.json one record per started process
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zpctl import pki
+from zpctl.accounts import SipUser, SyncResult, sip_users, sync
+from zpctl.clients.kamailio import KamailioRpc
+from zpctl.clients.probes import ng_command
+from zpctl.db import create_sqlite
+from zpctl.errors import EnvironmentProblem, ExitCode, Unreachable, ZpctlError
+from zpctl.lab.peers import (
+    LOOPBACK,
+    Peer,
+    peer_services,
+    peers,
+    prepare_peers,
+    private_dir,
+)
+from zpctl.lab.procs import ProcessError, ProcRecord, await_reaped, launch, stop_all
+from zpctl.lab.services import Service, node_services, port_free
+from zpctl.model import LoadedInventory, PlacedNode, load_inventory
+from zpctl.model.schema import Role
+from zpctl.paths import default_inventory, state_dir
+from zpctl.render import render
+from zpctl.secrets import Secrets
+
+DEFAULT_INVENTORY = "inventories/lab"  # as help texts name it; see paths.default_inventory
+
+Progress = Callable[[str], None]
+
+
+def default_lab_dir() -> Path:
+    """The lab directory: ``$ZPCTL_LAB_DIR``, else ``<XDG state home>/zpctl/lab``."""
+    return state_dir("lab", "ZPCTL_LAB_DIR")
+
+
+def _rank(rec: ProcRecord) -> int:
+    """Start order of a process kind: Redis, rtpengine, Kamailio, then peers (SIPp)."""
+    return {"redis": 0, "rtpengine": 1, "kamailio": 2}.get(rec.name.split("/")[-1], 3)
+
+
+@dataclass
+class DownReport:
+    """What `lab down` stopped, which needed SIGKILL, and what it checked afterwards."""
+
+    stopped: list[str] = field(default_factory=list)
+    killed: list[str] = field(default_factory=list)
+    unreaped: list[int] = field(default_factory=list)
+    ports_free: int | None = None  # listeners checked free; None: inventory unreadable
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        text = f"lab: stopped {len(self.stopped)} processes in {self.seconds:.1f} s"
+        if self.killed:
+            text += f" ({len(self.killed)} needed SIGKILL: {', '.join(self.killed)})"
+        text += "; every one has exited"
+        if self.ports_free is not None:
+            text += f", and all {self.ports_free} of their listening addresses are free"
+        else:
+            text += " (ports not checked: the lab's inventory cannot be read)"
+        if self.unreaped:
+            text += (f"; {len(self.unreaped)} exited processes still await reaping by pid 1 "
+                     "(they hold no port)")
+        return text
+
+
+class Lab:
+    def __init__(self, directory: Path | None = None, bin_path: str | None = None) -> None:
+        self.dir = Path(directory or default_lab_dir()).absolute()
+        self.bin_path = bin_path  # PATH to find kamailio, rtpengine, redis-server (default: $PATH)
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def state_file(self) -> Path:
+        return self.dir / "lab.json"
+
+    def state(self) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads(self.state_file.read_text())
+            return data
+        except (OSError, ValueError):
+            return None
+
+    def pid_path(self, service: str) -> Path:
+        return self.dir / "pids" / f"{service.replace('/', '--')}.json"
+
+    def records(self) -> list[ProcRecord]:
+        out = []
+        for p in sorted((self.dir / "pids").glob("*.json")):
+            rec = ProcRecord.load(p)
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    def require(self) -> None:
+        """Raise Unreachable (exit 7) unless a lab was started in this directory."""
+        if self.state() is None:
+            raise Unreachable(f"no lab in {self.dir}: start one with `zpctl lab up` (or give "
+                              "--lab-dir)")
+
+    def inventory_label(self) -> str:
+        st = self.state()
+        return str(st["inventory"]) if st else str(default_inventory())
+
+    def inventory(self, inventory: Path | None = None) -> LoadedInventory:
+        if inventory is None:
+            st = self.state()
+            inventory = Path(st["inventory"]) if st else default_inventory()
+        return load_inventory(inventory)
+
+    # -- preparing --------------------------------------------------------------------------
+
+    def check_loopback(self, inv: LoadedInventory) -> None:
+        bad = []
+        for p in inv.nodes():
+            for a in {p.node.address, p.node.public, p.node.mgmt}:
+                if ipaddress.ip_address(a) not in LOOPBACK:
+                    bad.append(f"{p.name}: {a}")
+        if bad:
+            raise ZpctlError("the lab runs only inventories whose addresses are all on loopback "
+                             "(127.0.0.0/8); not: " + ", ".join(bad[:5]), ExitCode.USAGE)
+
+    def prepare(self, inv: LoadedInventory) -> str:
+        """Render into the lab, create the database and certificates; the build id.
+
+        The lab's folders are 0700 and its database 0600, a lab made before this included:
+        the database's HA1 hashes are as good as passwords, and logs can hold what peers sent.
+        """
+        private_dir(self.dir)
+        private_dir(self.dir / "state")
+        private_dir(self.dir / "pids")
+        private_dir(self.dir / "nodes")
+        secrets = Secrets.load(self.dir / "secrets.yml")
+        build = render(inv, secrets, lab_root=self.dir)
+        secrets.save()
+        build.write(self.dir / "build")
+        create_sqlite(self.db_path)
+        self.db_path.chmod(0o600)
+        pki_dir = self.dir / "pki"
+        pki.make_ca(pki_dir)
+        for p in inv.nodes():
+            if p.role in (Role.LB, Role.SBC, Role.PROXY):
+                pki.issue(pki_dir, pki_dir, p.name, f"{p.name}.{inv.model.platform.sip_domain}",
+                          sorted({p.node.address, p.node.public}))
+        # BYOC-P peers in the lab are issued by the lab CA ("platform").
+        (pki_dir / "peer-cas.pem").write_bytes((pki_dir / "ca.crt").read_bytes())
+        for p in inv.nodes():
+            for sub in ("run", "log", "state"):
+                private_dir(self.dir / "nodes" / p.name / sub)
+        self.prepare_peers(inv)
+        self.sync_accounts(inv, secrets)
+        return build.digest()
+
+    def secrets(self) -> Secrets:
+        return Secrets.load(self.dir / "secrets.yml")
+
+    def sync_accounts(self, inv: LoadedInventory, secrets: Secrets | None = None,
+                      dry_run: bool = False) -> SyncResult:
+        """Provision ``inv``'s accounts into the lab's subscriber database."""
+        secrets = secrets or self.secrets()
+        result = sync(inv, secrets, self.db_path, dry_run=dry_run)
+        secrets.save()
+        return result
+
+    @property
+    def db_path(self) -> Path:
+        return self.dir / "state" / "subscriber.sqlite"
+
+    def users(self, inv: LoadedInventory | None = None) -> list[SipUser]:
+        """The lab's SIP users with their passwords (for phones and SIPp)."""
+        return sip_users(inv or self.inventory(), self.secrets())
+
+    def services(self, inv: LoadedInventory) -> list[Service]:
+        """Every process of the lab, in start order: the platform's, then the peers'."""
+        return (node_services(inv, self.dir, self.bin_path)
+                + peer_services(inv, self.dir, self.bin_path))
+
+    def peers(self, inv: LoadedInventory) -> list[Peer]:
+        """The carriers and customer equipment the lab simulates (loopback addresses only)."""
+        return peers(inv)
+
+    def prepare_peers(self, inv: LoadedInventory) -> None:
+        """Configs, certificates and test audio for the simulated peers."""
+        prepare_peers(inv, self.dir)
+
+    # -- up / down / status -----------------------------------------------------------------
+
+    def up(self, inventory: Path | None = None, progress: Progress = lambda s: None,
+           timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Start every service that is not running; wait until each answers."""
+        inv = self.inventory(inventory)
+        self.check_loopback(inv)
+        st = self.state()
+        inv_path = str(inv.root.absolute())
+        if st and st.get("inventory") != inv_path and any(r.alive() for r in self.records()):
+            raise EnvironmentProblem(
+                f"the lab in {self.dir} runs {st.get('inventory')}; `zpctl lab down` first")
+        services = self.services(inv)  # checks the binaries before anything is written
+        running = {r.name for r in self.records() if r.alive()}
+        busy = [f"{a}:{port}/{proto} ({s.name})" for s in services if s.name not in running
+                for a, port, proto in s.listeners if not port_free(a, port, proto)]
+        if busy:
+            raise EnvironmentProblem("address already in use: " + ", ".join(busy[:6])
+                                     + (" …" if len(busy) > 6 else "")
+                                     + "; stop what holds it (ss -lunpt) and retry")
+        build_id = self.prepare(inv)
+        self.state_file.write_text(json.dumps(
+            {"inventory": inv_path, "platform": inv.model.platform.name, "build": build_id},
+            indent=2) + "\n")
+        started = []
+        for s in services:
+            if s.name in running:
+                progress(f"  {s.name:<28} already running")
+                continue
+            log = self.dir / "nodes" / s.home / "log" / f"{s.kind}.log"
+            # A first start has no registrations to wait for: no warm-up gate.
+            argv = s.argv + (["-A", "WARMUP_S=0"] if s.name.endswith("proxy/kamailio") else [])
+            rec = launch(s.name, argv, log, s.cwd)
+            self._save(rec)
+            started.append(s)
+            # Media must answer before the Kamailio nodes that use it start.
+            if s.kind in ("redis", "rtpengine"):
+                self._wait(s, rec, progress, timeout)
+        for s in started:
+            if s.kind not in ("redis", "rtpengine"):
+                rec2 = ProcRecord.load(self.pid_path(s.name))
+                assert rec2 is not None
+                self._wait(s, rec2, progress, timeout)
+        return self.status(inventory)
+
+    def _save(self, rec: ProcRecord) -> None:
+        """Record a started process: pid file 0600 in the 0700 pids folder."""
+        path = self.pid_path(rec.name)
+        private_dir(path.parent)
+        rec.save(path)
+        path.chmod(0o600)
+
+    def service(self, name: str, inventory: Path | None = None) -> Service:
+        """One service by name (``lab1-a-proxy/kamailio``, ``lab1-a-media/rtpengine``, a peer),
+        or by node name when the node runs one service."""
+        services = self.services(self.inventory(inventory))
+        for s in services:
+            if s.name == name:
+                return s
+        matches = [s for s in services if s.home == name]
+        if len(matches) == 1:
+            return matches[0]
+        known = ", ".join(s.name for s in services)
+        raise ZpctlError(f"no lab service {name!r} (or it is ambiguous); services: {known}",
+                         ExitCode.USAGE)
+
+    def kill(self, name: str, sig: int = 9) -> ProcRecord:
+        """Send ``sig`` to a running service's whole process group (chaos tests, demos)."""
+        s = self.service(name)
+        rec = ProcRecord.load(self.pid_path(s.name))
+        if rec is None or not rec.alive():
+            raise ZpctlError(f"{s.name} is not running", ExitCode.USAGE)
+        os.killpg(rec.pid, sig)
+        for _ in range(100):
+            if not rec.alive():
+                break
+            time.sleep(0.02)
+        return rec
+
+    def start(self, name: str, progress: Progress = lambda s: None, timeout: float = 30.0,
+              wait: bool = True) -> ProcRecord:
+        """(Re)start one service that is not running.  A restarted proxy keeps its warm-up
+        gate closed: the lbs send it nothing until `zpctl zone restore` opens it."""
+        s = self.service(name)
+        old = ProcRecord.load(self.pid_path(s.name))
+        if old is not None and old.alive():
+            raise ZpctlError(f"{s.name} is already running (pid {old.pid})", ExitCode.USAGE)
+        log = self.dir / "nodes" / s.home / "log" / f"{s.kind}.log"
+        rec = launch(s.name, s.argv, log, s.cwd)
+        self._save(rec)
+        if wait:
+            self._wait(s, rec, progress, timeout)
+        return rec
+
+    def _wait(self, s: Service, rec: ProcRecord, progress: Progress, timeout: float) -> None:
+        t0 = time.monotonic()
+        last: Exception | None = None
+        while time.monotonic() - t0 < timeout:
+            if not rec.alive():
+                raise EnvironmentProblem(f"{s.name} exited at start; last log lines:\n"
+                                         + _tail(Path(rec.log), 15))
+            try:
+                s.health()
+                progress(f"  {s.name:<28} up ({time.monotonic() - t0:.1f} s)")
+                return
+            except (Unreachable, OSError) as exc:
+                last = exc
+                time.sleep(0.1)
+        raise Unreachable(f"{s.name} did not answer within {timeout:g} s ({last}); "
+                          f"last log lines:\n" + _tail(Path(rec.log), 15))
+
+    def down(self, progress: Progress = lambda s: None, timeout: float = 10.0) -> DownReport:
+        """Stop every process this lab started and return once all have exited (SIGKILL
+        after a grace period) and every address they listened on is free again.
+
+        Kamailio goes first, then rtpengine, then Redis.  Raises EnvironmentProblem when a
+        process survives SIGKILL or a port is still taken ``timeout`` seconds later.
+        """
+        t0 = time.monotonic()
+        report = DownReport()
+        records = self._ordered_records()
+        listeners = self._listeners_of({r.name for r in records})
+        for rank in sorted({_rank(r) for r in records}, reverse=True):
+            group = [r for r in records if _rank(r) == rank]
+            try:
+                res = stop_all(group, reap_wait=0)
+            except ProcessError as exc:
+                raise EnvironmentProblem(f"lab down: {exc}") from exc
+            for name in res.stopped:
+                progress(f"  {name:<28} {'killed' if name in res.killed else 'stopped'}")
+            report.stopped += res.stopped
+            report.killed += res.killed
+            for rec in group:
+                self.pid_path(rec.name).unlink(missing_ok=True)
+        # Exited processes whose parent is gone linger as zombies until pid 1 reaps them
+        # (about a second here): wait, so that `ps` after `lab down` shows none of them.
+        report.unreaped = await_reaped(records, 3.0)
+        if listeners is not None:
+            deadline = time.monotonic() + timeout
+            busy = [x for x in listeners if not port_free(*x)]
+            while busy and time.monotonic() < deadline:
+                time.sleep(0.1)
+                busy = [x for x in busy if not port_free(*x)]
+            if busy:
+                raise EnvironmentProblem(
+                    "lab down: every process exited but these are still taken after "
+                    f"{timeout:g} s: " + ", ".join(f"{a}:{port}/{proto}" for a, port, proto in busy))
+            report.ports_free = len(listeners)
+        report.seconds = round(time.monotonic() - t0, 2)
+        return report
+
+    def _listeners_of(self, names: set[str]) -> list[tuple[str, int, str]] | None:
+        """The addresses the named services listen on, or None when the lab's inventory can
+        no longer be read (then `down` cannot check its ports)."""
+        if not names:
+            return []
+        try:
+            services = self.services(self.inventory())
+        except ZpctlError:
+            return None
+        return sorted({x for s in services if s.name in names for x in s.listeners})
+
+    def _ordered_records(self) -> list[ProcRecord]:
+        return sorted(self.records(), key=lambda r: (_rank(r), r.name))
+
+    def peer_status(self, inv: LoadedInventory) -> list[dict[str, Any]]:
+        recs = {r.name: r for r in self.records()}
+        rows = []
+        for peer in self.peers(inv):
+            rec = recs.get(peer.name)
+            alive = rec is not None and rec.alive()
+            rows.append({"node": peer.name, "role": peer.kind, "dc": "-", "zone": "-",
+                         "address": peer.address, "state": "up" if alive else "down",
+                         "pid": str(rec.pid) if rec is not None and alive else None,
+                         "registrations": None, "dialogs": None})
+        return rows
+
+    def status(self, inventory: Path | None = None) -> list[dict[str, Any]]:
+        """One row per node: role, zone, address, state, registrations, dialogs.
+
+        ``state``: ``up``; ``down`` (its process is gone); ``not answering (...)`` (the
+        process is there but does not answer: frozen, overloaded); switch rows say the lab
+        does not run them.  Nodes are asked at once, so a frozen one costs one timeout.
+        """
+        from zpctl.control import parallel  # noqa: PLC0415 - keeps the lab importable alone
+
+        if self.state() is None and inventory is None:
+            self.require()
+        inv = self.inventory(inventory)
+        recs = {r.name: r for r in self.records()}
+        return parallel(lambda p: self._node_status(p, recs), list(inv.nodes())) \
+            + self.peer_status(inv)
+
+    def _node_status(self, p: PlacedNode, recs: dict[str, ProcRecord]) -> dict[str, Any]:
+        if p.role == Role.SWITCH:
+            return {"node": p.name, "role": p.role.value, "dc": p.dc.id,
+                    "zone": p.zone or "-", "address": p.node.address,
+                    "state": "not run by the lab (FreeSWITCH)", "pid": None,
+                    "registrations": None, "dialogs": None}
+        names = ([f"{p.name}/redis", f"{p.name}/rtpengine"] if p.role == Role.MEDIA
+                 else [f"{p.name}/kamailio"])
+        procs = [recs.get(n) for n in names]
+        alive = all(r is not None and r.alive() for r in procs)
+        row: dict[str, Any] = {
+            "node": p.name, "role": p.role.value, "dc": p.dc.id, "zone": p.zone or "-",
+            "address": p.node.address, "state": "up" if alive else "down",
+            "pid": ",".join(str(r.pid) for r in procs if r is not None and r.alive()) or None,
+            "registrations": None, "dialogs": None,
+        }
+        if alive and p.role in (Role.LB, Role.PROXY, Role.SBC):
+            rpc = KamailioRpc(f"http://{p.node.mgmt}:{p.node.ports.mgmt_http}/RPC", 2.0)
+            try:
+                if p.role == Role.PROXY:
+                    row["registrations"] = _stat(rpc, "usrloc:location_contacts")
+                    row["dialogs"] = _stat(rpc, "dialog:active_dialogs")
+                else:
+                    rpc.call("core.uptime")
+            except ZpctlError as exc:
+                row["state"] = f"not answering (rpc: {exc.message})"
+        elif alive and p.role == Role.MEDIA:
+            try:
+                reply = ng_command(p.node.mgmt, p.node.ports.rtpengine_ng, "list", 1.0)
+                calls = reply.get("calls")
+                row["dialogs"] = len(calls) if isinstance(calls, list) else None
+            except Unreachable:
+                row["state"] = "not answering (rtpengine ng)"
+        return row
+
+    def logs(self, node: str | None = None, lines: int = 40) -> str:
+        """The last ``lines`` lines of every node's logs (or of ``node``'s).
+
+        Read backwards from the end of each file, so a log of millions of lines costs no
+        more than its tail.  Unknown node: usage error naming the known ones; no lab: 7.
+        """
+        from zpctl.errors import ExitCode  # noqa: PLC0415
+
+        def tail(path: Path) -> str:
+            if lines < 1:
+                return ""
+            chunks: list[bytes] = []
+            try:
+                with open(path, "rb") as fh:
+                    pos = fh.seek(0, os.SEEK_END)
+                    newlines = 0
+                    while pos > 0 and newlines <= lines:
+                        step = min(1 << 16, pos)
+                        pos -= step
+                        fh.seek(pos)
+                        chunks.insert(0, fh.read(step))
+                        newlines += chunks[0].count(b"\n")
+            except OSError:
+                return "(no log)"
+            return "\n".join(b"".join(chunks).decode(errors="replace").splitlines()[-lines:])
+
+        logs = sorted((self.dir / "nodes").glob("*/log/*.log"))
+        if not logs and self.state() is None:
+            raise Unreachable(f"no lab in {self.dir}: start it with `zpctl lab up` (or give "
+                              "--lab-dir)")
+        known = sorted({log.parts[-3] for log in logs})
+        if node and node not in known:
+            raise ZpctlError(f"no node {node!r} in the lab in {self.dir}; known: "
+                             f"{', '.join(known) or 'none yet'}", ExitCode.USAGE)
+        return "\n\n".join(f"==> {log.parts[-3]}/{log.name} <==\n{tail(log)}" for log in logs
+                           if not node or log.parts[-3] == node)
+
+
+def _stat(rpc: KamailioRpc, name: str) -> int | None:
+    result = rpc.call("stats.get_statistics", name.split(":", 1)[1] if ":" in name else name)
+    for item in result if isinstance(result, list) else []:
+        key, _, value = str(item).partition("=")
+        if key.strip() == name:
+            return int(value.strip())
+    return None
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        data = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(data[-lines:])
+
+
