@@ -4,7 +4,7 @@ Two steps, because they need different environments:
 
   .venv/bin/python benchmarks/bench_esl.py record [--calls 2000] [--out FILE]
       Records the raw bytes an ESL client receives after `event plain ALL` from zpctl's
-      in-process ESL *simulator* (zpctl.freeswitch.fakeswitch) while it simulates calls:
+      in-process ESL *simulator* (tests/fakeswitch.py) while it simulates calls:
       per call CHANNEL_CREATE/ANSWER for two legs, BRIDGE, HOLD/UNHOLD, EXECUTE, HANGUP,
       HANGUP_COMPLETE, DESTROY, plus BACKGROUND_JOB replies and HEARTBEATs.  This is a
       recording of the simulator, which serializes events as the reference describes
@@ -37,7 +37,7 @@ DEFAULT_STREAM = REPO / "build" / "bench" / "esl-events-plain.bin"
 
 
 async def _record(calls: int, out: Path) -> tuple[int, int]:
-    from zpctl.freeswitch.fakeswitch import FakeSwitch  # noqa: PLC0415 - needs zpctl's deps
+    from tests.fakeswitch import FakeSwitch  # noqa: PLC0415 - a test double; needs zpctl's deps
 
     received = bytearray()
     async with FakeSwitch("ClueCon", hostname="bench-switch") as sw:

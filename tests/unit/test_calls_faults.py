@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakeswitch import ThreadedFakeSwitch
 from zpctl.errors import ExitCode
 from zpctl.freeswitch import switches
-from zpctl.freeswitch.fakeswitch import ThreadedFakeSwitch
 from zpctl.model import load_inventory
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from tests.fakeswitch import FakeSwitch, ThreadedFakeSwitch
 from zpctl.cli.main import main
 from zpctl.errors import ExitCode
 from zpctl.freeswitch import control
-from zpctl.freeswitch.fakeswitch import FakeSwitch, ThreadedFakeSwitch
 from zpctl.model import load_inventory
 
 MINI = Path(__file__).resolve().parent / "fixtures" / "switch-mini"

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from tests.fakeswitch import FakeSwitch
 from zpctl.clients.esl import Backoff, EslConnection, EslPool, SwitchTarget
 from zpctl.errors import ExitCode, RemoteFailure, Unreachable, ZpctlError
-from zpctl.freeswitch.fakeswitch import FakeSwitch
 
 
 def run(body: Callable[[FakeSwitch], Awaitable[None]], **kw: Any) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakeswitch import FakeSwitch
 from zpctl.errors import Unreachable
-from zpctl.freeswitch.fakeswitch import FakeSwitch
 from zpctl.metrics.esl_source import EslSwitchSource
 from zpctl.model import load_inventory
 

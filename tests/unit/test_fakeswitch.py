@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from zpctl.freeswitch.fakeswitch import CallRefused, FakeSwitch, filter_passes
+from tests.fakeswitch import CallRefused, FakeSwitch, filter_passes
 from zpctl.protocols import esl
 
 GOODBYE = (b"Content-Type: text/disconnect-notice\nContent-Length: 67\n\n"

@@ -1,5 +1,14 @@
 """SIMULATOR — an in-process ESL server for tests.  It is NOT FreeSWITCH.
 
+A test double, so it lives in ``tests/`` and is not part of the zpctl package (nor its
+wheel); tests and ``benchmarks/bench_esl.py`` import it as ``tests.fakeswitch``.  Its
+purpose is a scripted peer for the faults a real switch cannot produce on demand (auth
+rejection, ACL rejection, connections dropped mid-session, an event racing a reply,
+background jobs finishing out of order; truncated frames and hung sockets are scripted
+beside it, with plain sockets, in test_esl_client.py and test_calls_faults.py), plus the
+CLI tests of ``zpctl switch`` / ``zpctl calls`` until the real-FreeSWITCH tests
+(tests/integration/test_freeswitch_real.py) cover them.
+
 It speaks mod_event_socket's inbound wire protocol as written down in
 ``shared/reference/freeswitch-esl-protocol.md`` (greeting, auth and its failure with a
 disconnect notice, ``-ERR command not found`` before auth and for unknown commands,
@@ -17,6 +26,26 @@ Where the reference does not give an output format (``status``, ``show ... as js
 ``fsctl pause_check``), the simulator uses the format zpctl's client expects and the
 client parses it tolerantly; those formats are marked below and are not facts about
 FreeSWITCH.  Nothing passing against this server says anything about a real switch.
+
+Where it knowingly differs from a real switch (simplifications, not reference facts):
+calls appear fully formed (CHANNEL_CREATE then CHANNEL_ANSWER at once, no state/callstate/
+progress events, no media, no dialplan) and ``originate`` answers at once with
+``+OK <uuid>`` instead of waiting for the far end; eavesdrop and record carry no audio and
+write no files; header values of HEARTBEAT, ``show`` rows and event dates are synthetic
+(fixed rates and idle CPU, a subset of the columns, ``Event-Calling-File: fakeswitch.py``);
+``fsctl shutdown|hupall|sps|verbose_events`` are accepted and do nothing; hanging up one
+leg hangs up its partner with the same cause, ``uuid_park`` unbridges without hanging up
+the partner, and transferring one leg of a bridge hangs up the other with BLIND_TRANSFER.
+
+Not exercised by any zpctl test (only by test_fakeswitch.py, or by nothing at all) and kept
+only for completeness: ``userauth`` with its event/API restrictions, ``divert_events``,
+log/data frames (``log`` without a level, ``nolog`` after ``log``), ``sendevent`` to a
+session, the ``heartbeat_interval`` timer (tests call ``heartbeat()``), ``api_handlers``,
+``max_sessions`` refusals, the plain-text ``show`` table, ``uuid_getvar``/``uuid_setvar``/
+``uuid_exists``, ``hupall``, ``fsctl`` other than ``pause|resume|pause_check inbound``,
+``uuid_transfer`` of a bridged leg (with or without ``-bleg|-both``), and the
+``originate`` refusals other than ``error/`` URLs (paused, congestion, duplicate uuid).
+Candidates for removal once the real-FreeSWITCH tests run somewhere.
 """
 
 from __future__ import annotations
@@ -27,6 +56,7 @@ import ipaddress
 import itertools
 import json
 import re
+import threading
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Sequence
@@ -146,7 +176,7 @@ def filter_passes(filters: Sequence[tuple[str, str]], headers: esl.Headers) -> b
 class FakeSwitch:
     """SIMULATOR of one FreeSWITCH's event socket and a handful of channels (for tests)."""
 
-    def __init__(self, password: str = "ClueCon", *, hostname: str = "fakeswitch",  # noqa: S107
+    def __init__(self, password: str = "ClueCon", *, hostname: str = "fakeswitch",
                  allow: Sequence[str] = ("127.0.0.0/8", "::1/128"),
                  users: dict[str, tuple[str, str, str, bool]] | None = None,
                  heartbeat_interval: float | None = None, max_sessions: int = 1000,
@@ -371,7 +401,7 @@ class FakeSwitch:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
-        ip = str(peer[0]) if peer else "0.0.0.0"  # noqa: S104 - an address, not a bind
+        ip = str(peer[0]) if peer else "0.0.0.0"
         lst = _Listener(ip, writer)
         if not any(ipaddress.ip_address(ip) in net for net in self.allow):
             writer.write(esl.rude_rejection())
@@ -952,9 +982,7 @@ class ThreadedFakeSwitch:
     simulation helper (e.g. ``sw.inbound_call``) on the simulator's loop and returns its
     result."""
 
-    def __init__(self, password: str = "ClueCon", **kw: object) -> None:  # noqa: S107
-        import threading  # noqa: PLC0415 - only this helper needs threads
-
+    def __init__(self, password: str = "ClueCon", **kw: object) -> None:
         self._kw = kw
         self.password = password
         self.loop = asyncio.new_event_loop()
