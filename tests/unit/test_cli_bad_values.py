@@ -10,14 +10,14 @@ that does not exist: a clear non-1 error is fine there.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
 import pytest
 
+from tests.cli_tree import command, leaves
 from tests.conftest import INVENTORIES
-from zpctl.cli.main import cli, main
+from zpctl.cli.main import main
 from zpctl.cli.types import FiniteFloat
 
 LAB = str(INVENTORIES / "lab")
@@ -135,29 +135,13 @@ KNOWN: dict[tuple[tuple[str, ...], str], str] = {}
 NOT_RUN: dict[tuple[tuple[str, ...], str], str] = {}
 
 
-def _leaves(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    for name, cmd in sorted(group.commands.items()):
-        if isinstance(cmd, click.Group):
-            yield from _leaves(cmd, (*prefix, name))
-        else:
-            yield (*prefix, name)
-
-
-def _command(path: tuple[str, ...]) -> click.Command:
-    cmd: click.Command = cli
-    for name in path:
-        assert isinstance(cmd, click.Group)
-        cmd = cmd.commands[name]
-    return cmd
-
-
 def _is_numeric(p: click.Parameter) -> bool:
     return isinstance(p, click.Option) and not p.is_flag and not p.count and isinstance(
         p.type, click.types._NumberParamTypeBase)  # click's int/float base
 
 
 def _numeric_options() -> list[tuple[tuple[str, ...], str]]:
-    return [(path, p.opts[-1]) for path in _leaves(cli) for p in _command(path).params
+    return [(path, p.opts[-1]) for path in leaves() for p in command(path).params
             if _is_numeric(p)]
 
 
@@ -187,13 +171,13 @@ def _xfail_known(request: pytest.FixtureRequest, path: tuple[str, ...], what: st
 
 
 def test_every_command_has_a_base_invocation() -> None:
-    assert set(_leaves(cli)) == set(BASE)
+    assert set(leaves()) == set(BASE)
 
 
 @pytest.mark.parametrize(("path", "opt"), _numeric_options(),
                          ids=[f"{' '.join(p)} {o}" for p, o in _numeric_options()])
 def test_every_numeric_option_names_its_range(path: tuple[str, ...], opt: str) -> None:
-    param = next(p for p in _command(path).params if opt in getattr(p, "opts", []))
+    param = next(p for p in command(path).params if opt in getattr(p, "opts", []))
     assert isinstance(param.type, (click.IntRange, FiniteFloat)), \
         f"{' '.join(path)} {opt}: use click.IntRange or zpctl.cli.types (not {param.type!r})"
 

@@ -10,36 +10,19 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
-import click
 import pytest
 import yaml
 
+from tests.cli_tree import command, leaves
 from tests.conftest import INVENTORIES
-from zpctl.cli.main import cli, main
+from zpctl.cli.main import main
 
 
-def _leaves(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    for name, cmd in sorted(group.commands.items()):
-        if isinstance(cmd, click.Group):
-            yield from _leaves(cmd, (*prefix, name))
-        else:
-            yield (*prefix, name)
-
-
-def _command(path: tuple[str, ...]) -> click.Command:
-    cmd: click.Command = cli
-    for name in path:
-        assert isinstance(cmd, click.Group)
-        cmd = cmd.commands[name]
-    return cmd
-
-
-@pytest.mark.parametrize("path", list(_leaves(cli)), ids=" ".join)
+@pytest.mark.parametrize("path", list(leaves()), ids=" ".join)
 def test_every_command_takes_the_global_options_after_it(path: tuple[str, ...]) -> None:
-    opts = {o for p in _command(path).params for o in getattr(p, "opts", [])}
+    opts = {o for p in command(path).params for o in getattr(p, "opts", [])}
     assert {"-o", "--output", "-v", "--verbose", "--debug"} <= opts
 
 

@@ -10,7 +10,6 @@ what the endpoint saw is what tests assert on.
 from __future__ import annotations
 
 import itertools
-import socket
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from zpctl.accounts import SipUser
 from zpctl.clients.kamailio import KamailioRpc
 from zpctl.clients.probes import ng_command
 from zpctl.errors import ExitCode, RemoteFailure, Unreachable, ZpctlError
+from zpctl.lab.services import port_free
 from zpctl.model import LoadedInventory
 from zpctl.model.schema import DataCenter, Role
 
@@ -36,7 +36,7 @@ def wait_reachable(inv: LoadedInventory, dc: DataCenter, user: SipUser, ip: str,
     while True:
         missing = [p.name for p in proxies if f"@{ip}:{port}" not in _lookup(p.mgmt,
                                                                               p.ports.mgmt_http, aor)]
-        if not _udp_free(ip, port):  # bound: the phone listens
+        if not port_free(ip, port, "udp"):  # bound: the phone listens
             if not missing:
                 return
         else:
@@ -52,15 +52,6 @@ def _lookup(mgmt: str, port: int, aor: str) -> str:
         return str(KamailioRpc(f"http://{mgmt}:{port}/RPC").call("ul.lookup", "location", aor))
     except (RemoteFailure, Unreachable):  # not (yet) registered there, or not answering
         return ""
-
-
-def _udp_free(ip: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind((ip, port))
-        except OSError:
-            return False
-    return True
 
 
 class Phones:

@@ -14,7 +14,6 @@ import contextlib
 import ipaddress
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,6 +26,7 @@ from zpctl import sipp
 from zpctl.accounts import SipUser
 from zpctl.clients.probes import sip_options
 from zpctl.errors import EnvironmentProblem, ExitCode, Unreachable, ZpctlError
+from zpctl.lab.services import port_free
 from zpctl.loadtest import limits, results
 from zpctl.loadtest.slo import Objective, evaluate
 
@@ -77,18 +77,9 @@ class Plan:
 Progress = Callable[[str], None]
 
 
-def _free(ip: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind((ip, port))
-        except OSError:
-            return False
-    return True
-
-
 def _free_port(ip: str, start: int) -> int:
     for port in range(start, start + 200):
-        if _free(ip, port):
+        if port_free(ip, port, "udp"):
             return port
     raise EnvironmentProblem(f"no free UDP port on {ip} from {start}")
 

@@ -1,0 +1,28 @@
+"""The zpctl command tree, walked: every leaf command by its path, for tests that must
+cover every command (global options, bad values)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import click
+
+from zpctl.cli.main import cli
+
+
+def leaves(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every leaf command's path under ``group``, sorted (e.g. ``("lab", "status")``)."""
+    for name, cmd in sorted(group.commands.items()):
+        if isinstance(cmd, click.Group):
+            yield from leaves(cmd, (*prefix, name))
+        else:
+            yield (*prefix, name)
+
+
+def command(path: tuple[str, ...]) -> click.Command:
+    """The command at ``path``."""
+    cmd: click.Command = cli
+    for name in path:
+        assert isinstance(cmd, click.Group)
+        cmd = cmd.commands[name]
+    return cmd
