@@ -11,7 +11,7 @@ help:
 	@echo "make demo   install what is needed, validate and render the shipped inventories,"
 	@echo "            and run the lab platform on loopback"
 	@echo "make test   install what is needed and run the whole test suite"
-	@echo "make lint   ruff and mypy (strict)"
+	@echo "make lint   ruff, mypy (strict) and lint-imports (the package layers)"
 	@echo "make bench  capacity benchmark (several minutes); figures into docs/PERFORMANCE.md"
 	@echo "make clean  remove build output (not the lab: zpctl lab down)"
 
@@ -48,6 +48,7 @@ test-integration: install
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Not part of CI: minutes of SIPp load at stepped rates.  Stops a demo lab first.
 bench: install
@@ -55,4 +56,4 @@ bench: install
 	$(BIN)/python benchmarks/bench.py
 
 clean:
-	rm -rf build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

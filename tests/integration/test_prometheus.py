@@ -32,9 +32,10 @@ from zpctl.lab import Lab
 from zpctl.lab.phones import Phones
 from zpctl.metrics.health import PROBED_ROLES
 from zpctl.metrics.registrations import contacts
-from zpctl.metrics.render import MONITORING, MonitoringOptions, render_monitoring
 from zpctl.model import LoadedInventory, PlacedNode
 from zpctl.model.schema import Node, Role
+from zpctl.render import render_monitoring
+from zpctl.render.monitoring import MONITORING, MonitoringOptions
 from zpctl.sipp import SippRun
 from zpctl.testing import missing_binaries, wait_for
 

@@ -13,8 +13,10 @@ import pytest
 import yaml
 
 from tests.conftest import INVENTORIES, shipped_inventories
-from zpctl.metrics.render import MONITORING, render_monitoring
 from zpctl.model import load_inventory
+from zpctl.render import render_monitoring
+from zpctl.render.monitoring import MONITORING
+from zpctl.render.verify import verify_written
 
 PROMTOOL = shutil.which("promtool")
 RULE_TESTS = Path(__file__).parent / "promtool"
@@ -80,3 +82,16 @@ def test_promtool_rejects_a_broken_rule(tmp_path: Path) -> None:
     result = _promtool("check", "rules", str(rules))
     assert result.returncode != 0
     assert _alerts(rules)  # still YAML; only promtool sees the PromQL error
+
+
+def test_verify_runs_promtool_on_a_written_build(tmp_path: Path) -> None:
+    """`zpctl render` and `zpctl deploy` check the written monitoring files with promtool
+    (zpctl.render.verify): the shipped files pass, a broken rule is a failure."""
+    prom = _write(INVENTORIES / "lab", tmp_path)
+    assert verify_written(tmp_path) == []
+    rules = prom / "rules" / "zpctl.rules.yml"
+    rules.write_text(rules.read_text().replace("expr: zpctl_zone_up == 0", "expr: zpctl_zone_up =="))
+    failures = verify_written(tmp_path)
+    assert [(f["check"], Path(f["config"]).name) for f in failures] == \
+        [("promtool check config", "prometheus.yml")]
+    assert "zpctl.rules.yml" in failures[0]["output"]

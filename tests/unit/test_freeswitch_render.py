@@ -13,7 +13,9 @@ import pytest
 
 from tests.conftest import INVENTORIES
 from zpctl.freeswitch import esl_targets, select_switches, zone_switches
-from zpctl.freeswitch.render import (
+from zpctl.model import LoadedInventory, catalog, load_inventory
+from zpctl.render import Build, render
+from zpctl.render.freeswitch import (
     number_regex,
     pin_digits,
     served_accounts,
@@ -21,8 +23,6 @@ from zpctl.freeswitch.render import (
     srtp_value,
     tls_versions,
 )
-from zpctl.model import LoadedInventory, catalog, load_inventory
-from zpctl.render import Build, render
 from zpctl.secrets import Secrets
 
 HERE = Path(__file__).resolve().parent

@@ -27,7 +27,9 @@ import yaml
 from tests.conftest import INVENTORIES, shipped_inventories
 from zpctl.cli.main import main
 from zpctl.errors import ExitCode, RenderError
-from zpctl.freeswitch.validate import (
+from zpctl.model import load_inventory
+from zpctl.render import Build, render
+from zpctl.render.freeswitch_validate import (
     Violation,
     check_build,
     switch_trees,
@@ -35,8 +37,6 @@ from zpctl.freeswitch.validate import (
     validate_conf,
     validate_dir,
 )
-from zpctl.model import load_inventory
-from zpctl.render import Build, render
 from zpctl.secrets import Secrets
 
 HERE = Path(__file__).resolve().parent
@@ -148,7 +148,7 @@ def test_zpctl_render_fails_with_exit_4_on_a_violation(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     """The CLI hook: a template change FreeSWITCH would misread stops `zpctl render`."""
-    import zpctl.freeswitch.render as fsr  # noqa: PLC0415
+    import zpctl.render.freeswitch as fsr  # noqa: PLC0415
 
     monkeypatch.setattr(fsr, "tls_versions", lambda _v: "tlsv1.2, tlsv1.3")
     code = main(["render", str(MINI), "--out", str(tmp_path / "out"), "--no-check"])

@@ -18,17 +18,11 @@ from zpctl.metrics.certs import CertificateCollector
 from zpctl.metrics.health import HealthCollector
 from zpctl.metrics.quality import MediaQualityCollector
 from zpctl.metrics.registrations import RegistrationsCollector
-from zpctl.metrics.render import (
-    DASHBOARDS,
-    MONITORING,
-    MonitoringOptions,
-    _target,
-    render_monitoring,
-)
 from zpctl.metrics.sources import Clients
 from zpctl.metrics.switch import SwitchCollector, SwitchStats
 from zpctl.model import load_inventory
-from zpctl.render import render
+from zpctl.render import render, render_monitoring
+from zpctl.render.monitoring import DASHBOARDS, MONITORING, MonitoringOptions, _target
 from zpctl.secrets import Secrets
 
 FIX = Path(__file__).parent / "fixtures" / "metrics"

@@ -10,7 +10,8 @@ import click
 from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.output import emit, info
 from zpctl.cli.types import DEADLINE, TIMEOUT
-from zpctl.control import AddressGuard, Control, inventory_line, not_up, unanswered
+from zpctl.clients.guard import AddressGuard
+from zpctl.control import Control, inventory_line, not_up, unanswered
 from zpctl.errors import ExitCode, ZpctlError
 from zpctl.lab import Lab
 from zpctl.model import load_inventory

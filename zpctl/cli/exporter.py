@@ -55,7 +55,7 @@ def exporter_cmd(inventory: Path, listen: str, lab_dir: Path | None, certs: tupl
       call quality                  rtpengine ng list/query: MOS, jitter, loss, RTT
       certificate expiry            the PEM files of --cert / --lab-dir
       switches and call queues      FreeSWITCH over ESL, once its source is wired in
-                                    (zpctl.metrics.switch.esl_switch_source)
+                                    (zpctl.metrics.esl_source.esl_switch_source)
     Kamailio (xhttp_prom) and rtpengine serve their own /metrics; the rendered
     _monitoring/prometheus/prometheus.yml scrapes all three.  See docs/MONITORING.md.
 

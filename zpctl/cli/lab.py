@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
@@ -10,7 +11,10 @@ import click
 from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.output import emit, info
 from zpctl.cli.types import TIMEOUT, count
+from zpctl.control import not_up
+from zpctl.errors import RemoteFailure
 from zpctl.lab import Lab
+from zpctl.lab.demo import Demo
 from zpctl.paths import default_inventory
 
 LAB_DIR = click.option("--lab-dir", type=click.Path(path_type=Path), envvar="ZPCTL_LAB_DIR",
@@ -87,8 +91,6 @@ def status_cmd(ctx: Context, lab_dir: Path | None) -> None:
     not answer: frozen or overloaded).  Exit 7 when any node the lab runs is not up (the
     table is printed first).
     """
-    from zpctl.control import not_up  # noqa: PLC0415
-
     rows = Lab(lab_dir).status()
     emit(ctx.output, rows, rows=rows, columns=STATUS_COLUMNS)
     bad = not_up([r for r in rows if not str(r["state"]).startswith("not run by the lab")])
@@ -116,11 +118,6 @@ def demo_cmd(ctx: Context, lab_dir: Path | None) -> None:
     calling a G.711 carrier (transcoded), a user without a calling plan (refused) and an
     inbound DID call.  Exits non-zero if any flow did not behave.
     """
-    import tempfile  # noqa: PLC0415
-
-    from zpctl.errors import RemoteFailure  # noqa: PLC0415
-    from zpctl.lab.demo import Demo  # noqa: PLC0415
-
     lab_ = Lab(lab_dir)
     lab_.require()  # never place calls through the lab addresses without our lab there
     with tempfile.TemporaryDirectory(prefix="zpctl-demo-") as tmp:

@@ -10,11 +10,10 @@ from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.inventory import INVENTORY_ARG
 from zpctl.cli.output import emit, info
 from zpctl.errors import RenderError
-from zpctl.freeswitch.validate import check_build as check_freeswitch_build
 from zpctl.model import load_inventory
 from zpctl.render import check_out_dir, render
 from zpctl.render.diff import BuildDiff, diff_build
-from zpctl.render.verify import check_kamailio_build
+from zpctl.render.verify import verify_rendered, verify_written
 from zpctl.secrets import Secrets, default_path
 
 
@@ -42,7 +41,8 @@ SECRETS_OPT = click.option("--secrets", "secrets_file", type=click.Path(path_typ
 @click.option("--out", type=click.Path(path_type=Path),
               help="Build directory (default: build/<platform>).")
 @click.option("--check/--no-check", default=True, show_default=True,
-              help="Run `kamailio -c` on every rendered Kamailio config (needs kamailio).")
+              help="Run `kamailio -c` on every rendered Kamailio config (needs kamailio), and "
+                   "`promtool check config` on the monitoring files when promtool is installed.")
 @click.option("--dry-run", is_flag=True, help="Render and show what would change; write nothing.")
 @SECRETS_OPT
 @pass_ctx
@@ -62,7 +62,7 @@ def render_cmd(ctx: Context, inventory: Path, out: Path | None, check: bool, dry
     written), and neither is a read-only one.
     """
     inv, build = _render(inventory, secrets_file)
-    check_freeswitch_build(build)  # RenderError (exit 4) naming file, element and reason
+    verify_rendered(build)  # RenderError (exit 4) naming file, element and reason
     out = out or _default_out(inv.model.platform.name)
     check_out_dir(out)  # exit 9 unless out is new, empty or a zpctl build (also on --dry-run)
     delta = diff_build(build, out)
@@ -70,14 +70,16 @@ def render_cmd(ctx: Context, inventory: Path, out: Path | None, check: bool, dry
         _show_diff(ctx, delta, out)
         return
     build.write(out)
-    failures = check_kamailio_build(out) if check else []
+    failures = verify_written(out) if check else []
     result = {"build": build.digest(), "out": str(out), "hosts": len(build.hosts()),
               "files": len(build.files), "changed": delta.summary(),
               "kamailio_checked": check, "failures": failures}
     if failures:
         for f in failures:
-            info(f"kamailio -c failed for {f['config']}:\n{f['output']}")
-        raise RenderError(f"{len(failures)} Kamailio config(s) rejected by kamailio -c")
+            info(f"{f['check']} failed for {f['config']}:\n{f['output']}")
+        checks = sorted({f["check"] for f in failures})
+        what = "Kamailio config(s)" if checks == ["kamailio -c"] else "config(s)"
+        raise RenderError(f"{len(failures)} {what} rejected by {' and '.join(checks)}")
     emit(ctx.output, result, text=(
         f"rendered {result['files']} files for {result['hosts']} hosts into {out} "
         f"(build {result['build']}; {delta.short()})"

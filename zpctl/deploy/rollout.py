@@ -30,11 +30,10 @@ from zpctl.deploy.hosts import DeployHosts
 from zpctl.deploy.runner import GROUPS, AnsibleRun, RunResult
 from zpctl.deploy.store import BuildStore, default_state_root
 from zpctl.errors import ExitCode, RenderError, Unreachable, ZpctlError
-from zpctl.freeswitch.validate import check_build as check_freeswitch_build
 from zpctl.model import LoadedInventory, load_inventory
 from zpctl.model.schema import Node, Role
 from zpctl.render import render
-from zpctl.render.verify import check_kamailio_config
+from zpctl.render.verify import verify_rendered, verify_written
 from zpctl.secrets import Secrets, default_path
 
 Progress = Callable[[str], None]
@@ -118,18 +117,15 @@ def _seed(store: BuildStore, inv: LoadedInventory, secrets: Secrets, build_id: s
 
 
 def _refuse_broken(build_dir: Path, nodes: list[str], progress: Progress) -> None:
-    """``kamailio -c`` on the controller for every Kamailio config in scope."""
-    failures = []
-    for node in nodes:
-        cfg = build_dir / node / "kamailio" / "kamailio.cfg"
-        if cfg.exists():
-            ok, output = check_kamailio_config(cfg)
-            if not ok:
-                errors = [ln for ln in output.splitlines() if "ERROR" in ln or "CRITICAL" in ln]
-                failures.append(f"{node}: " + "\n".join(errors[-6:] or [output[-600:]]))
+    """The checks of the written build on the controller (``kamailio -c`` on every Kamailio
+    config in scope, promtool when installed): the same as ``zpctl render``."""
+    failures = verify_written(build_dir, nodes)
     if failures:
-        raise RenderError("refused: kamailio -c rejects the new build; no host was touched\n"
-                          + "\n".join(failures))
+        checks = " and ".join(sorted({f["check"] for f in failures}))
+        where = [f"{Path(f['config']).relative_to(build_dir).parts[0]}: {f['output']}"
+                 for f in failures]  # the node (or _monitoring) and what the check said
+        raise RenderError(f"refused: {checks} rejects the new build; no host was touched\n"
+                          + "\n".join(where))
     progress(f"  kamailio -c: {sum(1 for n in nodes if (build_dir / n / 'kamailio').exists())} "
              "config(s) in scope accepted")
 
@@ -339,7 +335,7 @@ def deploy(opts: DeployOptions, progress: Progress = lambda s: None) -> dict[str
     build = render(inv, secrets)
     if secrets.dirty:
         secrets.save()
-    check_freeswitch_build(build)
+    verify_rendered(build)
     steps = plan(inv, opts.limit)
     build_id = build.digest()
     if opts.dry_run:

@@ -1,28 +1,25 @@
 """The FreeSWITCH switch tier: which switches an inventory has and where their ESL listens.
 
 ``zone_switches`` lists a zone's switch nodes (for the proxy's dispatcher sets);
-``esl_targets`` turns a selection of switches into ESL addresses.  Rendering is in
-:mod:`zpctl.freeswitch.render`, the XML validator in :mod:`zpctl.freeswitch.validate`,
-live control (status, pause, resume, calls) in :mod:`zpctl.freeswitch.control`, and an
-in-process ESL *simulator* for tests in :mod:`zpctl.freeswitch.fakeswitch`.
+``esl_targets`` turns a selection of switches into ESL addresses; live control (status,
+pause, resume, calls) is in :mod:`zpctl.freeswitch.control`.  Rendering belongs to the render
+layer: :mod:`zpctl.render.freeswitch`, and the XML validator
+:mod:`zpctl.render.freeswitch_validate`.  The in-process ESL *simulator* the tests use is
+not part of the package: ``tests/fakeswitch.py``.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
+from zpctl.clients.esl import SwitchTarget
 from zpctl.errors import ExitCode, ZpctlError
 from zpctl.model import LoadedInventory, PlacedNode
 from zpctl.model.schema import Role
 
-if TYPE_CHECKING:  # the renderer imports this package: keep the ESL client out of its imports
-    from zpctl.clients.esl import SwitchTarget
-
 # For tests and labs: send ESL to this address instead of the inventory's.  Either one
 # "host:port" for every switch, or "name=host:port,name2=host:port" per switch.
 ESL_OVERRIDE_ENV = "ZPCTL_ESL_OVERRIDE"
-ESL_PASSWORD_KEY = "esl_password"  # noqa: S105 - the secrets key (zpctl.secrets), not a secret
 
 
 def switches(loaded: LoadedInventory) -> list[PlacedNode]:
@@ -78,8 +75,6 @@ def _overrides(value: str) -> tuple[tuple[str, int] | None, dict[str, tuple[str,
 def esl_targets(placed: list[PlacedNode], override: str | None = None) -> list[SwitchTarget]:
     """ESL addresses of ``placed``: the management address and ESL port of each, unless
     ``override`` (or $ZPCTL_ESL_OVERRIDE) redirects them (tests, labs)."""
-    from zpctl.clients.esl import SwitchTarget  # noqa: PLC0415 - see the import note above
-
     override = override if override is not None else os.environ.get(ESL_OVERRIDE_ENV, "")
     every, per = _overrides(override) if override else (None, {})
     out = []

@@ -27,12 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from zpctl.clients.esl import EslConnection, EslPool, SwitchTarget
+from zpctl.clients.guard import AddressGuard
 from zpctl.errors import ExitCode, RemoteFailure, Unreachable, ZpctlError
-from zpctl.freeswitch import ESL_PASSWORD_KEY, esl_targets, select_switches
+from zpctl.freeswitch import esl_targets, select_switches
 from zpctl.model import LoadedInventory
-from zpctl.model.pbx import MONITOR_MODES, monitor_permitted
+from zpctl.model.pbx import MONITOR_MODES
+from zpctl.model.pbx_checks import monitor_permitted
 from zpctl.model.schema import Account
-from zpctl.secrets import Secrets, _env_name, default_path
+from zpctl.secrets import ESL_PASSWORD_KEY, Secrets, _env_name, default_path
 
 Progress = Callable[[str], None]
 _UUID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,127}$")
@@ -208,13 +210,11 @@ def targets_for(loaded: LoadedInventory, zone: str | None = None, switch: str | 
                 esl_override: str | None = None, *, guard: bool = False) -> list[SwitchTarget]:
     """ESL addresses of the selected switches.  With ``guard`` (live commands), an
     inventory address this machine must not contact is refused (exit 9, see
-    :class:`zpctl.control.AddressGuard`); addresses given by an override are the
+    :class:`zpctl.clients.guard.AddressGuard`); addresses given by an override are the
     operator's own choice and are not checked."""
     placed = select_switches(loaded, zone, switch)
     targets = esl_targets(placed, esl_override)
     if guard:
-        from zpctl.control import AddressGuard  # noqa: PLC0415 - control imports us lazily
-
         check = AddressGuard(loaded)
         for p, t in zip(placed, targets, strict=True):
             if (t.host, t.port) == (p.node.mgmt, p.node.ports.esl):

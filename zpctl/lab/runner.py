@@ -31,6 +31,7 @@ from zpctl import pki
 from zpctl.accounts import SipUser, SyncResult, sip_users, sync
 from zpctl.clients.kamailio import KamailioRpc
 from zpctl.clients.probes import ng_command
+from zpctl.control import parallel
 from zpctl.db import create_sqlite
 from zpctl.errors import EnvironmentProblem, ExitCode, Unreachable, ZpctlError
 from zpctl.lab.peers import (
@@ -396,7 +397,6 @@ class Lab:
         process is there but does not answer: frozen, overloaded); switch rows say the lab
         does not run them.  Nodes are asked at once, so a frozen one costs one timeout.
         """
-        from zpctl.control import parallel  # noqa: PLC0415 - keeps the lab importable alone
 
         if self.state() is None and inventory is None:
             self.require()
@@ -446,7 +446,6 @@ class Lab:
         Read backwards from the end of each file, so a log of millions of lines costs no
         more than its tail.  Unknown node: usage error naming the known ones; no lab: 7.
         """
-        from zpctl.errors import ExitCode  # noqa: PLC0415
 
         def tail(path: Path) -> str:
             if lines < 1:

@@ -15,9 +15,7 @@ What no daemon exports itself, ``zpctl exporter`` serves, read live from the pla
 
 Every collector is a client_python custom collector that takes its data source and a
 registry as constructor arguments, so tests point it at recorded replies and a fresh
-registry.  :mod:`zpctl.metrics.exporter` wires them to live clients;
-:mod:`zpctl.metrics.render` renders ``prometheus.yml``, alert rules and dashboards.
-
-This package module imports nothing on purpose: the renderer imports
-:mod:`zpctl.metrics.render` without pulling in the clients.
+registry.  :mod:`zpctl.metrics.exporter` wires them to live clients.  ``prometheus.yml``,
+alert rules and dashboards are rendered by the render layer
+(:mod:`zpctl.render.monitoring`), with every other file of a build.
 """

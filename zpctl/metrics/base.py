@@ -12,15 +12,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
+from zpctl.metrics.sources import Clients
 from zpctl.model import LoadedInventory, PlacedNode
-
-if TYPE_CHECKING:  # the clients only where a collector that reads nodes is imported
-    from zpctl.metrics.sources import Clients
 
 log = logging.getLogger("zpctl.metrics")
 

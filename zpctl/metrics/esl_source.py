@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from zpctl.errors import Unreachable
-from zpctl.freeswitch.control import inventory_pool
-from zpctl.metrics.switch import ChannelTally, SwitchStats, stats_from_heartbeat
+from zpctl.errors import Unreachable, ZpctlError
+from zpctl.freeswitch.control import esl_password, inventory_pool
+from zpctl.metrics.switch import ChannelTally, SwitchStats, SwitchStatsSource, stats_from_heartbeat
 from zpctl.model import LoadedInventory, PlacedNode
 from zpctl.protocols import esl
 
@@ -103,3 +103,14 @@ class EslSwitchSource:
                 raise Unreachable(f"switch {node.name}: last HEARTBEAT "
                                   f"{time.monotonic() - st.at:.0f} s ago")
             return stats_from_heartbeat(st.heartbeat, tally=st.tally)
+
+
+def esl_switch_source(inventory: LoadedInventory) -> SwitchStatsSource | None:
+    """The live switch source of ``inventory``: ESL events from each of its switches
+    (:class:`EslSwitchSource`), with the ESL password from the platform's secrets; None when
+    the password cannot be had."""
+    try:
+        password = esl_password(inventory)
+    except ZpctlError:
+        return None
+    return EslSwitchSource(inventory, password).start()

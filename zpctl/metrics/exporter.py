@@ -22,14 +22,15 @@ from zpctl.errors import EnvironmentProblem, ExitCode, ZpctlError
 from zpctl.metrics.base import ExporterCollector, ZpctlCollector
 from zpctl.metrics.calls import CallsCollector
 from zpctl.metrics.certs import CertificateCollector
+from zpctl.metrics.esl_source import esl_switch_source
 from zpctl.metrics.health import HealthCollector
 from zpctl.metrics.quality import DEFAULT_MAX_CALLS, MediaQualityCollector
 from zpctl.metrics.registrations import RegistrationsCollector
-from zpctl.metrics.render import EXPORTER_PORT
 from zpctl.metrics.sources import Clients
-from zpctl.metrics.switch import SwitchCollector, SwitchStatsSource, esl_switch_source
+from zpctl.metrics.switch import SwitchCollector, SwitchStatsSource
 from zpctl.model import LoadedInventory
 from zpctl.model.schema import Role
+from zpctl.render.monitoring import EXPORTER_PORT
 
 log = logging.getLogger("zpctl.metrics")
 
@@ -62,7 +63,7 @@ def build_registry(inventory: LoadedInventory, clients: Clients,
         collectors.append(SwitchCollector(inventory, source, registry))
     elif has_switches:
         log.warning("the inventory has switches but no ESL source is wired in "
-                    "(zpctl.metrics.switch.esl_switch_source): no switch metrics")
+                    "(zpctl.metrics.esl_source.esl_switch_source): no switch metrics")
     if opts.certs:
         collectors.append(CertificateCollector(opts.certs, registry))
     ExporterCollector(collectors, __version__, inventory.model.platform.name, registry)

@@ -2,8 +2,8 @@
 
 The collector does not speak ESL.  It asks a :class:`SwitchStatsSource` — any callable
 ``source(placed_node) -> SwitchStats`` — for each switch of the inventory, and exports what
-it returns.  The live source is :func:`esl_switch_source` (ESL events, see
-:mod:`zpctl.metrics.esl_source`); tests also use recorded data.
+it returns.  The live source is :func:`zpctl.metrics.esl_source.esl_switch_source` (ESL
+events); tests also use recorded data.
 
 Two pure helpers do the FreeSWITCH-specific reading, so an ESL source stays a thin loop:
 
@@ -143,21 +143,6 @@ class ChannelTally:
     def reset(self) -> None:
         self._live.clear()
         self.calls_total = 0
-
-
-def esl_switch_source(inventory: LoadedInventory) -> SwitchStatsSource | None:
-    """The live switch source of ``inventory``: ESL events from each of its switches
-    (:class:`zpctl.metrics.esl_source.EslSwitchSource`), with the ESL password from the
-    platform's secrets; None when the password cannot be had."""
-    from zpctl.errors import ZpctlError  # noqa: PLC0415 - the ESL stack only with switches
-    from zpctl.freeswitch.control import esl_password  # noqa: PLC0415
-    from zpctl.metrics.esl_source import EslSwitchSource  # noqa: PLC0415
-
-    try:
-        password = esl_password(inventory)
-    except ZpctlError:
-        return None
-    return EslSwitchSource(inventory, password).start()
 
 
 class SwitchCollector(ZpctlCollector):

@@ -10,7 +10,7 @@ import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 
-from zpctl.model import catalog, pbx
+from zpctl.model import catalog, pbx_checks
 from zpctl.model.gstin import gstin_problem
 from zpctl.model.schema import DC_ROLES, ZONE_ROLES, Account, Inventory, Node, Role
 
@@ -23,7 +23,7 @@ def run_all(inv: Inventory, root: Path | None = None) -> list[Finding]:
     for check in (_datacenters, _nodes_unique, _numbers_unique, _carriers):
         out.extend(check(inv))
     out.extend(_accounts(inv, root))
-    out.extend(pbx.check(inv))
+    out.extend(pbx_checks.check(inv))
     return out
 
 

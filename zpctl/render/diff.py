@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zpctl.render import MANIFEST, Build
+from zpctl.render.build import MANIFEST, Build
 
 
 @dataclass

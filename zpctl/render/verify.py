@@ -1,14 +1,50 @@
-"""Checks of rendered files by the real binaries (``kamailio -c``)."""
+"""Every check of a build, for ``zpctl render`` and ``zpctl deploy`` alike.
+
+Two steps, because the first needs only the rendered bytes and the others need files on
+disk: :func:`verify_rendered` runs the FreeSWITCH validator before anything is written (a
+violation is a RenderError, exit 4, and nothing is written); :func:`verify_written` runs the
+real binaries on the written tree: ``kamailio -c`` on every Kamailio config (or those of the
+nodes in scope), and ``promtool check config`` (which loads the rule files too) on the
+monitoring files when promtool is installed (Prometheus is optional on a controller).
+"""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 from zpctl.errors import EnvironmentProblem
 from zpctl.render import iter_kamailio_configs
+from zpctl.render.build import Build
+from zpctl.render.freeswitch_validate import check_build as check_freeswitch_build
+from zpctl.render.monitoring import MONITORING
+
+PROMETHEUS_CONFIG = f"{MONITORING}/prometheus/prometheus.yml"
+
+
+def verify_rendered(build: Build) -> None:
+    """The checks of the rendered bytes (the FreeSWITCH validator); RenderError (exit 4)
+    naming file, element and reason."""
+    check_freeswitch_build(build)
+
+
+def verify_written(build_root: Path, nodes: Collection[str] | None = None
+                   ) -> list[dict[str, str]]:
+    """The checks of a written build by the real binaries: ``kamailio -c`` on the Kamailio
+    configs (of ``nodes`` when given) and ``promtool check config`` when promtool is
+    installed; the failures, each ``{"check", "config", "output"}``."""
+    failures = check_kamailio_build(build_root, nodes)
+    promtool = shutil.which("promtool")
+    config = Path(build_root) / PROMETHEUS_CONFIG
+    if promtool is not None and config.is_file():
+        ok, output = check_prometheus_config(config, promtool)
+        if not ok:
+            failures.append({"check": "promtool check config", "config": str(config),
+                             "output": output})
+    return failures
 
 
 def kamailio_binary() -> str:
@@ -30,13 +66,27 @@ def check_kamailio_config(config: Path, binary: str | None = None) -> tuple[bool
     return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
 
 
-def check_kamailio_build(build_root: Path) -> list[dict[str, str]]:
-    """``kamailio -c`` on every Kamailio config of a written build; the failures."""
+def check_kamailio_build(build_root: Path, nodes: Collection[str] | None = None
+                         ) -> list[dict[str, str]]:
+    """``kamailio -c`` on every Kamailio config of a written build (of ``nodes`` when
+    given); the failures."""
+    configs = [c for c in iter_kamailio_configs(build_root)
+               if nodes is None or c.parent.parent.name in nodes]
+    if not configs:
+        return []
     binary = kamailio_binary()
     failures = []
-    for cfg in iter_kamailio_configs(build_root):
+    for cfg in configs:
         ok, output = check_kamailio_config(cfg, binary)
         if not ok:
             errors = [ln for ln in output.splitlines() if "ERROR" in ln or "CRITICAL" in ln]
-            failures.append({"config": str(cfg), "output": "\n".join(errors[-8:] or [output])})
+            failures.append({"check": "kamailio -c", "config": str(cfg),
+                             "output": "\n".join(errors[-8:] or [output])})
     return failures
+
+
+def check_prometheus_config(config: Path, promtool: str) -> tuple[bool, str]:
+    """Run ``promtool check config`` on a rendered prometheus.yml; (ok, output)."""
+    proc = subprocess.run([promtool, "check", "config", str(config)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    return proc.returncode == 0, (proc.stdout + proc.stderr).strip()

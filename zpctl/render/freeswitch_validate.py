@@ -30,13 +30,10 @@ import zoneinfo
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from zpctl.errors import RenderError
 from zpctl.model import catalog
-
-if TYPE_CHECKING:
-    from zpctl.render import Build
+from zpctl.render.build import Build
 
 ROOT_FILE = "freeswitch.xml"
 SOUNDS_FILE = "sounds.txt"

@@ -5,7 +5,7 @@ How it works: everything that needs a decision (which accounts a switch serves, 
 dialplan of each feature, regexes, time conditions, dial strings) is computed here into
 plain lists and dicts, sorted, so the templates in ``freeswitch/*.j2`` only loop and print.
 The dialplan is a list of extensions (conditions and actions) per account context, printed
-by one generic template; :mod:`zpctl.freeswitch.validate` checks the result.
+by one generic template; :mod:`zpctl.render.freeswitch_validate` checks the result.
 
 A switch serves the accounts with a site in its data center or in that data center's
 pair (the secondary takes over the primary's sites).  Calls arrive from the zone proxies
@@ -27,17 +27,15 @@ import zoneinfo
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from xml.sax.saxutils import escape
 
-from zpctl.freeswitch import ESL_PASSWORD_KEY
 from zpctl.model import LoadedInventory, PlacedNode, catalog
-from zpctl.model.pbx import STANDARD_PROMPTS, Pbx, has_feature, monitor_targets, parse_route
+from zpctl.model.pbx import STANDARD_PROMPTS, Pbx, parse_route
+from zpctl.model.pbx_checks import has_feature, monitor_targets
 from zpctl.model.schema import Account, Inventory, Role, Site, User
-
-if TYPE_CHECKING:
-    from zpctl.render.paths import NodePaths
-    from zpctl.secrets import Secrets
+from zpctl.render.paths import NodePaths
+from zpctl.secrets import ESL_PASSWORD_KEY, Secrets
 
 FS = "freeswitch"
 PROFILE = "zpctl"  # the one sofia profile, facing the zone proxies

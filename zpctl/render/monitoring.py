@@ -20,16 +20,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-import jinja2
+from typing import Any
 
 from zpctl.errors import RenderError
 from zpctl.model import LoadedInventory
 from zpctl.model.schema import Role
-
-if TYPE_CHECKING:
-    from zpctl.render import Build
+from zpctl.render.build import Build
 
 MONITORING = "_monitoring"
 EXPORTER_PORT = 9799
@@ -136,19 +132,3 @@ def add_monitoring(build: Build, loaded: LoadedInventory, tpl: Template,
     """Add the monitoring files of ``loaded`` to ``build`` (called by the renderer)."""
     for path, text in sorted(monitoring_files(loaded, tpl, options).items()):
         build.add(path, text)
-
-
-def render_monitoring(loaded: LoadedInventory,
-                      options: MonitoringOptions | None = None) -> dict[str, str]:
-    """The monitoring files alone, e.g. with a test's exporter address and intervals."""
-    from zpctl.render import BANNER, environment  # noqa: PLC0415 - the renderer imports us
-
-    env = environment()
-
-    def tpl(name: str, **ctx: Any) -> str:
-        try:
-            return env.get_template(name).render(banner=BANNER, **ctx)
-        except jinja2.TemplateError as exc:
-            raise RenderError(f"template {name}: {exc}") from None
-
-    return monitoring_files(loaded, tpl, options)
