@@ -27,6 +27,7 @@ from zpctl.clients.kamailio import KamailioRpc, NoAnswer
 from zpctl.errors import ExitCode, RemoteFailure, Unreachable, ZpctlError
 from zpctl.freeswitch import control as fs
 from zpctl.model import LoadedInventory, PlacedNode
+from zpctl.model.roles import KAMAILIO_ROLES
 from zpctl.model.schema import DataCenter, Node, Role
 from zpctl.protocols import jsonrpc
 
@@ -134,7 +135,7 @@ class Control:
         """One row per Kamailio node, all asked at once: ``state`` is ``up``, ``down (...)``
         (refused: nothing listens), ``not answering (...)`` (no answer in time: frozen or
         overloaded) or ``error (...)`` (it answered with an error)."""
-        placed = [p for p in self.inv.nodes() if p.role in (Role.LB, Role.PROXY, Role.SBC)
+        placed = [p for p in self.inv.nodes() if p.role in KAMAILIO_ROLES
                   and not (name and p.name != name)]
         if name and not placed:
             raise ZpctlError(f"no Kamailio node {name!r}", ExitCode.USAGE)

@@ -28,7 +28,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from zpctl.errors import EnvironmentProblem, ExitCode, ZpctlError
 from zpctl.model import LoadedInventory, PlacedNode
-from zpctl.model.schema import Role
+from zpctl.model.roles import KAMAILIO_ROLES
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def rotate(ca_dir: Path, out_dir: Path, name: str, cn: str, addresses: list[str]
 
 # --- node certificates from a production CA ----------------------------------------------------
 
-SIP_ROLES = frozenset({Role.LB, Role.PROXY, Role.SBC})
+SIP_ROLES = KAMAILIO_ROLES
 CA_PASSPHRASE_ENV = "ZPCTL_SECRET_CA_KEY_PASSPHRASE"  # noqa: S105 - a variable name
 DEFAULT_DAYS = 825
 

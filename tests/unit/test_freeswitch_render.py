@@ -80,8 +80,11 @@ def test_every_switch_gets_a_full_tree(build: Build, mini: LoadedInventory) -> N
                if k.startswith(f"{p.name}/freeswitch/")}
         assert got == expected, p.name
         node = json.loads(build.files[f"{p.name}/node.json"].data)
-        assert node["services"] == [{"name": "freeswitch",
-                                     "config": "/etc/zpctl/freeswitch/freeswitch.xml"}]
+        [svc] = node["services"]
+        assert (svc["name"], svc["config"]) == ("freeswitch",
+                                                "/etc/zpctl/freeswitch/freeswitch.xml")
+        assert svc["args"][:6] == ["-nc", "-nonat", "-nf", "-c", "-conf", "/etc/zpctl/freeswitch"]
+        assert svc["health"] == {"kind": "esl", "address": p.node.mgmt, "port": p.node.ports.esl}
     for path, f in build.files.items():
         if "/freeswitch/" in path:
             assert "managed by zpctl — do not edit" in f.data.decode()[:300], path

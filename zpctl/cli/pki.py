@@ -16,7 +16,7 @@ from zpctl.control import Control
 from zpctl.errors import ExitCode, ZpctlError
 from zpctl.lab import Lab
 from zpctl.model import load_inventory
-from zpctl.model.schema import Role
+from zpctl.model.roles import KAMAILIO_ROLES
 
 LAB_DIR = click.option("--lab-dir", type=click.Path(path_type=Path), envvar="ZPCTL_LAB_DIR",
                        help="The lab whose PKI to use (default lab directory).")
@@ -62,7 +62,7 @@ def _node(lab: Lab, name: str) -> tuple[str, list[str], str]:
         p = inv.node(name)
     except KeyError:
         raise ZpctlError(f"no node {name!r}", ExitCode.USAGE) from None
-    if p.role not in (Role.LB, Role.PROXY, Role.SBC):
+    if p.role not in KAMAILIO_ROLES:
         raise ZpctlError(f"{name} is a {p.role.value} node: no SIP TLS certificate", ExitCode.USAGE)
     return (f"{name}.{inv.model.platform.sip_domain}", sorted({p.node.address, p.node.public}),
             name)

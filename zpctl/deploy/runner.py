@@ -25,20 +25,18 @@ import yaml
 from zpctl.deploy.hosts import DeployHosts
 from zpctl.errors import EnvironmentProblem
 from zpctl.model import LoadedInventory
+from zpctl.model.roles import MONITOR_ANSIBLE_ROLES, ROLES
 from zpctl.model.schema import Role
 from zpctl.paths import data_dir
 
 ROLES_DIR = data_dir("roles")
 Progress = Callable[[str], None]
 
-# Which roles a node of each inventory role gets (and the play's host group).
+# Which Ansible roles a node of each inventory role gets, and the play's host group: from
+# the role table (zpctl.model.roles), one Ansible role per service.
 GROUPS: dict[Role, tuple[str, list[str]]] = {
-    Role.LB: ("kamailio", ["kamailio"]),
-    Role.PROXY: ("kamailio", ["kamailio"]),
-    Role.SBC: ("kamailio", ["kamailio"]),
-    Role.MEDIA: ("media", ["redis", "rtpengine"]),
-    Role.SWITCH: ("switch", ["freeswitch"]),
-    Role.MONITOR: ("monitor", ["prometheus", "zpctl_exporter"]),
+    role: (s.ansible_group, s.ansible_roles if role != Role.MONITOR else MONITOR_ANSIBLE_ROLES)
+    for role, s in ROLES.items() if s.services or role == Role.MONITOR
 }
 # One play, so that every host of a run works in parallel (plays run one after another).
 PLAYBOOK: list[dict[str, Any]] = [{
@@ -112,10 +110,10 @@ def host_vars(inv: LoadedInventory, node: str, build_dir: Path, seed_dir: Path |
     if placed.role == Role.MONITOR:
         for role in roles:
             out[f"{role}_source_dir"] = str(build_dir / "_monitoring")
+    # How each service runs, as render wrote it into node.json: the role starts
+    # <role>_binary with these arguments (and never works them out itself).
     for svc in doc.get("services", []):
-        if svc.get("name") == "kamailio":
-            out["kamailio_shm_mb"] = int(svc["shm_mb"])
-            out["kamailio_pkg_mb"] = int(svc["pkg_mb"])
+        out[f"{svc['name']}_args"] = list(svc["args"])
     if placed.role == Role.PROXY and seed_dir is not None and (seed_dir / "subscriber.sqlite").exists():
         out["kamailio_subscriber_db"] = str(seed_dir / "subscriber.sqlite")
     return out

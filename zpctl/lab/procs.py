@@ -42,6 +42,7 @@ class ProcRecord:
     start_time: int
     argv: list[str]
     log: str
+    stop_signal: str = "TERM"  # the first signal `stop_all` sends (KILL follows)
 
     def alive(self) -> bool:
         return _start_time(self.pid) == self.start_time
@@ -59,7 +60,7 @@ class ProcRecord:
 
 
 def launch(name: str, argv: list[str], log: Path, cwd: Path,
-           env: dict[str, str] | None = None) -> ProcRecord:
+           env: dict[str, str] | None = None, stop_signal: str = "TERM") -> ProcRecord:
     """Start ``argv`` detached (own session), output appended to ``log``.
 
     The log is mode 0600 (a log can hold what a peer sent) and the process runs with umask
@@ -79,7 +80,7 @@ def launch(name: str, argv: list[str], log: Path, cwd: Path,
         if start is not None:
             break
         time.sleep(0.01)
-    return ProcRecord(name, proc.pid, start or 0, argv, str(log))
+    return ProcRecord(name, proc.pid, start or 0, argv, str(log), stop_signal)
 
 
 @dataclass
@@ -109,7 +110,7 @@ def stop_all(recs: list[ProcRecord], grace: float = 5.0, kill_wait: float = 5.0,
     running = [r for r in recs if _ours_running(r)]
     report.stopped = [r.name for r in running]
     for rec in running:
-        _signal_group(rec, signal.SIGTERM)
+        _signal_group(rec, signal.Signals[f"SIG{rec.stop_signal}"])
     left = _wait_groups(running, grace, dead=_not_running)
     if left:
         for rec in left:

@@ -44,7 +44,7 @@ from zpctl.lab.peers import (
 )
 from zpctl.lab.procs import ProcessError, ProcRecord, await_reaped, launch, stop_all
 from zpctl.lab.services import Service, node_services, port_free
-from zpctl.model import LoadedInventory, PlacedNode, load_inventory
+from zpctl.model import LoadedInventory, PlacedNode, load_inventory, roles
 from zpctl.model.schema import Role
 from zpctl.paths import default_inventory, state_dir
 from zpctl.render import render
@@ -201,9 +201,25 @@ class Lab:
         return sip_users(inv or self.inventory(), self.secrets())
 
     def services(self, inv: LoadedInventory) -> list[Service]:
-        """Every process of the lab, in start order: the platform's, then the peers'."""
-        return (node_services(inv, self.dir, self.bin_path)
+        """Every process of the lab, in start order: the platform's, as each node's
+        node.json says (see :meth:`manifests`), then the simulated peers'."""
+        return (node_services(inv, self.manifests(inv), self.bin_path)
                 + peer_services(inv, self.dir, self.bin_path))
+
+    def manifests(self, inv: LoadedInventory) -> dict[str, dict[str, Any]]:
+        """Each node's node.json: from the lab's build when the lab runs this inventory
+        (what its processes were started from), else rendered now and not written (a dry
+        run, or the checks `up` makes before it writes anything)."""
+        st = self.state()
+        build = self.dir / "build"
+        if st and st.get("inventory") == str(inv.root.absolute()):
+            try:
+                return {p.name: json.loads((build / p.name / "node.json").read_text())
+                        for p in inv.nodes()}
+            except (OSError, ValueError):
+                pass  # an incomplete build: render it
+        files = render(inv, self.secrets(), lab_root=self.dir).files
+        return {p.name: json.loads(files[f"{p.name}/node.json"].data) for p in inv.nodes()}
 
     def peers(self, inv: LoadedInventory) -> list[Peer]:
         """The carriers and customer equipment the lab simulates (loopback addresses only)."""
@@ -237,6 +253,7 @@ class Lab:
         self.state_file.write_text(json.dumps(
             {"inventory": inv_path, "platform": inv.model.platform.name, "build": build_id},
             indent=2) + "\n")
+        services = self.services(inv)  # as the build just written describes them
         started = []
         for s in services:
             if s.name in running:
@@ -245,7 +262,7 @@ class Lab:
             log = self.dir / "nodes" / s.home / "log" / f"{s.kind}.log"
             # A first start has no registrations to wait for: no warm-up gate.
             argv = s.argv + (["-A", "WARMUP_S=0"] if s.name.endswith("proxy/kamailio") else [])
-            rec = launch(s.name, argv, log, s.cwd)
+            rec = launch(s.name, argv, log, s.cwd, stop_signal=s.stop_signal)
             self._save(rec)
             started.append(s)
             # Media must answer before the Kamailio nodes that use it start.
@@ -301,7 +318,7 @@ class Lab:
         if old is not None and old.alive():
             raise ZpctlError(f"{s.name} is already running (pid {old.pid})", ExitCode.USAGE)
         log = self.dir / "nodes" / s.home / "log" / f"{s.kind}.log"
-        rec = launch(s.name, s.argv, log, s.cwd)
+        rec = launch(s.name, s.argv, log, s.cwd, stop_signal=s.stop_signal)
         self._save(rec)
         if wait:
             self._wait(s, rec, progress, timeout)
@@ -421,7 +438,7 @@ class Lab:
             "pid": ",".join(str(r.pid) for r in procs if r is not None and r.alive()) or None,
             "registrations": None, "dialogs": None,
         }
-        if alive and p.role in (Role.LB, Role.PROXY, Role.SBC):
+        if alive and p.role in roles.KAMAILIO_ROLES:
             rpc = KamailioRpc(f"http://{p.node.mgmt}:{p.node.ports.mgmt_http}/RPC", 2.0)
             try:
                 if p.role == Role.PROXY:

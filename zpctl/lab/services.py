@@ -8,12 +8,11 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from zpctl.clients.probes import ng_command, redis_ping, sip_options
 from zpctl.errors import EnvironmentProblem, Unreachable
-from zpctl.model import LoadedInventory
-from zpctl.model.schema import Role
-from zpctl.render.sizing import shm_mb
+from zpctl.model import LoadedInventory, roles
 
 
 @dataclass
@@ -27,6 +26,7 @@ class Service:
     listeners: list[tuple[str, int, str]]
     health: Callable[[], None]
     cwd: Path = field(default_factory=Path)
+    stop_signal: str = "TERM"  # from node.json: what `lab down` sends first
 
 
 def which(binary: str, search: str | None = None) -> str:
@@ -54,46 +54,25 @@ def port_free(addr: str, port: int, proto: str) -> bool:
     return True
 
 
-def node_services(inv: LoadedInventory, lab_dir: Path, bin_path: str | None = None
-                  ) -> list[Service]:
-    """Every platform process of ``inv`` in a lab at ``lab_dir``, in start order: Redis,
-    rtpengine, proxies, sbcs, lbs (``bin_path``: a PATH to find the binaries in)."""
-    kam, rtpe, redis = None, None, None
+def node_services(inv: LoadedInventory, manifests: dict[str, dict[str, Any]],
+                  bin_path: str | None = None) -> list[Service]:
+    """Every platform process the lab runs for ``inv``, in start order (media, proxies,
+    sbcs, lbs), as each node's rendered ``node.json`` (``manifests``: node -> its
+    node.json) describes it: program, command line, listeners, health check.  The programs
+    are looked up on ``bin_path`` (a PATH string) or the default search."""
+    found: dict[str, str] = {}
     out: list[Service] = []
-    order = {Role.MEDIA: 0, Role.PROXY: 1, Role.SBC: 2, Role.LB: 3}
-    for p in sorted(inv.nodes(), key=lambda p: (order.get(p.role, 9), p.name)):
-        n = p.node
-        build = lab_dir / "build" / p.name
-        run = lab_dir / "nodes" / p.name / "run"
-        if p.role == Role.MEDIA:
-            redis = redis or which("redis-server", bin_path)
-            rtpe = rtpe or which("rtpengine", bin_path)
+    for p in sorted(inv.nodes(), key=lambda p: (roles.spec(p.role).lab_order, p.name)):
+        if not roles.spec(p.role).in_lab:
+            continue
+        for svc in manifests[p.name]["services"]:
+            binary = found.setdefault(svc["binary"], which(svc["binary"], bin_path))
+            health = svc["health"]
             out.append(Service(
-                f"{p.name}/redis", "redis", p.name, [redis, str(build / "redis" / "redis.conf")],
-                [(n.mgmt, n.ports.redis, "tcp")],
-                redis_health(n.mgmt, n.ports.redis), cwd=run))
-            out.append(Service(
-                f"{p.name}/rtpengine", "rtpengine", p.name,
-                [rtpe, f"--config-file={build / 'rtpengine' / 'rtpengine.conf'}",
-                 "--foreground", "--log-stderr", "--no-log-timestamps"],
-                [(n.mgmt, n.ports.rtpengine_ng, "udp")],
-                ng_health(n.mgmt, n.ports.rtpengine_ng), cwd=run))
-        elif p.role in (Role.LB, Role.PROXY, Role.SBC):
-            kam = kam or which("kamailio", bin_path)
-            listeners = [(n.address, n.ports.sip, "udp"), (n.address, n.ports.sip, "tcp"),
-                         (n.mgmt, n.ports.mgmt_http, "tcp")]
-            if p.role == Role.LB:
-                listeners.append((n.address, n.ports.sips, "tcp"))
-            if p.role == Role.PROXY:
-                listeners.append((n.address, n.ports.dmq, "udp"))
-            if p.role == Role.SBC:
-                listeners += [(n.public, n.ports.sip, "udp"), (n.public, n.ports.sip, "tcp")]
-            out.append(Service(
-                f"{p.name}/kamailio", "kamailio", p.name,
-                [kam, "-DD", "-E", "-f", str(build / "kamailio" / "kamailio.cfg"),
-                 "-Y", str(run), "-m", str(shm_mb(n.capacity.cps, p.role.value)),
-                 "-M", str(n.kamailio.pkg_mb)],
-                listeners, sip_health(n.address, n.ports.sip), cwd=run))
+                f"{p.name}/{svc['name']}", svc["name"], p.name, [binary, *svc["args"]],
+                [(str(a), int(port), str(proto)) for a, port, proto in svc["listeners"]],
+                HEALTH[health["kind"]](health["address"], int(health["port"])),
+                cwd=Path(manifests[p.name]["paths"]["run"]), stop_signal=svc["stop_signal"]))
     return out
 
 
@@ -127,3 +106,25 @@ def redis_health(addr: str, port: int) -> Callable[[], None]:
         if not redis_ping(addr, port, 0.5):
             raise Unreachable("Redis did not answer PONG")
     return check
+
+
+def esl_health(addr: str, port: int) -> Callable[[], None]:
+    def check() -> None:
+        try:
+            with socket.create_connection((addr, port), timeout=0.5) as s:
+                s.settimeout(0.5)
+                greeting = s.recv(64)
+        except OSError as exc:
+            raise Unreachable(f"ESL {addr}:{port}: {exc}") from None
+        if b"auth/request" not in greeting:
+            raise Unreachable(f"ESL {addr}:{port} greeted {greeting!r}")
+    return check
+
+
+# The health check of each kind the role table names (zpctl.model.roles.HEALTH_*).
+HEALTH: dict[str, Callable[[str, int], Callable[[], None]]] = {
+    roles.HEALTH_SIP_OPTIONS: sip_health,
+    roles.HEALTH_RTPENGINE_PING: ng_health,
+    roles.HEALTH_REDIS_PING: redis_health,
+    roles.HEALTH_ESL: esl_health,
+}

@@ -17,9 +17,8 @@ from prometheus_client.core import GaugeMetricFamily
 from zpctl.metrics.base import LOCATION, Families, PlatformCollector, where
 from zpctl.metrics.sources import fan_out
 from zpctl.model import PlacedNode
+from zpctl.model.roles import PROBED_ROLES
 from zpctl.model.schema import Role
-
-PROBED_ROLES = (Role.LB, Role.PROXY, Role.SBC, Role.MEDIA)
 
 
 def zone_states(dispatcher_list: Any, zone_uris: dict[str, str]) -> dict[str, bool]:

@@ -40,7 +40,6 @@ class Role(enum.StrEnum):
 
 DC_ROLES = frozenset({Role.LB, Role.MONITOR, Role.SURVIVABILITY})
 ZONE_ROLES = frozenset({Role.PROXY, Role.MEDIA, Role.SWITCH, Role.SBC})
-KAMAILIO_ROLES = frozenset({Role.LB, Role.PROXY, Role.SBC, Role.SURVIVABILITY})
 
 
 # --- layered node settings ------------------------------------------------------------------

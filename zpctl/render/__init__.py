@@ -19,14 +19,14 @@ a closed layer: it imports only :mod:`zpctl.model`, ``errors``, ``paths`` and ``
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
 from zpctl.errors import RenderError
-from zpctl.model import LoadedInventory, PlacedNode, catalog
+from zpctl.model import LoadedInventory, PlacedNode, catalog, roles
 from zpctl.model.schema import Inventory, Node, Role
 from zpctl.paths import data_dir
 from zpctl.render.build import MANIFEST, Build, check_out_dir
@@ -103,14 +103,18 @@ class _Renderer:
     def paths(self, node: str) -> NodePaths:
         return node_paths(self.inv, node, self.lab_root)
 
+    def renderers(self) -> dict[Role, Callable[[PlacedNode], None]]:
+        """The renderer of each role of the role table (zpctl.model.roles) that has one:
+        a role with services must have one (tests/unit/test_roles.py)."""
+        return {Role.LB: self.kamailio, Role.PROXY: self.kamailio, Role.SBC: self.kamailio,
+                Role.MEDIA: self.media, Role.SWITCH: lambda p: render_switch(self, p)}
+
     def run(self) -> Build:
+        renderers = self.renderers()
         for placed in self.loaded.nodes():
-            if placed.role in (Role.LB, Role.PROXY, Role.SBC):
-                self.kamailio(placed)
-            elif placed.role == Role.MEDIA:
-                self.media(placed)
-            elif placed.role == Role.SWITCH:
-                render_switch(self, placed)
+            renderer = renderers.get(placed.role)
+            if renderer is not None:
+                renderer(placed)
             self.node_manifest(placed)
         add_monitoring(self.build, self.loaded, self.tpl)
         return self.build
@@ -123,7 +127,7 @@ class _Renderer:
             "mgmt_networks": ",".join(self.inv.platform.management_networks),
             "sizing": {"cps": p.node.capacity.cps,
                        "tpc": TRANSACTIONS_PER_CALL.get(p.role.value, 2),
-                       "shm_mb": shm_mb(p.node.capacity.cps, p.role.value)},
+                       "shm_mb": shm_mb(p.node.capacity.cps, p.role)},
         }
 
     def db_url(self) -> str:
@@ -318,23 +322,26 @@ class _Renderer:
         self.build.add(f"{p.name}/redis/redis.conf", self.tpl("redis.conf.j2", **ctx))
 
     def node_manifest(self, p: PlacedNode) -> None:
-        """node.json: what runs on the host and how (read by the lab runner and the roles)."""
+        """node.json: what runs on the host and how, from the role table (zpctl.model.roles):
+        each service's program, command line, listeners, health check and stop signal,
+        resolved for this node.  The lab runner, deploy and the Ansible roles read it."""
         paths = self.paths(p.name)
+        sizing = {"shm_mb": shm_mb(p.node.capacity.cps, p.role),
+                  "pkg_mb": p.node.kamailio.pkg_mb}
+        where = {"config": paths.config, "run": paths.run, "log": paths.log,
+                 "state": paths.state, **sizing}
         services: list[dict[str, Any]] = []
-        if p.role in (Role.LB, Role.PROXY, Role.SBC):
+        for svc in roles.spec(p.role).services:
+            host, port = svc.health_target(p.node)
             services.append({
-                "name": "kamailio",
-                "config": f"{paths.config}/kamailio/kamailio.cfg",
-                "shm_mb": shm_mb(p.node.capacity.cps, p.role.value),
-                "pkg_mb": p.node.kamailio.pkg_mb,
+                "name": svc.name, "binary": svc.binary,
+                "config": f"{paths.config}/{svc.config}",
+                "args": svc.args(where),
+                "listeners": [list(x) for x in svc.listeners(p.node)],
+                "health": {"kind": svc.health, "address": host, "port": port},
+                "stop_signal": svc.stop_signal,
+                **(sizing if svc.name == "kamailio" else {}),
             })
-        elif p.role == Role.MEDIA:
-            services += [
-                {"name": "redis", "config": f"{paths.config}/redis/redis.conf"},
-                {"name": "rtpengine", "config": f"{paths.config}/rtpengine/rtpengine.conf"},
-            ]
-        elif p.role == Role.SWITCH:
-            services.append({"name": "freeswitch", "config": f"{paths.config}/freeswitch/freeswitch.xml"})
         doc = {
             "node": p.name, "role": p.role.value, "datacenter": p.dc.id, "zone": p.zone,
             "address": p.node.address, "public_address": p.node.public,

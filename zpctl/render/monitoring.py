@@ -24,12 +24,13 @@ from typing import Any
 
 from zpctl.errors import RenderError
 from zpctl.model import LoadedInventory
+from zpctl.model.roles import KAMAILIO_ROLES
 from zpctl.model.schema import Role
 from zpctl.render.build import Build
 
 MONITORING = "_monitoring"
 EXPORTER_PORT = 9799
-KAMAILIO_SCRAPED = (Role.LB, Role.PROXY, Role.SBC)  # the Kamailio roles zpctl renders
+KAMAILIO_SCRAPED = tuple(sorted(KAMAILIO_ROLES))  # every Kamailio node is scraped
 DASHBOARDS = ("overview", "call-quality", "queue-wallboard")
 
 Template = Callable[..., str]  # (template name, **context) -> text, e.g. _Renderer.tpl

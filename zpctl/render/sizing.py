@@ -14,16 +14,21 @@ from __future__ import annotations
 
 import math
 
+from zpctl.model.roles import ROLES
+from zpctl.model.schema import Role
+
 TRANSACTION_KB = 13
-TRANSACTIONS_PER_CALL = {"lb": 5, "proxy": 3, "sbc": 2, "survivability": 3}
+# The per-role figure lives in the role table (zpctl.model.roles); by role name here.
+TRANSACTIONS_PER_CALL = {r.value: s.transactions_per_call for r, s in ROLES.items()
+                         if s.transactions_per_call is not None}
 WAIT_SECONDS = 5
 HEADROOM = 1.25
 BASE_MB = 32
 MIN_MB = 64
 
 
-def shm_mb(cps: int, role: str = "sbc") -> int:
+def shm_mb(cps: int, role: Role | str = Role.SBC) -> int:
     """Shared memory (MB, Kamailio's -m) for a ``role`` node taking ``cps`` calls per second."""
-    kb = cps * TRANSACTIONS_PER_CALL.get(role, 2) * WAIT_SECONDS * TRANSACTION_KB * HEADROOM
+    kb = cps * TRANSACTIONS_PER_CALL.get(Role(role).value, 2) * WAIT_SECONDS * TRANSACTION_KB * HEADROOM
     mb = BASE_MB + kb / 1024
     return max(MIN_MB, 16 * math.ceil(mb / 16))
