@@ -437,22 +437,35 @@ def _error_row(where: str, proxy: Node, exc: ZpctlError, keys: tuple[str, ...]
             "error": failure_state(exc)}
 
 
-def unanswered(rows: list[dict[str, Any]], key: str = "proxy") -> Unreachable | None:
-    """Exit 7 naming the nodes of ``rows`` that carry an ``error``, or None."""
-    dead = sorted({str(r[key]) for r in rows if r.get("error")})
-    if not dead:
-        return None
-    return Unreachable(f"{len(dead)} node(s) did not answer: {', '.join(dead)} "
-                       "(what is shown comes from the others)")
+def _failed(states: list[str], message: str) -> ZpctlError:
+    """Exit 7 when a node was down or did not answer; exit 6 when every failed node
+    answered, with an error."""
+    if all(s.startswith("error") for s in states):
+        return RemoteFailure(message)
+    return Unreachable(message)
 
 
-def not_up(rows: list[dict[str, Any]], key: str = "node") -> Unreachable | None:
-    """Exit 7 naming the nodes of a status table that are not ``up``, or None."""
-    bad = [f"{r[key]} {str(r['state']).split(' (')[0]}" for r in rows
-           if not str(r.get("state", "")).startswith("up")]
-    if not bad:
+def unanswered(rows: list[dict[str, Any]], key: str = "proxy") -> ZpctlError | None:
+    """The error naming the nodes of ``rows`` that carry an ``error`` (exit 7, or 6 when
+    each of them answered with an error), or None."""
+    failed = [r for r in rows if r.get("error")]
+    if not failed:
         return None
-    return Unreachable(f"{len(bad)} of {len(rows)} node(s) not up: {', '.join(bad)}")
+    dead = sorted({str(r[key]) for r in failed})
+    return _failed([str(r["error"]) for r in failed],
+                   f"{len(dead)} node(s) failed: {', '.join(dead)} "
+                   "(what is shown comes from the others)")
+
+
+def not_up(rows: list[dict[str, Any]], key: str = "node") -> ZpctlError | None:
+    """The error naming the nodes of a status table that are not ``up`` (exit 7, or 6 when
+    each of them answered with an error), or None."""
+    failed = [r for r in rows if not str(r.get("state", "")).startswith("up")]
+    if not failed:
+        return None
+    bad = [f"{r[key]} {str(r['state']).split(' (')[0]}" for r in failed]
+    return _failed([str(r.get("state", "")) for r in failed],
+                   f"{len(bad)} of {len(rows)} node(s) not up: {', '.join(bad)}")
 
 
 T = TypeVar("T")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 PACKAGE_DATA = Path(__file__).resolve().parent / "_data"
 SOURCE_TREE = Path(__file__).resolve().parents[1]
-# The folders a wheel copies from the source tree (setup.py reads this list).
+# The folders a wheel copies from the source tree (setup.py keeps the same list: the build
+# must not import the package).
 DATA_DIRS = ("kamailio", "templates", "freeswitch", "roles", "inventories")
 
 

@@ -49,13 +49,17 @@ class Secrets:
     def load(cls, path: Path) -> Secrets:
         values: dict[str, str] = {}
         if path.exists():
-            mode = stat.S_IMODE(path.stat().st_mode)
+            try:
+                mode = stat.S_IMODE(path.stat().st_mode)
+                text = path.read_text(encoding="utf-8") if not mode & 0o077 else ""
+            except (OSError, UnicodeDecodeError) as exc:
+                raise EnvironmentProblem(f"{path}: cannot read the secrets file: {exc}") from None
             if mode & 0o077:
                 raise EnvironmentProblem(
                     f"{path}: secrets file is readable by others (mode {mode:o}); "
                     f"run: chmod 600 {path}")
             try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+                data = yaml.safe_load(text) or {}
             except yaml.YAMLError as exc:
                 raise EnvironmentProblem(f"{path}: malformed secrets file: {exc}") from None
             if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):

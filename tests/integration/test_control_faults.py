@@ -77,7 +77,7 @@ def test_registrations_and_dialogs_with_a_frozen_proxy_show_the_others(
         assert [(r["proxy"], r["zone"]) for r in dead] == [(frozen_proxy, "lab1/a")], rows
         assert dead[0]["error"].startswith("not answering")
         assert f"{frozen_proxy} (lab1/a): not answering" in err
-        assert "1 node(s) did not answer: lab1-a-proxy" in err
+        assert "1 node(s) failed: lab1-a-proxy" in err
         assert "using inventory" in err
     rc, rows, err, _ = run(capsys, "registrations", "show", "nobody@acme.lab.zpctl.test", *where)
     assert rc == ExitCode.UNREACHABLE, err

@@ -196,3 +196,22 @@ def test_130_interrupted(tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == ExitCode.INTERRUPTED, err
     assert "interrupted" in err
+
+
+def test_9_an_unreadable_secrets_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "secrets.yml").mkdir(mode=0o700)
+    code, _, err = run(capsys, "render", str(LAB), "--secrets", str(tmp_path / "secrets.yml"),
+                       "--dry-run", "--no-check")
+    assert code == ExitCode.ENVIRONMENT
+    assert "cannot read the secrets file" in err
+
+
+def test_6_not_7_when_every_failed_node_answered_with_an_error() -> None:
+    from zpctl.control import not_up, unanswered  # noqa: PLC0415
+
+    rows = [{"node": "a", "state": "up"}, {"node": "b", "state": "error (bad)"}]
+    assert not_up(rows).exit_code == ExitCode.REMOTE_ERROR  # type: ignore[union-attr]
+    rows.append({"node": "c", "state": "down (refused)"})
+    assert not_up(rows).exit_code == ExitCode.UNREACHABLE  # type: ignore[union-attr]
+    assert unanswered([{"proxy": "p", "error": "error (x)"}]).exit_code == 6  # type: ignore[union-attr]
+    assert unanswered([{"proxy": "p", "error": "not answering (t)"}]).exit_code == 7  # type: ignore[union-attr]

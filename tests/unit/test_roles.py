@@ -85,3 +85,43 @@ def test_the_lab_runs_what_node_json_says(tmp_path: Path) -> None:
             assert s.stop_signal == svc["stop_signal"]
             ran += 1
     assert ran == 10 + 2 * 4  # 10 Kamailio nodes, Redis + rtpengine on 4 media nodes
+
+
+def test_a_build_from_before_node_json_carried_command_lines(us01_build: tuple,
+                                                             tmp_path: Path) -> None:
+    """Deploy and the lab still work with a kept build whose node.json has no args."""
+    out, inv = us01_build
+    p = next(n for n in inv.nodes() if n.role == Role.PROXY)
+    path = out / p.name / "node.json"
+    doc = json.loads(path.read_text())
+    want = doc["services"][0]["args"]
+    old = {**doc, "services": [{k: v for k, v in s.items() if k in ("name", "config", "shm_mb",
+                                                                   "pkg_mb")}
+                               for s in doc["services"]]}
+    path.write_text(json.dumps(old))
+    try:
+        assert host_vars(inv, p.name, out, None, tmp_path / "b")["kamailio_args"] == want
+    finally:
+        path.write_text(json.dumps(doc))
+
+
+def test_the_lab_rerenders_a_build_from_an_older_zpctl(tmp_path: Path) -> None:
+    inv = load_inventory(INVENTORIES / "lab")
+    lab = Lab(tmp_path / "lab")
+    fresh = lab.manifests(inv)
+    lab.dir.mkdir(parents=True)
+    lab.state_file.write_text(json.dumps({"inventory": str(inv.root.absolute())}))
+    for name, doc in fresh.items():
+        (lab.dir / "build" / name).mkdir(parents=True)
+        old = {**doc, "services": [{"name": s["name"], "config": s["config"]}
+                                   for s in doc["services"]]}
+        (lab.dir / "build" / name / "node.json").write_text(json.dumps(old))
+    assert lab.manifests(inv) == fresh
+    assert len(lab.services(inv)) == 18 + 4  # and `down` can work out its listeners
+
+
+def test_status_names_what_the_lab_does_not_run(tmp_path: Path) -> None:
+    inv = load_inventory(INVENTORIES / "us01")
+    p = next(n for n in inv.nodes() if n.role == Role.SWITCH)
+    row = Lab(tmp_path / "lab")._node_status(p, {})
+    assert row["state"] == "not run by the lab (freeswitch)"

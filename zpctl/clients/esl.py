@@ -146,10 +146,12 @@ class EslConnection:
             self._reconnect_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reconnect_task
-        if self._writer is not None and self.connected:
-            with contextlib.suppress(ZpctlError, OSError):
-                await self._send(esl.exit_(), timeout=min(self.timeout, 2.0))
-        await self._drop()
+        try:
+            if self._writer is not None and self.connected:
+                with contextlib.suppress(ZpctlError, OSError):
+                    await self._send(esl.exit_(), timeout=min(self.timeout, 2.0))
+        finally:  # cancelled while saying goodbye (a deadline): still close the socket
+            await self._drop()
 
     async def abort(self) -> None:
         """Close at once, without the ``exit`` goodbye (a deadline passed); no reconnect."""

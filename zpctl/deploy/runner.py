@@ -23,11 +23,12 @@ from typing import Any
 import yaml
 
 from zpctl.deploy.hosts import DeployHosts
-from zpctl.errors import EnvironmentProblem
-from zpctl.model import LoadedInventory
+from zpctl.errors import EnvironmentProblem, ExitCode, ZpctlError
+from zpctl.model import LoadedInventory, PlacedNode
 from zpctl.model.roles import MONITOR_ANSIBLE_ROLES, ROLES
 from zpctl.model.schema import Role
 from zpctl.paths import data_dir
+from zpctl.render.sizing import shm_mb
 
 ROLES_DIR = data_dir("roles")
 Progress = Callable[[str], None]
@@ -38,18 +39,13 @@ GROUPS: dict[Role, tuple[str, list[str]]] = {
     role: (s.ansible_group, s.ansible_roles if role != Role.MONITOR else MONITOR_ANSIBLE_ROLES)
     for role, s in ROLES.items() if s.services or role == Role.MONITOR
 }
-# One play, so that every host of a run works in parallel (plays run one after another).
+# One play, so that every host of a run works in parallel (plays run one after another);
+# each Ansible role runs on the hosts of its group, in the role table's order.
+_ROLE_GROUPS = list(dict.fromkeys((r, g) for g, rs in GROUPS.values() for r in rs))
 PLAYBOOK: list[dict[str, Any]] = [{
     "name": "zpctl hosts: install rendered bytes, validate, run",
     "hosts": "all", "gather_facts": False, "strategy": "free",
-    "roles": [
-        {"role": "kamailio", "when": "'kamailio' in group_names"},
-        {"role": "redis", "when": "'media' in group_names"},
-        {"role": "rtpengine", "when": "'media' in group_names"},
-        {"role": "freeswitch", "when": "'switch' in group_names"},
-        {"role": "prometheus", "when": "'monitor' in group_names"},
-        {"role": "zpctl_exporter", "when": "'monitor' in group_names"},
-    ],
+    "roles": [{"role": r, "when": f"'{g}' in group_names"} for r, g in _ROLE_GROUPS],
 }]
 
 # What each role ships from the node's rendered tree.
@@ -113,10 +109,25 @@ def host_vars(inv: LoadedInventory, node: str, build_dir: Path, seed_dir: Path |
     # How each service runs, as render wrote it into node.json: the role starts
     # <role>_binary with these arguments (and never works them out itself).
     for svc in doc.get("services", []):
-        out[f"{svc['name']}_args"] = list(svc["args"])
+        args = svc.get("args")
+        if args is None:  # a kept build rendered before node.json carried command lines
+            args = _table_args(placed, svc, paths)
+        out[f"{svc['name']}_args"] = list(args)
     if placed.role == Role.PROXY and seed_dir is not None and (seed_dir / "subscriber.sqlite").exists():
         out["kamailio_subscriber_db"] = str(seed_dir / "subscriber.sqlite")
     return out
+
+
+def _table_args(placed: PlacedNode, svc: dict[str, Any], paths: dict[str, str]) -> list[str]:
+    """A service's command line from the role table, for a build whose node.json predates
+    it (a rollback to such a build must still start its processes)."""
+    spec = next((s for s in ROLES[placed.role].services if s.name == svc.get("name")), None)
+    if spec is None:
+        raise ZpctlError(f"{placed.name}: node.json names a service {svc.get('name')!r} "
+                          f"that a {placed.role.value} node does not run", ExitCode.DEPLOY_FAILED)
+    return spec.args({**paths,
+                      "shm_mb": svc.get("shm_mb") or shm_mb(placed.node.capacity.cps, placed.role),
+                      "pkg_mb": svc.get("pkg_mb") or placed.node.kamailio.pkg_mb})
 
 
 def ansible_playbook() -> str:

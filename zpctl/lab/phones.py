@@ -18,7 +18,7 @@ from zpctl.accounts import SipUser
 from zpctl.clients.kamailio import KamailioRpc
 from zpctl.clients.probes import ng_command
 from zpctl.errors import ExitCode, RemoteFailure, Unreachable, ZpctlError
-from zpctl.lab.services import port_free
+from zpctl.lab.services import udp_bound
 from zpctl.model import LoadedInventory
 from zpctl.model.schema import DataCenter, Role
 
@@ -36,7 +36,7 @@ def wait_reachable(inv: LoadedInventory, dc: DataCenter, user: SipUser, ip: str,
     while True:
         missing = [p.name for p in proxies if f"@{ip}:{port}" not in _lookup(p.mgmt,
                                                                               p.ports.mgmt_http, aor)]
-        if not port_free(ip, port, "udp"):  # bound: the phone listens
+        if udp_bound(ip, port):  # the phone listens
             if not missing:
                 return
         else:

@@ -133,11 +133,6 @@ def await_reaped(recs: list[ProcRecord], timeout: float) -> list[int]:
                   for pid, _ in members)
 
 
-def stop(rec: ProcRecord, grace: float = 5.0) -> bool:
-    """Stop one recorded process and its group (see :func:`stop_all`); True if it ran."""
-    return bool(stop_all([rec], grace=grace).stopped)
-
-
 class ProcessError(RuntimeError):
     """A process the lab started could not be stopped."""
 

@@ -169,7 +169,7 @@ class Lab:
         pki_dir = self.dir / "pki"
         pki.make_ca(pki_dir)
         for p in inv.nodes():
-            if p.role in (Role.LB, Role.SBC, Role.PROXY):
+            if p.role in roles.KAMAILIO_ROLES:
                 pki.issue(pki_dir, pki_dir, p.name, f"{p.name}.{inv.model.platform.sip_domain}",
                           sorted({p.node.address, p.node.public}))
         # BYOC-P peers in the lab are issued by the lab CA ("platform").
@@ -214,10 +214,13 @@ class Lab:
         build = self.dir / "build"
         if st and st.get("inventory") == str(inv.root.absolute()):
             try:
-                return {p.name: json.loads((build / p.name / "node.json").read_text())
+                docs = {p.name: json.loads((build / p.name / "node.json").read_text())
                         for p in inv.nodes()}
+                if all("binary" in s and "args" in s
+                       for d in docs.values() for s in d.get("services", [])):
+                    return docs
             except (OSError, ValueError):
-                pass  # an incomplete build: render it
+                pass  # an incomplete build, or one from an older zpctl: render it
         files = render(inv, self.secrets(), lab_root=self.dir).files
         return {p.name: json.loads(files[f"{p.name}/node.json"].data) for p in inv.nodes()}
 
@@ -388,7 +391,7 @@ class Lab:
             return []
         try:
             services = self.services(self.inventory())
-        except ZpctlError:
+        except Exception:  # stopping must never depend on the build or the inventory
             return None
         return sorted({x for s in services if s.name in names for x in s.listeners})
 
@@ -423,13 +426,14 @@ class Lab:
             + self.peer_status(inv)
 
     def _node_status(self, p: PlacedNode, recs: dict[str, ProcRecord]) -> dict[str, Any]:
-        if p.role == Role.SWITCH:
+        spec = roles.spec(p.role)
+        if not spec.in_lab or not spec.services:
+            what = ", ".join(s.binary for s in spec.services) or "nothing rendered yet"
             return {"node": p.name, "role": p.role.value, "dc": p.dc.id,
                     "zone": p.zone or "-", "address": p.node.address,
-                    "state": "not run by the lab (FreeSWITCH)", "pid": None,
+                    "state": f"not run by the lab ({what})", "pid": None,
                     "registrations": None, "dialogs": None}
-        names = ([f"{p.name}/redis", f"{p.name}/rtpengine"] if p.role == Role.MEDIA
-                 else [f"{p.name}/kamailio"])
+        names = [f"{p.name}/{s.name}" for s in spec.services]
         procs = [recs.get(n) for n in names]
         alive = all(r is not None and r.alive() for r in procs)
         row: dict[str, Any] = {

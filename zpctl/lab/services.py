@@ -3,6 +3,7 @@ it answers (a SIP OPTIONS, an rtpengine ping, a Redis PING, a bound port)."""
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 import socket
 from collections.abc import Callable
@@ -66,7 +67,9 @@ def node_services(inv: LoadedInventory, manifests: dict[str, dict[str, Any]],
         if not roles.spec(p.role).in_lab:
             continue
         for svc in manifests[p.name]["services"]:
-            binary = found.setdefault(svc["binary"], which(svc["binary"], bin_path))
+            if svc["binary"] not in found:
+                found[svc["binary"]] = which(svc["binary"], bin_path)
+            binary = found[svc["binary"]]
             health = svc["health"]
             out.append(Service(
                 f"{p.name}/{svc['name']}", svc["name"], p.name, [binary, *svc["args"]],
@@ -76,10 +79,23 @@ def node_services(inv: LoadedInventory, manifests: dict[str, dict[str, Any]],
     return out
 
 
+def udp_bound(addr: str, port: int) -> bool:
+    """Whether a socket is bound to ``addr:port``/udp (or the wildcard address on that
+    port), read from /proc/net/udp: unlike a test bind, looking never takes the port from a
+    process that is just starting."""
+    want = {f"{socket.htonl(int(ipaddress.IPv4Address(a))):08X}:{port:04X}"
+            for a in (addr, "0.0.0.0")}  # noqa: S104 - the wildcard as /proc lists it
+    try:
+        lines = Path("/proc/net/udp").read_text().splitlines()[1:]
+    except OSError:
+        return not port_free(addr, port, "udp")
+    return any(line.split()[1] in want for line in lines if len(line.split()) > 1)
+
+
 def bound_health(addr: str, port: int) -> Callable[[], None]:
     """SIPp as a UAS answers only INVITEs: it is up once its UDP port is bound."""
     def check() -> None:
-        if port_free(addr, port, "udp"):
+        if not udp_bound(addr, port):
             raise Unreachable(f"nothing bound on {addr}:{port}/udp yet")
     return check
 
