@@ -106,11 +106,12 @@ class SippRun:
             self.returncode = self.proc.wait()
         return self.returncode
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM (SIPp writes its last statistics), SIGKILL after ``grace`` seconds."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=5)
+                self.proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

@@ -23,7 +23,7 @@ from typing import TypeVar
 import pytest
 
 from zpctl.errors import EnvironmentProblem
-from zpctl.lab import DEFAULT_INVENTORY, Lab
+from zpctl.lab import Lab
 from zpctl.lab.phones import Phones
 from zpctl.paths import default_inventory
 
@@ -55,7 +55,8 @@ def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 20.0,
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("zpctl")
     group.addoption("--zpctl-inventory", default=None,
-                    help=f"inventory the zpctl_lab fixture runs (default {DEFAULT_INVENTORY})")
+                    help="inventory the zpctl_lab fixture runs (default ./inventories/lab, else the "
+                         "lab inventory zpctl ships)")
     group.addoption("--zpctl-keep-lab", action="store_true",
                     help="leave the zpctl_lab running after the session")
 

@@ -20,7 +20,7 @@ from zpctl.cli.main import main
 from zpctl.clients.kamailio import KamailioRpc
 from zpctl.clients.probes import sip_options
 from zpctl.errors import EnvironmentProblem, Unreachable
-from zpctl.lab import Lab, _port_free
+from zpctl.lab import Lab, port_free
 from zpctl.lab.procs import _members
 from zpctl.model import load_inventory
 from zpctl.model.schema import Role
@@ -170,6 +170,6 @@ def test_down_leaves_nothing_behind(lab: Lab, shifted: Path,
     peers = [("127.0.19.1", 5060, "udp"), ("127.0.19.2", 5060, "udp"),
              ("127.0.19.10", 5061, "tcp"), ("127.0.19.11", 5060, "udp")]
     for addr, port, proto in _listeners(shifted) + peers:
-        assert _port_free(addr, port, proto), f"{addr}:{port}/{proto} still taken"
+        assert port_free(addr, port, proto), f"{addr}:{port}/{proto} still taken"
     with pytest.raises(Unreachable):
         sip_options("127.0.11.1", 5060, timeout=0.5)

@@ -14,6 +14,9 @@ from typing import Any
 
 import click
 
+from zpctl.errors import ZpctlError
+from zpctl.freeswitch import parse_overrides
+
 
 class FiniteFloat(click.FloatRange):
     """A finite float inside a range (``nan`` and ``inf`` refused)."""
@@ -49,15 +52,14 @@ DAYS = count(1, 36500)
 PORT = click.IntRange(1, 65535)
 
 
-def host_ports(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    """Callback: ``HOST:PORT`` or ``NAME=HOST:PORT,...``, every port in 1-65535."""
-    if not value:
-        return value
-    items = [i.partition("=")[2] for i in value.split(",")] if "=" in value else [value]
-    for item in (i.strip() for i in items):
-        host, sep, port = item.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise click.BadParameter(f"{item!r} is not HOST:PORT with a port in 1-65535")
+def host_ports(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Callback: ``HOST:PORT`` or ``NAME=HOST:PORT,...``, every port in 1-65535 (the same
+    parser the ESL override uses, zpctl.freeswitch.parse_overrides)."""
+    if value:
+        try:
+            parse_overrides(value, source=param.name or "address")
+        except ZpctlError as exc:
+            raise click.BadParameter(exc.message) from None
     return value
 
 

@@ -56,11 +56,16 @@ def select_switches(loaded: LoadedInventory, zone: str | None = None,
     return found
 
 
-def _overrides(value: str) -> tuple[tuple[str, int] | None, dict[str, tuple[str, int]]]:
+def parse_overrides(value: str, source: str = ESL_OVERRIDE_ENV
+                    ) -> tuple[tuple[str, int] | None, dict[str, tuple[str, int]]]:
+    """``HOST:PORT`` for every switch, or ``NAME=HOST:PORT,...`` per switch; exit 2 naming
+    ``source`` (the option or variable it came from) when an item is not that, or its port
+    is outside 1-65535."""
     def addr(text: str) -> tuple[str, int]:
         host, _, port = text.strip().rpartition(":")
-        if not host or not port.isdigit():
-            raise ZpctlError(f"{ESL_OVERRIDE_ENV}: {text!r} is not host:port", ExitCode.USAGE)
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ZpctlError(f"{source}: {text.strip()!r} is not HOST:PORT with a port in "
+                             "1-65535", ExitCode.USAGE)
         return host.strip("[]"), int(port)
 
     if "=" not in value:
@@ -76,7 +81,7 @@ def esl_targets(placed: list[PlacedNode], override: str | None = None) -> list[S
     """ESL addresses of ``placed``: the management address and ESL port of each, unless
     ``override`` (or $ZPCTL_ESL_OVERRIDE) redirects them (tests, labs)."""
     override = override if override is not None else os.environ.get(ESL_OVERRIDE_ENV, "")
-    every, per = _overrides(override) if override else (None, {})
+    every, per = parse_overrides(override) if override else (None, {})
     out = []
     for p in placed:
         host, port = per.get(p.name) or every or (p.node.mgmt, p.node.ports.esl)

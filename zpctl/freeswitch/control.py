@@ -21,10 +21,10 @@ import os
 import re
 import time
 import uuid as uuidlib
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from zpctl.clients.esl import EslConnection, EslPool, SwitchTarget
 from zpctl.clients.guard import AddressGuard
@@ -35,6 +35,10 @@ from zpctl.model.pbx import MONITOR_MODES
 from zpctl.model.pbx_checks import monitor_permitted
 from zpctl.model.schema import Account
 from zpctl.secrets import ESL_PASSWORD_KEY, Secrets, _env_name, default_path
+
+R = TypeVar("R")
+# A channel found on a switch: the switch, its row in `show channels`, `show calls`.
+Hit = tuple[SwitchTarget, dict[str, str], list[dict[str, str]]]
 
 Progress = Callable[[str], None]
 _UUID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,127}$")
@@ -146,23 +150,32 @@ async def _each(targets: Sequence[SwitchTarget], password: str, timeout: float,
     results = [_result(t) for t in targets]
 
     async def one(t: SwitchTarget, res: SwitchResult) -> None:
-        try:
-            conn = await _connect(t, password, timeout)
-        except ZpctlError as exc:
-            _failed(res, exc)
-            return
-        try:
-            await work(conn, res)
-        except ZpctlError as exc:
-            _failed(res, exc)
-        except asyncio.CancelledError:
-            await conn.abort()
-            raise
-        await conn.close()
+        await _session(t, password, timeout, res, lambda conn: work(conn, res))
 
     await _all_within([one(t, r) for t, r in zip(targets, results, strict=True)], results,
                       deadline)
     return results
+
+
+async def _session(t: SwitchTarget, password: str, timeout: float, res: SwitchResult,
+                   work: Callable[[EslConnection], Awaitable[R]]) -> R | None:
+    """Connect to one switch, run ``work`` and close; an error lands in ``res`` (None is
+    returned), and a cancellation (a deadline passed) drops the connection at once."""
+    try:
+        conn = await _connect(t, password, timeout)
+    except ZpctlError as exc:
+        _failed(res, exc)
+        return None
+    out: R | None = None
+    try:
+        out = await work(conn)
+    except ZpctlError as exc:
+        _failed(res, exc)
+    except asyncio.CancelledError:
+        await conn.abort()
+        raise
+    await conn.close()
+    return out
 
 
 def _failed(res: SwitchResult, exc: ZpctlError) -> None:
@@ -407,27 +420,18 @@ async def afind_channel(targets: Sequence[SwitchTarget], password: str, uuid: st
     exit 7 when some did not (the channel may be on one of them), naming them.
     """
     results = [_result(t) for t in targets]
-    found: list[tuple[SwitchTarget, dict[str, str], list[dict[str, str]]]] = []
+    found: list[Hit] = []
     done = asyncio.Event()
 
     async def probe(t: SwitchTarget, res: SwitchResult) -> None:
-        try:
-            conn = await _connect(t, password, min(timeout, deadline))
-        except ZpctlError as exc:
-            _failed(res, exc)
-            return
-        got = None
-        try:
+        async def look(conn: EslConnection) -> Hit | None:
             chans = parse_rows(await conn.api("show channels as json"))
             hit = next((r for r in chans if r.get("uuid") == uuid), None)
-            if hit is not None:
-                got = (t, hit, parse_rows(await conn.api("show calls as json")))
-        except ZpctlError as exc:
-            _failed(res, exc)
-        except asyncio.CancelledError:
-            await conn.abort()
-            raise
-        await conn.close()
+            if hit is None:
+                return None
+            return t, hit, parse_rows(await conn.api("show calls as json"))
+
+        got = await _session(t, password, min(timeout, deadline), res, look)
         if got is not None:
             found.append(got)
             done.set()

@@ -19,8 +19,5 @@ from zpctl.lab.peers import LOOPBACK, PEER_MEDIA_PORT, Peer
 from zpctl.lab.runner import DEFAULT_INVENTORY, DownReport, Lab, Progress, default_lab_dir
 from zpctl.lab.services import Service, port_free
 
-# The name tests knew it by.
-_port_free = port_free
-
 __all__ = ["DEFAULT_INVENTORY", "LOOPBACK", "PEER_MEDIA_PORT", "DownReport", "Lab", "Peer",
            "Progress", "Service", "default_lab_dir", "port_free"]

@@ -164,7 +164,7 @@ def run(plan: Plan, objectives: list[Objective], progress: Progress = lambda s: 
             if now >= kill_at:
                 progress(f"[{now - t0:5.1f} s] calls still in progress "
                          f"{limits.grace_s(plan.hold_ms):g} s after the end: stopping SIPp")
-                _kill(run_)
+                run_.stop(grace=2)
                 break
             if not stopping and now >= stop_at:
                 run_.proc.send_signal(signal.SIGUSR1)
@@ -206,17 +206,6 @@ def run(plan: Plan, objectives: list[Objective], progress: Progress = lambda s: 
     summary["slo"] = evaluate(objectives, summary)
     summary["slo_met"] = all(o["met"] for o in summary["slo"])
     return summary
-
-
-def _kill(run_: sipp.SippRun) -> None:
-    """SIGTERM (SIPp writes its last statistics), SIGKILL if it is still there 2 s later."""
-    assert run_.proc is not None
-    run_.proc.terminate()
-    try:
-        run_.proc.wait(timeout=2)
-    except subprocess.TimeoutExpired:
-        run_.proc.kill()
-        run_.proc.wait()
 
 
 def _start_callee(plan: Plan, work: Path) -> sipp.SippRun:
