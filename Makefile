@@ -35,8 +35,10 @@ demo: install
 	@scripts/demo.sh
 
 # The tests start their own lab on the lab's loopback addresses: stop a demo lab first.
+# ZPCTL_REQUIRE_FREESWITCH=1 (CI): no FreeSWITCH installed fails here, before any test runs.
 test: install
 	@$(BIN)/zpctl lab down >/dev/null 2>&1 || true
+	@$(BIN)/python tests/freeswitch_binary.py
 	$(BIN)/pytest -q
 
 test-unit: venv

@@ -37,26 +37,54 @@ else
   fi
 fi
 
-# FreeSWITCH: no registry this project reaches carries it.  In order of preference: one
-# already installed; else the Debian package named by $ZPCTL_FREESWITCH_DEB, by default the
-# one in ../shared/freeswitch next to this checkout (a source build of 1.11.2-dev, see its
-# README); else none, and the real-FreeSWITCH tests say they were skipped and why.
+# FreeSWITCH: no registry this project reaches carries it.  In order of preference:
+#   a. one already installed: `freeswitch` on PATH, or /usr/local/freeswitch/bin/freeswitch;
+#   b. the Debian package named by $ZPCTL_FREESWITCH_DEB, by default the newest
+#      ../shared/freeswitch/freeswitch-minimal_*_amd64.deb next to this checkout (a source
+#      build of 1.11.2-dev, see its README), installed with apt so its dependencies resolve;
+#   c. with ZPCTL_FREESWITCH_BUILD=1, a source build: scripts/build-freeswitch.sh (internet);
+#   d. none: say so and what to do.  Not an error here: the real-FreeSWITCH tests skip, or
+#      fail when ZPCTL_REQUIRE_FREESWITCH=1 (CI).
 here=$(cd "$(dirname "$0")/.." && pwd)
-if command -v freeswitch >/dev/null 2>&1; then
-  echo "install: freeswitch present ($(command -v freeswitch))"
+FS_DEFAULT_BIN=/usr/local/freeswitch/bin/freeswitch
+
+find_freeswitch() {
+  if command -v freeswitch 2>/dev/null; then
+    return 0
+  elif [ -x "$FS_DEFAULT_BIN" ]; then
+    echo "$FS_DEFAULT_BIN"
+  fi
+}
+
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install: FreeSWITCH not installed; run as root or: sudo $*" >&2
+    exit 9
+  fi
+}
+
+fs_bin=$(find_freeswitch)
+if [ -n "$fs_bin" ]; then
+  echo "install: FreeSWITCH present ($fs_bin), using it"
+  if ! command -v freeswitch >/dev/null 2>&1; then
+    echo "install: note: $fs_bin is not on PATH (the tests look there too)" >&2
+  fi
 else
   deb=${ZPCTL_FREESWITCH_DEB:-}
-  if [ -z "$deb" ]; then
-    deb=$(ls "$here"/../shared/freeswitch/freeswitch-minimal_*_amd64.deb 2>/dev/null | sort | tail -n 1 || true)
+  if [ -n "$deb" ] && [ ! -f "$deb" ]; then
+    echo "install: ZPCTL_FREESWITCH_DEB=$deb: no such file" >&2
+    exit 2
   fi
-  if [ -n "$deb" ] && [ -f "$deb" ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-      echo "install: FreeSWITCH not installed; run as root or: sudo apt-get install $deb" >&2
-      exit 9
-    fi
-    echo "install: apt-get install $deb"
+  if [ -z "$deb" ]; then
+    deb=$(find "$(dirname "$here")/shared/freeswitch" -maxdepth 1 \
+            -name 'freeswitch-minimal_*_amd64.deb' 2>/dev/null | sort -V | tail -n 1 || true)
+  fi
+  if [ -n "$deb" ]; then
+    need_root apt-get install -y "$deb"
+    echo "install: FreeSWITCH from $deb: apt-get install"
     export DEBIAN_FRONTEND=noninteractive
-    # apt reads a local package as its sandbox user: give it a copy it can read.
+    # apt reads a local package as its sandbox user: give it a copy it can read.  A path
+    # (not a name) makes apt install the file and resolve its dependencies from Debian.
     tmp=$(mktemp -d)
     cp "$deb" "$tmp/"
     chmod 755 "$tmp"
@@ -66,8 +94,29 @@ else
       apt-get install -y -q --no-install-recommends "$tmp"/*.deb
     fi
     rm -rf "$tmp"
+  elif [ "${ZPCTL_FREESWITCH_BUILD:-}" = 1 ]; then
+    need_root "$here/scripts/build-freeswitch.sh"
+    echo "install: ZPCTL_FREESWITCH_BUILD=1: building FreeSWITCH from source" \
+         "(scripts/build-freeswitch.sh, needs internet access)"
+    "$here/scripts/build-freeswitch.sh"
   else
-    echo "install: no FreeSWITCH (none installed, no package at \$ZPCTL_FREESWITCH_DEB or" \
-         "../shared/freeswitch): the real-FreeSWITCH tests will be skipped" >&2
+    cat >&2 <<EOF
+install: FreeSWITCH is NOT installed: none on PATH or at $FS_DEFAULT_BIN, no package at
+  \$ZPCTL_FREESWITCH_DEB or ../shared/freeswitch/freeswitch-minimal_*_amd64.deb, and
+  ZPCTL_FREESWITCH_BUILD=1 not set.  The real-FreeSWITCH tests will be skipped (they fail
+  when ZPCTL_REQUIRE_FREESWITCH=1, as in CI).  To install it, one of:
+    ZPCTL_FREESWITCH_DEB=/path/to/freeswitch-minimal_..._amd64.deb make install
+    scripts/build-freeswitch.sh               # source build, needs internet access
+    ZPCTL_FREESWITCH_BUILD=1 make install     # the same, from make
+EOF
+  fi
+  if [ -n "$deb" ] || [ "${ZPCTL_FREESWITCH_BUILD:-}" = 1 ]; then
+    fs_bin=$(find_freeswitch)
+    if [ -z "$fs_bin" ]; then
+      echo "install: FreeSWITCH was installed but there is no freeswitch on PATH or at" \
+           "$FS_DEFAULT_BIN" >&2
+      exit 1
+    fi
+    echo "install: FreeSWITCH installed ($fs_bin)"
   fi
 fi

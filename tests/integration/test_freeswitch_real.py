@@ -1,8 +1,8 @@
 """The rendered switch config in a real FreeSWITCH, driven over ESL by zpctl's own client.
 
-Runs wherever a ``freeswitch`` binary is on PATH (or $ZPCTL_FREESWITCH names one): `make
-install` installs the FreeSWITCH package of ../shared/freeswitch when it is there (see
-scripts/install-deps.sh).  Without one the tests are skipped, with the reason printed.
+Runs wherever a ``freeswitch`` binary is installed (tests/freeswitch_binary.py finds it; `make
+install` installs one, see scripts/install-deps.sh).  Without one the tests are skipped, with
+the reason printed, or fail when ZPCTL_REQUIRE_FREESWITCH=1 (as in CI).
 
 What it does: copies the small switch inventory (tests/unit/fixtures/switch-mini), moves
 one switch (lab1-a-switch1) to 127.0.0.1 on free ports, renders it with lab paths into a
@@ -20,7 +20,6 @@ conf tree in the foreground and then, over ESL:
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
 import subprocess
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.freeswitch_binary import require_freeswitch
 from zpctl import pki
 from zpctl.clients.esl import EslConnection
 from zpctl.freeswitch.control import parse_rows
@@ -42,10 +42,6 @@ REPO = Path(__file__).resolve().parents[2]
 MINI = REPO / "tests" / "unit" / "fixtures" / "switch-mini"
 SWITCH = "lab1-a-switch1"
 PASSWORD = "zpctl-real-test"
-
-
-def _binary() -> str | None:
-    return os.environ.get("ZPCTL_FREESWITCH") or shutil.which("freeswitch")
 
 
 def _free_port() -> int:
@@ -65,12 +61,7 @@ def _silence(path: Path, seconds: float = 0.5) -> None:
 
 @pytest.fixture(scope="module")
 def freeswitch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    binary = _binary()
-    if binary is None:
-        reason = ("no freeswitch binary on PATH (set ZPCTL_FREESWITCH to one): the real "
-                  "FreeSWITCH tests did not run")
-        print(f"SKIPPED: {reason}")
-        pytest.skip(reason)
+    binary = require_freeswitch()
     lab = tmp_path_factory.mktemp("fs")
     inv = lab / "inv"
     shutil.copytree(MINI, inv)

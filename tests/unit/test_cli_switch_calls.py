@@ -68,7 +68,8 @@ def test_status_shows_sessions_and_pause_state(fs: ThreadedFakeSwitch,
     assert code == 0
     assert rows == [{"switch": "lab1-a-switch1", "dc": "lab1", "zone": "a",
                      "address": fs.address, "state": "ok", "sessions": 2,
-                     "detail": rows[0]["detail"], "paused_inbound": False}]
+                     "detail": rows[0]["detail"], "sessions_since_startup": 2,
+                     "paused_inbound": False}]
     assert sw(fs).commands[:3] == ["auth ***", "event plain BACKGROUND_JOB", "api status"]
 
 

@@ -74,7 +74,8 @@ def test_every_switch_gets_a_full_tree(build: Build, mini: LoadedInventory) -> N
                 "sip_profiles/zpctl.xml", "dialplan/00-zpctl-in.xml", "dialplan/acme.xml",
                 "directory/acme.xml"} | {f"autoload_configs/{n}.conf.xml" for n in (
                     "modules", "switch", "acl", "event_socket", "logfile", "sofia", "local_stream",
-                    "ivr", "callcenter", "voicemail", "conference", "directory")}
+                    "ivr", "callcenter", "voicemail", "conference", "directory", "timezones",
+                    "db", "opus")}
     for p in select_switches(mini):
         got = {k.split("/freeswitch/", 1)[1] for k in build.files
                if k.startswith(f"{p.name}/freeswitch/")}
@@ -83,7 +84,7 @@ def test_every_switch_gets_a_full_tree(build: Build, mini: LoadedInventory) -> N
         [svc] = node["services"]
         assert (svc["name"], svc["config"]) == ("freeswitch",
                                                 "/etc/zpctl/freeswitch/freeswitch.xml")
-        assert svc["args"][:6] == ["-nc", "-nonat", "-nf", "-c", "-conf", "/etc/zpctl/freeswitch"]
+        assert svc["args"][:5] == ["-nf", "-nc", "-nonat", "-conf", "/etc/zpctl/freeswitch"]
         assert svc["health"] == {"kind": "esl", "address": p.node.mgmt, "port": p.node.ports.esl}
     for path, f in build.files.items():
         if "/freeswitch/" in path:
@@ -133,10 +134,12 @@ def test_sofia_profile_faces_the_proxies_over_tls(build: Build) -> None:
 
 
 def test_srtp_suites_are_canonical_from_policy(build: Build, mini: LoadedInventory) -> None:
-    assert srtp_value(mini.model) == "optional:AES_256_CM_HMAC_SHA1_80:AES_CM_128_HMAC_SHA1_80"
+    # A switch's legs all end at a media node, which applies each client's policy: the
+    # switch itself always talks SRTP (one RTP/SAVP stream per offer).
+    assert srtp_value(mini.model) == "mandatory:AES_256_CM_HMAC_SHA1_80:AES_CM_128_HMAC_SHA1_80"
     strict = mini.model.model_copy(update={"security": mini.model.security.model_copy(update={
         "srtp": mini.model.security.srtp.model_copy(update={"allow_plain_rtp_fallback": False})})})
-    assert srtp_value(strict).startswith("mandatory:")
+    assert srtp_value(strict) == srtp_value(mini.model)
     assert ("set", "rtp_secure_media_inbound=" + srtp_value(mini.model)) in actions(build, "zp-init")
     assert "AES_CM_256" not in "".join(f.data.decode() for p, f in build.files.items()
                                        if p.startswith(SW))
@@ -295,7 +298,8 @@ def test_blocking_spam_caller_id_and_emergency(build: Build) -> None:
     em = [d for a, d in actions(build, "emergency-hq") if a == "set"]
     assert "sip_h_X-ZP-Emergency-Address=1 Main St, Springfield, NY, 12345, US" in em
     assert "effective_caller_id_number=+15550100001" in em
-    assert emerg["bridge"].startswith("sofia/zpctl/$1@acme.lab.zpctl.test;fs_path=<sip:127.0.1.11:5061")
+    assert emerg["bridge"].startswith(
+        "[sip_route_uri=sip:127.0.1.11:5061;transport=tls]sofia/zpctl/$1@acme.lab.zpctl.test|")
     cond = dp.find(".//extension[@name='emergency-hq']/condition[2]")
     assert cond is not None
     assert cond.get("expression") == "^(911|933)$"
@@ -327,7 +331,8 @@ def test_zone_switches_for_dispatcher_sets(us01: LoadedInventory, mini: LoadedIn
         ["us-east-ny-b-switch1", "us-east-ny-b-switch2"]
     assert [p.node.address for p in zone_switches(us01, "us-east-ny", "a")] == \
         ["10.3.1.14", "10.3.1.15"]
-    assert zone_switches(load_inventory(INVENTORIES / "lab"), "lab1", "a") == []
+    assert [p.name for p in zone_switches(load_inventory(INVENTORIES / "lab"), "lab1", "a")] \
+        == ["lab1-a-switch1", "lab1-a-switch2"]
     targets = esl_targets(select_switches(mini, zone="lab2"))
     assert [(t.name, t.host, t.port) for t in targets] == [
         ("lab2-a-switch1", "127.1.2.14", 8021), ("lab2-b-switch1", "127.1.2.24", 8021)]
@@ -357,9 +362,10 @@ def test_number_patterns(patterns: list[str], matches: list[str], misses: list[s
         assert not re.search(rx, m), m
 
 
-def test_lab_renders_no_switch(tmp_path: Path) -> None:
+def test_lab_renders_its_switches(tmp_path: Path) -> None:
     build = render(load_inventory(INVENTORIES / "lab"), _secrets())
-    assert not [p for p in build.files if "/freeswitch/" in p]
+    assert sorted({p.split("/")[0] for p in build.files if "/freeswitch/" in p}) == [
+        "lab1-a-switch1", "lab1-a-switch2", "lab1-b-switch1", "lab2-a-switch1", "lab2-b-switch1"]
 
 
 def test_an_account_without_pbx_still_renders(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ there.  These tests tie every consumer to the table."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -84,7 +85,8 @@ def test_the_lab_runs_what_node_json_says(tmp_path: Path) -> None:
             assert s.listeners == [tuple(x) for x in svc["listeners"]]
             assert s.stop_signal == svc["stop_signal"]
             ran += 1
-    assert ran == 10 + 2 * 4  # 10 Kamailio nodes, Redis + rtpengine on 4 media nodes
+    # 10 Kamailio nodes, Redis + rtpengine on 4 media nodes, FreeSWITCH on 5 switches
+    assert ran == 10 + 2 * 4 + 5
 
 
 def test_a_build_from_before_node_json_carried_command_lines(us01_build: tuple,
@@ -117,11 +119,14 @@ def test_the_lab_rerenders_a_build_from_an_older_zpctl(tmp_path: Path) -> None:
                                    for s in doc["services"]]}
         (lab.dir / "build" / name / "node.json").write_text(json.dumps(old))
     assert lab.manifests(inv) == fresh
-    assert len(lab.services(inv)) == 18 + 4  # and `down` can work out its listeners
+    assert len(lab.services(inv)) == 23 + 4  # and `down` can work out its listeners
 
 
-def test_status_names_what_the_lab_does_not_run(tmp_path: Path) -> None:
+def test_status_names_what_the_lab_does_not_run(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     inv = load_inventory(INVENTORIES / "us01")
     p = next(n for n in inv.nodes() if n.role == Role.SWITCH)
-    row = Lab(tmp_path / "lab")._node_status(p, {})
+    monkeypatch.setitem(roles.ROLES, Role.SWITCH,
+                        dataclasses.replace(roles.ROLES[Role.SWITCH], in_lab=False))
+    row = Lab(tmp_path / "lab")._node_status(inv, p, {})
     assert row["state"] == "not run by the lab (freeswitch)"

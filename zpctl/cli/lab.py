@@ -21,7 +21,7 @@ LAB_DIR = click.option("--lab-dir", type=click.Path(path_type=Path), envvar="ZPC
                        help="The lab directory (default: $ZPCTL_LAB_DIR or "
                             "~/.local/state/zpctl/lab).")
 STATUS_COLUMNS = ["node", "role", "dc", "zone", "address", "state", "pid", "registrations",
-                  "dialogs"]
+                  "dialogs", "sessions"]
 
 
 @click.group()
@@ -85,7 +85,8 @@ def down_cmd(ctx: Context, lab_dir: Path | None) -> None:
 @LAB_DIR
 @pass_ctx
 def status_cmd(ctx: Context, lab_dir: Path | None) -> None:
-    """Each node: role, zone, address, state, registrations and active dialogs (JSON-RPC).
+    """Each node: role, zone, address, state, registrations and active dialogs (JSON-RPC),
+    calls on each switch (``sessions``, over ESL).
 
     State: up; down (its process is gone); not answering (its process is there but it does
     not answer: frozen or overloaded).  Exit 7 when any node the lab runs is not up (the

@@ -117,11 +117,19 @@ def raise_for_errors(results: Sequence[SwitchResult]) -> None:
 
 
 _SESSIONS = re.compile(r"^(\d+) session\(s\) - ", re.M)
+_SINCE_STARTUP = re.compile(r"^(\d+) session\(s\) since startup", re.M)
 
 
 def parse_status_sessions(text: str) -> int | None:
     """Current sessions from ``api status`` output, or None if the line is not there."""
     m = _SESSIONS.search(text)
+    return int(m.group(1)) if m else None
+
+
+def parse_status_total(text: str) -> int | None:
+    """Sessions since the switch started (``N session(s) since startup`` of ``api
+    status``): the difference over a run is the calls the switch took."""
+    m = _SINCE_STARTUP.search(text)
     return int(m.group(1)) if m else None
 
 
@@ -246,6 +254,7 @@ async def astatus(targets: Sequence[SwitchTarget], password: str, timeout: float
     async def work(conn: EslConnection, res: SwitchResult) -> None:
         out = await conn.api("status")
         res.sessions = parse_status_sessions(out)
+        res.extra["sessions_since_startup"] = parse_status_total(out)
         res.detail = out.splitlines()[0] if out else ""
         paused = (await conn.api("fsctl pause_check inbound", check=False)).strip()
         res.extra["paused_inbound"] = {"true": True, "false": False}.get(paused)

@@ -4,25 +4,31 @@ tests assert on.
 How it works: each :class:`Flow` says who calls (a user of the inventory, ``ext@account``,
 or for an inbound call a number that a simulated peer sends), what is dialled, who answers
 and which checks apply.  :func:`run_flow` places that call through a running lab with SIPp,
-collects what each hop saw (the caller's SIP responses, rtpengine's per-call counters, the
-INVITE the callee or the carrier received, the premises SBC's log) into an :class:`Outcome`
-and runs the flow's checks on it: ``Outcome.problems`` holds one line per check that failed
-and is empty when the flow behaved.  Users, their domains and DIDs, media nodes, sbcs and
-peers are looked up in the lab's inventory; the table only names them.
+collects what each hop saw (the caller's SIP responses, the RTP each end sent and received
+counted on the loopback interface, rtpengine's counters for the caller's leg, the switch
+that took the call, the INVITE the callee or the carrier received, the premises SBC's log)
+into an :class:`Outcome` and runs the flow's checks on it: ``Outcome.problems`` holds one
+line per check that failed and is empty when the flow behaved.  Users, their domains and
+DIDs, media nodes, sbcs and peers are looked up in the lab's inventory; the table only
+names them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from zpctl import sipp
+from zpctl.freeswitch.control import astatus, targets_for
 from zpctl.lab import Lab, Peer
 from zpctl.lab.phones import Phones, packets_by_tag
+from zpctl.lab.rtpcount import PartyRtp, RtpCounter
 from zpctl.model import LoadedInventory
 from zpctl.model.schema import Role
+from zpctl.secrets import ESL_PASSWORD_KEY
 
 # Every flow places one call held this long (ms): long enough for rtpengine to count RTP
 # both ways many times over.
@@ -31,8 +37,10 @@ HOLD_MS = 2500
 # holds 5060 there).
 INBOUND_PORT = 5071
 INBOUND_MEDIA_PORT = 23000
-# "RTP both ways": more than this many packets from each party.
+# "RTP both ways": each end sent and received more than this many packets.
 MIN_PACKETS = 10
+# RTP payload types the checks name (static ones; the phones' Opus is dynamic).
+PCMU = 0
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,7 @@ class Flow:
     entry: str | None = None  # inbound: the node (its public address) or peer it is sent to
     scenario: str = "call"  # call | call_opus | call_attempt (outbound); inbound: trunk_call
     expect: int = 200  # the final response to the INVITE
-    rtp: bool = False  # rtpengine of the caller's data center relayed RTP both ways
+    rtp: bool = False  # the caller's leg is anchored on a media node of its data center
     anchored: bool = False  # the callee's SDP points at a media node, never at the caller
     reaches: str | None = None  # the peer that must get the INVITE (and no other peer)
     hidden: bool = False  # that INVITE shows no internal address or name, From = caller's DID
@@ -67,11 +75,11 @@ FLOWS: tuple[Flow, ...] = (
     Flow("extension", "extension call", "1001@acme", "1002", callee="1002@acme",
          rtp=True, anchored=True),
     Flow("pstn-native", "PSTN, Native", "1001@acme", "+15557770001",
-         reaches="carrier-lab-carrier-0", hidden=True),
+         reaches="carrier-lab-carrier-0", hidden=True, rtp=True),
     Flow("pstn-byoc-c", "PSTN, BYOC-C", "2001@globex", "+15557770002",
-         reaches="carrier-globex-carrier-0", hidden=True),
+         reaches="carrier-globex-carrier-0", hidden=True, rtp=True),
     Flow("pstn-byoc-p", "PSTN, BYOC-P (mTLS)", "3001@initech", "+15557770003",
-         reaches="pbx-initech-pbx-0", hidden=True, mtls=True),
+         reaches="pbx-initech-pbx-0", hidden=True, mtls=True, rtp=True),
     Flow("transcoding", "PSTN, Opus app -> G.711 carrier", "1001@acme", "+15557770004",
          scenario="call_opus", reaches="carrier-lab-carrier-0", rtp=True,
          transcode=("opus/48000/2", "PCMU/8000")),
@@ -112,6 +120,9 @@ class Outcome:
     path: str = ""
     media_node: str = ""
     packets: dict[str, tuple[str, int]] = field(default_factory=dict)  # tag -> codec, count
+    # RTP each end sent and received, counted where it arrives: "caller" and "far end"
+    ends: dict[str, PartyRtp] = field(default_factory=dict)
+    switch: str = ""  # the switch (or switches) that took the call
     peer_invite: str = ""  # the last INVITE the flow's ``reaches`` peer got
     callee_invite: str = ""  # the last INVITE the callee got
     answer: str = ""  # the 200 OK to the caller's INVITE
@@ -127,17 +138,16 @@ class Outcome:
         return not self.problems
 
     def media(self) -> str:
-        """RTP packets rtpengine relayed each way, with the codecs ("-": no media leg)."""
-        if not self.packets:
-            return "-" if self.flow.inbound or self.flow.scenario == "call_attempt" else "0 / 0"
-        stats = list(self.packets.values())
-        codecs = " / ".join(c for c, _ in stats if c)
-        return " / ".join(str(n) for _, n in stats) + (f" ({codecs})" if codecs else "")
+        """RTP packets each end sent / received ("-": no call, so no media)."""
+        if not self.ends:
+            return "-"
+        return "  ".join(f"{e.sent}/{e.received}" for e in self.ends.values())
 
     def row(self) -> dict[str, Any]:
         """The demo's table row."""
         return {"flow": self.name, "from": self.caller, "to": self.callee, "path": self.path,
-                "result": self.result, "rtp (a->b / b->a)": self.media(), "ok": self.ok}
+                "switch": self.switch or "-", "result": self.result,
+                "rtp sent/received (caller  far end)": self.media(), "ok": self.ok}
 
     def report(self) -> str:
         """The problems, with what the hops saw, for a failed test."""
@@ -183,6 +193,17 @@ def peer_invites(lab: Lab, peer: str, number: str) -> list[str]:
     return [m for m in sipp.parse_trace(text) if m.startswith(f"INVITE sip:{number}@")]
 
 
+def switch_totals(lab: Lab, inv: LoadedInventory) -> dict[str, int]:
+    """Sessions each running switch has had since it started (ESL ``status``); switches
+    that do not answer are left out."""
+    if not any(p.role == Role.SWITCH for p in inv.nodes()):
+        return {}
+    password = lab.secrets().get(ESL_PASSWORD_KEY)
+    results = asyncio.run(astatus(targets_for(inv), password, timeout=2.0))
+    return {r.switch: int(r.extra["sessions_since_startup"]) for r in results
+            if r.error is None and r.extra.get("sessions_since_startup") is not None}
+
+
 def internal_addresses(inv: LoadedInventory) -> set[str]:
     """Every platform address a carrier must not see: all but the sbcs' and media nodes'
     public addresses."""
@@ -209,7 +230,8 @@ class _Run:
             caller = flow.caller
             callee = flow.callee or (f"{number} via {flow.reaches}" if flow.reaches else number)
         self.out = Outcome(flow, caller, callee, number)
-        self.caller_ip = ""  # an outbound call's phone address
+        self.caller_ip = phones.ip() if not flow.inbound else ""  # an outbound call's phone
+        self.callee_ip = phones.ip() if flow.callee else ""  # the answering phone's address
 
     def problem(self, text: str) -> None:
         self.out.problems.append(text)
@@ -232,7 +254,7 @@ class _Run:
             out.result = f"{out.status}" + (f" ({f.note})" if f.note else "")
             out.path = f"{phones.lb} -> zone proxy"
             return
-        ip = self.caller_ip = phones.ip()
+        ip = self.caller_ip
         run = phones.call_in_background(f.caller, out.number, hold_ms=HOLD_MS,
                                         scenario=f.scenario, ip=ip)
         q = _watch_media(phones, ip, run)
@@ -266,7 +288,7 @@ class _Run:
         run = sipp.run(f.scenario, target, workdir=self.phones.workdir,
                        name=f"flow-{f.name}", local_ip=source.address, local_port=INBOUND_PORT,
                        service=out.number, keys={"caller": f.caller, "domain": domain},
-                       hold_ms=HOLD_MS // 5, media_port=INBOUND_MEDIA_PORT, wait_s=20)
+                       hold_ms=HOLD_MS // 2, media_port=INBOUND_MEDIA_PORT, wait_s=20)
         out.returncode = run.returncode
         out.status, line = _final(run)
         out.result = line or f"failed ({run.returncode})"
@@ -285,22 +307,70 @@ class _Run:
             self.problem(f"final response {out.status} (SIPp exit {out.returncode}), "
                          f"expected {f.expect}")
 
+    def parties(self) -> dict[str, str]:
+        """The address of each end of the call: the caller (a phone, or the peer an
+        inbound call comes from) and the far end (the answering phone, or the peer the
+        call must reach)."""
+        f = self.flow
+        if f.inbound:
+            assert f.source is not None
+            caller = self.peers[f.source].address
+        else:
+            caller = self.caller_ip
+        far = self.callee_ip or (self.peers[f.reaches].address if f.reaches else "")
+        return {"caller": caller, "far end": far} if far else {"caller": caller}
+
+    def check_ends(self) -> None:
+        """Each end sent and received RTP: the call carried audio both ways, end to end."""
+        for name, end in self.out.ends.items():
+            if end.sent <= MIN_PACKETS or end.received <= MIN_PACKETS:
+                self.problem(f"RTP at the {name} ({self.parties()[name]}): sent {end.sent}, "
+                             f"received {end.received}; expected more than {MIN_PACKETS} "
+                             "each way")
+        if len(self.out.ends) != 2:
+            self.problem(f"RTP counted at {len(self.out.ends)} end(s), not both")
+
+    def check_switch(self, before: dict[str, int]) -> None:
+        """The call crossed a switch of the caller's data center (each call is two
+        sessions there: the leg in and the leg out)."""
+        after = switch_totals(self.lab, self.inv)
+        took = {name: after[name] - n for name, n in before.items()
+                if name in after and after[name] > n}
+        self.out.switch = ", ".join(sorted(took))
+        if took and self.flow.inbound:
+            self.out.path = self.out.path.replace(
+                "zone proxy -> ", f"zone proxy -> {self.out.switch} -> zone proxy -> ", 1)
+        elif took:
+            self.out.path += f" -> {self.out.switch}"
+        if not took:
+            self.problem("no switch took the call (sessions since startup unchanged on "
+                         f"{', '.join(sorted(before)) or 'every switch'})")
+
     def check_rtp(self) -> None:
         out, caller_ip = self.out, self.caller_ip
         counts = [n for _, n in out.packets.values()]
         if len(counts) != 2 or not all(n > MIN_PACKETS for n in counts):
             self.problem(f"RTP not relayed both ways (more than {MIN_PACKETS} packets each) "
-                         f"for the call from {caller_ip}: {out.packets}")
+                         f"on the caller's leg from {caller_ip}: {out.packets}")
         if not out.media_node.startswith(f"{self.phones.dc.id}-"):
             self.problem(f"media anchored on {out.media_node or 'no media node'}, not in "
                          f"{self.phones.dc.id}")
 
     def check_transcoding(self) -> None:
+        """The caller talks its codec (rtpengine's view of its leg), the carrier gets and
+        sends only its own (PCMU, payload type 0, counted where it arrives): the switch
+        transcodes between them."""
         assert self.flow.transcode is not None
         theirs, carrier = self.flow.transcode
-        codecs = sorted(c for c, _ in self.out.packets.values())
-        if codecs != sorted([theirs, carrier]):
-            self.problem(f"rtpengine's codecs {codecs}, expected {sorted([theirs, carrier])}")
+        codecs = sorted({c for c, _ in self.out.packets.values()})
+        if codecs != [theirs]:
+            self.problem(f"the caller's leg carried {codecs}, expected {theirs} both ways")
+        far = self.out.ends.get("far end")
+        if carrier.startswith("PCMU") and far is not None and (
+                set(far.received_types) != {PCMU} or set(far.sent_types) != {PCMU}):
+            self.problem(f"the carrier's RTP payload types: received "
+                         f"{dict(far.received_types)}, sent {dict(far.sent_types)}; expected "
+                         f"only {PCMU} ({carrier})")
         invite = self.out.peer_invite
         sdp = invite.split("\n\n", 1)[1] if "\n\n" in invite else ""
         if carrier not in sdp:
@@ -359,7 +429,7 @@ class _Run:
         if "X-ZP-" in invite:
             self.problem(f"an X-ZP- header is visible to {self.flow.reaches}:\n{invite}")
         caller_id = self.phones.user(self.flow.caller).dids[0]
-        if not re.search(rf"^From: <sip:{re.escape(caller_id)}@", invite, re.M):
+        if not re.search(rf"^From:\s*<sip:{re.escape(caller_id)}@", invite, re.M):
             self.problem(f"the caller ID is not {caller_id}:\n{invite}")
 
     def check_mtls(self) -> None:
@@ -377,13 +447,22 @@ class _Run:
 
     def run(self) -> Outcome:
         f = self.flow
-        callee = self.phones.answer(f.callee) if f.callee else None
+        callee = self.phones.answer(f.callee, ip=self.callee_ip) if f.callee else None
+        placed = f.scenario != "call_attempt" and f.expect == 200
         try:
-            if f.inbound:
-                self.inbound()
-            else:
-                self.outbound()
+            before = switch_totals(self.lab, self.inv) if placed else {}
+            with RtpCounter(set(self.parties().values())) as rtp:
+                if f.inbound:
+                    self.inbound()
+                else:
+                    self.outbound()
+            if placed:
+                self.out.ends = {name: rtp.parties[a] for name, a in self.parties().items()}
             self.check_result()
+            if placed:
+                self.check_ends()
+                if before:
+                    self.check_switch(before)
             if f.reaches:
                 self.check_reaches()
             if f.hidden:

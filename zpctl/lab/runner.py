@@ -18,6 +18,7 @@ processes ``up()`` recorded, by pid and start time.  Everything lives in the lab
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import os
@@ -34,6 +35,8 @@ from zpctl.clients.probes import ng_command
 from zpctl.control import parallel
 from zpctl.db import create_sqlite
 from zpctl.errors import EnvironmentProblem, ExitCode, Unreachable, ZpctlError
+from zpctl.freeswitch.control import astatus, targets_for
+from zpctl.freeswitch.provision import SwitchFiles, provision
 from zpctl.lab.peers import (
     LOOPBACK,
     Peer,
@@ -48,7 +51,7 @@ from zpctl.model import LoadedInventory, PlacedNode, load_inventory, roles
 from zpctl.model.schema import Role
 from zpctl.paths import default_inventory, state_dir
 from zpctl.render import render
-from zpctl.secrets import Secrets
+from zpctl.secrets import ESL_PASSWORD_KEY, Secrets
 
 DEFAULT_INVENTORY = "inventories/lab"  # as help texts name it; see paths.default_inventory
 
@@ -177,9 +180,28 @@ class Lab:
         for p in inv.nodes():
             for sub in ("run", "log", "state"):
                 private_dir(self.dir / "nodes" / p.name / sub)
+        self.prepare_switches(inv)
         self.prepare_peers(inv)
         self.sync_accounts(inv, secrets)
         return build.digest()
+
+    def prepare_switches(self, inv: LoadedInventory) -> None:
+        """TLS files, sounds and folders of every switch.  The lab's switches share one
+        TLS folder (their profiles name ``<pki>/freeswitch``, as a host's does): one
+        certificate from the lab CA carries every switch's address."""
+        switches = [p for p in inv.nodes() if p.role == Role.SWITCH]
+        if not switches:
+            return
+        pki_dir = self.dir / "pki"
+        crt, key = pki.issue(pki_dir, pki_dir, "switches",
+                             f"switches.{inv.model.platform.sip_domain}",
+                             sorted({a for p in switches for a in (p.node.address, p.node.mgmt)}))
+        agent = crt.read_bytes() + key.read_bytes()
+        ca = (pki_dir / "ca.crt").read_bytes()
+        for p in switches:
+            provision(SwitchFiles(self.dir / "build" / p.name / "freeswitch",
+                                  self.dir / "nodes" / p.name / "state", pki_dir / "freeswitch"),
+                      agent, ca)
 
     def secrets(self) -> Secrets:
         return Secrets.load(self.dir / "secrets.yml")
@@ -262,7 +284,7 @@ class Lab:
             if s.name in running:
                 progress(f"  {s.name:<28} already running")
                 continue
-            log = self.dir / "nodes" / s.home / "log" / f"{s.kind}.log"
+            log = self.console_log(s)
             # A first start has no registrations to wait for: no warm-up gate.
             argv = s.argv + (["-A", "WARMUP_S=0"] if s.name.endswith("proxy/kamailio") else [])
             rec = launch(s.name, argv, log, s.cwd, stop_signal=s.stop_signal)
@@ -277,6 +299,13 @@ class Lab:
                 assert rec2 is not None
                 self._wait(s, rec2, progress, timeout)
         return self.status(inventory)
+
+    def console_log(self, s: Service) -> Path:
+        """Where a service's stdout and stderr go: ``<kind>.log`` in its node's log folder;
+        FreeSWITCH writes its own ``freeswitch.log`` there, so its console is
+        ``freeswitch.console.log``."""
+        name = f"{s.kind}.console.log" if s.kind == "freeswitch" else f"{s.kind}.log"
+        return self.dir / "nodes" / s.home / "log" / name
 
     def _save(self, rec: ProcRecord) -> None:
         """Record a started process: pid file 0600 in the 0700 pids folder."""
@@ -320,7 +349,7 @@ class Lab:
         old = ProcRecord.load(self.pid_path(s.name))
         if old is not None and old.alive():
             raise ZpctlError(f"{s.name} is already running (pid {old.pid})", ExitCode.USAGE)
-        log = self.dir / "nodes" / s.home / "log" / f"{s.kind}.log"
+        log = self.console_log(s)
         rec = launch(s.name, s.argv, log, s.cwd, stop_signal=s.stop_signal)
         self._save(rec)
         if wait:
@@ -407,32 +436,34 @@ class Lab:
             rows.append({"node": peer.name, "role": peer.kind, "dc": "-", "zone": "-",
                          "address": peer.address, "state": "up" if alive else "down",
                          "pid": str(rec.pid) if rec is not None and alive else None,
-                         "registrations": None, "dialogs": None})
+                         "registrations": None, "dialogs": None, "sessions": None})
         return rows
 
     def status(self, inventory: Path | None = None) -> list[dict[str, Any]]:
         """One row per node: role, zone, address, state, registrations, dialogs.
 
         ``state``: ``up``; ``down`` (its process is gone); ``not answering (...)`` (the
-        process is there but does not answer: frozen, overloaded); switch rows say the lab
-        does not run them.  Nodes are asked at once, so a frozen one costs one timeout.
+        process is there but does not answer: frozen, overloaded).  Switch rows add
+        ``sessions`` (now) and ``sessions_since_startup`` from FreeSWITCH's ``status``.
+        Nodes are asked at once, so a frozen one costs one timeout.
         """
 
         if self.state() is None and inventory is None:
             self.require()
         inv = self.inventory(inventory)
         recs = {r.name: r for r in self.records()}
-        return parallel(lambda p: self._node_status(p, recs), list(inv.nodes())) \
+        return parallel(lambda p: self._node_status(inv, p, recs), list(inv.nodes())) \
             + self.peer_status(inv)
 
-    def _node_status(self, p: PlacedNode, recs: dict[str, ProcRecord]) -> dict[str, Any]:
+    def _node_status(self, inv: LoadedInventory, p: PlacedNode,
+                     recs: dict[str, ProcRecord]) -> dict[str, Any]:
         spec = roles.spec(p.role)
         if not spec.in_lab or not spec.services:
             what = ", ".join(s.binary for s in spec.services) or "nothing rendered yet"
             return {"node": p.name, "role": p.role.value, "dc": p.dc.id,
                     "zone": p.zone or "-", "address": p.node.address,
                     "state": f"not run by the lab ({what})", "pid": None,
-                    "registrations": None, "dialogs": None}
+                    "registrations": None, "dialogs": None, "sessions": None}
         names = [f"{p.name}/{s.name}" for s in spec.services]
         procs = [recs.get(n) for n in names]
         alive = all(r is not None and r.alive() for r in procs)
@@ -440,7 +471,7 @@ class Lab:
             "node": p.name, "role": p.role.value, "dc": p.dc.id, "zone": p.zone or "-",
             "address": p.node.address, "state": "up" if alive else "down",
             "pid": ",".join(str(r.pid) for r in procs if r is not None and r.alive()) or None,
-            "registrations": None, "dialogs": None,
+            "registrations": None, "dialogs": None, "sessions": None,
         }
         if alive and p.role in roles.KAMAILIO_ROLES:
             rpc = KamailioRpc(f"http://{p.node.mgmt}:{p.node.ports.mgmt_http}/RPC", 2.0)
@@ -452,6 +483,8 @@ class Lab:
                     rpc.call("core.uptime")
             except ZpctlError as exc:
                 row["state"] = f"not answering (rpc: {exc.message})"
+        elif alive and p.role == Role.SWITCH:
+            row.update(self._switch_status(inv, p))
         elif alive and p.role == Role.MEDIA:
             try:
                 reply = ng_command(p.node.mgmt, p.node.ports.rtpengine_ng, "list", 1.0)
@@ -460,6 +493,16 @@ class Lab:
             except Unreachable:
                 row["state"] = "not answering (rtpengine ng)"
         return row
+
+    def _switch_status(self, inv: LoadedInventory, p: PlacedNode) -> dict[str, Any]:
+        """A running switch's sessions now and since it started, over ESL."""
+        password = self.secrets().get(ESL_PASSWORD_KEY)
+        res = asyncio.run(astatus(targets_for(inv, switch=p.name), password, timeout=2.0))[0]
+        if res.error is not None:
+            return {"state": f"not answering (esl: {res.error.message})"}
+        return {"sessions": res.sessions,
+                "sessions_since_startup": res.extra.get("sessions_since_startup"),
+                "state": "up (paused)" if res.state == "paused" else "up"}
 
     def logs(self, node: str | None = None, lines: int = 40) -> str:
         """The last ``lines`` lines of every node's logs (or of ``node``'s).

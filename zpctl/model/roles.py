@@ -99,11 +99,17 @@ RTPENGINE = ServiceSpec(
                "--log-stderr", "--no-log-timestamps"],
     lambda n: [(n.mgmt, n.ports.rtpengine_ng, "udp")],
     HEALTH_RTPENGINE_PING, lambda n: (n.mgmt, n.ports.rtpengine_ng))
+# In the foreground without a console (-nf -nc), every folder under the node's own.  The
+# sofia profile is TLS only: it listens on the sips port.
 FREESWITCH = ServiceSpec(
     "freeswitch", "freeswitch", "freeswitch/freeswitch.xml",
-    lambda c: ["-nc", "-nonat", "-nf", "-c", "-conf", f"{c['config']}/freeswitch",
-               "-log", c["log"], "-run", c["run"], "-db", c["state"]],
-    lambda n: [(n.address, n.ports.sip, "udp"), (n.mgmt, n.ports.esl, "tcp")],
+    lambda c: ["-nf", "-nc", "-nonat", "-conf", f"{c['config']}/freeswitch",
+               "-log", c["log"], "-run", c["run"], "-db", c["state"],
+               "-temp", c["run"], "-sounds", f"{c['state']}/freeswitch/sounds",
+               "-recordings", f"{c['state']}/freeswitch/recordings",
+               "-storage", f"{c['state']}/freeswitch/storage",
+               "-cache", f"{c['state']}/freeswitch/cache"],
+    lambda n: [(n.address, n.ports.sips, "tcp"), (n.mgmt, n.ports.esl, "tcp")],
     HEALTH_ESL, lambda n: (n.mgmt, n.ports.esl))
 
 ROLES: dict[Role, RoleSpec] = {
@@ -115,8 +121,9 @@ ROLES: dict[Role, RoleSpec] = {
                        transactions_per_call=2, lab_order=2),
     # Redis before rtpengine: rtpengine restores its calls from Redis when it starts.
     Role.MEDIA: RoleSpec(Role.MEDIA, (REDIS, RTPENGINE), "media", probed=True, lab_order=0),
-    # FreeSWITCH is not run by the lab yet (issue 15).
-    Role.SWITCH: RoleSpec(Role.SWITCH, (FREESWITCH,), "switch", probed=False, in_lab=False),
+    # Switches start with the media nodes (they take a few seconds), before the proxies
+    # that probe them.
+    Role.SWITCH: RoleSpec(Role.SWITCH, (FREESWITCH,), "switch", probed=False, lab_order=0),
     # The monitor's Prometheus and exporter run from the _monitoring build with host
     # settings (listen address, inventory path): their roles build their command lines.
     Role.MONITOR: RoleSpec(Role.MONITOR, (), "monitor", probed=False),

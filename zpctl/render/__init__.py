@@ -229,16 +229,19 @@ class _Renderer:
         return [q.node for q in self.loaded.nodes() if q.dc.id == p.dc.id and q.role == Role.LB]
 
     def switch_dsts(self, p: PlacedNode) -> list[dict[str, Any]]:
-        """Set 3: the data center's switches, this zone's first (over TLS)."""
+        """Set 3: this zone's switches; set 4: the sister zone's (over TLS).  The proxy
+        takes them round robin, so a zone's calls are spread evenly over its switches, and
+        turns to set 4 only when set 3 has none left to try."""
         if not self.inv.platform.switch_tier:
             return []
         out = []
         for zname in sorted(p.dc.zones):
             for n in p.dc.zones[zname].nodes:
                 if n.role == Role.SWITCH:
-                    prio = 10 if zname == p.zone else 5
-                    out.append(_dst(3, f"sip:{n.address}:{n.ports.sips};transport=tls", prio,
-                                    n.name, f"switch {p.dc.id}/{zname}"))
+                    own = zname == p.zone
+                    out.append(_dst(3 if own else 4,
+                                    f"sip:{n.address}:{n.ports.sips};transport=tls",
+                                    10 if own else 5, n.name, f"switch {p.dc.id}/{zname}"))
         return out
 
     def sbc_dsts(self, p: PlacedNode) -> list[dict[str, Any]]:

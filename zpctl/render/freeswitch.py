@@ -12,7 +12,8 @@ pair (the secondary takes over the primary's sites).  Calls arrive from the zone
 over TLS in context ``zpctl-in``, which hands each call to its account's context
 (``acct-<id>``) by the Request-URI host (the account's SIP domain; the proxy keeps it and
 reaches the switch through the destination URI).  Calls the switch places to users or the
-PSTN go back through the zone's proxy (``fs_path``), the sister zone's as fallback.
+PSTN go back through the zone's proxy (``sip_route_uri``: sent to it, the Request-URI
+kept), the sister zone's as fallback.
 
 Secrets (ESL password, voicemail and conference PINs) are global variables in
 ``secrets.xml`` (mode 0600), referenced as ``$${name}``; every other file is secret-free.
@@ -20,6 +21,7 @@ Secrets (ESL password, voicemail and conference PINs) are global variables in
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import re
@@ -27,9 +29,12 @@ import zoneinfo
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
+from importlib import resources
+from pathlib import Path
 from typing import Any, Protocol
 from xml.sax.saxutils import escape
 
+from zpctl.errors import RenderError
 from zpctl.model import LoadedInventory, PlacedNode, catalog
 from zpctl.model.pbx import STANDARD_PROMPTS, Pbx, parse_route
 from zpctl.model.pbx_checks import has_feature, monitor_targets
@@ -49,7 +54,8 @@ WEEKDAYS = {"sun": 1, "mon": 2, "tue": 3, "wed": 4, "thu": 5, "fri": 6, "sat": 7
 FEATURE_CODES = {"voicemail_own": "*97", "voicemail_any": "*98", "voicemail_direct": "*99",
                  "queue_in": "*75", "queue_out": "*76", "listen": "*30", "whisper": "*31",
                  "barge": "*32", "caller_id": "*5", "adhoc_record": "*2"}
-MODULES = ("mod_console", "mod_logfile", "mod_event_socket", "mod_sofia", "mod_loopback",
+# No mod_console: switches run without a console (-nc); mod_logfile writes the log.
+MODULES = ("mod_logfile", "mod_event_socket", "mod_sofia", "mod_loopback",
            "mod_commands", "mod_dptools", "mod_db", "mod_hash", "mod_expr", "mod_dialplan_xml",
            "mod_voicemail", "mod_callcenter", "mod_valet_parking", "mod_conference",
            "mod_directory", "mod_sndfile", "mod_native_file", "mod_local_stream",
@@ -190,7 +196,8 @@ class _Account:
         return f"user/{ext}@{self.domain}"
 
     def pstn_dial(self, number: str) -> str:
-        return "|".join(f"sofia/{PROFILE}/{number}@{self.domain};fs_path=<{p}>" for p in self.proxies)
+        return "|".join(f"[sip_route_uri={p}]sofia/{PROFILE}/{number}@{self.domain}"
+                        for p in self.proxies)
 
     def dest(self, route: str) -> tuple[str, str]:
         """(application, data) that sends a call along ``route``."""
@@ -568,9 +575,12 @@ class _Account:
                 variables.append(("zp_vm_transcription",
                                   self.pbx.voicemail.transcription_hook or "platform"))
             users.append({"id": u.extension, "params": params, "variables": variables})
-        dial = "|".join(
-            "{sip_invite_domain=${dialed_domain},presence_id=${dialed_user}@${dialed_domain}}"
-            f"sofia/{PROFILE}/${{dialed_user}}@${{dialed_domain}};fs_path=<{p}>" for p in self.proxies)
+        # One {} for every leg, with ':' as the separator (`^^:`): a comma inside {} would
+        # split the dial string into simultaneous legs (FreeSWITCH then fails each with
+        # CHAN_NOT_IMPLEMENTED).  Legs after '|' are tried in turn: this zone's proxy first.
+        dial = ("{^^:sip_invite_domain=${dialed_domain}:presence_id=${dialed_user}@${dialed_domain}}"
+                + "|".join(f"[sip_route_uri={p}]sofia/{PROFILE}/${{dialed_user}}@${{dialed_domain}}"
+                           for p in self.proxies))
         return {"domain": self.domain, "params": [("dial-string", dial)],
                 "variables": [("user_context", self.ctx), ("zp_account", self.acct.id)],
                 "users": users}
@@ -679,7 +689,7 @@ class _Account:
             ("operator-extension", f"0 XML {self.ctx}"),
             ("storage-dir", f"$${{zp_storage}}/voicemail/{self.acct.id}"),
             ("record-silence-threshold", "200"), ("record-silence-hits", "2"),
-            ("record-sample-rate", "8000"), ("play-date-announcement", "before"),
+            ("record-sample-rate", "8000"), ("play-date-announcement", "first"),
             ("allow-empty-password-auth", "false")]}
 
 
@@ -692,11 +702,16 @@ def paging_profile() -> str:
 
 
 def srtp_value(inv: Inventory) -> str:
-    """``rtp_secure_media`` mode and canonical suites from the security policy."""
+    """``rtp_secure_media`` mode and canonical suites from the security policy.
+
+    Always ``mandatory``: a switch's every leg ends at a media node (the zone proxy's
+    rtpengine for phones, the sbc's for trunks), which applies each client's own policy
+    (plain RTP where allowed) on the far side.  So the switch's legs are SRTP, and its
+    offers carry one ``RTP/SAVP`` stream (``optional`` would offer a second, plain one:
+    FreeSWITCH's best-effort SRTP)."""
     s = inv.security.srtp
     suites = list(dict.fromkeys([s.apps, s.devices_upgraded, s.devices]))
-    mode = "optional" if s.allow_plain_rtp_fallback else "mandatory"
-    return ":".join([mode, *suites])
+    return ":".join(["mandatory", *suites])
 
 
 def served_accounts(inv: Inventory, node: PlacedNode) -> list[Account]:
@@ -727,6 +742,27 @@ def proxy_addresses(loaded: LoadedInventory, node: PlacedNode) -> list[str]:
     return sorted(out)
 
 
+def posix_tz(name: str) -> str:
+    """The POSIX TZ rule of a tz database zone (``America/New_York`` ->
+    ``EST5EDT,M3.2.0,M11.1.0``), as FreeSWITCH's timezones.conf wants it: the footer of the
+    zone's TZif file, from the system's tz database or the ``tzdata`` package."""
+    zoneinfo.ZoneInfo(name)  # the schema checked it; an unknown zone fails here
+    data = b""
+    for base in zoneinfo.TZPATH:
+        path = Path(base, *name.split("/"))
+        if path.is_file():
+            data = path.read_bytes()
+            break
+    else:
+        with contextlib.suppress(ModuleNotFoundError, OSError):  # no tzdata package either
+            data = resources.files("tzdata").joinpath("zoneinfo", *name.split("/")).read_bytes()
+    lines = data.rstrip(b"\n").rsplit(b"\n", 1)
+    if not data.startswith(b"TZif") or len(lines) != 2 or not lines[1]:
+        raise RenderError(f"no POSIX rule for time zone {name} in the tz database "
+                          "(install tzdata)")
+    return lines[1].decode("ascii")
+
+
 def tls_versions(min_version: str) -> str:
     """``tls-version`` tokens, comma-separated without spaces."""
     return "tlsv1.3" if min_version == "TLSv1.3" else "tlsv1.2,tlsv1.3"
@@ -744,8 +780,8 @@ def render_switch(r: RendererLike, p: PlacedNode) -> None:
                         *(u.language for a in accounts for u in a.acct.users if u.language),
                         *(ar.language for a in accounts for ar in a.pbx.auto_receptionists
                           if ar.language), "en-US"})
-    for tz in sorted({s.timezone for a in accounts for s in a.acct.sites}):
-        zoneinfo.ZoneInfo(tz)  # the schema checked it; a time zone FreeSWITCH cannot use fails here
+    zones = [(tz, posix_tz(tz)) for tz in sorted({s.timezone for a in accounts
+                                                  for s in a.acct.sites})]
     common = {"node": p.node, "dc": p.dc, "zone": p.zone, "xa": xa, "profile": PROFILE,
               "entry_context": ENTRY_CONTEXT}
 
@@ -797,6 +833,11 @@ def render_switch(r: RendererLike, p: PlacedNode) -> None:
     add("autoload_configs/conference.conf.xml", "autoload_configs/conference.conf.xml",
         profiles=conf_profiles, paging=paging_profile())
     add("autoload_configs/directory.conf.xml", "autoload_configs/directory.conf.xml")
+    add("autoload_configs/timezones.conf.xml", "autoload_configs/timezones.conf.xml",
+        zones=zones)
+    add("autoload_configs/db.conf.xml", "autoload_configs/db.conf.xml")
+    if "opus" in codecs:
+        add("autoload_configs/opus.conf.xml", "autoload_configs/opus.conf.xml")
     policy = inv.security.tls
     add(f"sip_profiles/{PROFILE}.xml", "sip_profiles/profile.xml", params=[
         ("user-agent-string", "zpctl-switch"), ("debug", "0"), ("sip-trace", "no"),

@@ -81,6 +81,7 @@ VM_PARAMS = (
     "record-copyright", "record-sample-rate", "auto-playback-recordings", "send-full-vm-header",
     "convert-cmd", "convert-ext", "notify-email-body", "notify-email-headers",
     "play-date-announcement")
+VM_DATE_ANNOUNCEMENT = ("first", "last", "never")
 VM_INT = ("max-login-attempts", "digit-timeout", "min-record-len", "max-record-len", "max-retries",
           "record-silence-threshold", "record-silence-hits", "record-sample-rate")
 IVR_ATTRS = ("name", "greet-long", "greet-short", "invalid-sound", "exit-sound", "transfer-sound",
@@ -745,6 +746,10 @@ def _voicemail(c: _Conf, ix: _Index) -> None:
                     c.bad(n.file, n.path, f"callback-context {value!r} is not a dialplan context")
                 elif name == "max-login-attempts" and not _int(value, 1, 100):
                     c.bad(n.file, n.path, "max-login-attempts must be 1 or more (PIN lockout)")
+                elif name == "play-date-announcement" and value not in VM_DATE_ANNOUNCEMENT:
+                    # FreeSWITCH logs an error and keeps its default (mod_voicemail's enum).
+                    c.bad(n.file, n.path, f"play-date-announcement {value!r} is not one of "
+                          + ", ".join(VM_DATE_ANNOUNCEMENT))
 
 
 def _simple_confs(c: _Conf, ix: _Index) -> None:
