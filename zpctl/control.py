@@ -65,6 +65,9 @@ class Control:
     run_dirs: dict[str, str] | None = None
     # Set by the CLI: every address is checked before it is contacted (see AddressGuard).
     guard: AddressGuard | None = None
+    # Where the switches' ESL password is (a lab's secrets.yml); None: $ZPCTL_SECRETS or
+    # the platform's default secrets file (see zpctl.freeswitch.control.esl_password).
+    secrets_file: Path | None = None
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -374,8 +377,9 @@ class Control:
         names = [n.name for n in dc.zones[zone].nodes if n.role == Role.SWITCH]
         if not names or self.dry_run:
             return names
-        results = (fs.pause_switches(self.inv, zone=spec, progress=progress) if pause
-                   else fs.resume_switches(self.inv, zone=spec))
+        results = (fs.pause_switches(self.inv, zone=spec, progress=progress,
+                                     secrets_file=self.secrets_file) if pause
+                   else fs.resume_switches(self.inv, zone=spec, secrets_file=self.secrets_file))
         fs.raise_for_errors(results)
         return names
 

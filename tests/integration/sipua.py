@@ -61,12 +61,16 @@ class Sdp:
     proto: str
     suites: list[str]
     cryptos: list[tuple[int, str]]
+    dtls: list[str] = field(default_factory=list)  # a=setup / a=fingerprint lines
+    streams: int = 1  # m=audio lines
 
     @classmethod
     def of(cls, body: str) -> Sdp:
         m = re.search(r"^m=audio \d+ (\S+)", body, re.M)
         cryptos = [(int(t), s) for t, s in re.findall(r"^a=crypto:(\d+) (\S+) ", body, re.M)]
-        return cls(m[1] if m else "", [s for _, s in cryptos], cryptos)
+        dtls = re.findall(r"^a=(?:setup|fingerprint|tls-id):[^\r\n]*", body, re.M)
+        return cls(m[1] if m else "", [s for _, s in cryptos], cryptos, dtls,
+                   len(re.findall(r"^m=audio ", body, re.M)))
 
 
 def offer_sdp(ip: str, port: int, suites: list[str]) -> str:

@@ -17,7 +17,7 @@ from zpctl import pki
 from zpctl.clients.kamailio import KamailioRpc
 from zpctl.errors import RemoteFailure
 from zpctl.lab import Lab
-from zpctl.lab.flows import FLOWS, Flow, flow, run_flow
+from zpctl.lab.flows import FLOWS, Flow, flow, run_flow, switch_totals
 from zpctl.lab.phones import Phones
 from zpctl.model import load_inventory
 from zpctl.model.schema import Node, Role
@@ -111,9 +111,13 @@ def test_flow(zpctl_phones: Phones, zpctl_lab: Lab, flow: Flow) -> None:
 
 # --- c. the lb spreads calls over both zones ------------------------------------------------
 
-def test_c_lb_spreads_calls_evenly_over_both_zones(zpctl_phones: Phones) -> None:
+def test_c_lb_spreads_calls_evenly_over_both_zones_and_their_switches(
+        zpctl_lab: Lab, zpctl_phones: Phones) -> None:
+    """1,000 calls: the lb spreads them over the zones, and each zone proxy over its own
+    zone's switches (round robin): lab1 zone a has two, each takes 45-55 % of its calls."""
     zpctl_phones.answer(EXT.callee)
     proxies = _proxies(zpctl_phones)
+    inv = zpctl_phones.inv
 
     def processed() -> list[int]:
         out = []
@@ -122,16 +126,28 @@ def test_c_lb_spreads_calls_evenly_over_both_zones(zpctl_phones: Phones) -> None
             out.append(int(str(stat[0]).split("=")[1]))
         return out
 
-    before = processed()
-    # 50/s: half the full path's measured capacity on a 2-core machine (docs/PERFORMANCE.md),
-    # so the test measures the spread, not the knee.
-    run = zpctl_phones.call(EXT.caller, EXT.number, hold_ms=100, calls=1000, rate=50, wait_s=120)
+    before, switches_before = processed(), switch_totals(zpctl_lab, inv)
+    # 25/s: well under the full path's knee through the switches on a 2-core machine
+    # (docs/PERFORMANCE.md), so the test measures the spread, not the knee.
+    run = zpctl_phones.call(EXT.caller, EXT.number, hold_ms=100, calls=1000, rate=25, wait_s=150)
     assert run.returncode == 0, run.errors.read_text()[-800:]
-    after = processed()
-    per_zone = [a - b for a, b in zip(after, before, strict=True)]
+    after, switches_after = processed(), switch_totals(zpctl_lab, inv)
+    # Each call is two dialogs at its zone proxy: the phone's leg to the switch, and the
+    # switch's leg back to the callee (to the switch's own zone proxy).
+    per_zone = [(a - b) // 2 for a, b in zip(after, before, strict=True)]
     assert sum(per_zone) == 1000, per_zone
     for n in per_zone:
         assert 450 <= n <= 550, per_zone
+    # Each call is two sessions on its switch (the leg in and the leg out).
+    took = {name: (switches_after[name] - n) // 2 for name, n in switches_before.items()}
+    zone_a = ("lab1-a-switch1", "lab1-a-switch2")
+    assert sum(took.values()) == 1000, took
+    assert took["lab1-b-switch1"] == per_zone[1], (took, per_zone)
+    assert took[zone_a[0]] + took[zone_a[1]] == per_zone[0], (took, per_zone)
+    for name in zone_a:
+        share = took[name] / per_zone[0]
+        assert 0.45 <= share <= 0.55, (name, share, took)
+    print(f"\nzones {per_zone}; switches {took}")
 
 
 # --- f. BYOC-P peers need the platform's client certificate ---------------------------

@@ -40,11 +40,11 @@ def record(name: str, data: dict[str, Any]) -> None:
 
 @pytest.fixture
 def control(zpctl_lab: Lab) -> Iterator[Control]:
-    c = Control(zpctl_lab.inventory())
+    c = Control(zpctl_lab.inventory(), secrets_file=zpctl_lab.dir / "secrets.yml")
     yield c
     # Leave the lab whole: every process running, every zone taking calls.
     zpctl_lab.up(progress=lambda s: None)
-    fresh = Control(zpctl_lab.inventory())
+    fresh = Control(zpctl_lab.inventory(), secrets_file=zpctl_lab.dir / "secrets.yml")
     for spec in ("lab1/a", "lab1/b", "lab2/a", "lab2/b"):
         fresh.zone_restore(spec)
 

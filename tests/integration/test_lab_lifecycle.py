@@ -60,6 +60,8 @@ def _listeners(inventory: Path) -> list[tuple[str, int, str]]:
         n = p.node
         if p.role == Role.MEDIA:
             out += [(n.mgmt, n.ports.redis, "tcp"), (n.mgmt, n.ports.rtpengine_ng, "udp")]
+        elif p.role == Role.SWITCH:
+            out += [(n.address, n.ports.sips, "tcp"), (n.mgmt, n.ports.esl, "tcp")]
         else:
             out += [(n.address, n.ports.sip, "udp"), (n.address, n.ports.sip, "tcp"),
                     (n.mgmt, n.ports.mgmt_http, "tcp")]
@@ -68,11 +70,15 @@ def _listeners(inventory: Path) -> list[tuple[str, int, str]]:
 
 def test_every_node_is_up(lab: Lab, shifted: Path) -> None:
     rows = lab.status(shifted)
-    assert len(rows) == 18  # 14 platform nodes + 2 carriers, a premises SBC and a PBX
-    assert sorted(r["role"] for r in rows[14:]) == ["carrier", "carrier", "pbx", "premises"]
+    assert len(rows) == 23  # 19 platform nodes + 2 carriers, a premises SBC and a PBX
+    assert sorted(r["role"] for r in rows[19:]) == ["carrier", "carrier", "pbx", "premises"]
     assert [r["node"] for r in rows if r["state"] != "up"] == []
     proxies = [r for r in rows if r["role"] == "proxy"]
     assert all(r["registrations"] == 0 and r["dialogs"] == 0 for r in proxies)
+    # The switches (FreeSWITCH, asked over ESL) are idle.
+    switches = [r for r in rows if r["role"] == "switch"]
+    assert len(switches) == 5
+    assert all(r["sessions"] == 0 for r in switches), switches
 
 
 def test_every_kamailio_node_answers_options_and_rpc(lab: Lab, shifted: Path) -> None:
@@ -157,7 +163,7 @@ def test_down_leaves_nothing_behind(lab: Lab, shifted: Path,
     """Runs last in this module: stops the module's lab from the CLI and checks, the moment
     it returns, that no process of it runs and no address of it is taken."""
     records = lab.records()
-    assert len(records) == 22  # 10 Kamailio + 4 rtpengine + 4 Redis + 4 peers
+    assert len(records) == 27  # 10 Kamailio + 4 rtpengine + 4 Redis + 5 FreeSWITCH + 4 peers
     capsys.readouterr()
     assert main(["lab", "down", "--lab-dir", str(lab.dir), "-o", "json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -9,17 +9,22 @@ and carol-ata (unencrypted ATA), each with credentials of its own.  A small SIP 
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable, Iterator
 from itertools import count
 
 import pytest
 
-from tests.integration.sipua import Sdp, Ua
+from tests.integration.sipua import Call, Sdp, Ua
 from zpctl.accounts import sip_devices, sip_users
+from zpctl.clients.esl import EslConnection
 from zpctl.clients.kamailio import KamailioRpc
 from zpctl.errors import RemoteFailure
+from zpctl.freeswitch.control import parse_rows, targets_for
 from zpctl.lab import Lab
 from zpctl.model.schema import Role
+from zpctl.secrets import ESL_PASSWORD_KEY
 from zpctl.sipp import parse_trace
 from zpctl.testing import wait_for
 
@@ -116,8 +121,13 @@ def test_desk_phone_to_unencrypted_ata_gets_plain_rtp_on_that_leg_only(
         assert call.status == 200, call
         assert (carol.received_offers[-1].proto, carol.received_offers[-1].suites) == \
             ("RTP/AVP", [])
+        # A plain leg carries no crypto of any kind: no DTLS attributes either (a
+        # DTLS-capable phone could start a handshake or refuse the call).
+        assert carol.received_offers[-1].dtls == []
+        assert carol.received_offers[-1].streams == 1
         assert call.answer is not None
         assert (call.answer.proto, call.answer.suites) == ("RTP/SAVP", [A128])
+        assert call.answer.dtls == []
     finally:
         _unregister(carol)
 
@@ -180,6 +190,7 @@ def test_plain_rtp_carrier_gets_plain_rtp_while_the_desk_phone_keeps_aes128(
     assert (call.answer.proto, call.answer.suites) == ("RTP/SAVP", [A128])
     offer = _peer_offer(zpctl_lab, "carrier-lab-carrier-0", "+15557770021")
     assert (offer.proto, offer.suites) == ("RTP/AVP", [])  # lab-carrier: srtp false
+    assert (offer.dtls, offer.streams) == ([], 1)  # one plain stream, nothing of DTLS
 
 
 def test_srtp_trunk_is_offered_srtp_even_by_a_plain_caller(
@@ -199,3 +210,48 @@ def test_srtp_trunk_is_offered_srtp_even_by_a_plain_caller(
     offer = _peer_offer(zpctl_lab, "pbx-initech-pbx-0", "+15557770022")
     assert offer.proto == "RTP/SAVP"
     assert sorted(offer.suites) == sorted([A128, A256])
+
+
+def _switch_channels(zpctl_lab: Lab) -> list[dict[str, str]]:
+    """Every channel on the lab's switches (``show channels as json`` over ESL)."""
+    inv = zpctl_lab.inventory()
+    password = zpctl_lab.secrets().get(ESL_PASSWORD_KEY)
+
+    async def ask() -> list[dict[str, str]]:
+        rows: list[dict[str, str]] = []
+        for t in targets_for(inv):
+            async with EslConnection(t.host, t.port, password, name=t.name, timeout=5) as c:
+                rows += parse_rows(await c.api("show channels as json"))
+        return rows
+
+    return asyncio.run(ask())
+
+
+def test_both_switch_legs_are_srtp_while_each_phone_keeps_its_own_policy(
+        zpctl_lab: Lab, clients: dict[str, Ua], listen: Callable[[Ua], Ua]) -> None:
+    """A desk phone (AES-128) calls the unencrypted ATA (plain RTP): the switch in between
+    talks SRTP on both of its legs (to the media node on each side), as FreeSWITCH itself
+    reports it while the call is up."""
+    carol = listen(clients["carol-ata"])
+    seen: list[list[dict[str, str]]] = []
+    try:
+        result: list[Call] = []
+        caller = threading.Thread(target=lambda: result.append(
+            clients["bob-desk"].call("1003", [A128], hold_s=3.0)))
+        caller.start()
+
+        def two_legs() -> bool:
+            seen.append(_switch_channels(zpctl_lab))
+            return len(seen[-1]) >= 2
+
+        wait_for("the call's two legs on a switch", two_legs, 10)
+        caller.join(20)
+        assert result and result[0].status == 200, result
+    finally:
+        _unregister(carol)
+    legs = seen[-1]
+    assert len(legs) == 2, legs
+    for leg in legs:
+        assert "srtp" in leg.get("secure", ""), leg  # e.g. srtp:sdes:AES_CM_128_HMAC_SHA1_80
+    assert (carol.received_offers[-1].proto, carol.received_offers[-1].suites) == \
+        ("RTP/AVP", [])

@@ -44,8 +44,10 @@ def _control(inventory: Path | None, lab_dir: Path | None, timeout: float, local
     if local:
         lab_root = lab.dir if lab.state() is not None else None
         run_dirs = {p.name: node_paths(inv.model, p.name, lab_root).run for p in inv.nodes()}
+    # The running lab's switches take the lab's ESL password.
+    secrets = lab.dir / "secrets.yml" if inventory is None else None
     return Control(inv, timeout=timeout, dry_run=dry_run, run_dirs=run_dirs,
-                   guard=AddressGuard(inv))
+                   guard=AddressGuard(inv), secrets_file=secrets)
 
 
 def _partial(ctx: Context, rows: list[dict[str, Any]], columns: list[str]) -> None:

@@ -116,8 +116,10 @@ def demo_cmd(ctx: Context, lab_dir: Path | None) -> None:
     """Place the demo calls through the running lab and print what happened.
 
     Extension to extension, PSTN for a Native, a BYOC-C and a BYOC-P account, an Opus app
-    calling a G.711 carrier (transcoded), a user without a calling plan (refused) and an
-    inbound DID call.  Exits non-zero if any flow did not behave.
+    calling a G.711 carrier (transcoded by the switch), a user without a calling plan
+    (refused) and an inbound DID call, each through a switch of the zone.  The table shows
+    the path (lb, zone, switch, sbc), the SIP result and the RTP packets each end sent and
+    received, counted on the loopback interface.  Exits non-zero if any flow did not behave.
     """
     lab_ = Lab(lab_dir)
     lab_.require()  # never place calls through the lab addresses without our lab there
@@ -125,7 +127,8 @@ def demo_cmd(ctx: Context, lab_dir: Path | None) -> None:
         flows = Demo(lab_, Path(tmp), say=info).run()
     rows = [f.row() for f in flows]
     emit(ctx.output, rows, rows=rows,
-         columns=["flow", "from", "to", "path", "result", "rtp (a->b / b->a)"])
+         columns=["flow", "from", "to", "path", "result",
+                  "rtp sent/received (caller  far end)"])
     bad = [f.name for f in flows if not f.ok]
     if bad:
         raise RemoteFailure(f"demo flows failed: {', '.join(bad)}")

@@ -1,8 +1,8 @@
 """The scripted demo: the lab's call flows (:mod:`zpctl.lab.flows`) through the running
 lab, summarised.
 
-Each flow is placed with SIPp; the summary says who called whom, which lb, zone and sbc the
-call crossed, the SIP result, and the RTP packets rtpengine relayed each way.  A flow is ok
+Each flow is placed with SIPp; the summary says who called whom, which lb, zone, switch and
+sbc the call crossed, the SIP result, and the RTP packets each end sent and received.  A flow is ok
 when it passed every check the flow table gives it (the same checks the integration tests
 make).
 """

@@ -36,10 +36,12 @@ def which(binary: str, search: str | None = None) -> str:
         path = shutil.which(binary, path=search)
     else:
         path = shutil.which(binary) or next(
-            (p for p in (f"/usr/sbin/{binary}", f"/usr/bin/{binary}") if Path(p).exists()), None)
+            (p for p in (f"/usr/sbin/{binary}", f"/usr/bin/{binary}", f"/usr/local/bin/{binary}")
+             if Path(p).exists()), None)
     if path is None:
         raise EnvironmentProblem(f"{binary} is not installed; run `make install` "
-                                 "(Debian: kamailio, rtpengine-daemon, redis-server)")
+                                 "(Debian: kamailio, rtpengine-daemon, redis-server; "
+                                 "FreeSWITCH: see scripts/install-deps.sh)")
     return path
 
 

@@ -99,12 +99,14 @@ RTPENGINE = ServiceSpec(
                "--log-stderr", "--no-log-timestamps"],
     lambda n: [(n.mgmt, n.ports.rtpengine_ng, "udp")],
     HEALTH_RTPENGINE_PING, lambda n: (n.mgmt, n.ports.rtpengine_ng))
-# In the foreground without a console (-nf -nc), every folder under the node's own.  The
-# sofia profile is TLS only: it listens on the sips port.
+# In the foreground without a console (-nf -nc), every folder under the node's own.  -log
+# is the run folder: FreeSWITCH writes its preprocessed config there (freeswitch.xml.fsxml,
+# secrets included), while its log file is named in logfile.conf.  The sofia profile is
+# TLS only: it listens on the sips port.
 FREESWITCH = ServiceSpec(
     "freeswitch", "freeswitch", "freeswitch/freeswitch.xml",
     lambda c: ["-nf", "-nc", "-nonat", "-conf", f"{c['config']}/freeswitch",
-               "-log", c["log"], "-run", c["run"], "-db", c["state"],
+               "-log", c["run"], "-run", c["run"], "-db", c["state"],
                "-temp", c["run"], "-sounds", f"{c['state']}/freeswitch/sounds",
                "-recordings", f"{c['state']}/freeswitch/recordings",
                "-storage", f"{c['state']}/freeswitch/storage",

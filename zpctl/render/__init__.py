@@ -179,8 +179,13 @@ class _Renderer:
         self.build.add(f"{name}/kamailio/secrets.cfg",
                        self.tpl("secrets.cfg.j2", secrets=secrets, **ctx), mode=0o600)
         if p.role == Role.LB:
+            # The lb reaches a switch itself only around a dead zone proxy (in-dialog
+            # requests): with the platform's certificate, which the switches require.
+            switches = ([n for z in sorted(p.dc.zones) for n in p.dc.zones[z].nodes
+                         if n.role == Role.SWITCH] if self.inv.platform.switch_tier else [])
             self.build.add(f"{name}/kamailio/tls.cfg",
-                           self.tpl("lb-tls.cfg.j2", tls=self.tls_ctx(p), **ctx))
+                           self.tpl("lb-tls.cfg.j2", tls=self.tls_ctx(p), switches=switches,
+                                    **ctx))
         if p.role == Role.PROXY and ctx["proxy"]["switch_tier"]:
             self.build.add(f"{name}/kamailio/tls.cfg",
                            self.tpl("proxy-tls.cfg.j2", tls=ctx["proxy"]["tls"], **ctx))
