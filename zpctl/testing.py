@@ -27,7 +27,7 @@ from zpctl.lab import Lab
 from zpctl.lab.phones import Phones
 from zpctl.paths import default_inventory
 
-REQUIRED_BINARIES = ("kamailio", "rtpengine", "redis-server")
+REQUIRED_BINARIES = ("kamailio", "rtpengine", "redis-server", "freeswitch")
 
 T = TypeVar("T")
 
@@ -63,7 +63,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def missing_binaries(names: tuple[str, ...] = REQUIRED_BINARIES) -> list[str]:
     return [b for b in names if shutil.which(b) is None
-            and not any(Path(d, b).exists() for d in ("/usr/sbin", "/usr/bin"))]
+            and not any(Path(d, b).exists() for d in ("/usr/sbin", "/usr/bin", "/usr/local/bin"))]
 
 
 @pytest.fixture(scope="session")

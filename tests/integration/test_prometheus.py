@@ -308,9 +308,12 @@ def test_call_counters_rise_during_sipp_load(prom: Prom, zpctl_lab: Lab,
     assert len(seen) >= 3, seen
     assert seen == sorted(seen)
     assert active_seen >= 2 and sessions_seen >= 2, (active_seen, sessions_seen)
-    after = wait_for(f"{calls} more call attempts", lambda: (
-        v if (v := total("zpctl_call_attempts_total")) == (before + calls,) else None), 15)
-    assert after == (before + calls,)
+    # Each call is two dialogs at the zone proxies: the phone's leg to the switch and the
+    # switch's leg to the callee.
+    attempts = before + 2 * calls
+    after = wait_for(f"{2 * calls} more call attempts (two legs per call)", lambda: (
+        v if (v := total("zpctl_call_attempts_total")) == (attempts,) else None), 15)
+    assert after == (attempts,)
     assert total("zpctl_calls_failed_total") == (failed_before,)
     # Every call answered: ASR 1 in both zones (both took calls from the lb).
     zones = sorted(inv.model.datacenters[0].zones)
