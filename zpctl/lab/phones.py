@@ -157,7 +157,8 @@ class Phones:
             media = self.inv.zone_node(self.dc, zname, Role.MEDIA)
             if media is None:
                 continue
-            listing = ng_command(media.mgmt, media.ports.rtpengine_ng, "list", 1.0)
+            # ng `list` returns 32 calls unless given a limit.
+            listing = ng_command(media.mgmt, media.ports.rtpengine_ng, "list", 1.0, limit=10000)
             calls = listing.get("calls")
             for cid in calls if isinstance(calls, list) else []:
                 q = ng_command(media.mgmt, media.ports.rtpengine_ng, "query", 1.0,

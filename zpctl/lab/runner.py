@@ -487,7 +487,8 @@ class Lab:
             row.update(self._switch_status(inv, p))
         elif alive and p.role == Role.MEDIA:
             try:
-                reply = ng_command(p.node.mgmt, p.node.ports.rtpengine_ng, "list", 1.0)
+                reply = ng_command(p.node.mgmt, p.node.ports.rtpengine_ng, "list", 1.0,
+                                   limit=100000)  # else 32 at most
                 calls = reply.get("calls")
                 row["dialogs"] = len(calls) if isinstance(calls, list) else None
             except Unreachable:
