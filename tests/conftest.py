@@ -19,6 +19,10 @@ INVENTORIES = REPO / "inventories"
 def _secrets_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     mp = pytest.MonkeyPatch()
     mp.setenv("ZPCTL_SECRETS", str(tmp_path_factory.mktemp("secrets") / "secrets.yml"))
+    # `zpctl render` starts every switch config in a scratch FreeSWITCH where one is
+    # installed (seconds per config): only tests/integration/test_render_freeswitch.py,
+    # which switches it back on, is about that.
+    mp.setenv("ZPCTL_SWITCH_CHECK", "0")
     yield
     mp.undo()
 

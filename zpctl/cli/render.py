@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -10,11 +12,15 @@ from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.inventory import INVENTORY_ARG
 from zpctl.cli.output import emit, info
 from zpctl.errors import RenderError
+from zpctl.freeswitch import scratch
 from zpctl.model import load_inventory
 from zpctl.render import check_out_dir, render
 from zpctl.render.diff import BuildDiff, diff_build
 from zpctl.render.verify import verify_rendered, verify_written
 from zpctl.secrets import Secrets, default_path
+
+# Scratch FreeSWITCH instances at once (each takes a core for about a second at start).
+SWITCH_JOBS = 2
 
 
 def _default_out(platform: str) -> Path:
@@ -41,13 +47,26 @@ SECRETS_OPT = click.option("--secrets", "secrets_file", type=click.Path(path_typ
 @click.option("--out", type=click.Path(path_type=Path),
               help="Build directory (default: build/<platform>).")
 @click.option("--check/--no-check", default=True, show_default=True,
-              help="Run `kamailio -c` on every rendered Kamailio config (needs kamailio), and "
-                   "`promtool check config` on the monitoring files when promtool is installed.")
+              help="Check the written build with the real programs: `kamailio -c` on every "
+                   "rendered Kamailio config (needs kamailio), `promtool check config` on the "
+                   "monitoring files when promtool is installed, and each switch config in a "
+                   "scratch FreeSWITCH when FreeSWITCH is installed (see --no-switch-check). "
+                   "--no-check skips all of them.")
+@click.option("--switch-check/--no-switch-check", default=True, show_default=True,
+              envvar="ZPCTL_SWITCH_CHECK",
+              help="Start each distinct switch config in a scratch FreeSWITCH on 127.0.0.1 "
+                   "(every module loaded, every sofia profile RUNNING, no [ERR]/[CRIT] line; "
+                   "about 2 s per config, 2 at a time); a config it rejects is exit 4 with "
+                   "FreeSWITCH's own line.  Runs only where `freeswitch` is on "
+                   "PATH or $ZPCTL_FREESWITCH names it: a CI machine without FreeSWITCH skips "
+                   "it by itself (and says so on stderr).  --no-switch-check skips it where "
+                   "FreeSWITCH is installed, for speed while iterating (also "
+                   "ZPCTL_SWITCH_CHECK=0); the XML validator still runs.")
 @click.option("--dry-run", is_flag=True, help="Render and show what would change; write nothing.")
 @SECRETS_OPT
 @pass_ctx
-def render_cmd(ctx: Context, inventory: Path, out: Path | None, check: bool, dry_run: bool,
-               secrets_file: Path | None) -> None:
+def render_cmd(ctx: Context, inventory: Path, out: Path | None, check: bool, switch_check: bool,
+               dry_run: bool, secrets_file: Path | None) -> None:
     """Render INVENTORY into one tree per host under the build directory.
 
     \b
@@ -80,10 +99,41 @@ def render_cmd(ctx: Context, inventory: Path, out: Path | None, check: bool, dry
         checks = sorted({f["check"] for f in failures})
         what = "Kamailio config(s)" if checks == ["kamailio -c"] else "config(s)"
         raise RenderError(f"{len(failures)} {what} rejected by {' and '.join(checks)}")
-    emit(ctx.output, result, text=(
+    result["switch_check"] = switches = _switch_check(out, check, switch_check)
+    lines = [f"  {line}" for line in switches.pop("lines", [])]
+    emit(ctx.output, result, text="\n".join([
         f"rendered {result['files']} files for {result['hosts']} hosts into {out} "
         f"(build {result['build']}; {delta.short()})"
-        + ("; every Kamailio config passed kamailio -c" if check else "")))
+        + ("; every Kamailio config passed kamailio -c" if check else "")
+        + (f"; every switch config started in FreeSWITCH ({switches['switches']} switches, "
+           f"{len(lines)} distinct configs, {switches['seconds']:.0f} s):" if lines else ""),
+        *lines]))
+
+
+def _switch_check(out: Path, check: bool, wanted: bool) -> dict[str, Any]:
+    """Each distinct switch config of the build ``out`` in a scratch FreeSWITCH, when one is
+    installed and the check is wanted; RenderError (exit 4) with FreeSWITCH's own lines when
+    it rejects one.  What was done, for the result."""
+    nodes = scratch.switch_nodes(out)
+    if not nodes:
+        return {"ran": False, "skipped": "no switch nodes"}
+    if not (check and wanted):
+        return {"ran": False, "skipped": "--no-check" if not check else "--no-switch-check"}
+    binary = scratch.freeswitch_binary()
+    if binary is None:
+        info(f"switch configs not started in FreeSWITCH: it is not installed (no `freeswitch` "
+             f"on PATH, ${scratch.FREESWITCH_ENV} unset); only the XML validator checked them")
+        return {"ran": False, "skipped": "FreeSWITCH is not installed"}
+    groups = scratch.plan(out, nodes)
+    info(f"starting {len(groups)} distinct switch config(s) of {len(nodes)} switch(es) in "
+         f"scratch FreeSWITCH instances ({binary}, {SWITCH_JOBS} at a time)")
+    started = time.monotonic()
+    results = scratch.check_switch_configs(out, nodes, binary=binary, jobs=SWITCH_JOBS,
+                                           progress=info)
+    scratch.raise_for(results)
+    return {"ran": True, "binary": binary, "switches": len(nodes),
+            "seconds": round(time.monotonic() - started, 1),
+            "configs": [r.as_dict() for r in results], "lines": [r.line() for r in results]}
 
 
 @click.command("diff")

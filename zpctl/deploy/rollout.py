@@ -15,6 +15,7 @@ has nothing to drain: drain and restore then skip the nodes that do not answer.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from zpctl.deploy.hosts import DeployHosts
 from zpctl.deploy.runner import GROUPS, AnsibleRun, RunResult
 from zpctl.deploy.store import BuildStore, default_state_root
 from zpctl.errors import ExitCode, RenderError, Unreachable, ZpctlError
+from zpctl.freeswitch import scratch
 from zpctl.model import LoadedInventory, load_inventory
 from zpctl.model.schema import Node, Role
 from zpctl.render import render
@@ -128,6 +130,18 @@ def _refuse_broken(build_dir: Path, nodes: list[str], progress: Progress) -> Non
                           + "\n".join(where))
     progress(f"  kamailio -c: {sum(1 for n in nodes if (build_dir / n / 'kamailio').exists())} "
              "config(s) in scope accepted")
+    # Each switch config in scope in a scratch FreeSWITCH, as `zpctl render` does, where
+    # FreeSWITCH is installed on the controller (ZPCTL_SWITCH_CHECK=0 turns it off).
+    switches = [n for n in scratch.switch_nodes(build_dir) if n in nodes]
+    if not switches or os.environ.get("ZPCTL_SWITCH_CHECK", "1").lower() in ("0", "false", "no"):
+        return
+    binary = scratch.freeswitch_binary()
+    if binary is None:
+        progress("  switch configs: not started in FreeSWITCH (not installed here)")
+        return
+    results = scratch.check_switch_configs(build_dir, switches, binary=binary)
+    scratch.raise_for(results)
+    progress(f"  FreeSWITCH: {len(switches)} switch config(s) in scope started and accepted")
 
 
 @dataclass
