@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.udp_capture import Datagram, LoopbackCapture
 from zpctl.clients.probes import sip_options
 from zpctl.lab import Lab
+from zpctl.lab.capture import Datagram, LoopbackCapture
 from zpctl.lab.phones import Phones
 from zpctl.testing import missing_binaries
 

@@ -1,14 +1,16 @@
-"""Every UDP datagram sent to some loopback addresses, whatever the destination port.
+"""UDP datagrams on the loopback interface, whatever their port: a packet socket on ``lo``.
 
-Why: the RFC 4475 messages keep the RFC's own Via sent-by (192.0.2.x, example.com, mostly no
-port).  Kamailio answers a request at its source address but at the Via's port (5060 unless
-the Via has ``rport``, RFC 3261 18.2.2), and on the carrier's address port 5060 belongs to
-the lab's carrier SIPp.  A packet socket on ``lo`` sees those answers without rewriting the
-messages.  It needs CAP_NET_RAW, which the integration tests have (they run as root).
+The lab's phones, peers and nodes each have an address of their own, so what an address
+sent and received is every datagram from and to it.  Used to count the RTP each end of a
+lab call sent and received (:mod:`zpctl.lab.rtpcount`) and, by the torture tests, to see
+Kamailio's answers to the RFC 4475 messages, which go to the Via's own port (5060 unless
+the Via has ``rport``, RFC 3261 18.2.2) on the sender's address.  It needs CAP_NET_RAW
+(root).
 
 How it works: :func:`parse_ipv4_udp` turns one IPv4 packet into a :class:`Datagram` (or
 None for anything else); :class:`LoopbackCapture` is the thin transport, a thread reading
-the packet socket and keeping the datagrams addressed to the watched addresses.
+the packet socket and keeping the datagrams to (or, with ``both_ways``, also from) the
+watched addresses.
 """
 
 from __future__ import annotations
@@ -53,10 +55,12 @@ def parse_ipv4_udp(packet: bytes, at: float = 0.0) -> Datagram | None:
 
 
 class LoopbackCapture:
-    """Capture, in the background, the UDP datagrams sent to ``watch`` on ``lo``."""
+    """Capture, in the background, the UDP datagrams sent to ``watch`` on ``lo`` (with
+    ``both_ways``, those sent from it too)."""
 
-    def __init__(self, watch: Iterable[str]) -> None:
+    def __init__(self, watch: Iterable[str], both_ways: bool = False) -> None:
         self.watch = frozenset(watch)
+        self.both_ways = both_ways
         self.datagrams: list[Datagram] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -87,7 +91,8 @@ class LoopbackCapture:
             if addr[2] == PACKET_OUTGOING:
                 continue
             dgram = parse_ipv4_udp(packet, time.monotonic())
-            if dgram is not None and dgram.dst in self.watch:
+            if dgram is not None and (dgram.dst in self.watch
+                                      or (self.both_ways and dgram.src in self.watch)):
                 with self._lock:
                     self.datagrams.append(dgram)
 
