@@ -241,10 +241,12 @@ def test_both_switch_legs_are_srtp_while_each_phone_keeps_its_own_policy(
         caller.start()
 
         def two_legs() -> bool:
+            # FreeSWITCH fills a leg's `secure` once its media is up: wait for the answer.
             seen.append(_switch_channels(zpctl_lab))
-            return len(seen[-1]) >= 2
+            return len(seen[-1]) >= 2 and all(leg.get("callstate") == "ACTIVE"
+                                              for leg in seen[-1])
 
-        wait_for("the call's two legs on a switch", two_legs, 10)
+        wait_for("the call's two legs answered on a switch", two_legs, 10)
         caller.join(20)
         assert result and result[0].status == 200, result
     finally:

@@ -119,6 +119,9 @@ class SteadyLoad:
                 "recovery_s": round(max(after) - fault_at, 2) if after and fault_at else 0.0,
                 "fail_times": [round(t - (fault_at or self.started_at), 2) for t, _ in fails],
             }
+        # BYEs answered 481 (the dialog had already ended on the far side: RFC 3261 15.1.1).
+        out["calls"]["bye_481"] = int(results.last_row(self.runs["calls"].stats)
+                                      .get("GenericCounter1(C)", 0) or 0)
         return out
 
     def stop(self) -> None:
