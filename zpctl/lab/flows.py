@@ -15,20 +15,17 @@ names them.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from zpctl import sipp
-from zpctl.freeswitch.control import astatus, targets_for
 from zpctl.lab import Lab, Peer
 from zpctl.lab.phones import Phones, packets_by_tag
 from zpctl.lab.rtpcount import PartyRtp, RtpCounter
 from zpctl.model import LoadedInventory
 from zpctl.model.schema import Role
-from zpctl.secrets import ESL_PASSWORD_KEY
 
 # Every flow places one call held this long (ms): long enough for rtpengine to count RTP
 # both ways many times over.
@@ -198,9 +195,7 @@ def switch_totals(lab: Lab, inv: LoadedInventory) -> dict[str, int]:
     that do not answer are left out."""
     if not any(p.role == Role.SWITCH for p in inv.nodes()):
         return {}
-    password = lab.secrets().get(ESL_PASSWORD_KEY)
-    results = asyncio.run(astatus(targets_for(inv), password, timeout=2.0))
-    return {r.switch: int(r.extra["sessions_since_startup"]) for r in results
+    return {r.switch: int(r.extra["sessions_since_startup"]) for r in lab.switch_status(inv)
             if r.error is None and r.extra.get("sessions_since_startup") is not None}
 
 

@@ -35,7 +35,7 @@ from zpctl.clients.probes import ng_command
 from zpctl.control import parallel
 from zpctl.db import create_sqlite
 from zpctl.errors import EnvironmentProblem, ExitCode, Unreachable, ZpctlError
-from zpctl.freeswitch.control import astatus, targets_for
+from zpctl.freeswitch.control import SwitchResult, astatus, targets_for
 from zpctl.freeswitch.provision import SwitchFiles, provision
 from zpctl.lab.peers import (
     LOOPBACK,
@@ -495,10 +495,16 @@ class Lab:
                 row["state"] = "not answering (rtpengine ng)"
         return row
 
+    def switch_status(self, inv: LoadedInventory, switch: str | None = None
+                      ) -> list[SwitchResult]:
+        """ESL ``status`` of the lab's switches (or of one), with the lab's ESL password;
+        a switch that does not answer within 2 s has its ``error`` set."""
+        password = self.secrets().get(ESL_PASSWORD_KEY)
+        return asyncio.run(astatus(targets_for(inv, switch=switch), password, timeout=2.0))
+
     def _switch_status(self, inv: LoadedInventory, p: PlacedNode) -> dict[str, Any]:
         """A running switch's sessions now and since it started, over ESL."""
-        password = self.secrets().get(ESL_PASSWORD_KEY)
-        res = asyncio.run(astatus(targets_for(inv, switch=p.name), password, timeout=2.0))[0]
+        res = self.switch_status(inv, p.name)[0]
         if res.error is not None:
             return {"state": f"not answering (esl: {res.error.message})"}
         return {"sessions": res.sessions,
