@@ -5,8 +5,8 @@ returns its path; without one the test is skipped with the reason printed, or, w
 ``ZPCTL_REQUIRE_FREESWITCH=1`` (CI sets it), fails with how to install FreeSWITCH.
 
 The binary is, in this order: ``$ZPCTL_FREESWITCH`` (a path or a command name), ``freeswitch``
-on PATH, ``/usr/local/freeswitch/bin/freeswitch`` (the prefix of a source build or of the
-package in ../shared/freeswitch).
+on PATH or in ``zpctl.paths.BINARY_DIRS`` (``/usr/local/freeswitch/bin`` there is the
+prefix of a source build and of the package in ../shared/freeswitch).
 
 Also a script: ``python tests/freeswitch_binary.py`` (run by ``make test`` before pytest)
 prints the binary, or exits 1 with the same message when it is missing and required.
@@ -15,11 +15,13 @@ prints the binary, or exits 1 with the same message when it is missing and requi
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 
+from zpctl.errors import EnvironmentProblem
+from zpctl.freeswitch import scratch
+from zpctl.paths import BINARY_DIRS
+
 REQUIRE_ENV = "ZPCTL_REQUIRE_FREESWITCH"
-DEFAULT_BINARY = "/usr/local/freeswitch/bin/freeswitch"
 
 HOW_TO_INSTALL = """\
 FreeSWITCH is not installed ({where}).
@@ -33,14 +35,12 @@ Install it in one of these ways, then run the tests again:
 
 
 def freeswitch_binary() -> str | None:
-    """The path of the FreeSWITCH binary the tests use, or None if there is none."""
-    named = os.environ.get("ZPCTL_FREESWITCH")
-    if named:
-        return shutil.which(named)
-    found = shutil.which("freeswitch")
-    if found:
-        return found
-    return DEFAULT_BINARY if os.access(DEFAULT_BINARY, os.X_OK) else None
+    """The path of the FreeSWITCH binary the tests use, or None if there is none (the
+    product's own lookup; a $ZPCTL_FREESWITCH that names no executable counts as none)."""
+    try:
+        return scratch.freeswitch_binary()
+    except EnvironmentProblem:
+        return None
 
 
 def required() -> bool:
@@ -51,7 +51,7 @@ def required() -> bool:
 def missing_message() -> str:
     named = os.environ.get("ZPCTL_FREESWITCH")
     where = (f"$ZPCTL_FREESWITCH={named} is not an executable" if named
-             else f"no `freeswitch` on PATH, no {DEFAULT_BINARY}")
+             else f"no `freeswitch` on PATH or in {', '.join(BINARY_DIRS)}")
     return HOW_TO_INSTALL.format(where=where)
 
 

@@ -9,6 +9,7 @@ finds it in the tree.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 PACKAGE_DATA = Path(__file__).resolve().parent / "_data"
@@ -16,6 +17,17 @@ SOURCE_TREE = Path(__file__).resolve().parents[1]
 # The folders a wheel copies from the source tree (setup.py keeps the same list: the build
 # must not import the package).
 DATA_DIRS = ("kamailio", "templates", "freeswitch", "roles", "inventories")
+# Where a binary is looked for when it is not on PATH (a root shell without sbin on PATH, a
+# FreeSWITCH built from source or installed from ../shared/freeswitch under its own prefix).
+BINARY_DIRS = ("/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/freeswitch/bin")
+
+
+def find_binary(binary: str, search: str | None = None) -> str | None:
+    """The path of ``binary``: on PATH (or on ``search``, a PATH string, instead of PATH
+    and :data:`BINARY_DIRS`), else in :data:`BINARY_DIRS`; None when there is none."""
+    if search is not None:
+        return shutil.which(binary, path=search)
+    return shutil.which(binary) or shutil.which(binary, path=os.pathsep.join(BINARY_DIRS))
 
 
 def data_dir(name: str) -> Path:

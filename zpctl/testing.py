@@ -14,7 +14,6 @@ that use it are skipped with the reason printed.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ import pytest
 from zpctl.errors import EnvironmentProblem
 from zpctl.lab import Lab
 from zpctl.lab.phones import Phones
-from zpctl.paths import default_inventory
+from zpctl.paths import default_inventory, find_binary
 
 REQUIRED_BINARIES = ("kamailio", "rtpengine", "redis-server", "freeswitch")
 
@@ -62,8 +61,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def missing_binaries(names: tuple[str, ...] = REQUIRED_BINARIES) -> list[str]:
-    return [b for b in names if shutil.which(b) is None
-            and not any(Path(d, b).exists() for d in ("/usr/sbin", "/usr/bin", "/usr/local/bin"))]
+    return [b for b in names if find_binary(b) is None]
 
 
 @pytest.fixture(scope="session")

@@ -66,6 +66,7 @@ from zpctl.clients.esl import EslConnection
 from zpctl.errors import EnvironmentProblem, Problem, RemoteFailure, RenderError, ZpctlError
 from zpctl.freeswitch.provision import SwitchFiles, provision
 from zpctl.model.roles import FREESWITCH
+from zpctl.paths import find_binary
 from zpctl.render.freeswitch import CODEC_MODULES, MODULES
 
 FREESWITCH_ENV = "ZPCTL_FREESWITCH"
@@ -129,14 +130,15 @@ class SwitchCheck:
 
 def freeswitch_binary() -> str | None:
     """``$ZPCTL_FREESWITCH`` (a path or a command name; exit 9 when it is set and not an
-    executable), else ``freeswitch`` on PATH, else None (not installed)."""
+    executable), else ``freeswitch`` on PATH or in :data:`zpctl.paths.BINARY_DIRS`, else
+    None (not installed)."""
     named = os.environ.get(FREESWITCH_ENV)
     if named:
         found = shutil.which(named)
         if found is None:
             raise EnvironmentProblem(f"${FREESWITCH_ENV}={named} is not an executable")
         return found
-    return shutil.which(FS)
+    return find_binary(FS)
 
 
 def switch_nodes(build_dir: Path) -> list[str]:

@@ -4,7 +4,6 @@ it answers (a SIP OPTIONS, an rtpengine ping, a Redis PING, a bound port)."""
 from __future__ import annotations
 
 import ipaddress
-import shutil
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from typing import Any
 from zpctl.clients.probes import ng_command, redis_ping, sip_options
 from zpctl.errors import EnvironmentProblem, Unreachable
 from zpctl.model import LoadedInventory, roles
+from zpctl.paths import find_binary
 
 
 @dataclass
@@ -32,12 +32,7 @@ class Service:
 
 def which(binary: str, search: str | None = None) -> str:
     """The binary's path; ``search`` (a PATH string) replaces the default search."""
-    if search is not None:
-        path = shutil.which(binary, path=search)
-    else:
-        path = shutil.which(binary) or next(
-            (p for p in (f"/usr/sbin/{binary}", f"/usr/bin/{binary}", f"/usr/local/bin/{binary}")
-             if Path(p).exists()), None)
+    path = find_binary(binary, search)
     if path is None:
         raise EnvironmentProblem(f"{binary} is not installed; run `make install` "
                                  "(Debian: kamailio, rtpengine-daemon, redis-server; "
