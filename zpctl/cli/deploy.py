@@ -9,6 +9,7 @@ import click
 
 from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.output import emit, info
+from zpctl.cli.render import SWITCH_CHECK_OPT
 from zpctl.cli.types import TIMEOUT
 from zpctl.deploy import DeployOptions
 from zpctl.deploy import deploy as run_deploy
@@ -55,17 +56,18 @@ def deploy() -> None:
               help="Secrets file (default: $ZPCTL_SECRETS or ~/.config/zpctl/secrets/<platform>.yml).")
 @click.option("--health-timeout", type=TIMEOUT, default=30.0, show_default=True,
               help="Seconds a deployed host has to answer its health check.")
+@SWITCH_CHECK_OPT
 @STATE_OPT
 @pass_ctx
 def deploy_run(ctx: Context, inventory: Path, limit: str | None, check: bool, diff: bool,
                dry_run: bool, secrets_file: Path | None, health_timeout: float,
-               state_dir: Path | None) -> None:
+               switch_check: bool, state_dir: Path | None) -> None:
     """Deploy INVENTORY (see `zpctl deploy --help`)."""
     if diff and not check:
         raise click.UsageError("--diff goes with --check")
     opts = DeployOptions(inventory=inventory, limit=limit, check=check, diff=diff,
                          dry_run=dry_run, secrets_file=secrets_file, state_dir=state_dir,
-                         health_timeout=health_timeout)
+                         health_timeout=health_timeout, switch_check=switch_check)
     result = run_deploy(opts, progress=info)
     emit(ctx.output, result, text=_summary(result))
 

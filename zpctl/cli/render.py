@@ -37,6 +37,17 @@ def _render(inventory: Path, secrets_file: Path | None):  # type: ignore[no-unty
     return inv, build
 
 
+# Render and deploy both start the switch configs in a scratch FreeSWITCH.
+SWITCH_CHECK_OPT = click.option(
+    "--switch-check/--no-switch-check", default=True, show_default=True,
+    envvar="ZPCTL_SWITCH_CHECK",
+    help="Start each distinct switch config in a scratch FreeSWITCH on 127.0.0.1 (every "
+         "module loaded, every sofia profile RUNNING, no [ERR]/[CRIT] line; about 2 s per "
+         "config, 2 at a time); a config it rejects is exit 4 with FreeSWITCH's own line.  "
+         "Runs only where `freeswitch` is installed or $ZPCTL_FREESWITCH names it: a machine "
+         "without FreeSWITCH skips it by itself (and says so on stderr).  --no-switch-check "
+         "skips it where FreeSWITCH is installed, for speed while iterating (also "
+         "ZPCTL_SWITCH_CHECK=0); the XML validator still runs.")
 SECRETS_OPT = click.option("--secrets", "secrets_file", type=click.Path(path_type=Path),
                            help="Secrets file (default: $ZPCTL_SECRETS or "
                                 "~/.config/zpctl/secrets/<platform>.yml).")
@@ -52,16 +63,7 @@ SECRETS_OPT = click.option("--secrets", "secrets_file", type=click.Path(path_typ
                    "monitoring files when promtool is installed, and each switch config in a "
                    "scratch FreeSWITCH when FreeSWITCH is installed (see --no-switch-check). "
                    "--no-check skips all of them.")
-@click.option("--switch-check/--no-switch-check", default=True, show_default=True,
-              envvar="ZPCTL_SWITCH_CHECK",
-              help="Start each distinct switch config in a scratch FreeSWITCH on 127.0.0.1 "
-                   "(every module loaded, every sofia profile RUNNING, no [ERR]/[CRIT] line; "
-                   "about 2 s per config, 2 at a time); a config it rejects is exit 4 with "
-                   "FreeSWITCH's own line.  Runs only where `freeswitch` is on "
-                   "PATH or $ZPCTL_FREESWITCH names it: a CI machine without FreeSWITCH skips "
-                   "it by itself (and says so on stderr).  --no-switch-check skips it where "
-                   "FreeSWITCH is installed, for speed while iterating (also "
-                   "ZPCTL_SWITCH_CHECK=0); the XML validator still runs.")
+@SWITCH_CHECK_OPT
 @click.option("--dry-run", is_flag=True, help="Render and show what would change; write nothing.")
 @SECRETS_OPT
 @pass_ctx

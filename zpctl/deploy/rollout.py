@@ -15,7 +15,6 @@ has nothing to drain: drain and restore then skip the nodes that do not answer.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -63,6 +62,7 @@ class DeployOptions:
     state_dir: Path | None = None
     health_timeout: float = 30.0
     drain_timeout: float = 60.0
+    switch_check: bool = True  # start the switch configs in a scratch FreeSWITCH first
 
 
 @dataclass
@@ -118,7 +118,8 @@ def _seed(store: BuildStore, inv: LoadedInventory, secrets: Secrets, build_id: s
     return seed
 
 
-def _refuse_broken(build_dir: Path, nodes: list[str], progress: Progress) -> None:
+def _refuse_broken(build_dir: Path, nodes: list[str], progress: Progress,
+                   switch_check: bool = True) -> None:
     """The checks of the written build on the controller (``kamailio -c`` on every Kamailio
     config in scope, promtool when installed): the same as ``zpctl render``."""
     failures = verify_written(build_dir, nodes)
@@ -131,9 +132,9 @@ def _refuse_broken(build_dir: Path, nodes: list[str], progress: Progress) -> Non
     progress(f"  kamailio -c: {sum(1 for n in nodes if (build_dir / n / 'kamailio').exists())} "
              "config(s) in scope accepted")
     # Each switch config in scope in a scratch FreeSWITCH, as `zpctl render` does, where
-    # FreeSWITCH is installed on the controller (ZPCTL_SWITCH_CHECK=0 turns it off).
+    # FreeSWITCH is installed on the controller (--no-switch-check turns it off).
     switches = [n for n in scratch.switch_nodes(build_dir) if n in nodes]
-    if not switches or os.environ.get("ZPCTL_SWITCH_CHECK", "1").lower() in ("0", "false", "no"):
+    if not switches or not switch_check:
         return
     binary = scratch.freeswitch_binary()
     if binary is None:
@@ -357,7 +358,7 @@ def deploy(opts: DeployOptions, progress: Progress = lambda s: None) -> dict[str
     store = _state(opts.state_dir, platform)
     build_dir = store.save(build)
     progress(f"build {build_id} kept in {build_dir}")
-    _refuse_broken(build_dir, [n for s in steps for n in s.nodes], progress)
+    _refuse_broken(build_dir, [n for s in steps for n in s.nodes], progress, opts.switch_check)
     _seed(store, inv, secrets, build_id)
     if secrets.dirty:  # SIP user passwords generated for the subscriber database
         secrets.save()
