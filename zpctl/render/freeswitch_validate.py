@@ -238,21 +238,20 @@ class _Conf:
     music: set[str] = field(default_factory=set)
     languages: set[str] = field(default_factory=set)
     # (file, tag) -> its nodes sorted by path, with their document order: children are a
-    # range of it (built when first asked, again if nodes were added since).
+    # range of it (built once, when every file has been read: see index_tags).
     _tagged: dict[tuple[str, str], tuple[list[str], list[tuple[int, _Node]]]] = field(
         default_factory=dict)
-    _tagged_for: int = -1
+
+    def index_tags(self) -> None:
+        groups: dict[tuple[str, str], list[tuple[str, int, _Node]]] = {}
+        for i, n in enumerate(self.nodes):
+            groups.setdefault((n.file, n.el.tag), []).append((n.path, i, n))
+        self._tagged = {}
+        for key, items in groups.items():
+            items.sort(key=lambda x: x[0])
+            self._tagged[key] = ([x[0] for x in items], [(x[1], x[2]) for x in items])
 
     def tagged(self, file: str, tag: str) -> tuple[list[str], list[tuple[int, _Node]]]:
-        if self._tagged_for != len(self.nodes):
-            groups: dict[tuple[str, str], list[tuple[str, int, _Node]]] = {}
-            for i, n in enumerate(self.nodes):
-                groups.setdefault((n.file, n.el.tag), []).append((n.path, i, n))
-            self._tagged = {}
-            for key, items in groups.items():
-                items.sort(key=lambda x: x[0])
-                self._tagged[key] = ([x[0] for x in items], [(x[1], x[2]) for x in items])
-            self._tagged_for = len(self.nodes)
         return self._tagged.get((file, tag), ([], []))
 
     def bad(self, file: str, element: str, reason: str) -> None:
@@ -286,6 +285,7 @@ def _read(c: _Conf) -> None:
         c.bad(ROOT_FILE, "/", "missing or unparsable root config")
         return
     _preprocess(c, ROOT_FILE, c.roots[ROOT_FILE], set())
+    c.index_tags()  # every node is read: nothing is added after this
     for name in sorted(c.roots):
         if name not in c.included:
             c.bad(name, "/", "not reached by any X-PRE-PROCESS include from freeswitch.xml; "
@@ -438,9 +438,9 @@ class _Index:
     modules: set[str] = field(default_factory=set)
     users: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)  # domain -> id -> params
     park_lots: set[str] = field(default_factory=set)
-    # context -> (extensions seen, the literal numbers, the other non-catch-all patterns)
-    specific: dict[str, tuple[int, set[str], list[re.Pattern[str]]]] = field(
-        default_factory=dict)
+    # context -> (the literal numbers, the other non-catch-all patterns): built once the
+    # contexts are read (a context of 1,000 users' extensions is asked thousands of times)
+    specific: dict[str, tuple[set[str], list[re.Pattern[str]]]] = field(default_factory=dict)
 
 
 def _index(c: _Conf) -> _Index:
@@ -508,6 +508,18 @@ def _index(c: _Conf) -> _Index:
                     m = re.fullmatch(r"(\S+) auto in \S+ \S+", x.get("data", ""))
                     if m:
                         ix.park_lots.add(m.group(1))
+    for context, exts in ix.contexts.items():
+        literal: set[str] = set()
+        specific: list[re.Pattern[str]] = []
+        for p, _ in exts:
+            if p is None or p.search(""):
+                continue
+            m = _LITERAL.fullmatch(p.pattern)  # ^1001$: a set lookup, not a search
+            if m:
+                literal.add(m.group(1))
+            else:
+                specific.append(p)
+        ix.specific[context] = (literal, specific)
     return ix
 
 
@@ -960,22 +972,8 @@ _LITERAL = re.compile(r"\^([\w#-]+)\$")  # an expression that matches one string
 
 
 def _routable(ix: _Index, context: str, dest: str) -> bool:
-    """Some extension of ``context`` that is not a catch-all (one matching "") takes ``dest``.
-    The context's specific patterns are kept (a context of 1,000 users' extensions is asked
-    thousands of times), and made again if extensions were added since."""
-    exts = ix.contexts.get(context, [])
-    count, literal, specific = ix.specific.get(context, (-1, set(), []))
-    if count != len(exts):
-        literal, specific = set(), []
-        for p, _ in exts:
-            if p is None or p.search(""):
-                continue
-            m = _LITERAL.fullmatch(p.pattern)  # ^1001$: a set lookup, not a search
-            if m:
-                literal.add(m.group(1))
-            else:
-                specific.append(p)
-        ix.specific[context] = (len(exts), literal, specific)
+    """Some extension of ``context`` that is not a catch-all (one matching "") takes ``dest``."""
+    literal, specific = ix.specific.get(context, (set(), []))
     return dest in literal or any(p.search(dest) for p in specific)
 
 
