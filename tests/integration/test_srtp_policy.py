@@ -4,7 +4,7 @@ The seed's rules: apps AES_256_CM_HMAC_SHA1_80; SIP devices AES_CM_128_HMAC_SHA1
 an admin upgraded them (AES-256); plain RTP only for devices marked unencrypted.  The lab's
 acme account has alice-app (app), alice-desk (upgraded desk phone), bob-desk (desk phone)
 and carol-ata (unencrypted ATA), each with credentials of its own.  A small SIP client
-(tests/integration/sipua.py) offers chosen suites; the tests read the SDP each side got.
+(zpctl/lab/sipua.py) offers chosen suites; the tests read the SDP each side got.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from itertools import count
 
 import pytest
 
-from tests.integration.sipua import Call, Sdp, Ua
 from zpctl.accounts import sip_devices, sip_users
 from zpctl.clients.esl import EslConnection
 from zpctl.clients.kamailio import KamailioRpc
 from zpctl.errors import RemoteFailure
 from zpctl.freeswitch.control import parse_rows, targets_for
 from zpctl.lab import Lab
+from zpctl.lab.sipua import Call, Sdp, Ua
 from zpctl.model.schema import Role
 from zpctl.secrets import ESL_PASSWORD_KEY
 from zpctl.sipp import parse_trace
