@@ -11,6 +11,7 @@ PACKAGES=(
   sqlite3 openssl iproute2 procps curl python3-venv python3-pip
   openssh-server openssh-client
   sslscan sipvicious
+  espeak-ng  # the switches' voice prompts, spoken offline (docs/PROMPTS.md)
 )
 
 missing=()

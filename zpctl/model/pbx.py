@@ -91,6 +91,11 @@ STANDARD_PROMPTS = (
     "ivr/ivr-holiday.wav", "ivr/ivr-call_rejected.wav", "ivr/ivr-you_are_now_logged_in.wav",
     "ivr/ivr-you_are_now_logged_out.wav", "voicemail/vm-goodbye.wav",
     "conference/conf-pin.wav", "conference/conf-bad-pin.wav",
+    # voicemail's phrase macros (rendered into the switch's languages section)
+    "voicemail/vm-not_available.wav", "voicemail/vm-record_message.wav",
+    "voicemail/vm-enter_pass.wav", "voicemail/vm-fail_auth.wav", "voicemail/vm-you_have.wav",
+    "voicemail/vm-new_messages.wav", "voicemail/vm-main_menu.wav",
+    "voicemail/vm-message_saved.wav", "voicemail/vm-locked.wav", "voicemail/vm-enter_id.wav",
 )
 
 
@@ -139,6 +144,9 @@ class PinPolicy(_Strict):
     # Wrong PINs before the session is ended (voicemail max-login-attempts): brute-force
     # protection per call.
     max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    # Wrong PINs in a row, across calls, before the box locks until an administrator
+    # unlocks it (`zpctl voicemail unlock`): the seed's PIN brute-force protection.
+    lockout_after: Annotated[int, Field(ge=2, le=50)] = 6
     forbid_trivial: bool = True  # generated PINs avoid repeated and sequential digits
 
 
