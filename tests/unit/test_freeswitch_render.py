@@ -72,10 +72,11 @@ def actions(build: Build, ext: str) -> list[tuple[str, str]]:
 def test_every_switch_gets_a_full_tree(build: Build, mini: LoadedInventory) -> None:
     expected = {"freeswitch.xml", "vars.xml", "secrets.xml", "sounds.txt",
                 "sip_profiles/zpctl.xml", "dialplan/00-zpctl-in.xml", "dialplan/acme.xml",
-                "directory/acme.xml"} | {f"autoload_configs/{n}.conf.xml" for n in (
+                "directory/acme.xml", "lang/languages.xml", "scripts/zp_mwi.lua",
+                "scripts/zp_vm_auth.lua"} | {f"autoload_configs/{n}.conf.xml" for n in (
                     "modules", "switch", "acl", "event_socket", "logfile", "sofia", "local_stream",
                     "ivr", "callcenter", "voicemail", "conference", "directory", "timezones",
-                    "db", "opus")}
+                    "db", "opus", "lua")}
     for p in select_switches(mini):
         got = {k.split("/freeswitch/", 1)[1] for k in build.files
                if k.startswith(f"{p.name}/freeswitch/")}
@@ -224,6 +225,48 @@ def test_voicemail_pin_lockout_transcription(build: Build) -> None:
     assert "vm-password" not in u1003
     v1003 = params(d, ".//user[@id='1003']/variables/variable")
     assert v1003["sound_prefix"] == "$${zp_sounds}/es-US"  # the user's own prompt language
+
+
+def test_voicemail_is_shared_by_the_switches_and_speaks_our_prompts(build: Build) -> None:
+    """Boxes and their index on the data center's shared storage (a message left through
+    one switch is heard through any other); the phrase macros voicemail plays are ours."""
+    vm = params(xml(build, "autoload_configs/voicemail.conf.xml"),
+                ".//profile[@name='acct-acme']/param")
+    assert vm["storage-dir"] == "$${zp_shared}/voicemail/acme"
+    assert vm["odbc-dsn"] == "sqlite://$${zp_shared}/voicemail.db"
+    assert params(xml(build, "autoload_configs/db.conf.xml"), ".//param")["odbc-dsn"] == \
+        "sqlite://$${zp_shared}/zpctl.db"
+    assert 'data="zp_shared=/var/lib/zpctl/shared"' in text(build, "vars.xml")
+    langs = xml(build, "lang/languages.xml")
+    en = langs.find(".//language[@name='en-US']")
+    assert en is not None and en.get("sound-prefix") == "$${zp_sounds}/en-US"
+    greeting = en.find(".//macro[@name='voicemail_play_greeting']//action")
+    assert greeting is not None and greeting.get("data") == "voicemail/vm-not_available.wav"
+    assert {lang.get("name") for lang in langs.iter("language")} >= {"en-US", "es-US"}
+    # leaving a message asks nothing after the recording; a locked box says so
+    assert ("set", "skip_record_check=true") in actions(build, "vm-direct")
+    root = xml(build, "dialplan/acme.xml")
+    guard = root.find(".//extension[@name='vm-own-locked']")
+    assert guard is not None
+    fields = [c.get("field", "") for c in guard.iter("condition")]
+    assert "${db(select/zp_vmlock/${caller_id_number}@acme.lab.zpctl.test)}" in fields
+    assert ("playback", "voicemail/vm-locked.wav") in actions(build, "vm-own-locked")
+
+
+def test_mwi_and_pin_lockout_hooks(build: Build, mini: LoadedInventory) -> None:
+    lua = params(xml(build, "autoload_configs/lua.conf.xml"), ".//param")
+    assert lua["script-directory"].endswith("/freeswitch/scripts/?.lua")
+    hooks = {(h.get("event"), h.get("subclass")): h.get("script", "")
+             for h in xml(build, "autoload_configs/lua.conf.xml").iter("hook")}
+    assert hooks[("MESSAGE_WAITING", None)].endswith("/scripts/zp_mwi.lua")
+    assert hooks[("CUSTOM", "vm::maintenance")].endswith("/scripts/zp_vm_auth.lua")
+    # MWI goes to the switch's own zone proxy, over TLS
+    proxy = next(n for n in mini.nodes() if n.name == "lab1-a-proxy").node
+    assert f'"@{proxy.address}:{proxy.ports.sips};transport=tls"' in text(build, "scripts/zp_mwi.lua")
+    # the account's lockout limit (default 6) per domain
+    assert '["acme.lab.zpctl.test"] = 6,' in text(build, "scripts/zp_vm_auth.lua")
+    aliases = [a.get("name") for a in xml(build, "sip_profiles/zpctl.xml").iter("alias")]
+    assert "acme.lab.zpctl.test" in aliases
 
 
 def test_video_mail_flag(us01: LoadedInventory) -> None:

@@ -210,7 +210,8 @@ def _relocate(text: str, folders: Sequence[tuple[str, str]]) -> str:
 def _folders(manifest: Mapping[str, Any], root: str) -> list[tuple[str, str]]:
     paths = manifest.get("paths") or {}
     pairs = [(str(host), f"{root}/{kind}") for kind, host in paths.items()
-             if kind in ("config", "state", "run", "log") and str(host).startswith("/")]
+             if kind in ("config", "state", "shared", "run", "log")
+             and str(host).startswith("/")]
     return sorted(pairs, key=lambda p: -len(p[0]))  # /a/b before /a
 
 
@@ -516,7 +517,7 @@ def _run(binary: str, build_dir: Path, group: Sequence[str], agent: bytes, ca: b
             (conf / rel).parent.mkdir(parents=True, exist_ok=True)
             (conf / rel).write_bytes(data)
             (conf / rel).chmod(0o600)
-        for sub in ("config", "state", "run", "log", "tls"):
+        for sub in ("config", "state", "shared", "run", "log", "tls"):
             (root / sub).mkdir(mode=0o700, exist_ok=True)
         provision(SwitchFiles(conf, root / "state", root / "tls"), agent, ca)
         for i, arg in enumerate(s.args[:-1]):  # the folders of the command line

@@ -198,6 +198,8 @@ class Lab:
                              sorted({a for p in switches for a in (p.node.address, p.node.mgmt)}))
         agent = crt.read_bytes() + key.read_bytes()
         ca = (pki_dir / "ca.crt").read_bytes()
+        # The storage the data center's switches share (voicemail): one folder in the lab.
+        (self.dir / "shared").mkdir(mode=0o700, exist_ok=True)
         for p in switches:
             provision(SwitchFiles(self.dir / "build" / p.name / "freeswitch",
                                   self.dir / "nodes" / p.name / "state", pki_dir / "freeswitch"),

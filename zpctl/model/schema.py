@@ -207,6 +207,9 @@ class Paths(Strict):
 
     config_dir: str = "/etc/zpctl"
     state_dir: str = "/var/lib/zpctl"
+    # Storage every switch of a data center shares (voicemail boxes and their index, the
+    # voicemail lock table): a shared mount in production, one folder in the lab.
+    shared_dir: str = "/var/lib/zpctl/shared"
     run_dir: str = "/run/zpctl"
     log_dir: str = "/var/log/zpctl"
 

@@ -355,7 +355,8 @@ class _Renderer:
             "address": p.node.address, "public_address": p.node.public,
             "mgmt_address": p.node.mgmt, "ports": p.node.ports.model_dump(),
             "paths": {"config": paths.config, "state": paths.state, "run": paths.run,
-                      "log": paths.log},
+                      "log": paths.log, **({"shared": paths.shared}
+                                           if p.role == Role.SWITCH else {})},
             "services": services,
         }
         self.build.add(f"{p.name}/node.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")

@@ -55,11 +55,39 @@ FEATURE_CODES = {"voicemail_own": "*97", "voicemail_any": "*98", "voicemail_dire
                  "queue_in": "*75", "queue_out": "*76", "listen": "*30", "whisper": "*31",
                  "barge": "*32", "caller_id": "*5", "adhoc_record": "*2"}
 # No mod_console: switches run without a console (-nc); mod_logfile writes the log.
+# The voicemail index and mod_db's store (the voicemail locks) on the shared storage.
+VOICEMAIL_DSN = "sqlite://$${zp_shared}/voicemail.db"
+DB_DSN = "sqlite://$${zp_shared}/zpctl.db"
+# The phrase macros mod_voicemail plays (name -> [(input pattern, prompt files)], first
+# match wins; no files: plays nothing).  Numbers and dates are not spoken.
+_ANY = "^(.*)$"
+VOICEMAIL_MACROS: tuple[tuple[str, list[tuple[str, list[str]]]], ...] = (
+    ("voicemail_play_greeting", [(_ANY, ["voicemail/vm-not_available.wav"])]),
+    ("voicemail_record_message", [(_ANY, ["voicemail/vm-record_message.wav"])]),
+    ("voicemail_ack", [("^saved$", ["voicemail/vm-message_saved.wav"]), (_ANY, [])]),
+    ("voicemail_record_file_check", [(_ANY, [])]),
+    ("voicemail_record_urgent_check", [(_ANY, [])]),
+    ("voicemail_goodbye", [(_ANY, ["voicemail/vm-goodbye.wav"])]),
+    ("voicemail_hello", [(_ANY, [])]),
+    ("voicemail_enter_id", [(_ANY, ["voicemail/vm-enter_id.wav"])]),
+    ("voicemail_enter_pass", [(_ANY, ["voicemail/vm-enter_pass.wav"])]),
+    ("voicemail_fail_auth", [(_ANY, ["voicemail/vm-fail_auth.wav"])]),
+    ("voicemail_invalid_extension", [(_ANY, ["voicemail/vm-fail_auth.wav"])]),
+    ("voicemail_abort", [(_ANY, [])]),
+    ("voicemail_message_count", [
+        (r"^[1-9][0-9]*:(urgent-)?new$", ["voicemail/vm-you_have.wav",
+                                          "voicemail/vm-new_messages.wav"]), (_ANY, [])]),
+    ("voicemail_say_message_number", [(_ANY, [])]),
+    ("voicemail_say_date", [(_ANY, [])]),
+    ("voicemail_listen_file_check", [(_ANY, [])]),
+    ("voicemail_menu", [(_ANY, ["voicemail/vm-main_menu.wav"])]),
+    ("voicemail_disk_quota_exceeded", [(_ANY, [])]),
+)
 MODULES = ("mod_logfile", "mod_event_socket", "mod_sofia", "mod_loopback",
            "mod_commands", "mod_dptools", "mod_db", "mod_hash", "mod_expr", "mod_dialplan_xml",
            "mod_voicemail", "mod_callcenter", "mod_valet_parking", "mod_conference",
            "mod_directory", "mod_sndfile", "mod_native_file", "mod_local_stream",
-           "mod_tone_stream", "mod_say_en")
+           "mod_tone_stream", "mod_say_en", "mod_lua")
 CODEC_MODULES = {"opus": "mod_opus", "g729": "mod_g729"}
 
 
@@ -85,6 +113,13 @@ def xa(value: object) -> str:
 def var_name(*parts: str) -> str:
     """A global variable name from ids: letters, digits and underscores only."""
     return "_".join(re.sub(r"[^A-Za-z0-9]", "_", p) for p in parts)
+
+
+def language_actions(language: str) -> list[tuple[str, str]]:
+    """Set a channel's prompt language: its sound folder, and the phrase language whose
+    macros voicemail plays (the languages section names each language by its code)."""
+    return [("set", f"sound_prefix={sound_prefix(language)}"),
+            ("set", f"default_language={language}")]
 
 
 def sound_prefix(language: str) -> str:
@@ -116,6 +151,19 @@ def number_regex(patterns: Iterable[str]) -> str | None:
         else:
             alts.append(rx(p))
     return "^(" + "|".join(alts) + ")$" if alts else None
+
+
+def voicemail_pin(secrets: Secrets, acct: Account, extension: str) -> str:
+    """The voicemail PIN of ``extension``'s box, derived from the platform's PIN seed (what
+    the switches are given; the user changes it on the phone)."""
+    pol = acct.pbx.voicemail.pin
+    return pin_digits(f"{secrets.get(PIN_SEED_KEY)}:vm:{acct.id}:{extension}",
+                      pol.min_length, pol.forbid_trivial)
+
+
+def conference_pin(secrets: Secrets, acct: Account, conference: str) -> str:
+    """The PIN callers of one of the account's conferences enter."""
+    return pin_digits(f"{secrets.get(PIN_SEED_KEY)}:conference:{acct.id}:{conference}", 6, True)
 
 
 def pin_digits(seed: str, length: int, forbid_trivial: bool) -> str:
@@ -223,7 +271,7 @@ class _Account:
 
     def site_actions(self, site: Site, language: str | None = None) -> list[tuple[str, str]]:
         return [("set", f"timezone={site.timezone}"),
-                ("set", f"sound_prefix={sound_prefix(language or site.language)}"),
+                *language_actions(language or site.language),
                 ("set", f"zp_site={site.id}")]
 
     def hours_exts(self, name: str, dest: str, timezone: str, hours: dict[str, list[str]],
@@ -274,7 +322,7 @@ class _Account:
                    (u.dids[0] if u.dids else self.main_number(u.site)))
             acts = [("set", f"zp_caller_id={cid or u.extension}")]
             if u.language:
-                acts.append(("set", f"sound_prefix={sound_prefix(u.language)}"))
+                acts += language_actions(u.language)
             self.exts.append(Ext(f"zp-caller-{u.extension}",
                                  [Cond("caller_id_number", f"^{u.extension}$")], acts, cont=True,
                                  inline=frozenset({"set"})))
@@ -355,6 +403,13 @@ class _Account:
         vmp = f"{VM_PROFILE_PREFIX}{acct.id}"
         if vm_users:
             own = f"^{rx(fc['voicemail_own'])}$"
+            # A box locked after too many wrong PINs (scripts/zp_vm_auth.lua) says so.
+            self.exts.append(Ext("vm-own-locked", [
+                Cond("caller_id_number", alternation(vm_users)), Cond("destination_number", own),
+                Cond(f"${{db(select/zp_vmlock/${{caller_id_number}}@{self.domain})}}",
+                     "^locked$")],
+                [("answer", ""), ("playback", "voicemail/vm-locked.wav"),
+                 ("hangup", "CALL_REJECTED")]))
             self.exts.append(Ext("vm-own", [Cond("caller_id_number", alternation(vm_users)),
                                             Cond("destination_number", own)],
                                  [("answer", ""),
@@ -365,7 +420,11 @@ class _Account:
             self.exts.append(Ext("vm-direct", [Cond(
                 "destination_number",
                 "^" + rx(fc["voicemail_direct"]) + alternation(vm_users)[1:])],
-                [("answer", ""), ("voicemail", f"{vmp} {self.domain} $1")]))
+                # No "press 1 to listen, 3 to re-record" and no urgent question after the
+                # message: the caller hangs up or presses # and the message is kept.
+                [("answer", ""), ("set", "skip_record_check=true"),
+                 ("set", "skip_record_urgent_check=true"),
+                 ("voicemail", f"{vmp} {self.domain} $1")]))
         for q in pbx.queues:
             for a in q.agents:
                 for code, cmd, sound in (
@@ -469,12 +528,16 @@ class _Account:
         prof = conference_profile(self.acct.id, c.id)
         room = f"{self.acct.id}-{c.id}"
         dcond = Cond("destination_number", f"^{c.extension}$")
+        member = f"{room}@{prof}"
         if c.moderators:
             self.exts.append(Ext(f"conference-{c.id}-moderator", [
                 Cond("caller_id_number", alternation(c.moderators)), dcond],
                 [("answer", ""), ("conference", f"{room}@{prof}+flags{{moderator}}")]))
+            # With moderators the conference starts when one joins: members wait with
+            # hold music until then (and hear nobody).
+            member += "+flags{wait-mod}"
         self.exts.append(Ext(f"conference-{c.id}", [dcond],
-                             [("answer", ""), ("conference", f"{room}@{prof}")]))
+                             [("answer", ""), ("conference", member)]))
 
     def paging(self, gid: str) -> None:
         g = next(x for x in self.pbx.paging_groups if x.id == gid)
@@ -559,16 +622,14 @@ class _Account:
                       ("vm-enabled", "true" if vm else "false")]
             if vm:
                 key = var_name("zp_vm_pin", self.acct.id, u.extension)
-                pol = self.pbx.voicemail.pin
-                self.secret_vars[key] = pin_digits(
-                    f"{self.secrets.get(PIN_SEED_KEY)}:vm:{self.acct.id}:{u.extension}",
-                    pol.min_length, pol.forbid_trivial)
+                self.secret_vars[key] = voicemail_pin(self.secrets, self.acct, u.extension)
                 params.append(("vm-password", f"$${{{key}}}"))
             variables = [("effective_caller_id_name", u.name),
                          ("effective_caller_id_number", u.extension),
                          ("user_context", self.ctx), ("zp_account", self.acct.id),
                          ("zp_site", u.site), ("zp_language", self.user_lang(u)),
-                         ("sound_prefix", sound_prefix(self.user_lang(u)))]
+                         ("sound_prefix", sound_prefix(self.user_lang(u))),
+                         ("default_language", self.user_lang(u))]
             if has_feature(u, "video_mail"):
                 variables.append(("zp_video_mail", "true"))
             if has_feature(u, "voicemail_transcription"):
@@ -594,8 +655,7 @@ class _Account:
                       ("sound-prefix", sound_prefix(self.acct.sites[0].language))]
             if c.pin:
                 key = var_name("zp_conf_pin", self.acct.id, c.id)
-                self.secret_vars[key] = pin_digits(
-                    f"{self.secrets.get(PIN_SEED_KEY)}:conference:{self.acct.id}:{c.id}", 6, True)
+                self.secret_vars[key] = conference_pin(self.secrets, self.acct, c.id)
                 params += [("pin", f"$${{{key}}}"), ("pin-sound", "conference/conf-pin.wav"),
                            ("bad-pin-sound", "conference/conf-bad-pin.wav")]
             if c.record:
@@ -687,7 +747,10 @@ class _Account:
             ("next-message-key", "3"), ("repeat-message-key", "0"), ("urgent-key", "*"),
             ("operator-key", "9"), ("vmain-key", "*"), ("vmain-extension", FEATURE_CODES["voicemail_any"]),
             ("operator-extension", f"0 XML {self.ctx}"),
-            ("storage-dir", f"$${{zp_storage}}/voicemail/{self.acct.id}"),
+            # Boxes and their index are shared by the data center's switches: a message
+            # left through one switch is heard through any other.
+            ("storage-dir", f"$${{zp_shared}}/voicemail/{self.acct.id}"),
+            ("odbc-dsn", VOICEMAIL_DSN),
             ("record-silence-threshold", "200"), ("record-silence-hits", "2"),
             ("record-sample-rate", "8000"), ("play-date-announcement", "first"),
             ("allow-empty-password-auth", "false")]}
@@ -807,7 +870,8 @@ def render_switch(r: RendererLike, p: PlacedNode) -> None:
         ("zp_music", f"{paths.state}/{FS}/music"), ("zp_recordings", f"{paths.state}/{FS}/recordings"),
         ("zp_storage", f"{paths.state}/{FS}/storage"), ("hold_music", "local_stream://default"),
         ("rtp_secure_media_inbound", srtp_value(inv)), ("rtp_secure_media_outbound", srtp_value(inv)),
-        ("default_language", "en"), ("sound_prefix", sound_prefix("en-US"))])
+        ("zp_shared", paths.shared),
+        ("default_language", "en-US"), ("sound_prefix", sound_prefix("en-US"))])
     add("secrets.xml", "secrets.xml", mode=0o600, secrets=sorted(secret_vars.items()))
     add("autoload_configs/modules.conf.xml", "autoload_configs/modules.conf.xml", modules=modules)
     add("autoload_configs/switch.conf.xml", "autoload_configs/switch.conf.xml",
@@ -835,11 +899,18 @@ def render_switch(r: RendererLike, p: PlacedNode) -> None:
     add("autoload_configs/directory.conf.xml", "autoload_configs/directory.conf.xml")
     add("autoload_configs/timezones.conf.xml", "autoload_configs/timezones.conf.xml",
         zones=zones)
-    add("autoload_configs/db.conf.xml", "autoload_configs/db.conf.xml")
+    add("autoload_configs/db.conf.xml", "autoload_configs/db.conf.xml", dsn=DB_DSN)
+    add("autoload_configs/lua.conf.xml", "autoload_configs/lua.conf.xml", conf_dir=conf_dir)
+    add("scripts/zp_mwi.lua", "scripts/zp_mwi.lua", proxy=proxies[0].removeprefix("sip:"))
+    add("scripts/zp_vm_auth.lua", "scripts/zp_vm_auth.lua",
+        limits=[(a.domain, a.pbx.voicemail.pin.lockout_after) for a in accounts])
+    add("lang/languages.xml", "lang/languages.xml", languages=languages,
+        macros=VOICEMAIL_MACROS)
     if "opus" in codecs:
         add("autoload_configs/opus.conf.xml", "autoload_configs/opus.conf.xml")
     policy = inv.security.tls
-    add(f"sip_profiles/{PROFILE}.xml", "sip_profiles/profile.xml", params=[
+    add(f"sip_profiles/{PROFILE}.xml", "sip_profiles/profile.xml",
+        aliases=[a.domain for a in accounts], params=[
         ("user-agent-string", "zpctl-switch"), ("debug", "0"), ("sip-trace", "no"),
         ("context", ENTRY_CONTEXT), ("dialplan", "XML"),
         ("sip-ip", p.node.address), ("rtp-ip", p.node.address), ("sip-port", str(p.node.ports.sip)),

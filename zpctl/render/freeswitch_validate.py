@@ -546,6 +546,28 @@ def _sound(c: _Conf, n: _Node, value: str, what: str) -> None:
               f"{', '.join(missing) or 'any language'} ({SOUNDS_FILE})")
 
 
+def _phrases(c: _Conf) -> None:
+    """The languages section: each language's sound-prefix is its own provisioned folder,
+    and every file a phrase macro plays is provisioned for that language (a missing one
+    ends voicemail's flow at that prompt: nothing is recorded)."""
+    sounds_dir = c.globals.get("zp_sounds", "")
+    for n in c.nodes:
+        if n.el.tag != "language":
+            continue
+        lang = n.el.get("name", "")
+        prefix = c.expand(n.el.get("sound-prefix", ""))
+        if prefix != f"{sounds_dir}/{lang}":
+            c.bad(n.file, n.path, f"language {lang!r}: sound-prefix {prefix!r} is not "
+                  f"$${{zp_sounds}}/{lang}")
+        for a in _children(c, n, "action"):
+            if a.el.get("function") != "play-file":
+                continue
+            data = c.expand(a.el.get("data", ""))
+            if f"{lang}/{data}" not in c.sounds:
+                c.bad(a.file, a.path, f"play-file: sound {data!r} is not provisioned for "
+                      f"{lang} ({SOUNDS_FILE})")
+
+
 def _moh(c: _Conf, ix: _Index, n: _Node, value: str, what: str) -> None:
     v = c.expand(value)
     if v.startswith("local_stream://"):
@@ -1160,6 +1182,7 @@ def validate_conf(files: Mapping[str, bytes], label: str = "") -> list[Violation
     _simple_confs(c, ix)
     _directory(c, ix)
     _dialplan(c, ix)
+    _phrases(c)
     return sorted(set(c.out))
 
 

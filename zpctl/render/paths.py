@@ -12,6 +12,7 @@ from zpctl.model.schema import Inventory
 class NodePaths:
     config: str  # the node's rendered tree is installed here
     state: str
+    shared: str  # shared by the switches of a data center
     run: str
     log: str
     db: str  # the sqlite subscriber database (engine sqlite)
@@ -25,11 +26,13 @@ def node_paths(inv: Inventory, node: str, lab_root: Path | None = None) -> NodeP
         return NodePaths(
             config=str(base / "build" / node),
             state=str(base / "nodes" / node / "state"),
+            shared=str(base / "shared"),
             run=str(base / "nodes" / node / "run"),
             log=str(base / "nodes" / node / "log"),
             db=str(base / "state" / "subscriber.sqlite"),
             pki=str(base / "pki"),
         )
     p = inv.paths
-    return NodePaths(config=p.config_dir, state=p.state_dir, run=p.run_dir, log=p.log_dir,
+    return NodePaths(config=p.config_dir, state=p.state_dir, shared=p.shared_dir,
+                     run=p.run_dir, log=p.log_dir,
                      db=f"{p.state_dir}/subscriber.sqlite", pki=f"{p.config_dir}/pki")
