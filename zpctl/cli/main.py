@@ -24,6 +24,7 @@ from zpctl.cli import (
     pki,
     render,
     switch,
+    voicemail,
 )
 from zpctl.cli.context import Context, OutputChoice, set_verbosity, spread_global_options
 from zpctl.errors import ExitCode, InventoryError, ZpctlError
@@ -66,7 +67,7 @@ def cli(ctx: click.Context, output: str, verbose: int, debug: bool) -> None:
 for _group in (inventory.inventory, render.render_cmd, render.diff_cmd, lab.lab,
                accounts.accounts, loadtest.loadtest_cmd, exporter.exporter_cmd, switch.switch,
                calls.calls, pki.pki_group, deploy.deploy, control.node, control.registrations,
-               control.dialogs, control.zone, control.dc):
+               control.dialogs, control.zone, control.dc, voicemail.voicemail):
     cli.add_command(_group)
 spread_global_options(cli)
 
