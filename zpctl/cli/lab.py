@@ -117,18 +117,20 @@ def demo_cmd(ctx: Context, lab_dir: Path | None) -> None:
 
     Extension to extension, PSTN for a Native, a BYOC-C and a BYOC-P account, an Opus app
     calling a G.711 carrier (transcoded by the switch), a user without a calling plan
-    (refused) and an inbound DID call, each through a switch of the zone.  The table shows
-    the path (lb, zone, switch, sbc), the SIP result and the RTP packets each end sent and
-    received, counted on the loopback interface.  Exits non-zero if any flow did not behave.
+    (refused) and an inbound DID call, each through a switch of the zone; then the PBX
+    features, proven by what was heard: voicemail (greeting and beep heard, the caller's
+    tone recorded, the message-waiting NOTIFY at the phone), retrieval with *97 and the PIN
+    (the message heard back), and the PIN lockout across calls.  The table shows each flow,
+    ok, its path (lb, zone, switch, sbc) and what it proved (the SIP result and the RTP
+    packets each end sent and received, counted on the loopback interface); -o json adds
+    the details.  Exits non-zero if any flow did not behave.
     """
     lab_ = Lab(lab_dir)
     lab_.require()  # never place calls through the lab addresses without our lab there
     with tempfile.TemporaryDirectory(prefix="zpctl-demo-") as tmp:
         flows = Demo(lab_, Path(tmp), say=info).run()
     rows = [f.row() for f in flows]
-    emit(ctx.output, rows, rows=rows,
-         columns=["flow", "from", "to", "path", "result",
-                  "rtp sent/received (caller  far end)"])
-    bad = [f.name for f in flows if not f.ok]
+    emit(ctx.output, rows, rows=rows, columns=["flow", "ok", "path", "detail"])
+    bad = [str(r["flow"]) for r in rows if not r["ok"]]
     if bad:
         raise RemoteFailure(f"demo flows failed: {', '.join(bad)}")

@@ -1,10 +1,11 @@
 """The scripted demo: the lab's call flows (:mod:`zpctl.lab.flows`) through the running
 lab, summarised.
 
-Each flow is placed with SIPp; the summary says who called whom, which lb, zone, switch and
-sbc the call crossed, the SIP result, and the RTP packets each end sent and received.  A flow is ok
-when it passed every check the flow table gives it (the same checks the integration tests
-make).
+Each call flow is placed with SIPp; the summary says who called whom, which lb, zone, switch
+and sbc the call crossed, the SIP result, and the RTP packets each end sent and received.
+The PBX feature flows (:mod:`zpctl.lab.features`) follow: what each caller heard, what
+landed on disk, what the phones were told.  A flow is ok when it passed every check it has
+(the same checks the integration tests make).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from zpctl.lab import Lab
+from zpctl.lab.features import FeatureOutcome, run_features
 from zpctl.lab.flows import DEMO_FLOWS, Flow, Outcome, run_flow
 from zpctl.lab.phones import Phones
 
@@ -25,12 +27,14 @@ class Demo:
         self.say = say
         self.flows = flows
 
-    def run(self) -> list[Outcome]:
-        out: list[Outcome] = []
+    def run(self) -> list[Outcome | FeatureOutcome]:
+        """The call flows, then the PBX feature flows (voicemail, ...)."""
+        out: list[Outcome | FeatureOutcome] = []
         try:
             for f in self.flows:
                 self.say(f"demo: {f.title}")
                 out.append(run_flow(self.lab, self.phones, f))
         finally:
             self.phones.stop_all()
+        out += run_features(self.lab, say=lambda s: self.say(f"demo: {s}"))
         return out

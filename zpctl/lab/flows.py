@@ -142,9 +142,12 @@ class Outcome:
 
     def row(self) -> dict[str, Any]:
         """The demo's table row."""
-        return {"flow": self.name, "from": self.caller, "to": self.callee, "path": self.path,
-                "switch": self.switch or "-", "result": self.result,
-                "rtp sent/received (caller  far end)": self.media(), "ok": self.ok}
+        detail = (f"{self.caller} -> {self.callee}: {self.result}; RTP sent/received "
+                  f"(caller  far end) {self.media()}")
+        return {"flow": self.name, "ok": self.ok, "path": self.path,
+                "detail": "; ".join(self.problems) if self.problems else detail,
+                "from": self.caller, "to": self.callee, "switch": self.switch or "-",
+                "result": self.result, "rtp sent/received (caller  far end)": self.media()}
 
     def report(self) -> str:
         """The problems, with what the hops saw, for a failed test."""

@@ -1,0 +1,500 @@
+"""The PBX feature flows: calls through the running lab (phone -> lb -> proxy -> switch)
+that prove a feature by what the far end heard or what landed on disk.
+
+Each flow uses :class:`zpctl.lab.sipua.Ua` phones with the users' own credentials and plain
+RTP (the proxy's media node talks SRTP to the switch), sends known audio (a tone, RFC 4733
+digits) and checks what arrived: a tone's frequency by Goertzel filter, a generated prompt
+by its loudness envelope, a recording's content, the NOTIFY a phone got.  The demo and the
+integration tests run the same flows (:data:`FEATURE_FLOWS`); a flow that cannot run says
+why with ``ok: false``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zpctl.accounts import SipUser
+from zpctl.freeswitch import voicemail as vm
+from zpctl.freeswitch.provision import MUSIC_HZ
+from zpctl.lab import Lab
+from zpctl.lab.audio import best_match, read_wav, tone, tone_seconds
+from zpctl.lab.phones import wait_reachable
+from zpctl.lab.sipua import RtpMedia, Ua
+from zpctl.model import LoadedInventory
+from zpctl.model.schema import Account, Role
+from zpctl.render.freeswitch import conference_pin, voicemail_pin
+
+# Feature phones: their own loopback addresses, apart from the SIPp phones and the tests'.
+PHONE_SUBNET = "127.0.7"
+_hosts = itertools.count(200)
+CALLER_HZ = 1400.0   # the caller's tone: apart from the voicemail beep and the hold music
+BEEP_HZ = 640.0      # mod_voicemail's record beep (tone-spec %(1000, 0, 640))
+
+
+@dataclass
+class FeatureOutcome:
+    """What a feature flow proved, and what it could not."""
+
+    flow: str
+    path: str = ""
+    detail: str = ""
+    facts: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def check(self, ok: bool, problem: str) -> bool:
+        if not ok:
+            self.problems.append(problem)
+        return ok
+
+    def row(self) -> dict[str, Any]:
+        return {"flow": self.flow, "ok": self.ok, "path": self.path,
+                "detail": "; ".join(self.problems) if self.problems else self.detail,
+                **self.facts}
+
+
+class FeatureLab:
+    """The running lab as the feature flows see it: its users, phones, prompts and the
+    switches' shared storage."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.inv: LoadedInventory = lab.inventory()
+        self.dc = self.inv.model.datacenters[0]
+        lb = next(n for n in self.dc.nodes if n.role == Role.LB)
+        self.lb = (lb.address, lb.ports.sip)
+        self.users = {f"{u.username}@{u.account}": u for u in lab.users()}
+        self.secrets = lab.secrets()
+
+    def user(self, key: str) -> SipUser:
+        return self.users[key]
+
+    @contextmanager
+    def phone(self, key: str, answer_mode: str = "answer") -> Iterator[Ua]:
+        """A registered phone of user ``key`` (``ext@account``), reachable through every
+        zone proxy; unregistered and closed afterwards."""
+        u = self.user(key)
+        n = next(_hosts)
+        ua = Ua(f"{PHONE_SUBNET}.{n}", 5060, u.username, u.username, u.domain, u.password,
+                self.lb, media_port=34000 + 20 * (n - 200), answer_mode=answer_mode)
+        try:
+            ua.answer_calls()
+            # The user's only phone: a contact left by another phone (the demo's SIPp
+            # phones) would ring too and hold the call.
+            ua.unregister_all()
+            if ua.register() != 200:
+                raise RuntimeError(f"{key} could not register")
+            wait_reachable(self.inv, self.dc, u, ua.ip)
+            yield ua
+        finally:
+            try:
+                ua.register(expires=0)
+            finally:
+                ua.close()
+
+    def prompt(self, language: str, name: str) -> list[int]:
+        """A generated prompt's samples, as the switches play it."""
+        switch = next(p.name for p in self.inv.nodes() if p.role == Role.SWITCH)
+        path = (self.lab.dir / "nodes" / switch / "state" / "freeswitch" / "sounds" / language
+                / name)
+        return read_wav(path)
+
+    def account(self, account: str) -> Account:
+        return next(a for a in self.inv.model.accounts if a.id == account)
+
+    def voicemail_dir(self, account: str, extension: str) -> Path:
+        """The box's folder on the switches' shared storage (the lab's ``shared``)."""
+        domain = self.user(f"{extension}@{account}").domain
+        return Path(self.lab.dir) / "shared" / "voicemail" / account / domain / extension
+
+    def pin(self, account: str, extension: str) -> str:
+        return voicemail_pin(self.secrets, self.account(account), extension)
+
+
+def wait_until(what: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if what():
+            return True
+        time.sleep(step)
+    return what()
+
+
+def _speak_wait(media: RtpMedia, since: int, quiet_s: float = 0.6, timeout: float = 15.0
+                ) -> bool:
+    """Wait until something was heard after ``since`` and it has gone quiet for
+    ``quiet_s`` (a prompt finished)."""
+    frame = 160
+    deadline = time.monotonic() + timeout
+    heard = False
+    while time.monotonic() < deadline:
+        got = media.heard(since)
+        loud = [i for i in range(0, len(got) - frame + 1, frame)
+                if max(abs(x) for x in got[i:i + frame]) > 500]
+        if loud:
+            heard = True
+            if len(got) - (loud[-1] + frame) >= quiet_s * 8000:
+                return True
+        time.sleep(0.1)
+    return heard and False
+
+
+def leave_voicemail(fl: FeatureLab, caller: str = "1001@acme", box: str = "1002@acme",
+                    tone_s: float = 3.5) -> FeatureOutcome:
+    """A caller reaches a busy user's voicemail: hears the greeting and the beep, leaves a
+    tone; the message file holds the tone and the box's phone gets a message-waiting
+    NOTIFY."""
+    out = FeatureOutcome("voicemail", path=f"{caller} -> lb -> proxy -> switch -> voicemail")
+    ext, account = box.split("@")
+    folder = fl.voicemail_dir(account, ext)
+    before = set(folder.glob("msg_*.wav")) if folder.exists() else set()
+    with fl.phone(box, answer_mode="busy") as callee, fl.phone(caller) as phone:
+        callee.notifies.clear()
+        call = phone.dial(ext)
+        if not out.check(call.established and call.media is not None,
+                         f"the call to busy {ext} was not answered by voicemail "
+                         f"({call.call.status} {call.call.reason})"):
+            return out
+        media = call.media
+        assert media is not None
+        try:
+            beep = wait_until(lambda: media.tone_heard(BEEP_HZ) >= 0.5, 20)
+            out.check(beep, f"no {BEEP_HZ:g} Hz record beep heard within 20 s")
+            greeting = best_match(media.heard(), fl.prompt("en-US", "voicemail/vm-not_available.wav"))
+            out.facts["greeting_match"] = round(greeting, 2)
+            out.check(greeting >= 0.8, f"the greeting was not heard (envelope match {greeting:.2f})")
+            media.play(tone(CALLER_HZ, tone_s))
+            wait_until(media.idle, tone_s + 2)
+            media.send_dtmf("#")  # ends the recording; voicemail says goodbye and hangs up
+            wait_until(lambda: call.ended_by_far_end, 10)
+        finally:
+            call.bye()
+        new = wait_until(lambda: bool(set(folder.glob("msg_*.wav")) - before), 5)
+        if out.check(new, f"no new message file in {folder}"):
+            msg = max(set(folder.glob("msg_*.wav")) - before, key=lambda p: p.stat().st_mtime)
+            recorded = tone_seconds(read_wav(msg), CALLER_HZ)
+            out.facts["recorded_tone_s"] = round(recorded, 2)
+            out.facts["message"] = msg.name
+            out.check(recorded >= tone_s - 1.0,
+                      f"{msg.name} holds {recorded:.1f} s of the caller's {CALLER_HZ:g} Hz tone, "
+                      f"want {tone_s - 1.0:.1f}")
+        mwi = wait_until(lambda: any(_waiting(n) for n in callee.notifies), 5)
+        out.check(mwi, f"{box}'s phone got no NOTIFY with Messages-Waiting: yes "
+                       f"({len(callee.notifies)} NOTIFY)")
+        if mwi:
+            n = next(n for n in callee.notifies if _waiting(n))
+            out.facts["mwi"] = re.sub(r"\s+", " ", n.body.strip())
+    out.detail = (f"greeting heard (match {out.facts.get('greeting_match')}), beep, "
+                  f"{out.facts.get('recorded_tone_s')} s of tone recorded, MWI NOTIFY "
+                  f"{out.facts.get('mwi', '-')}")
+    return out
+
+
+def _waiting(n: Any) -> bool:
+    return bool(re.search(r"^Messages-Waiting:\s*yes", n.body, re.M | re.I)) and \
+        "message-summary" in (n.get("Event") or "")
+
+
+def retrieve_voicemail(fl: FeatureLab, box: str = "1002@acme") -> FeatureOutcome:
+    """The box's user dials *97, enters the PIN over RFC 4733 and hears the newest message
+    (the caller's tone) played back."""
+    out = FeatureOutcome("voicemail-retrieval", path=f"{box} -> lb -> proxy -> switch -> *97")
+    ext, account = box.split("@")
+    with fl.phone(box) as phone:
+        call = phone.dial("*97")
+        if not out.check(call.established and call.media is not None,
+                         f"*97 was not answered ({call.call.status} {call.call.reason})"):
+            return out
+        media = call.media
+        assert media is not None
+        try:
+            out.check(_speak_wait(media, 0), "no password prompt heard")
+            prompt = best_match(media.heard(), fl.prompt("en-US", "voicemail/vm-enter_pass.wav"))
+            out.facts["pin_prompt_match"] = round(prompt, 2)
+            mark = media.mark()
+            media.send_dtmf(fl.pin(account, ext) + "#")
+            heard = wait_until(lambda: media.tone_heard(CALLER_HZ, mark) >= 2.0, 25)
+            out.facts["message_tone_s"] = round(media.tone_heard(CALLER_HZ, mark), 2)
+            out.check(heard, f"the message's {CALLER_HZ:g} Hz tone was not played back "
+                             f"({out.facts['message_tone_s']} s heard)")
+        finally:
+            call.bye()
+    out.detail = (f"PIN prompt (match {out.facts.get('pin_prompt_match')}), PIN by RFC 4733, "
+                  f"{out.facts.get('message_tone_s')} s of the message's tone heard")
+    return out
+
+
+def vm_state(fl: FeatureLab, account: str, extension: str) -> dict[str, Any]:
+    """``zpctl voicemail status`` of a box, as its JSON."""
+    return vm.box_status(fl.inv, account, extension,
+                         secrets_file=Path(fl.lab.dir) / "secrets.yml").as_dict()
+
+
+def vm_unlock(fl: FeatureLab, account: str, extension: str) -> None:
+    """``zpctl voicemail unlock``."""
+    vm.unlock_box(fl.inv, account, extension, secrets_file=Path(fl.lab.dir) / "secrets.yml")
+
+
+def voicemail_lockout(fl: FeatureLab, box: str = "1002@acme") -> FeatureOutcome:
+    """Wrong PINs lock the box across calls: a call with the account's limit of wrong PINs
+    is ended by the switch, the lock shows in ``zpctl voicemail status``, the next call
+    hears that the box is locked; ``zpctl voicemail unlock`` opens it again."""
+    ext, account = box.split("@")
+    pol = fl.account(account).pbx.voicemail.pin
+    out = FeatureOutcome("voicemail-lockout",
+                         path=f"{box} -> lb -> proxy -> switch -> *97 (wrong PINs)")
+    right = fl.pin(account, ext)
+    wrong = "".join(str((int(d) + 1) % 10) for d in right)
+    vm_unlock(fl, account, ext)
+    with fl.phone(box) as phone:
+        call = phone.dial("*97")
+        if not out.check(call.established and call.media is not None,
+                         f"*97 was not answered ({call.call.status} {call.call.reason})"):
+            return out
+        media = call.media
+        assert media is not None
+        try:
+            tries = 0
+            for _ in range(pol.lockout_after):
+                # the PIN prompt (after a wrong PIN: "login incorrect", then the prompt)
+                if call.ended_by_far_end or not _speak_wait(media, media.mark()):
+                    break
+                media.send_dtmf(wrong + "#")
+                tries += 1
+                wait_until(media.idle, 5)
+            ended = wait_until(lambda: call.ended_by_far_end, 15)
+            out.facts["wrong_pins_sent"] = tries
+            out.check(ended, f"the switch did not end the call after {tries} wrong PINs")
+        finally:
+            call.bye()
+        state = vm_state(fl, account, ext)
+        out.facts["locked"] = state.get("locked")
+        out.check(state.get("locked") is True, f"the box is not locked after {tries} wrong "
+                                               f"PINs: {state}")
+        again = phone.dial("*97")
+        if out.check(again.established and again.media is not None,
+                     f"the second *97 was not answered ({again.call.status})"):
+            m2 = again.media
+            assert m2 is not None
+            try:
+                ended = wait_until(lambda: again.ended_by_far_end, 20)
+                locked = best_match(m2.heard(), fl.prompt("en-US", "voicemail/vm-locked.wav"))
+                out.facts["locked_prompt_match"] = round(locked, 2)
+                out.check(ended and locked >= 0.8,
+                          f"the next call did not hear the box is locked (match {locked:.2f}, "
+                          f"ended by the switch: {ended})")
+            finally:
+                again.bye()
+    vm_unlock(fl, account, ext)
+    after = vm_state(fl, account, ext)
+    out.check(after.get("locked") is False and after.get("wrong_pins") == 0,
+              f"unlock left {after}")
+    out.detail = (f"{out.facts.get('wrong_pins_sent')} wrong PINs in one call: call ended, "
+                  f"box locked; next call heard the lock prompt (match "
+                  f"{out.facts.get('locked_prompt_match')}); unlocked")
+    return out
+
+
+def _talks(src: RtpMedia, dst: RtpMedia, hz: float, seconds: float = 1.5,
+           timeout: float = 6.0) -> float:
+    """Play a tone of ``hz`` at ``src``; how many seconds of it ``dst`` heard."""
+    mark = dst.mark()
+    src.play(tone(hz, seconds))
+    wait_until(lambda: dst.tone_heard(hz, mark) >= seconds - 0.5, timeout)
+    return dst.tone_heard(hz, mark)
+
+
+def hold_and_resume(fl: FeatureLab) -> FeatureOutcome:
+    """The caller puts the call on hold (re-INVITE, a=sendonly): the held party hears the
+    account's hold music; resumed, it hears the caller again."""
+    out = FeatureOutcome("hold", path="1001@acme -> switch -> 1004@acme, re-INVITE sendonly")
+    with fl.phone("1004@acme") as callee, fl.phone("1001@acme") as phone:
+        call = phone.dial("1004")
+        if not out.check(call.established and call.media is not None and bool(callee.answered),
+                         f"the call was not answered ({call.call.status})"):
+            return out
+        media, held = call.media, callee.answered[-1]
+        assert media is not None
+        try:
+            out.facts["before_s"] = round(_talks(media, held, CALLER_HZ), 2)
+            mark = held.mark()
+            out.facts["hold_status"] = call.hold(True)
+            wait_until(lambda: held.tone_heard(MUSIC_HZ, mark) >= 1.5, 8)
+            out.facts["music_s"] = round(held.tone_heard(MUSIC_HZ, mark), 2)
+            out.facts["resume_status"] = call.hold(False)
+            time.sleep(0.5)
+            out.facts["after_s"] = round(_talks(media, held, CALLER_HZ), 2)
+        finally:
+            call.bye()
+    out.check(out.facts["before_s"] >= 1.0, "the callee did not hear the caller before hold")
+    out.check(out.facts["hold_status"] == 200, f"hold re-INVITE: {out.facts['hold_status']}")
+    out.check(out.facts["music_s"] >= 1.5,
+              f"the held party heard {out.facts['music_s']} s of {MUSIC_HZ:g} Hz hold music")
+    out.check(out.facts["after_s"] >= 1.0, "the callee did not hear the caller after resume")
+    out.detail = (f"held party heard {out.facts['music_s']} s of {MUSIC_HZ:g} Hz hold music; "
+                  f"caller heard before ({out.facts['before_s']} s) and after resume "
+                  f"({out.facts['after_s']} s)")
+    return out
+
+
+def conference_call(fl: FeatureLab) -> FeatureOutcome:
+    """Three parties join a conference with its PIN; members wait with hold music until the
+    moderator joins; each party's tone reaches the two others and not itself."""
+    conf = next(c for c in fl.account("acme").pbx.conferences)
+    pin = conference_pin(fl.secrets, fl.account("acme"), conf.id)
+    out = FeatureOutcome("conference", path=f"3 phones -> switch -> conference {conf.extension}")
+    mod = conf.moderators[0]
+    members = [u.username for u in fl.users.values() if u.account == "acme"
+               and u.username not in (mod, "1003")][:2]
+
+    def join(phone: Ua) -> Any:
+        d = phone.dial(conf.extension)
+        if d.established and d.media is not None:
+            _speak_wait(d.media, 0, timeout=10)  # the PIN prompt
+            d.media.send_dtmf(pin + "#")
+        return d
+
+    with fl.phone(f"{members[0]}@acme") as p1, fl.phone(f"{members[1]}@acme") as p2, \
+            fl.phone(f"{mod}@acme") as pm:
+        calls = []
+        try:
+            calls += [join(p1), join(p2)]
+            if not out.check(all(c.established and c.media for c in calls),
+                             "a member's call to the conference was not answered"):
+                return out
+            a, b = calls[0].media, calls[1].media
+            wait_until(lambda: a.tone_heard(MUSIC_HZ) >= 1.0, 10)
+            out.facts["waiting_music_s"] = round(a.tone_heard(MUSIC_HZ), 2)
+            out.facts["before_moderator_s"] = round(_talks(b, a, 900.0, timeout=3), 2)
+            calls.append(join(pm))
+            if not out.check(calls[2].established and calls[2].media is not None,
+                             "the moderator's call was not answered"):
+                return out
+            m = calls[2].media
+            time.sleep(2.0)  # PIN entered, joined
+            own = m.mark()
+            heard = [_talks(m, x, CALLER_HZ, 2.0) for x in (a, b)]
+            out.facts["moderator_heard_by_members_s"] = [round(h, 2) for h in heard]
+            out.facts["moderator_heard_itself_s"] = round(m.tone_heard(CALLER_HZ, own), 2)
+            out.facts["member_heard_by_moderator_s"] = round(_talks(a, m, 900.0, 2.0), 2)
+        finally:
+            for c in calls:
+                c.bye()
+    out.check(out.facts["waiting_music_s"] >= 1.0,
+              "members waiting for the moderator heard no hold music")
+    out.check(out.facts["before_moderator_s"] < 0.5,
+              "members heard each other before the moderator joined")
+    out.check(min(out.facts["moderator_heard_by_members_s"]) >= 1.2,
+              f"the members heard the moderator {out.facts['moderator_heard_by_members_s']} s")
+    out.check(out.facts["moderator_heard_itself_s"] < 0.3, "the moderator heard itself")
+    out.check(out.facts["member_heard_by_moderator_s"] >= 1.2,
+              "the moderator did not hear a member")
+    out.detail = (f"PIN over RFC 4733; members waited with hold music "
+                  f"({out.facts['waiting_music_s']} s) until the moderator joined; moderator's "
+                  f"tone heard by both members {out.facts['moderator_heard_by_members_s']} s, "
+                  f"a member's by the moderator {out.facts['member_heard_by_moderator_s']} s")
+    return out
+
+
+def blind_transfer(fl: FeatureLab) -> FeatureOutcome:
+    """A blind transfer by REFER: 1004 calls 1002 and transfers it to 1001; 1002 and 1001
+    then hear each other and 1004's call ends."""
+    out = FeatureOutcome("transfer", path="1004 -> switch -> 1002, REFER to 1001")
+    with fl.phone("1002@acme") as b, fl.phone("1001@acme") as c, fl.phone("1004@acme") as a:
+        call = a.dial("1002")
+        if not out.check(call.established and bool(b.answered), "1004's call to 1002 failed"):
+            return out
+        try:
+            out.facts["refer_status"] = call.refer("1001")
+            answered = wait_until(lambda: bool(c.answered), 10)
+            out.check(answered, "the transfer target 1001 was never called")
+            if answered:
+                out.facts["target_heard_s"] = round(_talks(b.answered[-1], c.answered[-1],
+                                                           CALLER_HZ), 2)
+                out.facts["transferee_heard_s"] = round(_talks(c.answered[-1], b.answered[-1],
+                                                               900.0), 2)
+            out.facts["transferor_released"] = wait_until(lambda: call.ended_by_far_end, 5)
+        finally:
+            call.bye()
+    out.check(out.facts["refer_status"] == 202, f"REFER answered {out.facts['refer_status']}")
+    out.check(out.facts.get("target_heard_s", 0) >= 1.0 and
+              out.facts.get("transferee_heard_s", 0) >= 1.0,
+              f"1002 and 1001 did not hear each other ({out.facts})")
+    out.check(out.facts["transferor_released"], "the transferor's call was not ended")
+    out.detail = (f"REFER {out.facts['refer_status']}; transferee and target hear each other "
+                  f"({out.facts.get('target_heard_s')} s / {out.facts.get('transferee_heard_s')}"
+                  " s); transferor released")
+    return out
+
+
+def park_and_retrieve(fl: FeatureLab) -> FeatureOutcome:
+    """1004 calls 1002 and transfers it to the park lot: 1002 waits in the first slot with
+    hold music; 1001 dials the slot and talks with 1002."""
+    lot = fl.account("acme").pbx.park_lots[0]
+    out = FeatureOutcome("park", path=f"1004 -> 1002, REFER to lot {lot.extension}; 1001 "
+                                      f"dials slot {lot.first_slot}")
+    with fl.phone("1002@acme") as b, fl.phone("1001@acme") as c, fl.phone("1004@acme") as a:
+        call = a.dial("1002")
+        if not out.check(call.established and bool(b.answered), "1004's call to 1002 failed"):
+            return out
+        parked = b.answered[-1]
+        retrieve = None
+        try:
+            mark = parked.mark()
+            out.facts["refer_status"] = call.refer(lot.extension)
+            wait_until(lambda: parked.tone_heard(MUSIC_HZ, mark) >= 1.5, 10)
+            out.facts["parked_music_s"] = round(parked.tone_heard(MUSIC_HZ, mark), 2)
+            retrieve = c.dial(lot.first_slot)
+            if out.check(retrieve.established and retrieve.media is not None,
+                         f"slot {lot.first_slot} did not answer ({retrieve.call.status})"):
+                assert retrieve.media is not None
+                time.sleep(0.5)
+                out.facts["retriever_heard_s"] = round(_talks(parked, retrieve.media,
+                                                              CALLER_HZ), 2)
+                out.facts["parked_heard_s"] = round(_talks(retrieve.media, parked, 900.0), 2)
+        finally:
+            call.bye()
+            if retrieve is not None:
+                retrieve.bye()
+    out.check(out.facts.get("parked_music_s", 0) >= 1.5, "the parked call heard no hold music")
+    out.check(out.facts.get("retriever_heard_s", 0) >= 1.0 and
+              out.facts.get("parked_heard_s", 0) >= 1.0,
+              f"the retriever and the parked call did not hear each other ({out.facts})")
+    out.detail = (f"parked with hold music ({out.facts.get('parked_music_s')} s); retrieved from "
+                  f"slot {lot.first_slot}, both ways heard ({out.facts.get('retriever_heard_s')}"
+                  f" s / {out.facts.get('parked_heard_s')} s)")
+    return out
+
+
+FEATURE_FLOWS: tuple[tuple[str, Callable[[FeatureLab], FeatureOutcome]], ...] = (
+    ("voicemail", leave_voicemail),
+    ("voicemail-retrieval", retrieve_voicemail),
+    ("voicemail-lockout", voicemail_lockout),
+    ("hold", hold_and_resume),
+    ("transfer", blind_transfer),
+)
+
+
+def run_features(lab: Lab, names: tuple[str, ...] | None = None,
+                 say: Callable[[str], None] = lambda s: None) -> list[FeatureOutcome]:
+    fl = FeatureLab(lab)
+    out = []
+    for name, flow in FEATURE_FLOWS:
+        if names is not None and name not in names:
+            continue
+        say(f"feature: {name}")
+        try:
+            out.append(flow(fl))
+        except Exception as exc:
+            out.append(FeatureOutcome(name, problems=[f"could not run: {exc}"]))
+    return out
