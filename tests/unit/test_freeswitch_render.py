@@ -383,6 +383,32 @@ def test_zone_switches_for_dispatcher_sets(us01: LoadedInventory, mini: LoadedIn
     assert (over[0].host, over[0].port) == ("127.0.0.1", 9)
 
 
+def test_rendezvous_numbers_meet_on_one_switch(build: Build, mini: LoadedInventory) -> None:
+    """Conferences, park lots and slots and paging groups live on one switch: every proxy of
+    the data center lists the same switches in the same order (set 5) and sends those
+    numbers to the first one up; a switch sends a call for one it did not get that way (a
+    transfer) out to the proxy."""
+    sets5 = {}
+    for proxy in ("lab1-a-proxy", "lab1-b-proxy"):
+        lines = build.files[f"{proxy}/kamailio/dispatcher.list"].data.decode().splitlines()
+        sets5[proxy] = [ln.split()[1] for ln in lines if ln.startswith("5 ")]
+        cfg = build.files[f"{proxy}/kamailio/kamailio.cfg"].data.decode()
+        assert ('#!define RENDEZVOUS "^((800|801|802|803|8800|8900)@acme[.]lab[.]zpctl[.]test)$"'
+                in cfg)
+        assert 'ds_select_dst("5", "8")' in cfg
+    switches = sorted((p for p in mini.nodes() if p.role.value == "switch" and p.dc.id == "lab1"),
+                      key=lambda p: p.name)
+    want = [f"sip:{p.node.address}:{p.node.ports.sips};transport=tls" for p in switches]
+    assert sets5["lab1-a-proxy"] == sets5["lab1-b-proxy"] == want
+    rdv = xml(build, "dialplan/acme.xml").find(".//extension[@name='zp-rendezvous']")
+    assert rdv is not None
+    conds = {c.get("field"): c.get("expression") for c in rdv.iter("condition")}
+    assert conds["${sip_h_X-ZP-Rendezvous}"] == "^$"
+    assert conds["destination_number"] == "^(800|801|802|803|8800|8900)$"
+    [(app, data), _] = actions(build, "zp-rendezvous")
+    assert app == "bridge" and data.startswith("[sip_route_uri=sip:")
+
+
 def test_pins_are_digits_non_trivial_and_stable() -> None:
     pins = {pin_digits(f"seed-{i}", 6, True) for i in range(300)}
     assert all(len(p) == 6 and p.isdigit() for p in pins)

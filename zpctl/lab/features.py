@@ -482,6 +482,8 @@ FEATURE_FLOWS: tuple[tuple[str, Callable[[FeatureLab], FeatureOutcome]], ...] = 
     ("voicemail-lockout", voicemail_lockout),
     ("hold", hold_and_resume),
     ("transfer", blind_transfer),
+    ("conference", conference_call),
+    ("park", park_and_retrieve),
 )
 
 

@@ -30,7 +30,7 @@ from zpctl.model import LoadedInventory, PlacedNode, catalog, roles
 from zpctl.model.schema import Inventory, Node, Role
 from zpctl.paths import data_dir
 from zpctl.render.build import MANIFEST, Build, check_out_dir
-from zpctl.render.freeswitch import render_switch
+from zpctl.render.freeswitch import render_switch, rendezvous_numbers, served_accounts
 from zpctl.render.monitoring import MonitoringOptions, add_monitoring, monitoring_files
 from zpctl.render.paths import NodePaths, node_paths
 from zpctl.render.sizing import TRANSACTIONS_PER_CALL, shm_mb
@@ -228,6 +228,7 @@ class _Renderer:
             # The data center's lbs: they pass a phone's own address in X-ZP-Source.
             "lb_nets": ",".join(f"{n.address}/32" for n in self._dc_lbs(p)),
             "auth_bans": self.inv.security.auth_bans,
+            "rendezvous": rendezvous_regex(self.inv, p),
         }
 
     def _dc_lbs(self, p: PlacedNode) -> list[Node]:
@@ -247,6 +248,13 @@ class _Renderer:
                     out.append(_dst(3 if own else 4,
                                     f"sip:{n.address}:{n.ports.sips};transport=tls",
                                     10 if own else 5, n.name, f"switch {p.dc.id}/{zname}"))
+        # Set 5: every switch of the data center in one order, the same on every proxy:
+        # the first one up is the rendezvous switch (conferences, park lots, paging).
+        switches = sorted((n for z in p.dc.zones.values() for n in z.nodes
+                           if n.role == Role.SWITCH), key=lambda n: n.name)
+        for i, n in enumerate(switches):
+            out.append(_dst(5, f"sip:{n.address}:{n.ports.sips};transport=tls",
+                            len(switches) - i, f"rdv-{n.name}", f"rendezvous {p.dc.id}"))
         return out
 
     def sbc_dsts(self, p: PlacedNode) -> list[dict[str, Any]]:
@@ -360,6 +368,18 @@ class _Renderer:
             "services": services,
         }
         self.build.add(f"{p.name}/node.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+def rendezvous_regex(inv: Inventory, p: PlacedNode) -> str:
+    """A POSIX regex of ``user@domain`` for every rendezvous number (conference, park lot
+    and slot, paging group) of the accounts this data center serves; "" when none."""
+    alts = []
+    for acct in served_accounts(inv, p):
+        nums = rendezvous_numbers(acct)
+        if nums:
+            domain = inv.account_domain(acct).replace(".", "[.]")
+            alts.append(f"({'|'.join(nums)})@{domain}")
+    return f"^({'|'.join(alts)})$" if alts else ""
 
 
 def _dst(setid: int, uri: str, priority: int, duid: str, comment: str,

@@ -342,6 +342,7 @@ class _Account:
                     Cond("destination_number", alternation([ext, *self.users[ext].dids]))],
                     [("hangup", "CALL_REJECTED")]))
         self.emergency()
+        self.rendezvous()
         self.feature_codes()
         for r in pbx.auto_receptionists:
             self.receptionist(r.id)
@@ -396,6 +397,21 @@ class _Account:
             self.exts.append(Ext(f"emergency-{site.id}", [
                 Cond("caller_id_number", alternation(exts)),
                 Cond("destination_number", alternation(codes))], acts))
+
+    def rendezvous(self) -> None:
+        """A call for a conference, park lot or slot, or paging group that did not come
+        through the proxies' rendezvous route (a transfer inside this switch) goes out to
+        the zone proxy, which sends it to the data center's rendezvous switch: such a room
+        lives on one switch, and every party must meet there."""
+        numbers = rendezvous_numbers(self.acct)
+        if not numbers:
+            return
+        dial = "|".join(f"[sip_route_uri={p}]sofia/{PROFILE}/$1@{self.domain}"
+                        for p in self.proxies)
+        self.exts.append(Ext("zp-rendezvous", [
+            Cond(f"${{sip_h_{RENDEZVOUS_HEADER}}}", "^$"),
+            Cond("destination_number", alternation(numbers))],
+            [("bridge", dial), ("hangup", "${originate_disposition}")]))
 
     def feature_codes(self) -> None:
         acct, pbx, fc = self.acct, self.pbx, FEATURE_CODES
@@ -775,6 +791,21 @@ def srtp_value(inv: Inventory) -> str:
     s = inv.security.srtp
     suites = list(dict.fromkeys([s.apps, s.devices_upgraded, s.devices]))
     return ":".join(["mandatory", *suites])
+
+
+# The proxies mark a call they sent to the rendezvous switch with this header.
+RENDEZVOUS_HEADER = "X-ZP-Rendezvous"
+
+
+def rendezvous_numbers(acct: Account) -> list[str]:
+    """The extensions of an account whose calls must meet on one switch: conferences, park
+    lots and their slots, paging groups."""
+    pbx = acct.pbx
+    out = [c.extension for c in pbx.conferences]
+    for lot in pbx.park_lots:
+        out += [lot.extension, *lot.slot_numbers()]
+    out += [g.extension for g in pbx.paging_groups]
+    return sorted(set(out))
 
 
 def served_accounts(inv: Inventory, node: PlacedNode) -> list[Account]:
