@@ -21,6 +21,7 @@ from zpctl.render.freeswitch import (
     served_accounts,
     sound_prefix,
     srtp_value,
+    time_span_regex,
     tls_versions,
 )
 from zpctl.secrets import Secrets
@@ -73,7 +74,7 @@ def test_every_switch_gets_a_full_tree(build: Build, mini: LoadedInventory) -> N
     expected = {"freeswitch.xml", "vars.xml", "secrets.xml", "sounds.txt",
                 "sip_profiles/zpctl.xml", "dialplan/00-zpctl-in.xml", "dialplan/acme.xml",
                 "directory/acme.xml", "lang/languages.xml", "scripts/zp_mwi.lua",
-                "scripts/zp_vm_auth.lua"} | {f"autoload_configs/{n}.conf.xml" for n in (
+                "scripts/zp_vm_auth.lua", "scripts/zp_recordings.lua"} | {f"autoload_configs/{n}.conf.xml" for n in (
                     "modules", "switch", "acl", "event_socket", "logfile", "sofia", "local_stream",
                     "ivr", "callcenter", "voicemail", "conference", "directory", "timezones",
                     "db", "opus", "lua")}
@@ -146,6 +147,16 @@ def test_srtp_suites_are_canonical_from_policy(build: Build, mini: LoadedInvento
                                        if p.startswith(SW))
 
 
+@pytest.mark.parametrize("span", ["09:00-17:00", "08:30-18:00", "12:15-12:45", "00:00-23:59",
+                                  "13:30-17:00"])
+def test_business_hours_span_regex_takes_start_not_end(span: str) -> None:
+    rxp = re.compile(f"^({time_span_regex(span)})$")
+    a, b = span.split("-")
+    start, end = (int(t[:2]) * 60 + int(t[3:]) for t in (a, b))
+    for m in range(24 * 60):
+        assert bool(rxp.match(f"{m // 60:02d}:{m % 60:02d}")) == (start <= m < end), (span, m)
+
+
 def test_tls_version_tokens() -> None:
     assert tls_versions("TLSv1.2") == "tlsv1.2,tlsv1.3"
     assert tls_versions("TLSv1.3") == "tlsv1.3"
@@ -176,15 +187,19 @@ def test_auto_receptionist_with_hours_holidays_submenu_and_directory(build: Buil
     tz = dp.find(".//extension[@name='ar-main-tz']")
     assert tz is not None
     assert tz.get("continue") == "true"
+    assert ("set", "zp_local_time=${strftime_tz(America/New_York ${expr(${strepoch()}+"
+            "${zp_clock_shift})}|%u %H:%M %Y-%m-%d)}") in actions(build, "ar-main-tz")
     open_mon = dp.find(".//extension[@name='ar-main-open-mon-0900-1700']/condition[2]")
     assert open_mon is not None
-    assert (open_mon.get("wday"), open_mon.get("time-of-day")) == ("2", "09:00-17:00")
+    assert open_mon.get("field") == "${zp_local_time}"
+    assert open_mon.get("expression") == "^1 (" + "|".join(
+        f"{h:02d}:[0-5][0-9]" for h in range(9, 17)) + ") "
     fri = [e.get("name") for e in dp.iter("extension") if (e.get("name") or "").startswith(
         "ar-main-open-fri")]
     assert fri == ["ar-main-open-fri-0900-1200", "ar-main-open-fri-1300-1700"]
     hol = dp.find(".//extension[@name='ar-main-holiday-1']/condition[2]")
     assert hol is not None
-    assert (hol.get("year"), hol.get("mon"), hol.get("mday")) == ("2027", "1", "1")
+    assert hol.get("expression") == "^[1-7] [0-9]{2}:[0-9]{2} 2027-01-01$"
     assert actions(build, "ar-main-holiday-1")[-1] == ("hangup", "NORMAL_CLEARING")
     assert actions(build, "ar-main-closed")[-1] == ("transfer", "*991001 XML acct-acme")
 
@@ -244,7 +259,7 @@ def test_voicemail_is_shared_by_the_switches_and_speaks_our_prompts(build: Build
     assert greeting is not None and greeting.get("data") == "voicemail/vm-not_available.wav"
     assert {lang.get("name") for lang in langs.iter("language")} >= {"en-US", "es-US"}
     # leaving a message asks nothing after the recording; a locked box says so
-    assert ("set", "skip_record_check=true") in actions(build, "vm-direct")
+    assert ("set", "skip_record_check=true") in actions(build, "vm-direct-1001")
     root = xml(build, "dialplan/acme.xml")
     guard = root.find(".//extension[@name='vm-own-locked']")
     assert guard is not None

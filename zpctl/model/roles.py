@@ -110,6 +110,8 @@ FREESWITCH = ServiceSpec(
                "-temp", c["run"], "-sounds", f"{c['state']}/freeswitch/sounds",
                "-recordings", f"{c['state']}/freeswitch/recordings",
                "-storage", f"{c['state']}/freeswitch/storage",
+               # the rendered Lua scripts: `api lua zp_recordings.lua ...` runs from here
+               "-scripts", f"{c['config']}/freeswitch/scripts",
                "-cache", f"{c['state']}/freeswitch/cache"],
     lambda n: [(n.address, n.ports.sips, "tcp"), (n.mgmt, n.ports.esl, "tcp")],
     HEALTH_ESL, lambda n: (n.mgmt, n.ports.esl))

@@ -51,6 +51,36 @@ PIN_SEED_KEY = "pin_seed"
 PROXY_ACL = "zpctl-proxies"
 VM_PROFILE_PREFIX = "acct-"
 WEEKDAYS = {"sun": 1, "mon": 2, "tue": 3, "wed": 4, "thu": 5, "fri": 6, "sat": 7}  # FreeSWITCH wday
+ISO_WEEKDAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}  # %u
+
+
+def _minutes_regex(lo: int, hi: int) -> str:
+    """Two-digit minutes lo..hi (inclusive) as a regex."""
+    parts = []
+    m = lo
+    while m <= hi:
+        if m % 10 == 0 and m + 9 <= hi:
+            parts.append(f"{m // 10}[0-9]")
+            m += 10
+        else:
+            parts.append(f"{m:02d}")
+            m += 1
+    return parts[0] if len(parts) == 1 else "(" + "|".join(parts) + ")"
+
+
+def time_span_regex(span: str) -> str:
+    """``HH:MM-HH:MM`` as a regex over ``HH:MM``, the start in, the end out (09:00-17:00
+    takes 09:00 to 16:59)."""
+    a, b = span.split("-")
+    start = int(a[:2]) * 60 + int(a[3:])
+    end = int(b[:2]) * 60 + int(b[3:])
+    alts = []
+    for hour in range(start // 60, (end - 1) // 60 + 1):
+        lo = max(start, hour * 60) - hour * 60
+        hi = min(end - 1, hour * 60 + 59) - hour * 60
+        minutes = "[0-5][0-9]" if (lo, hi) == (0, 59) else _minutes_regex(lo, hi)
+        alts.append(f"{hour:02d}:{minutes}")
+    return "|".join(alts)
 FEATURE_CODES = {"voicemail_own": "*97", "voicemail_any": "*98", "voicemail_direct": "*99",
                  "queue_in": "*75", "queue_out": "*76", "listen": "*30", "whisper": "*31",
                  "barge": "*32", "caller_id": "*5", "adhoc_record": "*2"}
@@ -58,6 +88,7 @@ FEATURE_CODES = {"voicemail_own": "*97", "voicemail_any": "*98", "voicemail_dire
 # The voicemail index and mod_db's store (the voicemail locks) on the shared storage.
 VOICEMAIL_DSN = "sqlite://$${zp_shared}/voicemail.db"
 DB_DSN = "sqlite://$${zp_shared}/zpctl.db"
+RECORDINGS_DSN = "sqlite://$${zp_shared}/recordings.db"  # the call-recording index
 # The phrase macros mod_voicemail plays (name -> [(input pattern, prompt files)], first
 # match wins; no files: plays nothing).  Numbers and dates are not spoken.
 _ANY = "^(.*)$"
@@ -276,23 +307,31 @@ class _Account:
 
     def hours_exts(self, name: str, dest: str, timezone: str, hours: dict[str, list[str]],
                    holidays: Sequence[tuple[str, str]], holiday_route: tuple[str, str] | None,
-                   open_action: tuple[str, str], closed: tuple[str, str]) -> None:
-        """Holiday, open-hours and after-hours extensions for destination ``dest``."""
+                   open_action: tuple[str, str], closed: tuple[str, str],
+                   language: str) -> None:
+        """Holiday, open-hours and after-hours extensions for destination ``dest``, whose
+        prompts are in ``language`` (set again here: a transfer hunts the dialplan anew, and
+        the caller's own language would win)."""
         dcond = Cond("destination_number", f"^{rx(dest)}$")
-        # Time conditions are evaluated while hunting: the time zone must be set inline in
-        # this same pass (a caller's own site may have set another one).
-        self.exts.append(Ext(f"{name}-tz", [dcond], [("set", f"timezone={timezone}")], cont=True,
-                             inline=frozenset({"set"})))
+        # The site's local time, "<weekday 1-7, Monday 1> <HH:MM> <YYYY-MM-DD>", set inline
+        # in this same hunting pass, from the clock plus the global zp_clock_shift (seconds;
+        # 0 unless a lab shifts it with `global_setvar` to try after-hours or a holiday
+        # without waiting for one).
+        self.exts.append(Ext(f"{name}-tz", [dcond], [
+            ("set", f"timezone={timezone}"), *language_actions(language),
+            ("set", f"zp_local_time=${{strftime_tz({timezone} "
+                    "${expr(${strepoch()}+${zp_clock_shift})}|%u %H:%M %Y-%m-%d)}")],
+            cont=True, inline=frozenset({"set"})))
+        now = Cond("${zp_local_time}", "")
         if holiday_route is not None:
             for i, (hname, date) in enumerate(holidays):
-                y, m, d = date.split("-")
                 self.exts.append(Ext(f"{name}-holiday-{i + 1}", [
-                    dcond, Cond(time={"year": y, "mon": str(int(m)), "mday": str(int(d))})],
+                    dcond, Cond(now.var, f"^[1-7] [0-9]{{2}}:[0-9]{{2}} {rx(date)}$")],
                     [("set", f"zp_holiday={hname}"), holiday_route]))
         for day in sorted(hours, key=lambda d: WEEKDAYS[d]):
             for span in hours[day]:
                 self.exts.append(Ext(f"{name}-open-{day}-{span.replace(':', '')}", [
-                    dcond, Cond(time={"wday": str(WEEKDAYS[day]), "time-of-day": span})],
+                    dcond, Cond(now.var, f"^{ISO_WEEKDAYS[day]} ({time_span_regex(span)}) ")],
                     [open_action]))
         self.exts.append(Ext(f"{name}-closed", [dcond], [("set", "zp_closed=true"), closed]))
 
@@ -320,12 +359,17 @@ class _Account:
             up = pbx.users.get(u.extension)
             cid = (up.caller_ids[0] if up and up.caller_ids else
                    (u.dids[0] if u.dids else self.main_number(u.site)))
-            acts = [("set", f"zp_caller_id={cid or u.extension}")]
+            # The default caller ID, unless one was picked already (*5<n>: that extension
+            # sets it and transfers, and the transfer hunts the dialplan anew).
+            self.exts.append(Ext(f"zp-caller-{u.extension}", [
+                Cond("caller_id_number", f"^{u.extension}$"), Cond("${zp_caller_id}", "^$")],
+                [("set", f"zp_caller_id={cid or u.extension}")], cont=True,
+                inline=frozenset({"set"})))
             if u.language:
-                acts += language_actions(u.language)
-            self.exts.append(Ext(f"zp-caller-{u.extension}",
-                                 [Cond("caller_id_number", f"^{u.extension}$")], acts, cont=True,
-                                 inline=frozenset({"set"})))
+                self.exts.append(Ext(f"zp-caller-{u.extension}-language",
+                                     [Cond("caller_id_number", f"^{u.extension}$")],
+                                     language_actions(u.language), cont=True,
+                                     inline=frozenset({"set"})))
         blocked = number_regex(pbx.blocking.blocked)
         if blocked:
             self.exts.append(Ext("zp-blocked", [Cond("caller_id_number", blocked)],
@@ -370,6 +414,8 @@ class _Account:
         self.exts.append(Ext("zp-pstn", [Cond("destination_number", r"^(\+[1-9][0-9]{6,14})$")], [
             ("set", "effective_caller_id_number=${zp_caller_id}"),
             ("set", f"sip_h_X-ZP-Account={acct.id}"),
+            # the caller ID the proxies put on the PSTN leg: the user's pick (*5<n>)
+            ("set", "sip_h_X-ZP-Caller=${zp_caller_id}"),
             ("bridge", self.pstn_dial("$1")), ("hangup", "${originate_disposition}")]))
         self.exts.append(Ext("zp-unknown", [Cond("destination_number", "^(.*)$")],
                              [("hangup", "UNALLOCATED_NUMBER")]))
@@ -433,14 +479,17 @@ class _Account:
             self.exts.append(Ext("vm-any", [Cond("destination_number",
                                                  f"^{rx(fc['voicemail_any'])}$")],
                                  [("answer", ""), ("voicemail", f"check {vmp} {self.domain}")]))
-            self.exts.append(Ext("vm-direct", [Cond(
-                "destination_number",
-                "^" + rx(fc["voicemail_direct"]) + alternation(vm_users)[1:])],
-                # No "press 1 to listen, 3 to re-record" and no urgent question after the
-                # message: the caller hangs up or presses # and the message is kept.
-                [("answer", ""), ("set", "skip_record_check=true"),
-                 ("set", "skip_record_urgent_check=true"),
-                 ("voicemail", f"{vmp} {self.domain} $1")]))
+            # Leaving a message: no "press 1 to listen, 3 to re-record" and no urgent
+            # question after it (the caller hangs up or presses # and the message is kept);
+            # the prompts in the box owner's language (the caller's may have been set).
+            for u in sorted(acct.users, key=lambda x: x.extension):
+                if has_feature(u, "voicemail"):
+                    self.exts.append(Ext(f"vm-direct-{u.extension}", [Cond(
+                        "destination_number", f"^{rx(fc['voicemail_direct'] + u.extension)}$")],
+                        [("answer", ""), ("set", "skip_record_check=true"),
+                         ("set", "skip_record_urgent_check=true"),
+                         *language_actions(self.user_lang(u)),
+                         ("voicemail", f"{vmp} {self.domain} {u.extension}")]))
         for q in pbx.queues:
             for a in q.agents:
                 for code, cmd, sound in (
@@ -493,7 +542,8 @@ class _Account:
         self.hours_exts(route, route, site.timezone,
                         {str(k): v for k, v in site.business_hours.items()},
                         [(h.name, h.date) for h in site.holidays], holiday,
-                        ("ivr", self.menu_name(r.menu)), self.dest(r.after_hours))
+                        ("ivr", self.menu_name(r.menu)), self.dest(r.after_hours),
+                        r.language or site.language)
 
     def queue(self, qid: str) -> None:
         q = next(x for x in self.pbx.queues if x.id == qid)
@@ -599,7 +649,7 @@ class _Account:
                             {str(k): v for k, v in hours.items()},
                             [(h.name, h.date) for h in hols],
                             self.dest(rules["holiday"]) if "holiday" in rules else None,
-                            ("transfer", f"{ring} XML {self.ctx}"), closed)
+                            ("transfer", f"{ring} XML {self.ctx}"), closed, self.user_lang(u))
             entry = Cond("destination_number", f"^{ring}$")
             pre = []
         acts = [*pre, ("set", f"call_timeout={up.ring_seconds if up else 25}")]
@@ -901,7 +951,7 @@ def render_switch(r: RendererLike, p: PlacedNode) -> None:
         ("zp_music", f"{paths.state}/{FS}/music"), ("zp_recordings", f"{paths.state}/{FS}/recordings"),
         ("zp_storage", f"{paths.state}/{FS}/storage"), ("hold_music", "local_stream://default"),
         ("rtp_secure_media_inbound", srtp_value(inv)), ("rtp_secure_media_outbound", srtp_value(inv)),
-        ("zp_shared", paths.shared),
+        ("zp_shared", paths.shared), ("zp_clock_shift", "0"),
         ("default_language", "en-US"), ("sound_prefix", sound_prefix("en-US"))])
     add("secrets.xml", "secrets.xml", mode=0o600, secrets=sorted(secret_vars.items()))
     add("autoload_configs/modules.conf.xml", "autoload_configs/modules.conf.xml", modules=modules)
@@ -935,6 +985,9 @@ def render_switch(r: RendererLike, p: PlacedNode) -> None:
     add("scripts/zp_mwi.lua", "scripts/zp_mwi.lua", proxy=proxies[0].removeprefix("sip:"))
     add("scripts/zp_vm_auth.lua", "scripts/zp_vm_auth.lua",
         limits=[(a.domain, a.pbx.voicemail.pin.lockout_after) for a in accounts])
+    # Lua is not preprocessed: the shared folder's path itself, not $${zp_shared}
+    add("scripts/zp_recordings.lua", "scripts/zp_recordings.lua",
+        dsn=RECORDINGS_DSN.replace("$${zp_shared}", paths.shared), switch=p.name)
     add("lang/languages.xml", "lang/languages.xml", languages=languages,
         macros=VOICEMAIL_MACROS)
     if "opus" in codecs:
