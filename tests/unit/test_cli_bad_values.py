@@ -63,6 +63,7 @@ BASE: dict[tuple[str, ...], list[str]] = {
     ("pki", "issue"): [LAB, "--csr-only", "--out", "{tmp}/pki", "--dry-run"],
     ("pki", "rotate"): ["lab1-a-proxy", "--dry-run"],
     ("pki", "status"): [],
+    ("recordings", "ls"): [LAB, "--dry-run", *ESL],
     ("registrations", "ls"): ["--inventory", LAB],
     ("registrations", "show"): ["1001@northwind.lab", "--inventory", LAB],
     ("render",): [LAB, "--out", "{tmp}/build", "--dry-run", "--no-check"],
@@ -124,6 +125,9 @@ UNKNOWN_NAMES: list[tuple[tuple[str, ...], list[str]]] = [
     (("voicemail", "unlock"), [LAB, "acme", "1003", "--dry-run", *ESL]),
     (("voicemail", "unlock"), [LAB, "acme", "1002", "--dry-run", "--switch", "no-such-switch",
                                *ESL]),
+    (("recordings", "ls"), [LAB, "no-such-account", "--dry-run", *ESL]),
+    (("recordings", "ls"), [LAB, "acme", "--dry-run", "--switch", "no-such-switch", *ESL]),
+    (("recordings", "ls"), [LAB, "--dry-run", "--zone", "nodc/a", *ESL]),
     (("inventory", "show"), ["{tmp}/no-such-inventory"]),
     (("render",), ["{tmp}/no-such-inventory", "--out", "{tmp}/build", "--dry-run"]),
 ]

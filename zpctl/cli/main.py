@@ -22,6 +22,7 @@ from zpctl.cli import (
     lab,
     loadtest,
     pki,
+    recordings,
     render,
     switch,
     voicemail,
@@ -67,7 +68,8 @@ def cli(ctx: click.Context, output: str, verbose: int, debug: bool) -> None:
 for _group in (inventory.inventory, render.render_cmd, render.diff_cmd, lab.lab,
                accounts.accounts, loadtest.loadtest_cmd, exporter.exporter_cmd, switch.switch,
                calls.calls, pki.pki_group, deploy.deploy, control.node, control.registrations,
-               control.dialogs, control.zone, control.dc, voicemail.voicemail):
+               control.dialogs, control.zone, control.dc, voicemail.voicemail,
+               recordings.recordings):
     cli.add_command(_group)
 spread_global_options(cli)
 
