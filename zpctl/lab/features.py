@@ -11,9 +11,13 @@ why with ``ok: false``.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import datetime
 import itertools
 import re
 import time
+import zoneinfo
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from zpctl.accounts import SipUser
+from zpctl.clients.esl import EslConnection
+from zpctl.freeswitch import recordings as rec
 from zpctl.freeswitch import voicemail as vm
+from zpctl.freeswitch.control import targets_for
 from zpctl.freeswitch.provision import MUSIC_HZ
 from zpctl.lab import Lab
 from zpctl.lab.audio import best_match, read_wav, tone, tone_seconds
@@ -30,6 +37,7 @@ from zpctl.lab.sipua import RtpMedia, Ua
 from zpctl.model import LoadedInventory
 from zpctl.model.schema import Account, Role
 from zpctl.render.freeswitch import conference_pin, voicemail_pin
+from zpctl.secrets import ESL_PASSWORD_KEY
 
 # Feature phones: their own loopback addresses, apart from the SIPp phones and the tests'.
 PHONE_SUBNET = "127.0.7"
@@ -116,6 +124,30 @@ class FeatureLab:
         """The box's folder on the switches' shared storage (the lab's ``shared``)."""
         domain = self.user(f"{extension}@{account}").domain
         return Path(self.lab.dir) / "shared" / "voicemail" / account / domain / extension
+
+    def switch_api(self, command: str) -> None:
+        """``api <command>`` on every switch of the lab (the lab's ESL password)."""
+        password = self.secrets.get(ESL_PASSWORD_KEY)
+
+        async def each() -> None:
+            for t in targets_for(self.inv):
+                async with EslConnection(t.host, t.port, password, name=t.name,
+                                         timeout=5) as c:
+                    await c.api(command)
+
+        asyncio.run(each())
+
+    @contextmanager
+    def clock_at(self, local: datetime.datetime) -> Iterator[None]:
+        """The switches' business-hours clock shifted so that it reads ``local`` (an aware
+        datetime) now: the global ``zp_clock_shift`` the rendered hours checks add to the
+        clock (no waiting for after-hours or a holiday); back to 0 afterwards."""
+        shift = int(local.timestamp() - time.time())
+        self.switch_api(f"global_setvar zp_clock_shift={shift}")
+        try:
+            yield
+        finally:
+            self.switch_api("global_setvar zp_clock_shift=0")
 
     def pin(self, account: str, extension: str) -> str:
         return voicemail_pin(self.secrets, self.account(account), extension)
@@ -476,14 +508,153 @@ def park_and_retrieve(fl: FeatureLab) -> FeatureOutcome:
     return out
 
 
+def recording_index(fl: FeatureLab, account: str) -> list[dict[str, Any]]:
+    """The call-recording index rows of ``account`` (``zpctl recordings ls``)."""
+    return [dataclasses.asdict(r) for r in rec.list_recordings(
+        fl.inv, account, secrets_file=Path(fl.lab.dir) / "secrets.yml")]
+
+
+def automatic_recording(fl: FeatureLab, callee_key: str = "1001@acme",
+                        caller_key: str = "1004@acme") -> FeatureOutcome:
+    """A call to a user recorded automatically (feature call_recording_automatic): the
+    caller hears that the call may be recorded; the file holds both parties' audio (the
+    caller's tone and the callee's); the index row names the path, duration and parties."""
+    callee_ext, account = callee_key.split("@")
+    caller_ext = caller_key.split("@", maxsplit=1)[0]
+    out = FeatureOutcome("recording", path=f"{caller_ext} -> switch -> {callee_ext} "
+                                           "(recorded)")
+    started = time.time()
+    with fl.phone(callee_key) as callee, fl.phone(caller_key) as phone:
+        call = phone.dial(callee_ext)
+        if not out.check(call.established and call.media is not None and bool(callee.answered),
+                         f"the call was not answered ({call.call.status})"):
+            return out
+        media, theirs = call.media, callee.answered[-1]
+        assert media is not None
+        try:
+            notice = best_match(media.heard(), fl.prompt(
+                "en-US", "ivr/ivr-this_call_may_be_recorded.wav"))
+            out.facts["notice_match"] = round(notice, 2)
+            out.facts["callee_heard_s"] = round(_talks(media, theirs, CALLER_HZ, 2.0), 2)
+            out.facts["caller_heard_s"] = round(_talks(theirs, media, 900.0, 2.0), 2)
+        finally:
+            call.bye()
+    def fresh() -> list[dict[str, Any]]:
+        return [r for r in recording_index(fl, account)
+                if r["started"] >= int(started) - 1 and r["callee"] == callee_ext]
+
+    wait_until(lambda: bool(fresh()), 5)
+    rows = fresh()
+    out.check(notice_ok := out.facts["notice_match"] >= 0.8,
+              f"the caller did not hear the recording notice (match {out.facts['notice_match']})")
+    if not out.check(bool(rows), "no row in the recording index for the call"):
+        return out
+    row = rows[-1]
+    out.facts.update(index_path=row["path"], duration_ms=row["duration_ms"],
+                     parties=f"{row['caller']} -> {row['callee']}")
+    out.check(row["caller"] == caller_ext, f"the index names caller {row['caller']}")
+    audio = read_wav(Path(row["path"]))
+    out.facts["recorded_caller_s"] = round(tone_seconds(audio, CALLER_HZ), 2)
+    out.facts["recorded_callee_s"] = round(tone_seconds(audio, 900.0), 2)
+    out.check(out.facts["recorded_caller_s"] >= 1.0 and out.facts["recorded_callee_s"] >= 1.0,
+              f"the recording lacks a party: caller's tone {out.facts['recorded_caller_s']} s, "
+              f"callee's {out.facts['recorded_callee_s']} s")
+    out.check(abs(row["duration_ms"] / 1000 - len(audio) / 8000) < 0.5,
+              f"index duration {row['duration_ms']} ms, file {len(audio) / 8:.0f} ms")
+    out.detail = (f"notice heard ({'yes' if notice_ok else 'no'}); {row['path'].rsplit('/', 1)[-1]}"
+                  f" holds the caller's tone {out.facts['recorded_caller_s']} s and the "
+                  f"callee's {out.facts['recorded_callee_s']} s; index: "
+                  f"{out.facts['parties']}, {row['duration_ms']} ms")
+    return out
+
+
+def _ivr_call(fl: FeatureLab, out: FeatureOutcome, local: datetime.datetime, digits: str,
+              answerer: str, hear: str | None = None) -> None:
+    """Call acme's auto receptionist (8000) with the switches' clock at ``local``, press
+    ``digits`` (one per menu prompt), and check that ``answerer``'s phone answers and hears
+    the caller; ``hear``: a prompt the caller must have heard first."""
+    with fl.clock_at(local), fl.phone(f"{answerer}@acme") as target, \
+            fl.phone("1003@acme") as phone:
+        call = phone.dial("8000")
+        if not out.check(call.established and call.media is not None,
+                         f"8000 was not answered ({call.call.status})"):
+            return
+        media = call.media
+        assert media is not None
+        try:
+            for d in digits:
+                _speak_wait(media, media.mark(), timeout=10)
+                media.send_dtmf(d)
+            if hear is not None:
+                _speak_wait(media, media.mark(), timeout=10)
+                match = best_match(media.heard(), fl.prompt("en-US", hear))
+                out.facts[f"heard {hear.rsplit('/', 1)[-1]}"] = round(match, 2)
+                out.check(match >= 0.8, f"the caller did not hear {hear} ({match:.2f})")
+            answered = wait_until(lambda: bool(target.answered), 15)
+            if out.check(answered, f"{answerer} was not rung"):
+                heard = _talks(media, target.answered[-1], CALLER_HZ)
+                out.check(heard >= 1.0, f"{answerer} heard the caller {heard:.1f} s")
+        finally:
+            call.bye()
+
+
+def _next(weekday: int, hour: int, tz: str) -> datetime.datetime:
+    """The next ``weekday`` (Monday 0) at ``hour``:00 in ``tz``."""
+    now = datetime.datetime.now(zoneinfo.ZoneInfo(tz))
+    day = now + datetime.timedelta(days=(weekday - now.weekday()) % 7 or 7)
+    return day.replace(hour=hour, minute=0, second=0, microsecond=0)
+
+
+def auto_receptionist(fl: FeatureLab) -> FeatureOutcome:
+    """acme's auto receptionist (8000) by the site's clock (shifted, not waited for):
+    open, the greeting and key 1 to Bob; an unknown key says so, replays the menu and ends
+    at the failure route (Dave); after hours to Bob's voicemail (greeting and beep heard);
+    on New Year's day to Dave."""
+    acct = fl.account("acme")
+    site = acct.sites[0]
+    tz = site.timezone
+    out = FeatureOutcome("ivr", path="1003 -> lb -> proxy -> switch -> receptionist 8000")
+    monday = _next(0, 10, tz)
+    _ivr_call(fl, out, monday, "1", "1002", None)
+    greeting_ok = not out.problems
+    _ivr_call(fl, out, monday, "77", "1004", "ivr/ivr-that_was_an_invalid_entry.wav")
+    invalid_ok = not out.problems
+    sunday = _next(6, 3, tz)
+    with fl.clock_at(sunday), fl.phone("1003@acme") as phone:
+        call = phone.dial("8000")
+        if out.check(call.established and call.media is not None, "8000 after hours: no answer"):
+            media = call.media
+            assert media is not None
+            try:
+                beep = wait_until(lambda: media.tone_heard(BEEP_HZ) >= 0.5, 20)
+                out.check(beep, "after hours: no voicemail beep")
+                match = best_match(media.heard(), fl.prompt("en-US",
+                                                            "voicemail/vm-not_available.wav"))
+                out.facts["after_hours_greeting"] = round(match, 2)
+                out.check(match >= 0.8, f"after hours: no voicemail greeting ({match:.2f})")
+            finally:
+                call.bye()
+    holiday = next(h for h in site.holidays if h.name == "New Year")
+    new_year = datetime.datetime.fromisoformat(f"{holiday.date}T10:00").replace(
+        tzinfo=zoneinfo.ZoneInfo(tz))
+    _ivr_call(fl, out, new_year, "", "1004", None)
+    out.detail = (f"open ({monday:%a %H:%M}): key 1 to 1002 {'ok' if greeting_ok else 'FAILED'};"
+                  f" unknown keys: invalid-entry prompt, menu again, then 1004 "
+                  f"{'ok' if invalid_ok else 'FAILED'}; after hours ({sunday:%a %H:%M}): "
+                  f"1002's voicemail; {holiday.name} {holiday.date}: 1004")
+    return out
+
+
 FEATURE_FLOWS: tuple[tuple[str, Callable[[FeatureLab], FeatureOutcome]], ...] = (
     ("voicemail", leave_voicemail),
     ("voicemail-retrieval", retrieve_voicemail),
     ("voicemail-lockout", voicemail_lockout),
+    ("ivr", auto_receptionist),
     ("hold", hold_and_resume),
     ("transfer", blind_transfer),
     ("conference", conference_call),
     ("park", park_and_retrieve),
+    ("recording", automatic_recording),
 )
 
 

@@ -59,6 +59,9 @@ class Flow:
     hidden: bool = False  # that INVITE shows no internal address or name, From = caller's DID
     mtls: bool = False  # the premises SBC got it over mutual TLS from one of our sbcs
     transcode: tuple[str, str] | None = None  # (caller's codec, carrier's codec)
+    blocked: bool = False  # the callee must not be rung (a blocked caller)
+    caller_id: str | None = None  # the From user ``reaches`` must see; default: caller's DID
+    peer_number: str | None = None  # the number ``reaches`` must see; default: ``number``
     note: str = ""  # said after the result in the demo
     demo: bool = True  # one of the flows `zpctl lab demo` shows
 
@@ -87,6 +90,15 @@ FLOWS: tuple[Flow, ...] = (
          "+15557770011", scenario="call_attempt", demo=False),
     Flow("inbound-did", "inbound DID", "+12125550100", callee="1001@acme",
          source="carrier-lab-carrier-0", entry="lab1-a-sbc", scenario="trunk_call"),
+    Flow("blocked", "blocking: blocked number", "+19005550100", callee="1001@acme",
+         source="carrier-lab-carrier-0", entry="lab1-a-sbc", scenario="trunk_call",
+         expect=603, blocked=True, note="declined: the account blocks it (CALL_REJECTED)"),
+    Flow("spam", "blocking: spam number", "+12025550123", callee="1001@acme",
+         source="carrier-lab-carrier-0", entry="lab1-a-sbc", scenario="trunk_call",
+         expect=607, blocked=True, note="unwanted: on the account's spam list (UNWANTED)"),
+    Flow("caller-id-select", "caller ID: picked with *5", "1001@acme", "*52+15557770005",
+         reaches="carrier-lab-carrier-0", hidden=True, rtp=True, caller_id="+15550100001",
+         peer_number="+15557770005", note="the second of the user's caller IDs"),
     Flow("inbound-unknown-did", "inbound, unknown DID", "+12125550100", "+15550999999",
          source="carrier-lab-carrier-0", entry="lab1-a-sbc", scenario="trunk_call",
          expect=404, demo=False),
@@ -382,6 +394,10 @@ class _Run:
         f, out = self.flow, self.out
         assert f.callee is not None
         invites = callee.received("INVITE ")
+        if f.blocked:
+            if invites:
+                self.problem(f"{f.callee} was rung by a blocked caller:\n{invites[-1]}")
+            return
         if not invites:
             self.problem(f"{f.callee} got no INVITE")
             return
@@ -403,16 +419,17 @@ class _Run:
     def check_reaches(self) -> None:
         f, out = self.flow, self.out
         assert f.reaches is not None
-        invites = peer_invites(self.lab, f.reaches, out.number)
+        number = f.peer_number or out.number
+        invites = peer_invites(self.lab, f.reaches, number)
         if not invites:
-            self.problem(f"{f.reaches} saw no INVITE for {out.number}")
+            self.problem(f"{f.reaches} saw no INVITE for {number}")
         else:
             out.peer_invite = invites[-1]
             out.path += f" -> {self.sbc_seen(out.peer_invite)} -> {f.reaches}"
         for other in sorted(self.peers):
             if other != f.reaches and self.peers[other].kind in ("carrier", "pbx") \
-                    and peer_invites(self.lab, other, out.number):
-                self.problem(f"{other} saw an INVITE for {out.number} too")
+                    and peer_invites(self.lab, other, number):
+                self.problem(f"{other} saw an INVITE for {number} too")
         if f.transcode:
             out.path += " (transcoded)"
 
@@ -426,7 +443,7 @@ class _Run:
             self.problem(f"a platform host name is visible to {self.flow.reaches}:\n{invite}")
         if "X-ZP-" in invite:
             self.problem(f"an X-ZP- header is visible to {self.flow.reaches}:\n{invite}")
-        caller_id = self.phones.user(self.flow.caller).dids[0]
+        caller_id = self.flow.caller_id or self.phones.user(self.flow.caller).dids[0]
         if not re.search(rf"^From:\s*<sip:{re.escape(caller_id)}@", invite, re.M):
             self.problem(f"the caller ID is not {caller_id}:\n{invite}")
 
