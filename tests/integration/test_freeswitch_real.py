@@ -182,8 +182,10 @@ def test_call_control_over_esl(freeswitch: tuple[str, int]) -> None:
     async def body() -> None:
         async with _esl(freeswitch) as c:
             await c.subscribe(["CHANNEL_HANGUP_COMPLETE"])
-            out = await c.bgapi("originate {origination_uuid=zpctl-real-1}loopback/800/acct-acme "
-                                "&park()", timeout=20)
+            # A channel that stays up (the IVR waits for digits) until it is killed; not a
+            # park lot: this standalone switch has no proxy to reach its rendezvous switch.
+            out = await c.bgapi("originate {origination_uuid=zpctl-real-1}"
+                                "loopback/ivr-main/acct-acme &park()", timeout=20)
             assert out.strip() == "+OK zpctl-real-1"
             await _running(c, "zpctl-real-1")
             assert (await c.api("uuid_kill zpctl-real-1 MANAGER_REQUEST")).strip() == "+OK"

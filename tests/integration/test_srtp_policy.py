@@ -242,7 +242,10 @@ def test_both_switch_legs_are_srtp_while_each_phone_keeps_its_own_policy(
 
         def two_legs() -> bool:
             # FreeSWITCH fills a leg's `secure` once its media is up: wait for the answer.
-            seen.append(_switch_channels(zpctl_lab))
+            # Only this call's legs (bob calling 1003): the switches may carry others.
+            seen.append([c for c in _switch_channels(zpctl_lab)
+                         if c.get("cid_num") == "1002" and "1003" in (c.get("dest"),
+                                                                      c.get("callee_num"))])
             return len(seen[-1]) >= 2 and all(leg.get("callstate") == "ACTIVE"
                                               for leg in seen[-1])
 

@@ -369,6 +369,7 @@ class Ua:
         self._lock = threading.Lock()
         self._queue: list[Msg] = []
         self._ringing: dict[str, tuple[Msg, str]] = {}
+        self._in_calls: list[tuple[Msg, str]] = []  # INVITEs answered, with our To tag
 
     # -- transport ------------------------------------------------------------------------
     def _send(self, text: str, to: tuple[str, int] | None = None) -> None:
@@ -562,6 +563,8 @@ class Ua:
                     rtp = RtpMedia(self.ip, port)
                     rtp.start(far[:2], far[2])
                     self.answered.append(rtp)
+                if not any(m.get("Call-ID") == call_id for m, _ in self._in_calls):
+                    self._in_calls.append((req, tag))
                 self._reply(req, "200 OK", answer_sdp(self.ip, port, req.body), tag)
         elif req.method == "CANCEL":
             self._reply(req, "200 OK")
@@ -577,7 +580,28 @@ class Ua:
         elif req.method == "OPTIONS":
             self._reply(req, "200 OK")
 
+    def hang_up_answered(self) -> None:
+        """BYE every call this client answered that the far end has not ended (as the
+        callee: to the caller's Contact, along the Record-Route as received)."""
+        for req, tag in self._in_calls:
+            call_id = req.get("Call-ID") or ""
+            if call_id in self.ended_calls:
+                continue
+            contact = re.search(r"<([^>]+)>", req.get("Contact") or "")
+            caller = re.search(r"<([^>]+)>", req.get("From") or "")
+            their_tag = re.search(r";tag=([^;>\s]+)", req.get("From") or "")
+            if not contact or not caller:
+                continue
+            routes = [r.strip() for h in req.all("Record-Route") for r in h.split(",")]
+            extra = [f"Route: {', '.join(routes)}"] if routes else []
+            bye, branch = self._request("BYE", contact[1], caller[1], call_id, 100, tag, extra,
+                                        to_tag=their_tag[1] if their_tag else "")
+            self._send(bye)
+            self._next(2.0, _final_for(branch))
+            self.ended_calls.add(call_id)
+
     def close(self) -> None:
+        self.hang_up_answered()
         self._answering = False
         if self._thread is not None:
             self._thread.join(2)
