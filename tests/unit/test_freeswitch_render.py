@@ -74,7 +74,8 @@ def test_every_switch_gets_a_full_tree(build: Build, mini: LoadedInventory) -> N
     expected = {"freeswitch.xml", "vars.xml", "secrets.xml", "sounds.txt",
                 "sip_profiles/zpctl.xml", "dialplan/00-zpctl-in.xml", "dialplan/acme.xml",
                 "directory/acme.xml", "lang/languages.xml", "scripts/zp_mwi.lua",
-                "scripts/zp_vm_auth.lua", "scripts/zp_recordings.lua"} | {f"autoload_configs/{n}.conf.xml" for n in (
+                "scripts/zp_vm_auth.lua", "scripts/zp_recordings.lua",
+                } | {f"autoload_configs/{n}.conf.xml" for n in (
                     "modules", "switch", "acl", "event_socket", "logfile", "sofia", "local_stream",
                     "ivr", "callcenter", "voicemail", "conference", "directory", "timezones",
                     "db", "opus", "lua")}

@@ -106,9 +106,9 @@ def test_dry_run_prints_the_exact_commands(capsys: pytest.CaptureFixture[str]) -
     # acme's sites are in lab1; lab2, its pair, indexes what it recorded during a failover
     assert out.splitlines() == [f"lab1-a-switch1 (127.1.1.14:8021): {LIST} acme",
                                 f"lab2-a-switch1 (127.1.2.14:8021): {LIST} acme"]
-    assert ("if lab1-a-switch1 does not answer, the same command goes to lab1-a-switch2, "
+    assert ("if lab1-a-switch1 does not answer, the same commands go to lab1-a-switch2, "
             "then lab1-b-switch1") in err
-    assert "if lab2-a-switch1 does not answer, the same command goes to lab2-b-switch1" in err
+    assert "if lab2-a-switch1 does not answer, the same commands go to lab2-b-switch1" in err
     code, doc, _ = run(capsys, "-o", "json", "recordings", "ls", LAB, "acme", "--dry-run")
     assert code == 0
     assert doc == {"dry_run": True,

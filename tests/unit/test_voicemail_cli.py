@@ -91,7 +91,8 @@ def test_unlock_dry_run_prints_the_exact_commands(capsys: pytest.CaptureFixture[
     assert doc == {"dry_run": True,
                    "commands": [{"switch": "lab1-a-switch1", "address": "127.1.1.14:8021",
                                  "command": c} for c in UNLOCK_CMDS],
-                   "fallback_switches": ["lab1-a-switch2", "lab1-b-switch1"]}
+                   "fallback_switches": {"lab1-a-switch1": ["lab1-a-switch2",
+                                                            "lab1-b-switch1"]}}
 
 
 def test_the_paired_data_center_can_be_chosen(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,29 +11,12 @@ import click
 from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.inventory import INVENTORY_ARG
 from zpctl.cli.output import emit, info
-from zpctl.cli.switch import load_live, selection_options
+from zpctl.cli.switch import load_live, selection_options, show_fallback_plan
 from zpctl.cli.types import count
-from zpctl.clients.esl import SwitchTarget
 from zpctl.freeswitch import control as fsc
 from zpctl.freeswitch import recordings as rec
 
 COLUMNS = ["started", "account", "caller", "callee", "duration", "switch", "path"]
-
-
-def _show_plan(ctx: Context, steps: list[fsc.Step],
-               by_dc: Mapping[str, Sequence[SwitchTarget]]) -> None:
-    """--dry-run: the exact command for the first switch of each data center, and who is
-    asked if it is down."""
-    rest = {ts[0].name: [t.name for t in ts[1:]] for ts in by_dc.values() if ts}
-    if ctx.output != "table":
-        emit(ctx.output, {"dry_run": True, "commands": [s.as_dict() for s in steps],
-                          "fallback_switches": rest})
-        return
-    for s in steps:
-        click.echo(str(s))
-    for first, others in rest.items():
-        if others:
-            info(f"if {first} does not answer, the same command goes to {', then '.join(others)}")
 
 
 def _row(r: rec.Recording) -> dict[str, Any]:
@@ -94,7 +76,7 @@ def ls_cmd(ctx: Context, inventory: Path, account: str | None, zone: str | None,
     by_dc = rec.list_targets(loaded, account, zone, switch_name, esl_address,
                              guard=not dry_run)
     if dry_run:
-        _show_plan(ctx, rec.list_plan(by_dc, account), by_dc)
+        show_fallback_plan(ctx, rec.list_plan(by_dc, account), by_dc.values())
         return
     password = fsc.esl_password(loaded, secrets_file)
     found, failures = asyncio.run(rec.acollect(by_dc, password, account, timeout,

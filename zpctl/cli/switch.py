@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,6 +13,7 @@ from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.inventory import INVENTORY_ARG
 from zpctl.cli.output import emit, info
 from zpctl.cli.types import DEADLINE, TIMEOUT, host_ports, seconds
+from zpctl.clients.esl import SwitchTarget
 from zpctl.control import inventory_line
 from zpctl.freeswitch import ESL_OVERRIDE_ENV
 from zpctl.freeswitch import control as fsc
@@ -58,6 +59,23 @@ def show_plan(ctx: Context, steps: list[fsc.Step]) -> None:
         return
     for s in steps:
         click.echo(str(s))
+
+
+def show_fallback_plan(ctx: Context, steps: list[fsc.Step],
+                       groups: Iterable[Sequence[SwitchTarget]]) -> None:
+    """--dry-run of a command one switch of each group answers for the group (the first
+    that answers): the exact commands for the first, and on stderr who follows if it is
+    down (``fallback_switches`` with -o json|yaml, keyed by the first switch)."""
+    rest = {ts[0].name: [t.name for t in ts[1:]] for ts in groups if ts}
+    if ctx.output != "table":
+        emit(ctx.output, {"dry_run": True, "commands": [s.as_dict() for s in steps],
+                          "fallback_switches": rest})
+        return
+    for s in steps:
+        click.echo(str(s))
+    for first, others in rest.items():
+        if others:
+            info(f"if {first} does not answer, the same commands go to {', then '.join(others)}")
 
 
 def show_results(ctx: Context, results: list[fsc.SwitchResult]) -> None:

@@ -12,8 +12,7 @@ import click
 from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.inventory import INVENTORY_ARG
 from zpctl.cli.output import emit, info
-from zpctl.cli.switch import load_live, selection_options
-from zpctl.clients.esl import SwitchTarget
+from zpctl.cli.switch import load_live, selection_options, show_fallback_plan
 from zpctl.freeswitch import control as fsc
 from zpctl.freeswitch import voicemail as vm
 
@@ -27,20 +26,6 @@ def box_arguments(f: F) -> F:
     f = click.argument("extension", metavar="EXTENSION")(f)
     f = click.argument("account", metavar="ACCOUNT")(f)
     return INVENTORY_ARG(f)
-
-
-def _show_plan(ctx: Context, steps: list[fsc.Step], targets: list[SwitchTarget]) -> None:
-    """--dry-run: the exact commands for the first switch, and who is asked if it is down."""
-    rest = [t.name for t in targets[1:]]
-    if ctx.output != "table":
-        emit(ctx.output, {"dry_run": True, "commands": [s.as_dict() for s in steps],
-                          "fallback_switches": rest})
-        return
-    for s in steps:
-        click.echo(str(s))
-    if rest:
-        info(f"if {targets[0].name} does not answer, the same commands go to "
-             f"{', then '.join(rest)}")
 
 
 @click.group("voicemail")
@@ -87,7 +72,7 @@ def status_cmd(ctx: Context, inventory: Path, account: str, extension: str, zone
     box = vm.resolve_box(loaded, account, extension)
     targets = vm.box_targets(loaded, box, zone, switch_name, esl_address, guard=not dry_run)
     if dry_run:
-        _show_plan(ctx, vm.status_plan(box, targets), targets)
+        show_fallback_plan(ctx, vm.status_plan(box, targets), [targets])
         return
     password = fsc.esl_password(loaded, secrets_file)
     state = asyncio.run(vm.abox_status(box, targets, password, timeout, progress=info))
@@ -118,7 +103,7 @@ def unlock_cmd(ctx: Context, inventory: Path, account: str, extension: str, zone
     box = vm.resolve_box(loaded, account, extension)
     targets = vm.box_targets(loaded, box, zone, switch_name, esl_address, guard=not dry_run)
     if dry_run:
-        _show_plan(ctx, vm.unlock_plan(box, targets), targets)
+        show_fallback_plan(ctx, vm.unlock_plan(box, targets), [targets])
         return
     password = fsc.esl_password(loaded, secrets_file)
     done = asyncio.run(vm.aunlock(box, targets, password, timeout, progress=info))

@@ -30,7 +30,7 @@ from zpctl.clients.esl import EslConnection, EslPool, SwitchTarget
 from zpctl.clients.guard import AddressGuard
 from zpctl.errors import ExitCode, RemoteFailure, Unreachable, ZpctlError
 from zpctl.freeswitch import esl_targets, select_switches
-from zpctl.model import LoadedInventory
+from zpctl.model import LoadedInventory, PlacedNode
 from zpctl.model.pbx import MONITOR_MODES
 from zpctl.model.pbx_checks import monitor_permitted
 from zpctl.model.schema import Account
@@ -233,8 +233,15 @@ def targets_for(loaded: LoadedInventory, zone: str | None = None, switch: str | 
     inventory address this machine must not contact is refused (exit 9, see
     :class:`zpctl.clients.guard.AddressGuard`); addresses given by an override are the
     operator's own choice and are not checked."""
-    placed = select_switches(loaded, zone, switch)
-    targets = esl_targets(placed, esl_override)
+    return placed_targets(loaded, select_switches(loaded, zone, switch), esl_override,
+                          guard=guard)
+
+
+def placed_targets(loaded: LoadedInventory, placed: Sequence[PlacedNode],
+                   esl_override: str | None = None, *, guard: bool = False
+                   ) -> list[SwitchTarget]:
+    """ESL addresses of ``placed`` switches, guarded as in :func:`targets_for`."""
+    targets = esl_targets(list(placed), esl_override)
     if guard:
         check = AddressGuard(loaded)
         for p, t in zip(placed, targets, strict=True):

@@ -35,10 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from zpctl.clients.esl import EslConnection, SwitchTarget
-from zpctl.clients.guard import AddressGuard
 from zpctl.errors import ExitCode, RemoteFailure, Unreachable, ZpctlError
-from zpctl.freeswitch import esl_targets, select_switches
-from zpctl.freeswitch.control import Step, esl_password
+from zpctl.freeswitch import select_switches
+from zpctl.freeswitch.control import Step, esl_password, placed_targets
 from zpctl.freeswitch.voicemail import NO_REPLY, Progress, _first_answer, _short
 from zpctl.model import LoadedInventory
 
@@ -108,12 +107,7 @@ def list_targets(loaded: LoadedInventory, account: str | None = None, zone: str 
                              f"{', '.join(dcs or ())}", ExitCode.USAGE)
         raise ZpctlError(f"account {account}: no switch in its data centers "
                          f"({', '.join(dcs or ()) or 'none'})", ExitCode.USAGE)
-    targets = esl_targets(placed, esl_override)
-    if guard:  # as control.targets_for: only inventory addresses are checked
-        check = AddressGuard(loaded)
-        for p, t in zip(placed, targets, strict=True):
-            if (t.host, t.port) == (p.node.mgmt, p.node.ports.esl):
-                check.check(t.host, t.name)
+    targets = placed_targets(loaded, placed, esl_override, guard=guard)
     by_dc: dict[str, list[SwitchTarget]] = {}
     for t in targets:
         by_dc.setdefault(t.dc, []).append(t)

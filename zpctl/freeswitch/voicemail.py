@@ -30,10 +30,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from zpctl.clients.esl import EslConnection, SwitchTarget
-from zpctl.clients.guard import AddressGuard
 from zpctl.errors import ExitCode, RemoteFailure, Unreachable, ZpctlError
-from zpctl.freeswitch import esl_targets, select_switches, switches
-from zpctl.freeswitch.control import Step, esl_password
+from zpctl.freeswitch import select_switches, switches
+from zpctl.freeswitch.control import Step, esl_password, placed_targets
 from zpctl.model import LoadedInventory
 from zpctl.model.pbx_checks import has_feature
 from zpctl.render.freeswitch import VM_PROFILE_PREFIX
@@ -162,13 +161,7 @@ def box_targets(loaded: LoadedInventory, box: Box, zone: str | None = None,
             raise ZpctlError(f"{_short([p.name for p in chosen])}: not a switch of account "
                              f"{box.account}; box {box.key} is on the switches of "
                              f"{' and '.join(box.serving_dcs)}", ExitCode.USAGE)
-    targets = esl_targets(placed, esl_override)
-    if guard:  # as control.targets_for: only inventory addresses are checked
-        check = AddressGuard(loaded)
-        for p, t in zip(placed, targets, strict=True):
-            if (t.host, t.port) == (p.node.mgmt, p.node.ports.esl):
-                check.check(t.host, t.name)
-    return targets
+    return placed_targets(loaded, placed, esl_override, guard=guard)
 
 
 # --- the ESL commands and their replies ----------------------------------------------------

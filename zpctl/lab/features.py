@@ -33,7 +33,7 @@ from zpctl.freeswitch.provision import MUSIC_HZ
 from zpctl.lab import Lab
 from zpctl.lab.audio import best_match, read_wav, tone, tone_seconds
 from zpctl.lab.phones import wait_reachable
-from zpctl.lab.sipua import RtpMedia, Ua
+from zpctl.lab.sipua import Dialog, RtpMedia, Ua
 from zpctl.model import LoadedInventory
 from zpctl.model.schema import Account, Role
 from zpctl.render.freeswitch import conference_pin, voicemail_pin
@@ -181,6 +181,14 @@ def _speak_wait(media: RtpMedia, since: int, quiet_s: float = 0.6, timeout: floa
     return heard and False
 
 
+def _media(out: FeatureOutcome, call: Dialog, what: str) -> RtpMedia | None:
+    """The call's media once answered; None, with a problem saying so, if it was not."""
+    if call.established and call.media is not None:
+        return call.media
+    out.problems.append(f"{what} was not answered ({call.call.status} {call.call.reason})")
+    return None
+
+
 def leave_voicemail(fl: FeatureLab, caller: str = "1001@acme", box: str = "1002@acme",
                     tone_s: float = 3.5) -> FeatureOutcome:
     """A caller reaches a busy user's voicemail: hears the greeting and the beep, leaves a
@@ -193,12 +201,9 @@ def leave_voicemail(fl: FeatureLab, caller: str = "1001@acme", box: str = "1002@
     with fl.phone(box, answer_mode="busy") as callee, fl.phone(caller) as phone:
         callee.notifies.clear()
         call = phone.dial(ext)
-        if not out.check(call.established and call.media is not None,
-                         f"the call to busy {ext} was not answered by voicemail "
-                         f"({call.call.status} {call.call.reason})"):
+        media = _media(out, call, f"the call to busy {ext} (by voicemail)")
+        if media is None:
             return out
-        media = call.media
-        assert media is not None
         try:
             beep = wait_until(lambda: media.tone_heard(BEEP_HZ) >= 0.5, 20)
             out.check(beep, f"no {BEEP_HZ:g} Hz record beep heard within 20 s")
@@ -244,11 +249,9 @@ def retrieve_voicemail(fl: FeatureLab, box: str = "1002@acme") -> FeatureOutcome
     ext, account = box.split("@")
     with fl.phone(box) as phone:
         call = phone.dial("*97")
-        if not out.check(call.established and call.media is not None,
-                         f"*97 was not answered ({call.call.status} {call.call.reason})"):
+        media = _media(out, call, "*97")
+        if media is None:
             return out
-        media = call.media
-        assert media is not None
         try:
             out.check(_speak_wait(media, 0), "no password prompt heard")
             prompt = best_match(media.heard(), fl.prompt("en-US", "voicemail/vm-enter_pass.wav"))
@@ -290,11 +293,9 @@ def voicemail_lockout(fl: FeatureLab, box: str = "1002@acme") -> FeatureOutcome:
     vm_unlock(fl, account, ext)
     with fl.phone(box) as phone:
         call = phone.dial("*97")
-        if not out.check(call.established and call.media is not None,
-                         f"*97 was not answered ({call.call.status} {call.call.reason})"):
+        media = _media(out, call, "*97")
+        if media is None:
             return out
-        media = call.media
-        assert media is not None
         try:
             tries = 0
             for _ in range(pol.lockout_after):
@@ -352,11 +353,10 @@ def hold_and_resume(fl: FeatureLab) -> FeatureOutcome:
     out = FeatureOutcome("hold", path="1001@acme -> switch -> 1004@acme, re-INVITE sendonly")
     with fl.phone("1004@acme") as callee, fl.phone("1001@acme") as phone:
         call = phone.dial("1004")
-        if not out.check(call.established and call.media is not None and bool(callee.answered),
-                         f"the call was not answered ({call.call.status})"):
+        media = _media(out, call, "the call")
+        if media is None or not out.check(bool(callee.answered), "the callee has no media"):
             return out
-        media, held = call.media, callee.answered[-1]
-        assert media is not None
+        held = callee.answered[-1]
         try:
             out.facts["before_s"] = round(_talks(media, held, CALLER_HZ), 2)
             mark = held.mark()
@@ -526,11 +526,10 @@ def automatic_recording(fl: FeatureLab, callee_key: str = "1001@acme",
     started = time.time()
     with fl.phone(callee_key) as callee, fl.phone(caller_key) as phone:
         call = phone.dial(callee_ext)
-        if not out.check(call.established and call.media is not None and bool(callee.answered),
-                         f"the call was not answered ({call.call.status})"):
+        media = _media(out, call, "the call")
+        if media is None or not out.check(bool(callee.answered), "the callee has no media"):
             return out
-        media, theirs = call.media, callee.answered[-1]
-        assert media is not None
+        theirs = callee.answered[-1]
         try:
             notice = best_match(media.heard(), fl.prompt(
                 "en-US", "ivr/ivr-this_call_may_be_recorded.wav"))
@@ -576,11 +575,9 @@ def _ivr_call(fl: FeatureLab, out: FeatureOutcome, local: datetime.datetime, dig
     with fl.clock_at(local), fl.phone(f"{answerer}@acme") as target, \
             fl.phone("1003@acme") as phone:
         call = phone.dial("8000")
-        if not out.check(call.established and call.media is not None,
-                         f"8000 was not answered ({call.call.status})"):
+        media = _media(out, call, "8000")
+        if media is None:
             return
-        media = call.media
-        assert media is not None
         try:
             for d in digits:
                 _speak_wait(media, media.mark(), timeout=10)
