@@ -8,7 +8,8 @@ switch), proven by what was heard, what landed on disk and what reached the phon
 - call park and retrieval by slot (the lot on the data center's rendezvous switch,
   whichever switch the parking call was on);
 - the auto receptionist by the site's clock (shifted, not waited for);
-- automatic call recording (both parties in the file, a row in the index).
+- automatic call recording (both parties in the file, a row in the index);
+- no-answer forwarding, a shared line ringing all members, a one-way page.
 
 The flows are :mod:`zpctl.lab.features`' (the demo runs the same).
 """
@@ -32,10 +33,13 @@ from zpctl.lab.features import (
     automatic_recording,
     blind_transfer,
     conference_call,
+    forward_no_answer,
     hold_and_resume,
     leave_voicemail,
+    paging,
     park_and_retrieve,
     retrieve_voicemail,
+    shared_line,
     vm_state,
     voicemail_lockout,
 )
@@ -114,3 +118,21 @@ def test_voicemail_pin_lockout_across_calls(fl: FeatureLab) -> None:
     assert status.returncode == 0, status.stderr
     state = json.loads(status.stdout)
     assert (state["locked"], state["wrong_pins"]) == (False, 0)
+
+
+def test_no_answer_forwarding_rings_the_user_then_the_target(fl: FeatureLab) -> None:
+    out = forward_no_answer(fl)
+    assert out.ok, out.problems
+
+
+def test_shared_line_rings_every_member(fl: FeatureLab) -> None:
+    out = shared_line(fl)
+    assert out.ok, out.problems
+    assert out.facts["others_stopped"] is True
+
+
+def test_paging_is_one_way_and_only_for_senders(fl: FeatureLab) -> None:
+    out = paging(fl)
+    assert out.ok, out.problems
+    assert out.facts["sender_heard_member_s"] < 0.3 <= min(out.facts["members_heard_s"])
+    assert out.facts["non_sender_status"] == 603

@@ -320,6 +320,9 @@ def test_park_conference_shared_line_paging(build: Build) -> None:
     page = actions(build, "paging-all")
     assert [d for a, d in page if a == "conference_set_auto_outcall"] == \
         ["user/1002@acme.lab.zpctl.test", "user/1003@acme.lab.zpctl.test"]
+    # members muted (a page is one way), under both names FreeSWITCH versions read
+    assert {("set", "conference_auto_outcall_flags=mute"),
+            ("set", "conference_utils_auto_outcall_flags=mute")} <= set(page)
     dp = xml(build, "dialplan/acme.xml")
     sender = dp.find(".//extension[@name='paging-all']/condition[1]")
     assert sender is not None

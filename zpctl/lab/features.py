@@ -642,6 +642,100 @@ def auto_receptionist(fl: FeatureLab) -> FeatureOutcome:
     return out
 
 
+def forward_no_answer(fl: FeatureLab) -> FeatureOutcome:
+    """A user's no-answer forwarding rule: 1004's phone rings its ring_seconds unanswered,
+    then the call goes to 1002, who answers and hears the caller."""
+    rule = fl.account("acme").pbx.users["1004"]
+    out = FeatureOutcome("forwarding", path="1001 -> switch -> 1004 (no answer) -> 1002")
+    with fl.phone("1004@acme", answer_mode="ring") as dave, fl.phone("1002@acme") as bob, \
+            fl.phone("1001@acme") as phone:
+        started = time.monotonic()
+        call = phone.dial("1004", timeout=rule.ring_seconds + 15)
+        out.facts["answered_after_s"] = round(time.monotonic() - started, 1)
+        media = _media(out, call, "the forwarded call")
+        try:
+            out.check(bool(dave.received_invites), "1004's phone was never rung")
+            if media is not None and out.check(bool(bob.answered), "1002 was not rung"):
+                out.facts["heard_s"] = round(_talks(media, bob.answered[-1], CALLER_HZ), 2)
+                out.check(out.facts["heard_s"] >= 1.0, "1002 did not hear the caller")
+        finally:
+            call.bye()
+    # FreeSWITCH's ring timeout runs from the originate, in whole seconds: allow 1.5 s
+    out.check(out.facts["answered_after_s"] >= rule.ring_seconds - 1.5,
+              f"forwarded after {out.facts['answered_after_s']} s, before 1004's "
+              f"{rule.ring_seconds} s of ringing")
+    out.detail = (f"1004 rang unanswered (ring_seconds {rule.ring_seconds}); forwarded to "
+                  f"1002, answered {out.facts['answered_after_s']} s after the dial, heard "
+                  f"the caller ({out.facts.get('heard_s')} s)")
+    return out
+
+
+def shared_line(fl: FeatureLab) -> FeatureOutcome:
+    """A shared line group rings all its members at once; the one who answers talks with
+    the caller, the others stop ringing."""
+    line = fl.account("acme").pbx.shared_lines[0]
+    out = FeatureOutcome("shared-line", path=f"1001 -> switch -> {line.extension} "
+                                              f"({', '.join(line.members)})")
+    first, second = line.members[:2]
+    with fl.phone(f"{first}@acme") as a, fl.phone(f"{second}@acme", answer_mode="ring") as b, \
+            fl.phone("1001@acme") as phone:
+        call = phone.dial(line.extension)
+        media = _media(out, call, line.extension)
+        try:
+            out.check(bool(a.received_invites) and bool(b.received_invites),
+                      f"not every member rang ({first}: {len(a.received_invites)}, "
+                      f"{second}: {len(b.received_invites)})")
+            if media is not None and out.check(bool(a.answered), f"{first} did not answer"):
+                out.facts["heard_s"] = round(_talks(media, a.answered[-1], CALLER_HZ), 2)
+                out.check(out.facts["heard_s"] >= 1.0, f"{first} did not hear the caller")
+            out.facts["others_stopped"] = wait_until(lambda: not b.ringing(), 5)
+            out.check(out.facts["others_stopped"], f"{second} kept ringing after the answer")
+        finally:
+            call.bye()
+    out.detail = (f"both members rang; {first} answered and heard the caller "
+                  f"({out.facts.get('heard_s')} s); {second} stopped ringing")
+    return out
+
+
+def paging(fl: FeatureLab) -> FeatureOutcome:
+    """A page: the sender's voice reaches every member's phone (answered automatically),
+    one way: the members are muted.  A user who is not a sender is refused."""
+    group = fl.account("acme").pbx.paging_groups[0]
+    sender = group.senders[0]
+    out = FeatureOutcome("paging", path=f"{sender} -> switch -> {group.extension} -> "
+                                         f"{', '.join(group.members)}")
+    m1_key, m2_key = (f"{m}@acme" for m in group.members[:2])
+    with fl.phone(m1_key) as m1, fl.phone(m2_key) as m2, fl.phone(f"{sender}@acme") as phone:
+        call = phone.dial(group.extension)
+        media = _media(out, call, group.extension)
+        try:
+            if media is not None and out.check(
+                    wait_until(lambda: bool(m1.answered) and bool(m2.answered), 15),
+                    "not every member's phone was called"):
+                time.sleep(1.0)
+                marks = [m.answered[-1].mark() for m in (m1, m2)]
+                _talks(media, m1.answered[-1], CALLER_HZ, 2.0)
+                heard = [round(m.answered[-1].tone_heard(CALLER_HZ, k), 2)
+                         for m, k in zip((m1, m2), marks, strict=True)]
+                out.facts["members_heard_s"] = heard
+                out.facts["sender_heard_member_s"] = round(_talks(m1.answered[-1], media,
+                                                                  900.0, 2.0, 3.0), 2)
+                out.check(min(heard) >= 1.2, f"members heard the page {heard} s")
+                out.check(out.facts["sender_heard_member_s"] < 0.3,
+                          "the sender heard a member: the page is not one way")
+        finally:
+            call.bye()
+        refused = m1.dial(group.extension, media=False)
+        out.facts["non_sender_status"] = refused.call.status
+        refused.bye()
+    out.check(out.facts["non_sender_status"] >= 400,
+              f"a non-sender's page was answered ({out.facts['non_sender_status']})")
+    out.detail = (f"members heard the page {out.facts.get('members_heard_s')} s; the sender "
+                  f"heard them {out.facts.get('sender_heard_member_s')} s (one way); a "
+                  f"non-sender refused ({out.facts['non_sender_status']})")
+    return out
+
+
 FEATURE_FLOWS: tuple[tuple[str, Callable[[FeatureLab], FeatureOutcome]], ...] = (
     ("voicemail", leave_voicemail),
     ("voicemail-retrieval", retrieve_voicemail),
@@ -652,6 +746,9 @@ FEATURE_FLOWS: tuple[tuple[str, Callable[[FeatureLab], FeatureOutcome]], ...] = 
     ("conference", conference_call),
     ("park", park_and_retrieve),
     ("recording", automatic_recording),
+    ("forwarding", forward_no_answer),
+    ("shared-line", shared_line),
+    ("paging", paging),
 )
 
 

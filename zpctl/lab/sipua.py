@@ -580,6 +580,10 @@ class Ua:
         elif req.method == "OPTIONS":
             self._reply(req, "200 OK")
 
+    def ringing(self) -> bool:
+        """Some call rings here unanswered (answer mode ``ring``)."""
+        return bool(self._ringing)
+
     def hang_up_answered(self) -> None:
         """BYE every call this client answered that the far end has not ended (as the
         callee: to the caller's Contact, along the Record-Route as received)."""

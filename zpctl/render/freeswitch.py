@@ -609,8 +609,13 @@ class _Account:
         g = next(x for x in self.pbx.paging_groups if x.id == gid)
         senders = g.senders or g.members
         dcond = Cond("destination_number", f"^{g.extension}$")
+        # Members are muted: a page is one way.  FreeSWITCH 1.10+ reads the flags from
+        # conference_utils_auto_outcall_flags (its code, conference_loop.c), the older
+        # versions and the documentation from conference_auto_outcall_flags: both are set
+        # (found by the paging flow: with only the documented one the members talked back).
         acts = [("answer", ""),
                 ("set", "conference_auto_outcall_flags=mute"),
+                ("set", "conference_utils_auto_outcall_flags=mute"),
                 ("set", "conference_auto_outcall_prefix={sip_auto_answer=true}"),
                 ("set", f"conference_auto_outcall_caller_id_name=Page {g.id}"),
                 ("set", "conference_auto_outcall_timeout=10")]
