@@ -38,7 +38,13 @@ from zpctl.clients.esl import EslConnection, SwitchTarget
 from zpctl.errors import ExitCode, RemoteFailure, Unreachable, ZpctlError
 from zpctl.freeswitch import select_switches
 from zpctl.freeswitch.control import Step, esl_password, placed_targets
-from zpctl.freeswitch.voicemail import NO_REPLY, Progress, _first_answer, _short
+from zpctl.freeswitch.voicemail import (
+    NO_REPLY,
+    Progress,
+    find_account,
+    first_answer,
+    short_list,
+)
 from zpctl.model import LoadedInventory
 
 SCRIPT = "zp_recordings.lua"  # scripts/ of every switch (rendered from the .j2)
@@ -80,11 +86,7 @@ def account_dcs(loaded: LoadedInventory, account: str) -> tuple[str, ...]:
     """The data centers whose index may hold ``account``'s recordings, in inventory order:
     those of its sites and their pairs.  Exit 2 for an unknown account, naming the known."""
     inv = loaded.model
-    acct = next((a for a in inv.accounts if a.id == account), None)
-    if acct is None:
-        known = [a.id for a in inv.accounts]
-        raise ZpctlError(f"no account {account!r} in inventory {inv.platform.name}; known: "
-                         f"{_short(known) or 'none'}", ExitCode.USAGE)
+    acct = find_account(loaded, account)
     home = {s.datacenter for s in acct.sites}
     pairs = {d.pair for d in inv.datacenters if d.id in home and d.pair}
     return tuple(d.id for d in inv.datacenters if d.id in home | pairs)
@@ -102,7 +104,7 @@ def list_targets(loaded: LoadedInventory, account: str | None = None, zone: str 
     placed = chosen if dcs is None else [p for p in chosen if p.dc.id in dcs]
     if not placed:
         if zone or switch:
-            raise ZpctlError(f"{_short([p.name for p in chosen])}: not a switch of account "
+            raise ZpctlError(f"{short_list([p.name for p in chosen])}: not a switch of account "
                              f"{account}; its recordings are indexed by the switches of "
                              f"{', '.join(dcs or ())}", ExitCode.USAGE)
         raise ZpctlError(f"account {account}: no switch in its data centers "
@@ -218,7 +220,7 @@ async def acollect(by_dc: Mapping[str, Sequence[SwitchTarget]], password: str,
         return parse_rows(out, conn.name, command)
 
     async def one(targets: Sequence[SwitchTarget]) -> list[Recording]:
-        _t, rows = await _first_answer(targets, password, timeout, work, progress)
+        _t, rows = await first_answer(targets, password, timeout, work, progress)
         return rows
 
     dcs = list(by_dc)

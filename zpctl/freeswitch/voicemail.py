@@ -35,6 +35,7 @@ from zpctl.freeswitch import select_switches, switches
 from zpctl.freeswitch.control import Step, esl_password, placed_targets
 from zpctl.model import LoadedInventory
 from zpctl.model.pbx_checks import has_feature
+from zpctl.model.schema import Account
 from zpctl.render.freeswitch import VM_PROFILE_PREFIX
 
 R = TypeVar("R")
@@ -113,28 +114,35 @@ class UnlockResult:
         return f"unlocked {self.box} ({was}, {pins})"
 
 
-def _short(names: Sequence[str], n: int = 8) -> str:
+def short_list(names: Sequence[str], n: int = 8) -> str:
     return ", ".join(names[:n]) + (" ..." if len(names) > n else "")
+
+
+def find_account(loaded: LoadedInventory, account: str) -> Account:
+    """The inventory's account ``account``; exit 2 naming the known ones."""
+    inv = loaded.model
+    acct = next((a for a in inv.accounts if a.id == account), None)
+    if acct is None:
+        known = [a.id for a in inv.accounts]
+        raise ZpctlError(f"no account {account!r} in inventory {inv.platform.name}; known: "
+                         f"{short_list(known) or 'none'}", ExitCode.USAGE)
+    return acct
 
 
 def resolve_box(loaded: LoadedInventory, account: str, extension: str) -> Box:
     """The box of ``extension`` of ``account``; exit 2 for an unknown account or extension,
     or a user without the voicemail feature."""
     inv = loaded.model
-    acct = next((a for a in inv.accounts if a.id == account), None)
-    if acct is None:
-        known = [a.id for a in inv.accounts]
-        raise ZpctlError(f"no account {account!r} in inventory {inv.platform.name}; known: "
-                         f"{_short(known) or 'none'}", ExitCode.USAGE)
+    acct = find_account(loaded, account)
     user = next((u for u in acct.users if u.extension == extension), None)
     with_vm = [u.extension for u in acct.users if has_feature(u, "voicemail")]
     if user is None:
         raise ZpctlError(f"no extension {extension!r} in account {acct.id}; known: "
-                         f"{_short([u.extension for u in acct.users]) or 'none'}", ExitCode.USAGE)
+                         f"{short_list([u.extension for u in acct.users]) or 'none'}", ExitCode.USAGE)
     if not has_feature(user, "voicemail"):
         raise ZpctlError(f"{extension} ({user.name}) of account {acct.id} has no voicemail box: "
                          "the voicemail feature is not in its features; users with one: "
-                         f"{_short(with_vm) or 'none'}", ExitCode.USAGE)
+                         f"{short_list(with_vm) or 'none'}", ExitCode.USAGE)
     site = next(s for s in acct.sites if s.id == user.site)
     dc = next(d for d in inv.datacenters if d.id == site.datacenter)
     serving = (dc.id,) + ((dc.pair,) if dc.pair else ())
@@ -158,7 +166,7 @@ def box_targets(loaded: LoadedInventory, box: Box, zone: str | None = None,
         chosen = select_switches(loaded, zone, switch)
         placed = [p for p in chosen if p.dc.id in box.serving_dcs]
         if not placed:
-            raise ZpctlError(f"{_short([p.name for p in chosen])}: not a switch of account "
+            raise ZpctlError(f"{short_list([p.name for p in chosen])}: not a switch of account "
                              f"{box.account}; box {box.key} is on the switches of "
                              f"{' and '.join(box.serving_dcs)}", ExitCode.USAGE)
     return placed_targets(loaded, placed, esl_override, guard=guard)
@@ -240,7 +248,7 @@ def parse_boxcount(text: str, switch: str = "", command: str = "api vm_boxcount"
 
 # --- talking to the switches --------------------------------------------------------------
 
-async def _first_answer(targets: Sequence[SwitchTarget], password: str, timeout: float,
+async def first_answer(targets: Sequence[SwitchTarget], password: str, timeout: float,
                         work: Callable[[EslConnection], Awaitable[R]],
                         progress: Progress | None = None) -> tuple[SwitchTarget, R]:
     """``work`` on the first of ``targets`` that answers, in order.  A switch that cannot
@@ -276,7 +284,7 @@ async def abox_status(box: Box, targets: Sequence[SwitchTarget], password: str,
         counts = parse_boxcount(await _run(conn, count_cmd), conn.name, count_cmd)
         return lock, fails, counts
 
-    t, (lock, fails, (new, saved)) = await _first_answer(targets, password, timeout, work,
+    t, (lock, fails, (new, saved)) = await first_answer(targets, password, timeout, work,
                                                          progress)
     return BoxState(box.account, box.extension, box.key, lock == LOCKED,
                     parse_wrong_pins(fails), new, saved, t.name, t.dc, box.lockout_after)
@@ -296,7 +304,7 @@ async def aunlock(box: Box, targets: Sequence[SwitchTarget], password: str,
                 raise _failed(conn.name, cmd, out or "(empty)")
         return lock, fails
 
-    t, (lock, fails) = await _first_answer(targets, password, timeout, work, progress)
+    t, (lock, fails) = await first_answer(targets, password, timeout, work, progress)
     return UnlockResult(box.account, box.extension, box.key, lock == LOCKED,
                         parse_wrong_pins(fails), t.name, t.dc)
 
