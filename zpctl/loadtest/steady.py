@@ -59,6 +59,15 @@ class SteadyLoad:
         return users
 
     def start(self) -> SteadyLoad:
+        """Start the callee and both loads; if any step fails, whatever it started is
+        stopped (a callee left running would hold its address for every later run)."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> SteadyLoad:
         inv = self.lab.inventory()
         lb = next(n for n in inv.model.datacenters[0].nodes if n.role.value == "lb")
         self.lb = self.lb or f"{lb.address}:{lb.ports.sip}"
