@@ -288,9 +288,27 @@ class Control:
             out["proxy_state"] = "up"
         except Unreachable:
             out["proxy_state"] = "down"
+        out["replication"] = self.replication(spec)
         states = set(out["lb_state"].values())
         out["serving"] = "active" in states and out["proxy_state"] == "up"
         return out
+
+    def replication(self, spec: str) -> str:
+        """How the sister zone's proxy sees this zone's proxy as a DMQ peer: ``active`` (it
+        replicates every registration to it), ``pending`` (it has stopped: the proxy did not
+        answer, a heartbeat every 2 s will notice its return), ``unknown`` (not in its list)
+        or ``sister down``."""
+        dc, zone = self.zone(spec)
+        proxy = self.node_of(dc, zone, Role.PROXY)
+        sister = self.node_of(dc, next(z for z in sorted(dc.zones) if z != zone), Role.PROXY)
+        try:
+            nodes = self.call(sister, "dmq.list_nodes")
+        except Unreachable:
+            return "sister down"
+        for n in nodes if isinstance(nodes, list) else []:
+            if n.get("host") == proxy.address and str(n.get("port")) == str(proxy.ports.dmq):
+                return str(n.get("status", "unknown"))
+        return "unknown"
 
     def _set_zone(self, dc: DataCenter, zone: str, state: str) -> None:
         proxy = self.node_of(dc, zone, Role.PROXY)
@@ -361,6 +379,8 @@ class Control:
         """Registrations back, warm-up gate open, then new calls again."""
         dc, zone = self.zone(spec)
         proxy = self.node_of(dc, zone, Role.PROXY)
+        # Replication first, then the copy: a registration made in between reaches it either way.
+        replication = "not checked (dry run)" if self.dry_run else self._await_replication(spec)
         try:
             sync = self.sync_registrations(spec, progress)
         except Unreachable as exc:
@@ -369,7 +389,24 @@ class Control:
         self._set_zone(dc, zone, "a")
         switches = self._switches(spec, pause=False, progress=progress)
         return {"zone": spec, "restored": not self.dry_run, "registrations": sync,
-                "switches": switches, "requests": [r.as_dict() for r in self.sent]}
+                "replication": replication, "switches": switches,
+                "requests": [r.as_dict() for r in self.sent]}
+
+    def _await_replication(self, spec: str, timeout: float = 6.0) -> str:
+        """Wait (three DMQ heartbeats) until the sister replicates to the zone's proxy again:
+        opened without it, the zone would miss every registration made from now on."""
+        deadline = time.monotonic() + timeout
+        while (state := self.replication(spec)) != "active":
+            if state == "sister down":
+                raise Unreachable(f"{spec}: cannot restore, the sister zone's proxy does not "
+                                  "answer (registrations cannot be copied or replicated)")
+            if time.monotonic() >= deadline:
+                raise RemoteFailure(
+                    f"{spec}: the sister zone's proxy does not replicate registrations to it "
+                    f"(DMQ peer {state} after {timeout:g} s); its gate stays closed. "
+                    "Check that both proxies reach each other on their DMQ port.")
+            time.sleep(0.2)
+        return state
 
     def _switches(self, spec: str, pause: bool, progress: Progress) -> list[str]:
         """Pause (drain) or resume the zone's FreeSWITCH switches, when it has any."""

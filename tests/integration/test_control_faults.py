@@ -11,12 +11,15 @@ import json
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from zpctl.cli.main import main
+from zpctl.control import Control
 from zpctl.errors import ExitCode
 from zpctl.lab import Lab
+from zpctl.lab.phones import Phones
 from zpctl.testing import missing_binaries, wait_for
 
 pytestmark = pytest.mark.skipif(bool(missing_binaries(("kamailio", "rtpengine", "redis-server"))),
@@ -115,3 +118,40 @@ def test_zone_status_table_is_readable_text(zpctl_lab: Lab,
     rc, st, _, _ = run(capsys, "zone", "status", "lab1/a", "--lab-dir", str(zpctl_lab.dir))
     assert isinstance(st, dict)
     assert st["lb_state"] == {"lab1-lb": "active"}
+
+
+def test_sister_replicates_again_seconds_after_a_stalled_proxy_returns(
+        zpctl_lab: Lab, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A proxy that stops answering (frozen here; a crash or a partition alike) is marked
+    ``pending`` by its sister, which then replicates no registration to it.  DMQ's own ping
+    comes every 60 s; the proxies' 2 s heartbeat makes the sister see it back within
+    seconds, and a registration taken by the sister reaches it."""
+    where = ["--lab-dir", str(zpctl_lab.dir)]
+    control = Control(zpctl_lab.inventory(), secrets_file=zpctl_lab.dir / "secrets.yml")
+    zpctl_lab.kill("lab1-a-proxy", signal.SIGSTOP)
+    try:
+        wait_for("lab1-b-proxy to mark lab1-a-proxy pending",
+                 lambda: control.replication("lab1/a") == "pending", timeout=10)
+    finally:
+        zpctl_lab.kill("lab1-a-proxy", signal.SIGCONT)
+    back = time.monotonic()
+    wait_for("lab1-b-proxy to replicate to lab1-a-proxy again",
+             lambda: control.replication("lab1/a") == "active", timeout=5)
+    took = time.monotonic() - back
+    rc, st, err, _ = run(capsys, "zone", "status", "lab1/a", *where)
+    assert rc == 0, err
+    assert isinstance(st, dict)
+    assert st["replication"] == "active"
+    # A registration only the sister takes (zone a drained) reaches lab1-a-proxy over DMQ.
+    rc, _, err, _ = run(capsys, "zone", "drain", "lab1/a", "--no-wait", *where)
+    assert rc == 0, err
+    phones = Phones(zpctl_lab.inventory(), zpctl_lab.users(), tmp_path)
+    try:
+        phones.answer("1002@acme")   # waits until every zone proxy holds the contact
+    finally:
+        phones.stop_all()
+        rc, restored, err, _ = run(capsys, "zone", "restore", "lab1/a", *where)
+    assert rc == 0, err
+    assert isinstance(restored, dict)
+    assert restored["replication"] == "active"
+    assert took < 4.0, f"replication resumed {took:.1f} s after the proxy came back"
