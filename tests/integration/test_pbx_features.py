@@ -9,7 +9,10 @@ switch), proven by what was heard, what landed on disk and what reached the phon
   whichever switch the parking call was on);
 - the auto receptionist by the site's clock (shifted, not waited for);
 - automatic call recording (both parties in the file, a row in the index);
-- no-answer forwarding, a shared line ringing all members, a one-way page.
+- no-answer forwarding, a shared line ringing all members, a one-way page;
+- a call queue: ring-all agents, *75/*76 in its state (`zpctl queues status`), a callback
+  once an agent is free;
+- the callee hanging up a call the switch placed (its BYE reaches the caller).
 
 The flows are :mod:`zpctl.lab.features`' (the demo runs the same).
 """
@@ -24,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.freeswitch_binary import require_freeswitch
+from zpctl.cli.main import main
 from zpctl.lab import Lab
 from zpctl.lab.audio import read_wav, tone_seconds
 from zpctl.lab.features import (
@@ -32,18 +36,20 @@ from zpctl.lab.features import (
     auto_receptionist,
     automatic_recording,
     blind_transfer,
+    call_queue,
     conference_call,
     forward_no_answer,
     hold_and_resume,
     leave_voicemail,
     paging,
     park_and_retrieve,
+    queue_callback,
     retrieve_voicemail,
     shared_line,
     vm_state,
     voicemail_lockout,
 )
-from zpctl.testing import missing_binaries
+from zpctl.testing import missing_binaries, wait_for
 
 pytestmark = pytest.mark.skipif(bool(missing_binaries(("kamailio", "rtpengine", "redis-server"))),
                                 reason="lab binaries missing (make install)")
@@ -136,3 +142,42 @@ def test_paging_is_one_way_and_only_for_senders(fl: FeatureLab) -> None:
     assert out.ok, out.problems
     assert out.facts["sender_heard_member_s"] < 0.3 <= min(out.facts["members_heard_s"])
     assert out.facts["non_sender_status"] == 603
+
+
+def test_queue_rings_all_agents_and_shows_opt_out_and_in(fl: FeatureLab) -> None:
+    out = call_queue(fl)
+    assert out.ok, out.problems
+    assert out.facts["opted_in_after_out"] == ["1004"]
+    assert out.facts["opted_out_agent_rung"] is False
+
+
+def test_queue_callback_waits_for_a_free_agent(fl: FeatureLab) -> None:
+    out = queue_callback(fl)
+    assert out.ok, out.problems
+    assert out.facts["called_back_without_agent"] is False
+
+
+def test_queues_status_cli_names_agents_and_counts(fl: FeatureLab,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    secrets = str(Path(fl.lab.dir) / "secrets.yml")
+    inv = str(Path(__file__).resolve().parents[2] / "inventories" / "lab")
+    rc = main(["-o", "json", "queues", "status", inv, "acme", "support", "--secrets", secrets])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    (state,) = json.loads(out)
+    assert state["queue"] == "support" and state["extension"] == "8600"
+    assert {a["agent"] for a in state["agents"]} == {"1002", "1004"}
+    assert state["switch"] == "lab1-a-switch1"   # the first switch by name: the rendezvous
+    rc = main(["queues", "status", inv, "acme", "nosuch", "--secrets", secrets])
+    _, err = capsys.readouterr()
+    assert rc == 2 and "known: support" in err
+
+
+def test_callee_hang_up_reaches_the_caller(fl: FeatureLab) -> None:
+    """A call the switch placed to a phone (the callee's leg): the callee's BYE goes back
+    through the proxy to the switch's TLS Contact, and the caller's call ends."""
+    with fl.phone("1002@acme") as bob, fl.phone("1001@acme") as alice:
+        call = alice.dial("1002")
+        assert call.established
+        bob.hang_up_answered()
+        wait_for("the caller's call to end", lambda: call.ended_by_far_end, 5)

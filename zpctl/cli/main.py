@@ -22,6 +22,7 @@ from zpctl.cli import (
     lab,
     loadtest,
     pki,
+    queues,
     recordings,
     render,
     switch,
@@ -69,7 +70,7 @@ for _group in (inventory.inventory, render.render_cmd, render.diff_cmd, lab.lab,
                accounts.accounts, loadtest.loadtest_cmd, exporter.exporter_cmd, switch.switch,
                calls.calls, pki.pki_group, deploy.deploy, control.node, control.registrations,
                control.dialogs, control.zone, control.dc, voicemail.voicemail,
-               recordings.recordings):
+               recordings.recordings, queues.queues):
     cli.add_command(_group)
 spread_global_options(cli)
 

@@ -378,7 +378,7 @@ def rendezvous_regex(inv: Inventory, p: PlacedNode) -> str:
         nums = rendezvous_numbers(acct)
         if nums:
             domain = inv.account_domain(acct).replace(".", "[.]")
-            alts.append(f"({'|'.join(nums)})@{domain}")
+            alts.append(f"({'|'.join(n.replace('*', '[*]') for n in nums)})@{domain}")
     return f"^({'|'.join(alts)})$" if alts else ""
 
 

@@ -165,6 +165,16 @@ def rx(value: str) -> str:
     return re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", value)
 
 
+def via_proxy(uri: str) -> str:
+    """The per-leg variables of a call the switch places through the zone proxy ``uri``.
+    Over TLS, ``sip_transport=tls`` too: FreeSWITCH picks the transport of its Contact
+    from the Request-URI or that variable, never from ``sip_route_uri``, so without it the
+    Contact named the UDP port and a BYE from the callee, relayed by the proxy over TLS to
+    that port, never arrived (found by the queue flow: the agent hung up, the call stayed)."""
+    tls = ",sip_transport=tls" if "transport=tls" in uri else ""
+    return f"sip_route_uri={uri}{tls}"
+
+
 def alternation(values: Iterable[str]) -> str:
     """``^(a|b)$`` for literal values (sorted, escaped)."""
     vals = sorted(set(values))
@@ -274,8 +284,16 @@ class _Account:
     def user_dial(self, ext: str) -> str:
         return f"user/{ext}@{self.domain}"
 
+    def agent_dial(self, ext: str) -> str:
+        """A queue agent's contact: its sofia legs themselves, not ``user/`` (whose inner
+        legs mod_callcenter cannot hang up: an agent that lost a ring-all race kept ringing
+        until its leg timeout and was then marked "No Answer")."""
+        return "|".join(f"[leg_timeout=15,sip_invite_domain={self.domain},"
+                        f"presence_id={ext}@{self.domain},{via_proxy(p)}]"
+                        f"sofia/{PROFILE}/{ext}@{self.domain}" for p in self.proxies)
+
     def pstn_dial(self, number: str) -> str:
-        return "|".join(f"[sip_route_uri={p}]sofia/{PROFILE}/{number}@{self.domain}"
+        return "|".join(f"[{via_proxy(p)}]sofia/{PROFILE}/{number}@{self.domain}"
                         for p in self.proxies)
 
     def dest(self, route: str) -> tuple[str, str]:
@@ -452,10 +470,12 @@ class _Account:
         numbers = rendezvous_numbers(self.acct)
         if not numbers:
             return
-        dial = "|".join(f"[sip_route_uri={p}]sofia/{PROFILE}/$1@{self.domain}"
+        dial = "|".join(f"[{via_proxy(p)}]sofia/{PROFILE}/$1@{self.domain}"
                         for p in self.proxies)
         self.exts.append(Ext("zp-rendezvous", [
             Cond(f"${{sip_h_{RENDEZVOUS_HEADER}}}", "^$"),
+            # a call this switch placed itself for the room (a queue's callback) stays here
+            Cond("${zp_rendezvous_here}", "^$"),
             Cond("destination_number", alternation(numbers))],
             [("bridge", dial), ("hangup", "${originate_disposition}")]))
 
@@ -556,16 +576,15 @@ class _Account:
         self.exts.append(Ext(f"queue-{q.id}", [Cond("destination_number", alternation(nums))], acts))
         after = Cond("destination_number", f"^q-{q.id}-after$")
         if q.callbacks:
-            # Called back through the queue: a loopback leg waits in the queue as the caller;
-            # when an agent answers, its other end dials the caller's number.
+            # The caller pressed the callback key and hangs up; scripts/zp_queue_callback.lua
+            # calls them back once an agent is free and puts that call into the queue.
             cid = q.number or self.main_number(q.site) or q.extension
-            orig = (f"originate {{origination_caller_id_number=${{caller_id_number}},"
-                    f"zp_caller_id={cid}}}loopback/{q.extension}/{self.ctx} "
-                    f"${{caller_id_number}} XML {self.ctx}")
+            args = " ".join([self.queue_name(q.id), q.extension, self.ctx,
+                             "${caller_id_number}", self.domain, cid, "3600"])
             self.exts.append(Ext(f"queue-{q.id}-callback", [
                 after, Cond("${cc_cancel_reason}", "^EXIT_WITH_KEY$")], [
                 ("playback", "ivr/ivr-you_will_be_called_back.wav"),
-                ("set", f"zp_cb=${{sched_api(+10 none {orig})}}"),
+                ("set", f"zp_cb=${{luarun(zp_queue_callback.lua {args})}}"),
                 ("hangup", "NORMAL_CLEARING")]))
         self.exts.append(Ext(f"queue-{q.id}-overflow", [after], [self.dest(q.overflow)]))
 
@@ -711,7 +730,7 @@ class _Account:
         # split the dial string into simultaneous legs (FreeSWITCH then fails each with
         # CHAN_NOT_IMPLEMENTED).  Legs after '|' are tried in turn: this zone's proxy first.
         dial = ("{^^:sip_invite_domain=${dialed_domain}:presence_id=${dialed_user}@${dialed_domain}}"
-                + "|".join(f"[sip_route_uri={p}]sofia/{PROFILE}/${{dialed_user}}@${{dialed_domain}}"
+                + "|".join(f"[{via_proxy(p)}]sofia/{PROFILE}/${{dialed_user}}@${{dialed_domain}}"
                            for p in self.proxies))
         return {"domain": self.domain, "params": [("dial-string", dial)],
                 "variables": [("user_context", self.ctx), ("zp_account", self.acct.id)],
@@ -791,7 +810,7 @@ class _Account:
                 prev = agents.get(name)
                 wrap = max(q.wrap_up_seconds, int(prev["wrap-up-time"]) if prev else 0)
                 agents[name] = {"name": name, "type": "callback",
-                                "contact": f"[leg_timeout=15]{self.user_dial(a.user)}",
+                                "contact": self.agent_dial(a.user),
                                 "status": "Available", "max-no-answer": "3",
                                 "wrap-up-time": str(wrap), "reject-delay-time": "10",
                                 "busy-delay-time": "30", "no-answer-delay-time": "20"}
@@ -854,9 +873,13 @@ RENDEZVOUS_HEADER = "X-ZP-Rendezvous"
 
 def rendezvous_numbers(acct: Account) -> list[str]:
     """The extensions of an account whose calls must meet on one switch: conferences, park
-    lots and their slots, paging groups."""
+    lots and their slots, paging groups, queues and their agents' opt-in and opt-out codes
+    (a queue's callers and its agents' state live in one switch's mod_callcenter)."""
     pbx = acct.pbx
     out = [c.extension for c in pbx.conferences]
+    for q in pbx.queues:
+        out += [q.extension, FEATURE_CODES["queue_in"] + q.extension,
+                FEATURE_CODES["queue_out"] + q.extension]
     for lot in pbx.park_lots:
         out += [lot.extension, *lot.slot_numbers()]
     out += [g.extension for g in pbx.paging_groups]
@@ -991,6 +1014,7 @@ def render_switch(r: RendererLike, p: PlacedNode) -> None:
     add("scripts/zp_vm_auth.lua", "scripts/zp_vm_auth.lua",
         limits=[(a.domain, a.pbx.voicemail.pin.lockout_after) for a in accounts])
     # Lua is not preprocessed: the shared folder's path itself, not $${zp_shared}
+    add("scripts/zp_queue_callback.lua", "scripts/zp_queue_callback.lua")
     add("scripts/zp_recordings.lua", "scripts/zp_recordings.lua",
         dsn=RECORDINGS_DSN.replace("$${zp_shared}", paths.shared), switch=p.name)
     add("lang/languages.xml", "lang/languages.xml", languages=languages,
