@@ -11,7 +11,7 @@ switch), proven by what was heard, what landed on disk and what reached the phon
 - automatic call recording (both parties in the file, a row in the index);
 - no-answer forwarding, a shared line ringing all members, a one-way page;
 - a call queue: ring-all agents, *75/*76 in its state (`zpctl queues status`), a callback
-  once an agent is free;
+  once an agent is free, the overflow route after the longest wait;
 - the callee hanging up a call the switch placed (its BYE reaches the caller).
 
 The flows are :mod:`zpctl.lab.features`' (the demo runs the same).
@@ -28,6 +28,7 @@ import pytest
 
 from tests.freeswitch_binary import require_freeswitch
 from zpctl.cli.main import main
+from zpctl.errors import Unreachable
 from zpctl.lab import Lab
 from zpctl.lab.audio import read_wav, tone_seconds
 from zpctl.lab.features import (
@@ -44,11 +45,15 @@ from zpctl.lab.features import (
     paging,
     park_and_retrieve,
     queue_callback,
+    queue_overflow,
     retrieve_voicemail,
     shared_line,
     vm_state,
     voicemail_lockout,
 )
+from zpctl.metrics.esl_source import EslSwitchSource
+from zpctl.metrics.switch import QueueStats
+from zpctl.secrets import ESL_PASSWORD_KEY
 from zpctl.testing import missing_binaries, wait_for
 
 pytestmark = pytest.mark.skipif(bool(missing_binaries(("kamailio", "rtpengine", "redis-server"))),
@@ -149,12 +154,19 @@ def test_queue_rings_all_agents_and_shows_opt_out_and_in(fl: FeatureLab) -> None
     assert out.ok, out.problems
     assert out.facts["opted_in_after_out"] == ["1004"]
     assert out.facts["opted_out_agent_rung"] is False
+    assert out.facts["next_caller_rang_1004"] is True  # the ring-all loser is free again
 
 
 def test_queue_callback_waits_for_a_free_agent(fl: FeatureLab) -> None:
     out = queue_callback(fl)
     assert out.ok, out.problems
     assert out.facts["called_back_without_agent"] is False
+
+
+def test_queue_overflows_after_the_longest_wait(fl: FeatureLab) -> None:
+    out = queue_overflow(fl)
+    assert out.ok, out.problems
+    assert out.facts["overflow_after_s"] >= 11
 
 
 def test_queues_status_cli_names_agents_and_counts(fl: FeatureLab,
@@ -181,3 +193,33 @@ def test_callee_hang_up_reaches_the_caller(fl: FeatureLab) -> None:
         assert call.established
         bob.hang_up_answered()
         wait_for("the caller's call to end", lambda: call.ended_by_far_end, 5)
+
+
+def test_queue_metrics_come_from_the_rendezvous_switch_over_esl(fl: FeatureLab) -> None:
+    """The exporter's ESL source polls mod_callcenter: a queue call an agent answers moves
+    zpctl_queue_calls_answered_total of the switch the queue runs on."""
+    node = fl.inv.node("lab1-a-switch1")
+    src = EslSwitchSource(fl.inv, fl.secrets.get(ESL_PASSWORD_KEY), queue_poll_s=1.0).start()
+
+    def support() -> QueueStats | None:
+        try:
+            st = src(node)
+        except Unreachable:  # no HEARTBEAT yet (one every 20 s)
+            return None
+        return next((q for q in st.queues if q.queue == "support"), None)
+
+    try:
+        before = wait_for("the source's first reading", support, 30)
+        assert before.account == "acme"
+        with fl.phone("1002@acme") as bob, fl.phone("1001@acme") as alice:
+            call = alice.dial("8600", timeout=30)
+            try:
+                wait_for("an agent to answer", lambda: bool(bob.answered), 20)
+            finally:
+                call.bye()
+        after = wait_for("the answered call in the metrics", lambda: (
+            q if (q := support()) and q.answered_total > before.answered_total else None), 15)
+        assert after.waiting == 0
+        assert sum(after.agents.values()) == 2   # both agents opted in
+    finally:
+        src.close()

@@ -126,7 +126,16 @@ def parse_table(text: str, switch: str = "", command: str = "") -> list[dict[str
     if len(lines) == 1:
         return []
     header = lines[0].split("|")
-    return [dict(zip(header, ln.split("|"), strict=False)) for ln in lines[1:-1]]
+    rows = []
+    for ln in lines[1:-1]:
+        cells = ln.split("|")
+        extra = len(cells) - len(header)
+        if extra > 0 and "contact" in header:
+            # an agent's contact is a dial string: legs tried in turn are joined by '|'
+            i = header.index("contact")
+            cells[i:i + extra + 1] = ["|".join(cells[i:i + extra + 1])]
+        rows.append(dict(zip(header, cells, strict=False)))
+    return rows
 
 
 def parse_count(text: str, switch: str = "", command: str = "") -> int:

@@ -818,16 +818,14 @@ def call_queue(fl: FeatureLab) -> FeatureOutcome:
         out.facts["opted_in_after_in"] = _opted_in(fl)
     out.check(out.facts["opted_in_after_out"] == ["1004"],
               f"after *76 the queue's agents are {out.facts['opted_in_after_out']}")
-    # Reported, not checked: the agent that lost the ring-all race is not offered the next
-    # call within 15 s (under investigation; docs/FREESWITCH.md).
+    out.check(out.facts["next_caller_rang_1004"], "the next caller did not ring 1004")
     out.check(not out.facts["opted_out_agent_rung"], "the opted-out agent 1002 was rung")
     out.check(sorted(out.facts["opted_in_after_in"]) == ["1002", "1004"],
               f"after *75 the queue's agents are {out.facts['opted_in_after_in']}")
     out.detail = (f"both agents rang, 1002 answered, both ways heard "
                   f"({out.facts.get('agent_heard_s')} s / {out.facts.get('caller_heard_s')} s); "
-                  f"*76: agents {out.facts['opted_in_after_out']}, the next caller did not "
-                  f"ring 1002 (1004 rang: {out.facts['next_caller_rang_1004']}); *75: agents "
-                  f"{out.facts['opted_in_after_in']}")
+                  f"*76: agents {out.facts['opted_in_after_out']}, the next caller rang only "
+                  f"1004; *75: agents {out.facts['opted_in_after_in']}")
     return out
 
 
@@ -877,6 +875,37 @@ def queue_callback(fl: FeatureLab) -> FeatureOutcome:
     return out
 
 
+def queue_overflow(fl: FeatureLab) -> FeatureOutcome:
+    """The agents ring but nobody answers: after the queue's max_wait_seconds (and the
+    agents' ring in progress) the call takes the overflow route (1003), who answers and
+    hears the caller."""
+    q = fl.account("acme").pbx.queues[0]
+    out = FeatureOutcome("queue-overflow", path=f"1001 -> queue {q.extension} (no answer) -> "
+                                                f"after {q.max_wait_seconds} s {q.overflow}")
+    with _queue_ready(fl, ("1002", "1004")), fl.phone("1002@acme", answer_mode="ring"), \
+            fl.phone("1004@acme", answer_mode="ring"), fl.phone("1003@acme") as carol, \
+            fl.phone("1001@acme") as phone:
+        started = time.monotonic()
+        call = phone.dial(q.extension, timeout=30)
+        media = _media(out, call, f"the call to queue {q.extension}")
+        try:
+            if media is not None and out.check(
+                    wait_until(lambda: bool(carol.answered), q.max_wait_seconds + 30),
+                    f"the call never reached the overflow route {q.overflow}"):
+                out.facts["overflow_after_s"] = round(time.monotonic() - started, 1)
+                out.facts["heard_s"] = round(_talks(media, carol.answered[-1], CALLER_HZ), 2)
+        finally:
+            call.bye()
+    waited = out.facts.get("overflow_after_s", 0)
+    out.check(waited >= q.max_wait_seconds - 1,
+              f"overflowed after {waited} s, before max_wait_seconds {q.max_wait_seconds}")
+    out.check(out.facts.get("heard_s", 0) >= 1.0, "1003 did not hear the caller")
+    out.detail = (f"nobody answered; overflowed to {q.overflow} after {waited} s "
+                  f"(max_wait_seconds {q.max_wait_seconds}, then the agents' 15 s ring "
+                  f"ends); 1003 heard the caller ({out.facts.get('heard_s')} s)")
+    return out
+
+
 FEATURE_FLOWS: tuple[tuple[str, Callable[[FeatureLab], FeatureOutcome]], ...] = (
     ("voicemail", leave_voicemail),
     ("voicemail-retrieval", retrieve_voicemail),
@@ -892,6 +921,7 @@ FEATURE_FLOWS: tuple[tuple[str, Callable[[FeatureLab], FeatureOutcome]], ...] = 
     ("paging", paging),
     ("queue", call_queue),
     ("queue-callback", queue_callback),
+    ("queue-overflow", queue_overflow),
 )
 
 

@@ -5,19 +5,34 @@ A background thread runs an asyncio loop holding one reconnecting ESL connection
 the core) and the channel events :class:`ChannelTally` counts.  A scrape calls the source
 for each switch; it answers from the last HEARTBEAT, or raises when that is missing or
 older than two intervals (the switch, or our connection to it, is gone).
+
+Call queues are not in any event a scrape could wait for: every ``queue_poll_s`` seconds
+the same loop asks each switch's mod_callcenter (``callcenter_config queue list``: answered
+and abandoned since the switch started; ``queue list members``: callers waiting and since
+when; ``queue list agents``: agents by status) and keeps the answer for the next scrapes.
+A queue's calls run on its data center's rendezvous switch; the others report it idle.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from zpctl.clients.esl import EslConnection
 from zpctl.errors import Unreachable, ZpctlError
 from zpctl.freeswitch.control import esl_password, inventory_pool
-from zpctl.metrics.switch import ChannelTally, SwitchStats, SwitchStatsSource, stats_from_heartbeat
+from zpctl.freeswitch.queues import parse_table
+from zpctl.metrics.switch import (
+    ChannelTally,
+    QueueStats,
+    SwitchStats,
+    SwitchStatsSource,
+    stats_from_heartbeat,
+)
 from zpctl.model import LoadedInventory, PlacedNode
 from zpctl.protocols import esl
 
@@ -29,6 +44,34 @@ class _SwitchState:
     heartbeat: esl.Event | None = None
     at: float = 0.0
     tally: ChannelTally = field(default_factory=ChannelTally)
+    queues: tuple[QueueStats, ...] = ()
+
+
+async def read_queues(conn: EslConnection, accounts: dict[str, str],
+                      now: float | None = None) -> tuple[QueueStats, ...]:
+    """Every queue mod_callcenter holds on the switch behind ``conn``; ``accounts`` maps an
+    account's SIP domain (the part of a queue's name after ``@``) to its id."""
+    now = time.time() if now is None else now
+    out = []
+    for row in parse_table(await conn.api("callcenter_config queue list", check=False),
+                           conn.name, "queue list"):
+        name = row.get("name", "")
+        qid, _, domain = name.partition("@")
+        members = parse_table(await conn.api(f"callcenter_config queue list members {name}",
+                                             check=False), conn.name, "queue list members")
+        waiting = [m for m in members if m.get("state") in ("Waiting", "Trying")]
+        joined = [float(m.get("joined_epoch") or now) for m in waiting]
+        agents = parse_table(await conn.api(f"callcenter_config queue list agents {name}",
+                                            check=False), conn.name, "queue list agents")
+        by_status: dict[str, int] = {}
+        for a in agents:
+            status = a.get("status", "").lower().replace(" ", "_") or "unknown"
+            by_status[status] = by_status.get(status, 0) + 1
+        out.append(QueueStats(accounts.get(domain, "_unknown"), qid, len(waiting),
+                              round(max((now - j for j in joined), default=0.0), 1),
+                              int(row.get("calls_answered") or 0),
+                              int(row.get("calls_abandoned") or 0), by_status))
+    return tuple(out)
 
 
 class EslSwitchSource:
@@ -36,12 +79,15 @@ class EslSwitchSource:
 
     def __init__(self, inventory: LoadedInventory, password: str, *,
                  esl_override: str | None = None, stale_s: float = 45.0,
-                 timeout: float = 5.0) -> None:
+                 timeout: float = 5.0, queue_poll_s: float = 10.0) -> None:
         self.inv = inventory
         self.password = password
         self.esl_override = esl_override
         self.stale_s = stale_s
         self.timeout = timeout
+        self.queue_poll_s = queue_poll_s
+        self._accounts = {inventory.model.account_domain(a): a.id
+                          for a in inventory.model.accounts}
         self._lock = threading.Lock()
         self._state: dict[str, _SwitchState] = {}
         self._errors: dict[str, str] = {}
@@ -73,11 +119,24 @@ class EslSwitchSource:
                 conn.on_event(self._feeder(name))
                 await conn.subscribe(EVENTS)
             self._ready.set()
+            polled = 0.0
             while not self._stop.is_set():
+                if time.monotonic() - polled >= self.queue_poll_s:
+                    polled = time.monotonic()
+                    await self._poll_queues(pool.connections)
                 await asyncio.sleep(0.2)
         finally:
             self._ready.set()
             await pool.close()
+
+    async def _poll_queues(self, connections: dict[str, EslConnection]) -> None:
+        for name, conn in connections.items():
+            try:
+                queues = await read_queues(conn, self._accounts)
+            except ZpctlError:
+                continue  # down or without mod_callcenter: its last answer stands
+            with self._lock:
+                self._state.setdefault(name, _SwitchState()).queues = queues
 
     def _feeder(self, name: str) -> Callable[[esl.Event], None]:
         def feed(event: esl.Event) -> None:
@@ -102,7 +161,8 @@ class EslSwitchSource:
             if time.monotonic() - st.at > self.stale_s:
                 raise Unreachable(f"switch {node.name}: last HEARTBEAT "
                                   f"{time.monotonic() - st.at:.0f} s ago")
-            return stats_from_heartbeat(st.heartbeat, tally=st.tally)
+            return dataclasses.replace(stats_from_heartbeat(st.heartbeat, tally=st.tally),
+                                       queues=st.queues)
 
 
 def esl_switch_source(inventory: LoadedInventory) -> SwitchStatsSource | None:

@@ -165,6 +165,19 @@ def rx(value: str) -> str:
     return re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", value)
 
 
+# A queue agent's legs through the zone proxies are tried in turn ('|'): the next proxy
+# only when this one could not take the call (down, timed out, overloaded).  FreeSWITCH
+# tries the next leg after any failure unless the failed leg's cause is in
+# fail_on_single_reject ('!': any cause but these); without it the agent that lost a
+# ring-all race rang again through the sister proxy for its 15 s (found by the queue flow).
+# Agents only: with a cause list, FreeSWITCH's originate no longer ends at call_timeout
+# while a leg rings (switch_ivr_originate.c), and users' ring_seconds are call_timeout;
+# an agent's ring is its per-leg leg_timeout, which still applies.
+PROXY_DOWN_CAUSES = ("NORMAL_TEMPORARY_FAILURE", "RECOVERY_ON_TIMER_EXPIRE",
+                     "DESTINATION_OUT_OF_ORDER", "NETWORK_OUT_OF_ORDER", "SWITCH_CONGESTION")
+NEXT_PROXY_ONLY_IF_DOWN = f"fail_on_single_reject=!{','.join(PROXY_DOWN_CAUSES)}"
+
+
 def via_proxy(uri: str) -> str:
     """The per-leg variables of a call the switch places through the zone proxy ``uri``.
     Over TLS, ``sip_transport=tls`` too: FreeSWITCH picks the transport of its Contact
@@ -285,12 +298,11 @@ class _Account:
         return f"user/{ext}@{self.domain}"
 
     def agent_dial(self, ext: str) -> str:
-        """A queue agent's contact: its sofia legs themselves, not ``user/`` (whose inner
-        legs mod_callcenter cannot hang up: an agent that lost a ring-all race kept ringing
-        until its leg timeout and was then marked "No Answer")."""
-        return "|".join(f"[leg_timeout=15,sip_invite_domain={self.domain},"
-                        f"presence_id={ext}@{self.domain},{via_proxy(p)}]"
-                        f"sofia/{PROFILE}/{ext}@{self.domain}" for p in self.proxies)
+        """A queue agent's contact: its sofia legs through the zone proxies, with the same
+        variables as the user's dial string and a 15 s ring."""
+        return f"{{^^:{NEXT_PROXY_ONLY_IF_DOWN}}}" + "|".join(
+            f"[leg_timeout=15,sip_invite_domain={self.domain},presence_id={ext}@{self.domain},"
+            f"{via_proxy(p)}]sofia/{PROFILE}/{ext}@{self.domain}" for p in self.proxies)
 
     def pstn_dial(self, number: str) -> str:
         return "|".join(f"[{via_proxy(p)}]sofia/{PROFILE}/{number}@{self.domain}"
