@@ -12,6 +12,8 @@ switch), proven by what was heard, what landed on disk and what reached the phon
 - no-answer forwarding, a shared line ringing all members, a one-way page;
 - a call queue: ring-all agents, *75/*76 in its state (`zpctl queues status`), a callback
   once an agent is free, the overflow route after the longest wait;
+- call monitoring through `zpctl calls monitor`: listen, whisper, barge and takeover,
+  each proven by who heard the supervisor's tone; an unpermitted supervisor refused;
 - the callee hanging up a call the switch placed (its BYE reaches the caller).
 
 The flows are :mod:`zpctl.lab.features`' (the demo runs the same).
@@ -37,6 +39,7 @@ from zpctl.lab.features import (
     auto_receptionist,
     automatic_recording,
     blind_transfer,
+    call_monitoring,
     call_queue,
     conference_call,
     forward_no_answer,
@@ -223,3 +226,10 @@ def test_queue_metrics_come_from_the_rendezvous_switch_over_esl(fl: FeatureLab) 
         assert sum(after.agents.values()) == 2   # both agents opted in
     finally:
         src.close()
+
+
+def test_monitoring_listen_whisper_barge_takeover(fl: FeatureLab) -> None:
+    out = call_monitoring(fl)
+    assert out.ok, (out.problems, out.facts)
+    assert out.facts["whisper"]["caller_heard_supervisor_s"] < 0.3
+    assert out.facts["takeover"]["user_released"] is True

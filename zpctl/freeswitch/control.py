@@ -562,10 +562,12 @@ def monitor_plan(loaded: LoadedInventory, uuid: str, mode: str, supervisor: str,
                  new_uuid: str | None = None, partner: str | None = None) -> list[str]:
     """ESL commands that connect ``supervisor`` to call leg ``uuid`` in ``mode``.
 
-    listen/whisper/barge: one ``bgapi originate`` of the supervisor into ``eavesdrop``
-    (reference: eavesdrop_whisper_bleg for whisper to the monitored leg's endpoint, both
-    whisper variables for barge).  takeover: originate the supervisor parked, bridge the
-    monitored leg's partner to it, and hang up the monitored leg.
+    ``uuid`` is the monitored user's own leg.  listen/whisper/barge: one ``bgapi
+    originate`` of the supervisor into ``eavesdrop`` of that leg; whisper sends the
+    supervisor's voice to that leg's endpoint, the user (``eavesdrop_whisper_bleg``;
+    measured against FreeSWITCH 1.11: ``..._aleg`` reaches the other party), barge to
+    both.  takeover: originate the supervisor parked, bridge the monitored leg's partner
+    (the other party) to it, and hang up the user's leg.
     """
     check_uuid(uuid)
     if mode not in MONITOR_MODES:
@@ -590,6 +592,16 @@ def monitor_plan(loaded: LoadedInventory, uuid: str, mode: str, supervisor: str,
     return [f"bgapi originate {{{','.join(vars_)}}}user/{ext}@{domain} &eavesdrop({uuid})"]
 
 
+def user_leg(row: dict[str, str], target_ext: str, calls: Sequence[dict[str, str]]) -> str:
+    """The uuid of ``target_ext``'s own leg of the call ``row`` (a channel) is on: the
+    channel itself when it is the user's (an inbound leg the user placed, or an outbound
+    leg to the user), else its partner."""
+    own = (row.get("direction") == "inbound" and row.get("cid_num") == target_ext) or \
+        (row.get("direction") == "outbound" and row.get("dest") == target_ext)
+    uuid = row.get("uuid", "")
+    return uuid if own else (partner_of(uuid, calls) or uuid)
+
+
 def target_extension(acct: Account, row: dict[str, str]) -> str | None:
     """The account user a channel row is the leg of (its number or destination)."""
     exts = {u.extension for u in acct.users}
@@ -611,11 +623,12 @@ async def amonitor(loaded: LoadedInventory, targets: Sequence[SwitchTarget], pas
     why = monitor_permitted(acct, ext, mode, target_ext)
     if why is not None:
         raise ZpctlError(f"not permitted: {why}", ExitCode.USAGE)
-    partner = partner_of(uuid, calls)
+    leg = user_leg(row, target_ext, calls)
+    partner = partner_of(leg, calls)
     if mode == "takeover" and partner is None:
         raise RemoteFailure(f"channel {uuid} is not bridged: nothing to take over")
     spy = str(uuidlib.uuid4())
-    plan = monitor_plan(loaded, uuid, mode, supervisor, spy, partner)
+    plan = monitor_plan(loaded, leg, mode, supervisor, spy, partner)
     conn = await _connect(t, password, timeout)
     outputs = []
     try:
@@ -625,8 +638,9 @@ async def amonitor(loaded: LoadedInventory, targets: Sequence[SwitchTarget], pas
             outputs.append(out.strip())
     finally:
         await conn.close()
-    return {"switch": t.name, "uuid": uuid, "mode": mode, "supervisor": supervisor,
-            "monitored_user": target_ext, "supervisor_uuid": spy, "commands": plan,
+    return {"switch": t.name, "uuid": uuid, "user_leg": leg, "mode": mode,
+            "supervisor": supervisor, "monitored_user": target_ext, "supervisor_uuid": spy,
+            "commands": plan,
             "outputs": outputs}
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import functools
 import itertools
 import re
 import time
@@ -26,6 +27,8 @@ from typing import Any
 
 from zpctl.accounts import SipUser
 from zpctl.clients.esl import EslConnection
+from zpctl.errors import ZpctlError
+from zpctl.freeswitch import control as fsc
 from zpctl.freeswitch import queues as qs
 from zpctl.freeswitch import recordings as rec
 from zpctl.freeswitch import voicemail as vm
@@ -906,6 +909,100 @@ def queue_overflow(fl: FeatureLab) -> FeatureOutcome:
     return out
 
 
+SUPERVISOR_HZ = 2000.0  # the supervisor's voice in the monitoring flow
+
+
+def _supervisor_joins(phone: Ua, join: Callable[[], object]) -> RtpMedia | None:
+    """Run ``join`` (a monitor command); the media of the call it rings ``phone`` with."""
+    n = len(phone.answered)
+    join()
+    return phone.answered[-1] if wait_until(lambda: len(phone.answered) > n, 10) else None
+
+
+def call_monitoring(fl: FeatureLab) -> FeatureOutcome:
+    """A supervisor joins 1001's call with 1002 through ``zpctl calls monitor``: listening
+    it hears both and nobody hears it; whispering only 1002 hears it; barging both do;
+    taking over, 1001 talks with the supervisor and 1002's leg ends.  A user without a
+    grant is refused."""
+    out = FeatureOutcome("monitoring", path="1001 -> switch -> 1002; 1004 listens, whispers, "
+                                            "barges, takes over (zpctl calls monitor)")
+    password = fl.secrets.get(ESL_PASSWORD_KEY)
+    targets = targets_for(fl.inv)
+
+    def monitor(uuid: str, mode: str, who: str = "1004@acme") -> dict[str, Any]:
+        return asyncio.run(fsc.amonitor(fl.inv, targets, password, uuid, mode, who))
+
+    with fl.phone("1002@acme") as bob, fl.phone("1004@acme") as dave, \
+            fl.phone("1001@acme") as alice:
+        call = alice.dial("1002")
+        media = _media(out, call, "1001's call to 1002")
+        if media is None or not out.check(bool(bob.answered), "1002 has no media"):
+            return out
+        user = bob.answered[-1]
+        try:
+            def the_call() -> dict[str, str] | None:
+                rows, _ = asyncio.run(fsc.alist_calls(targets, password))
+                return next((r for r in rows if r.get("cid_num") == "1001"
+                             and r.get("dest") == "1002"), None)
+
+            wait_until(lambda: the_call() is not None, 5, step=0.3)
+            row = the_call()
+            if not out.check(row is not None, "the call is on no switch's `show calls`"):
+                return out
+            assert row is not None
+            try:
+                monitor(row["uuid"], "listen", "1001@acme")
+                out.facts["unpermitted"] = "accepted"
+            except ZpctlError as exc:
+                out.facts["unpermitted"] = exc.message
+            for mode in ("listen", "whisper", "barge", "takeover"):
+                spy = _supervisor_joins(dave, functools.partial(monitor, row["uuid"], mode))
+                if not out.check(spy is not None,
+                                 f"{mode}: the supervisor's phone was not called"):
+                    return out
+                assert spy is not None
+                time.sleep(1.0)
+                got: dict[str, Any] = {}
+                if mode != "takeover":
+                    got["heard_caller_s"] = round(_talks(media, spy, CALLER_HZ), 2)
+                    got["heard_user_s"] = round(_talks(user, spy, 900.0), 2)
+                marks = (media.mark(), user.mark())
+                spy.play(tone(SUPERVISOR_HZ, 2.0))
+                time.sleep(3.0)
+                got["caller_heard_supervisor_s"] = round(media.tone_heard(SUPERVISOR_HZ,
+                                                                          marks[0]), 2)
+                got["user_heard_supervisor_s"] = round(user.tone_heard(SUPERVISOR_HZ, marks[1]), 2)
+                if mode == "takeover":
+                    got["user_released"] = wait_until(lambda: bool(bob.ended_calls), 5)
+                else:
+                    dave.hang_up_answered()
+                    time.sleep(0.5)
+                out.facts[mode] = got
+        finally:
+            call.bye()
+    f = out.facts
+    out.check("not permitted" in str(f.get("unpermitted")),
+              f"an unpermitted supervisor was not refused ({f.get('unpermitted')})")
+    hear, quiet = 1.0, 0.3
+    for mode, to_caller, to_user in (("listen", False, False), ("whisper", False, True),
+                                     ("barge", True, True), ("takeover", True, False)):
+        g = f.get(mode, {})
+        if mode != "takeover":
+            out.check(g.get("heard_caller_s", 0) >= hear and g.get("heard_user_s", 0) >= hear,
+                      f"{mode}: the supervisor did not hear both parties ({g})")
+        for who, want, key in (("the caller", to_caller, "caller_heard_supervisor_s"),
+                               ("1002", to_user, "user_heard_supervisor_s")):
+            got_s = g.get(key, 0)
+            out.check(got_s >= hear if want else got_s < quiet,
+                      f"{mode}: {who} heard the supervisor {got_s} s")
+    out.check(f.get("takeover", {}).get("user_released", False),
+              "takeover: 1002's leg was not ended")
+    out.detail = ("listen: supervisor heard both, nobody heard it; whisper: only 1002 heard "
+                  "it; barge: both; takeover: 1001 talks with the supervisor, 1002 released; "
+                  "1001 as supervisor refused")
+    return out
+
+
 FEATURE_FLOWS: tuple[tuple[str, Callable[[FeatureLab], FeatureOutcome]], ...] = (
     ("voicemail", leave_voicemail),
     ("voicemail-retrieval", retrieve_voicemail),
@@ -922,6 +1019,7 @@ FEATURE_FLOWS: tuple[tuple[str, Callable[[FeatureLab], FeatureOutcome]], ...] = 
     ("queue", call_queue),
     ("queue-callback", queue_callback),
     ("queue-overflow", queue_overflow),
+    ("monitoring", call_monitoring),
 )
 
 
