@@ -215,6 +215,16 @@ def test_monitor_takeover_bridges_the_partner_to_the_supervisor(
     assert [c.split(" ")[1] for c in doc["commands"]] == ["originate", "uuid_bridge", "uuid_kill"]
 
 
+def test_calls_takeover_is_monitor_takeover(fs: ThreadedFakeSwitch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = call(fs, user="1002")
+    code, doc, err = run(capsys, "-o", "json", "calls", "takeover", str(MINI), b,
+                         "--supervisor", "1004@acme")
+    assert code == 0, err
+    assert doc["mode"] == "takeover"
+    assert sw(fs).channels[a].other == doc["supervisor_uuid"]
+
+
 @pytest.mark.parametrize(("supervisor", "user", "why"), [
     ("1002@acme", "1001", "does not allow call monitoring"),
     ("1004@acme", "1003", "1004 may not monitor 1003"),

@@ -183,8 +183,17 @@ def monitor_cmd(ctx: Context, inventory: Path, uuid: str, mode: str, supervisor:
 
     Only supervisors the inventory permits: their license allows call monitoring, they
     have the call_monitoring feature, and a pbx.monitoring grant covers the mode and the
-    user on the call.
+    user on the call.  UUID may be either leg of the call: the monitored user's own leg is
+    found (whisper reaches that user; takeover ends that user's leg).
     """
+    _monitor(ctx, inventory, uuid, mode, supervisor, zone, switch_name, esl_address,
+             secrets_file, timeout, deadline, dry_run)
+
+
+def _monitor(ctx: Context, inventory: Path, uuid: str, mode: str, supervisor: str,
+             zone: str | None, switch_name: str | None, esl_address: str | None,
+             secrets_file: Path | None, timeout: float, deadline: float,
+             dry_run: bool) -> None:
     loaded = load_live(inventory)
     if dry_run:
         plan = fsc.monitor_plan(loaded, uuid, mode, supervisor)
@@ -196,6 +205,26 @@ def monitor_cmd(ctx: Context, inventory: Path, uuid: str, mode: str, supervisor:
                                    mode, supervisor, timeout, deadline))
     emit(ctx.output, doc, text=f"{doc['switch']}: {supervisor} is on {uuid} "
                                f"({mode}, user {doc['monitored_user']}) as {doc['supervisor_uuid']}")
+
+
+@calls.command("takeover")
+@INVENTORY_ARG
+@UUID_ARG
+@click.option("--supervisor", required=True, metavar="EXT@ACCOUNT",
+              help="The supervisor who takes the call; must hold a takeover grant for the "
+                   "call's user.")
+@selection_options
+@SEARCH_DEADLINE
+@DRY
+@pass_ctx
+def takeover_cmd(ctx: Context, inventory: Path, uuid: str, supervisor: str, zone: str | None,
+                 switch_name: str | None, esl_address: str | None, secrets_file: Path | None,
+                 timeout: float, deadline: float, dry_run: bool) -> None:
+    """Take a call over: ring the supervisor, connect the other party to it, end the
+    monitored user's leg (the same as `calls monitor --mode takeover`).  UUID may be
+    either leg of the call."""
+    _monitor(ctx, inventory, uuid, "takeover", supervisor, zone, switch_name, esl_address,
+             secrets_file, timeout, deadline, dry_run)
 
 
 @calls.command("originate")
