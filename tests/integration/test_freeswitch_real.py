@@ -163,8 +163,12 @@ def test_calls_reach_ivr_voicemail_and_queue(freeswitch: tuple[str, int], dest: 
             # The application may run only a moment (the test prompts are short silences):
             # watch the events rather than poll the channel list.
             await c.subscribe(["CHANNEL_EXECUTE"])
-            out = await c.bgapi(f"originate {{origination_caller_id_number=+15557654321}}"
-                                f"loopback/{dest}/acct-acme &park()", timeout=20)
+            # A queue is a rendezvous number: a call that did not come through the proxies'
+            # rendezvous route goes out to them (none here); this one stays, as a callback
+            # placed on the rendezvous switch itself does.
+            out = await c.bgapi(f"originate {{origination_caller_id_number=+15557654321,"
+                                f"zp_rendezvous_here=true}}loopback/{dest}/acct-acme &park()",
+                                timeout=20)
             assert out.startswith("+OK "), out
             # The loopback's other leg runs the dialplan: some channel executes ``app``.
             seen: list[str] = []
