@@ -37,10 +37,13 @@ demo: install
 # The tests start their own lab on the lab's loopback addresses: stop a demo lab first.
 # The lab runs FreeSWITCH switches: without FreeSWITCH, `make test` stops here, saying how
 # to install it (and no real-FreeSWITCH test may skip).
+# The unit tests run on two workers; the lab's tests one after another (one lab at a time
+# on its fixed loopback addresses), with the slowest listed.
 test: install
 	@$(BIN)/zpctl lab down >/dev/null 2>&1 || true
 	@ZPCTL_REQUIRE_FREESWITCH=1 $(BIN)/python tests/freeswitch_binary.py
-	ZPCTL_REQUIRE_FREESWITCH=1 $(BIN)/pytest -q
+	ZPCTL_REQUIRE_FREESWITCH=1 $(BIN)/pytest -q -n 2 tests/unit tests/golden
+	ZPCTL_REQUIRE_FREESWITCH=1 $(BIN)/pytest -q --durations=15 tests/integration
 
 test-unit: venv
 	$(BIN)/pytest -q tests/unit tests/golden
