@@ -8,7 +8,8 @@ switch), proven by what was heard, what landed on disk and what reached the phon
 - call park and retrieval by slot (the lot on the data center's rendezvous switch,
   whichever switch the parking call was on);
 - the auto receptionist by the site's clock (shifted, not waited for);
-- automatic call recording (both parties in the file, a row in the index);
+- automatic call recording (both parties in the file, a row in the index), and ad hoc
+  with *2 (nothing from before the key press in the file);
 - no-answer forwarding, a shared line ringing all members, a one-way page;
 - a call queue: ring-all agents, *75/*76 in its state (`zpctl queues status`), a callback
   once an agent is free, the overflow route after the longest wait;
@@ -36,6 +37,7 @@ from zpctl.lab.audio import read_wav, tone_seconds
 from zpctl.lab.features import (
     CALLER_HZ,
     FeatureLab,
+    adhoc_recording,
     auto_receptionist,
     automatic_recording,
     blind_transfer,
@@ -233,3 +235,8 @@ def test_monitoring_listen_whisper_barge_takeover(fl: FeatureLab) -> None:
     assert out.ok, (out.problems, out.facts)
     assert out.facts["whisper"]["caller_heard_supervisor_s"] < 0.3
     assert out.facts["takeover"]["user_released"] is True
+
+
+def test_adhoc_recording_starts_at_star_2(fl: FeatureLab) -> None:
+    out = adhoc_recording(fl)
+    assert out.ok, (out.problems, out.facts)

@@ -92,7 +92,7 @@ def test_other_platforms_rows_are_kept(tmp_path: Path) -> None:
 def test_dry_run_changes_nothing(tmp_path: Path) -> None:
     db = tmp_path / "sub.sqlite"
     res = sync(load_inventory(INVENTORIES / "lab"), Secrets(tmp_path / "s.yml"), db, dry_run=True)
-    assert len(res.created) == 1008 + 4  # 1,008 users, 4 devices
+    assert len(res.created) == 1009 + 4  # 1,009 users, 4 devices
     assert not db.exists()
 
 

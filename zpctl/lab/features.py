@@ -569,6 +569,53 @@ def automatic_recording(fl: FeatureLab, callee_key: str = "1001@acme",
     return out
 
 
+BEFORE_HZ = 1100.0  # a tone played before an ad hoc recording starts (must not be in it)
+
+
+def adhoc_recording(fl: FeatureLab) -> FeatureOutcome:
+    """Ad hoc recording (call_recording_adhoc): 1002 presses *2 during a call; the file
+    holds both parties' audio from then on, not what was said before, and the index has
+    its row."""
+    out = FeatureOutcome("recording-adhoc", path="1004 -> switch -> 1002, *2 during the call")
+    started = time.time()
+    with fl.phone("1002@acme") as callee, fl.phone("1004@acme") as phone:
+        call = phone.dial("1002")
+        media = _media(out, call, "the call")
+        if media is None or not out.check(bool(callee.answered), "the callee has no media"):
+            return out
+        theirs = callee.answered[-1]
+        try:
+            out.facts["before_heard_s"] = round(_talks(media, theirs, BEFORE_HZ, 1.5), 2)
+            theirs.send_dtmf("*2")
+            time.sleep(1.0)
+            out.facts["callee_heard_s"] = round(_talks(media, theirs, CALLER_HZ, 2.0), 2)
+            out.facts["caller_heard_s"] = round(_talks(theirs, media, 900.0, 2.0), 2)
+        finally:
+            call.bye()
+
+    def fresh() -> list[dict[str, Any]]:
+        return [r for r in recording_index(fl, "acme")
+                if r["started"] >= int(started) - 1 and r["callee"] == "1002"]
+
+    wait_until(lambda: bool(fresh()), 5)
+    rows = fresh()
+    if not out.check(bool(rows), "no row in the recording index after *2"):
+        return out
+    audio = read_wav(Path(rows[-1]["path"]))
+    out.facts.update(index_path=rows[-1]["path"],
+                     recorded_before_s=round(tone_seconds(audio, BEFORE_HZ), 2),
+                     recorded_caller_s=round(tone_seconds(audio, CALLER_HZ), 2),
+                     recorded_callee_s=round(tone_seconds(audio, 900.0), 2))
+    out.check(out.facts["recorded_caller_s"] >= 1.0 and out.facts["recorded_callee_s"] >= 1.0,
+              f"the recording lacks a party ({out.facts})")
+    out.check(out.facts["recorded_before_s"] < 0.3,
+              f"the recording holds {out.facts['recorded_before_s']} s from before *2")
+    out.detail = (f"*2 started the recording: both parties in it "
+                  f"({out.facts['recorded_caller_s']} s / {out.facts['recorded_callee_s']} s), "
+                  f"nothing from before ({out.facts['recorded_before_s']} s); index row")
+    return out
+
+
 def _ivr_call(fl: FeatureLab, out: FeatureOutcome, local: datetime.datetime, digits: str,
               answerer: str, hear: str | None = None) -> None:
     """Call acme's auto receptionist (8000) with the switches' clock at ``local``, press
@@ -606,7 +653,8 @@ def _next(weekday: int, hour: int, tz: str) -> datetime.datetime:
 
 def auto_receptionist(fl: FeatureLab) -> FeatureOutcome:
     """acme's auto receptionist (8000) by the site's clock (shifted, not waited for):
-    open, the greeting and key 1 to Bob; an unknown key says so, replays the menu and ends
+    open, the greeting and key 1 to Bob, key 3 to the support queue (Bob answers as its
+    agent); an unknown key says so, replays the menu and ends
     at the failure route (Dave); after hours to Bob's voicemail (greeting and beep heard);
     on New Year's day to Dave."""
     acct = fl.account("acme")
@@ -616,6 +664,9 @@ def auto_receptionist(fl: FeatureLab) -> FeatureOutcome:
     monday = _next(0, 10, tz)
     _ivr_call(fl, out, monday, "1", "1002", None)
     greeting_ok = not out.problems
+    with _queue_ready(fl, ("1002",)):
+        _ivr_call(fl, out, monday, "3", "1002", None)  # key 3: the support queue's agent
+    queue_ok = not out.problems
     _ivr_call(fl, out, monday, "77", "1004", "ivr/ivr-that_was_an_invalid_entry.wav")
     invalid_ok = not out.problems
     sunday = _next(6, 3, tz)
@@ -638,6 +689,7 @@ def auto_receptionist(fl: FeatureLab) -> FeatureOutcome:
         tzinfo=zoneinfo.ZoneInfo(tz))
     _ivr_call(fl, out, new_year, "", "1004", None)
     out.detail = (f"open ({monday:%a %H:%M}): key 1 to 1002 {'ok' if greeting_ok else 'FAILED'};"
+                  f" key 3 to queue support, its agent 1002 {'ok' if queue_ok else 'FAILED'};"
                   f" unknown keys: invalid-entry prompt, menu again, then 1004 "
                   f"{'ok' if invalid_ok else 'FAILED'}; after hours ({sunday:%a %H:%M}): "
                   f"1002's voicemail; {holiday.name} {holiday.date}: 1004")
@@ -1013,6 +1065,7 @@ FEATURE_FLOWS: tuple[tuple[str, Callable[[FeatureLab], FeatureOutcome]], ...] = 
     ("conference", conference_call),
     ("park", park_and_retrieve),
     ("recording", automatic_recording),
+    ("recording-adhoc", adhoc_recording),
     ("forwarding", forward_no_answer),
     ("shared-line", shared_line),
     ("paging", paging),
