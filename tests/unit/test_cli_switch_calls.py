@@ -302,3 +302,20 @@ def test_inventory_pool_over_every_switch(fs: ThreadedFakeSwitch) -> None:
 
     call(fs)
     asyncio.run(body())
+
+
+# `show calls as json` / `show channels as json` rows as the lab's FreeSWITCH 1.11 gives
+# them for 1001 calling 1002 (only the fields user_leg reads).
+A_LEG = {"uuid": "a-1", "direction": "inbound", "cid_num": "1001", "dest": "1002"}
+B_LEG = {"uuid": "b-1", "direction": "outbound", "cid_num": "1001", "dest": "1002"}
+CALLS = [{"uuid": "a-1", "b_uuid": "b-1"}]
+
+
+@pytest.mark.parametrize(("row", "user", "leg"), [
+    (A_LEG, "1002", "b-1"),   # the callee's own leg is the outbound one, from either uuid
+    (B_LEG, "1002", "b-1"),
+    (A_LEG, "1001", "a-1"),   # the caller's is the inbound one
+    (B_LEG, "1001", "a-1"),
+])
+def test_user_leg_is_the_monitored_users_own(row: dict[str, str], user: str, leg: str) -> None:
+    assert control.user_leg(row, user, CALLS) == leg
