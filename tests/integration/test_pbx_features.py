@@ -6,7 +6,7 @@ switch), proven by what was heard, what landed on disk and what reached the phon
 - hold (hold music at the held party), blind transfer by REFER;
 - a three-party conference with a PIN and a moderator;
 - call park and retrieval by slot (the lot on the data center's rendezvous switch,
-  whichever switch the parking call was on);
+  whichever switch the parking call was on), and the lot's return route on timeout;
 - the auto receptionist by the site's clock (shifted, not waited for);
 - automatic call recording (both parties in the file, a row in the index), and ad hoc
   with *2 (nothing from before the key press in the file);
@@ -49,6 +49,7 @@ from zpctl.lab.features import (
     leave_voicemail,
     paging,
     park_and_retrieve,
+    park_orbit,
     queue_callback,
     queue_overflow,
     retrieve_voicemail,
@@ -239,4 +240,9 @@ def test_monitoring_listen_whisper_barge_takeover(fl: FeatureLab) -> None:
 
 def test_adhoc_recording_starts_at_star_2(fl: FeatureLab) -> None:
     out = adhoc_recording(fl)
+    assert out.ok, (out.problems, out.facts)
+
+
+def test_park_timeout_takes_the_return_route(fl: FeatureLab) -> None:
+    out = park_orbit(fl)
     assert out.ok, (out.problems, out.facts)

@@ -510,6 +510,37 @@ def park_and_retrieve(fl: FeatureLab) -> FeatureOutcome:
     return out
 
 
+def park_orbit(fl: FeatureLab) -> FeatureOutcome:
+    """A parked call nobody picks up: after the lot's timeout it takes the lot's return
+    route (1004), whose phone rings and hears the parked party."""
+    lot = fl.account("acme").pbx.park_lots[0]
+    out = FeatureOutcome("park-orbit", path=f"1001 -> 1002, REFER to lot {lot.extension}; "
+                                            f"after {lot.timeout_seconds} s -> {lot.return_to}")
+    with fl.phone("1002@acme") as b, fl.phone("1004@acme") as orbit, \
+            fl.phone("1001@acme") as a:
+        call = a.dial("1002")
+        if not out.check(call.established and bool(b.answered), "1001's call to 1002 failed"):
+            return out
+        parked = b.answered[-1]
+        try:
+            out.facts["refer_status"] = call.refer(lot.extension)
+            parked_at = time.monotonic()
+            rung = wait_until(lambda: bool(orbit.answered), lot.timeout_seconds + 15, step=0.2)
+            out.facts["returned_after_s"] = round(time.monotonic() - parked_at, 1)
+            if out.check(rung, f"{lot.return_to} was never rung after the timeout"):
+                out.facts["heard_s"] = round(_talks(parked, orbit.answered[-1], CALLER_HZ), 2)
+        finally:
+            call.bye()
+    waited = out.facts.get("returned_after_s", 0)
+    out.check(waited >= lot.timeout_seconds - 1,
+              f"returned after {waited} s, before the lot's {lot.timeout_seconds} s")
+    out.check(out.facts.get("heard_s", 0) >= 1.0, "the orbit target did not hear the parked call")
+    out.detail = (f"parked, nobody picked up; after {waited} s (timeout "
+                  f"{lot.timeout_seconds} s) {lot.return_to} rang and heard the parked party "
+                  f"({out.facts.get('heard_s')} s)")
+    return out
+
+
 def recording_index(fl: FeatureLab, account: str) -> list[dict[str, Any]]:
     """The call-recording index rows of ``account`` (``zpctl recordings ls``)."""
     return [dataclasses.asdict(r) for r in rec.list_recordings(
@@ -1064,6 +1095,7 @@ FEATURE_FLOWS: tuple[tuple[str, Callable[[FeatureLab], FeatureOutcome]], ...] = 
     ("transfer", blind_transfer),
     ("conference", conference_call),
     ("park", park_and_retrieve),
+    ("park-orbit", park_orbit),
     ("recording", automatic_recording),
     ("recording-adhoc", adhoc_recording),
     ("forwarding", forward_no_answer),
