@@ -10,7 +10,8 @@ switch), proven by what was heard, what landed on disk and what reached the phon
 - the auto receptionist by the site's clock (shifted, not waited for);
 - automatic call recording (both parties in the file, a row in the index), and ad hoc
   with *2 (nothing from before the key press in the file);
-- no-answer forwarding, a shared line ringing all members, a one-way page;
+- no-answer and busy forwarding (the user offered the call once), a shared line ringing
+  all members, a one-way page;
 - a call queue: ring-all agents, *75/*76 in its state (`zpctl queues status`), a callback
   once an agent is free, the overflow route after the longest wait;
 - call monitoring through `zpctl calls monitor`: listen, whisper, barge and takeover,
@@ -44,6 +45,7 @@ from zpctl.lab.features import (
     call_monitoring,
     call_queue,
     conference_call,
+    forward_busy,
     forward_no_answer,
     hold_and_resume,
     leave_voicemail,
@@ -140,6 +142,13 @@ def test_voicemail_pin_lockout_across_calls(fl: FeatureLab) -> None:
 def test_no_answer_forwarding_rings_the_user_then_the_target(fl: FeatureLab) -> None:
     out = forward_no_answer(fl)
     assert out.ok, out.problems
+    assert out.facts["invites_to_1004"] == 1
+
+
+def test_busy_forwarding_goes_at_once_and_offers_the_user_once(fl: FeatureLab) -> None:
+    out = forward_busy(fl)
+    assert out.ok, out.problems
+    assert out.facts["invites_to_1004"] == 1
 
 
 def test_shared_line_rings_every_member(fl: FeatureLab) -> None:

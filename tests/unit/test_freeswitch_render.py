@@ -304,7 +304,9 @@ def test_call_handling_forwarding_recording_and_hold_music(build: Build) -> None
     assert ("record_session", "$${zp_recordings}/acme/${strftime(%Y-%m-%d)}/${uuid}.wav") in ring
     assert ("bind_meta_app", "2 ab s record_session::$${zp_recordings}/acme/${strftime(%Y-%m-%d)}"
                              "/${uuid}.wav") in ring
-    assert ring[-2:] == [("bridge", "user/1001@acme.lab.zpctl.test"),
+    # rings its ring_seconds (the leg timeout: the proxy failover's cause list turns the
+    # originate's own timeout off)
+    assert ring[-2:] == [("bridge", "[leg_timeout=25]user/1001@acme.lab.zpctl.test"),
                          ("transfer", "u-1001-failed XML acct-acme")]
     assert actions(build, "user-1001-busy") == [("transfer", "*991001 XML acct-acme")]
     assert actions(build, "user-1001-no_answer") == [("transfer", "1002 XML acct-acme")]
@@ -321,11 +323,12 @@ def test_park_conference_shared_line_paging(build: Build) -> None:
     conf = params(xml(build, "autoload_configs/conference.conf.xml"),
                   ".//profile[@name='zp-acme-huddle']/param")
     assert conf["pin"] == "$${zp_conf_pin_acme_huddle}"
-    assert ("bridge", "user/1001@acme.lab.zpctl.test,user/1002@acme.lab.zpctl.test") in \
+    assert ("bridge", "[leg_timeout=30]user/1001@acme.lab.zpctl.test,"
+                      "[leg_timeout=30]user/1002@acme.lab.zpctl.test") in \
         actions(build, "shared-front")
     page = actions(build, "paging-all")
     assert [d for a, d in page if a == "conference_set_auto_outcall"] == \
-        ["user/1002@acme.lab.zpctl.test", "user/1003@acme.lab.zpctl.test"]
+        ["[leg_timeout=10]user/1002@acme.lab.zpctl.test", "[leg_timeout=10]user/1003@acme.lab.zpctl.test"]
     # members muted (a page is one way), under both names FreeSWITCH versions read
     assert {("set", "conference_auto_outcall_flags=mute"),
             ("set", "conference_utils_auto_outcall_flags=mute")} <= set(page)
@@ -367,8 +370,8 @@ def test_blocking_spam_caller_id_and_emergency(build: Build) -> None:
     assert "sip_h_X-ZP-Emergency-Address=1 Main St, Springfield, NY, 12345, US" in em
     assert "effective_caller_id_number=+15550100001" in em
     assert emerg["bridge"].startswith(
-        "[sip_route_uri=sip:127.0.1.11:5061;transport=tls,sip_transport=tls]sofia/zpctl/"
-        "$1@acme.lab.zpctl.test|")
+        "{^^:" + NEXT_PROXY_ONLY_IF_DOWN + "}[leg_timeout=60,sip_route_uri=sip:127.0.1.11:5061;"
+        "transport=tls,sip_transport=tls]sofia/zpctl/$1@acme.lab.zpctl.test|")
     cond = dp.find(".//extension[@name='emergency-hq']/condition[2]")
     assert cond is not None
     assert cond.get("expression") == "^(911|933)$"
@@ -432,7 +435,8 @@ def test_rendezvous_numbers_meet_on_one_switch(build: Build, mini: LoadedInvento
     assert conds["${sip_h_X-ZP-Rendezvous}"] == "^$"
     assert conds["destination_number"] == r"^(\*757100|\*767100|7100|800|801|802|803|8800|8900)$"
     [(app, data), _] = actions(build, "zp-rendezvous")
-    assert app == "bridge" and data.startswith("[sip_route_uri=sip:")
+    assert app == "bridge" and data.startswith("{^^:" + NEXT_PROXY_ONLY_IF_DOWN + "}[leg_timeout=60,"
+                                               "sip_route_uri=sip:")
 
 
 def test_pins_are_digits_non_trivial_and_stable() -> None:

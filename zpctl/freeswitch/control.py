@@ -423,6 +423,7 @@ async def alist_calls(targets: Sequence[SwitchTarget], password: str, timeout: f
 
 
 FIND_DEADLINE_S = 10.0  # default for finding the switch that holds a channel
+MONITOR_RING_SECONDS = 30  # how long a supervisor's phone rings for a monitor or takeover
 
 
 async def afind_channel(targets: Sequence[SwitchTarget], password: str, uuid: str,
@@ -579,7 +580,7 @@ def monitor_plan(loaded: LoadedInventory, uuid: str, mode: str, supervisor: str,
     domain = loaded.model.account_domain(acct)
     spy = new_uuid or str(uuidlib.uuid4())
     vars_ = [f"origination_uuid={spy}", f"origination_caller_id_name=Monitor-{mode}",
-             f"origination_caller_id_number={ext}"]
+             f"origination_caller_id_number={ext}", f"leg_timeout={MONITOR_RING_SECONDS}"]
     if mode == "takeover":
         return [f"bgapi originate {{{','.join(vars_)}}}user/{ext}@{domain} &park()",
                 f"api uuid_bridge {partner or '<partner-of-' + uuid + '>'} {spy}",
@@ -650,7 +651,10 @@ def originate_command(endpoint: str, dest: str, context: str | None, *, cid_name
     _word(endpoint, "endpoint")
     _word(dest, "destination")
     spy = new_uuid or str(uuidlib.uuid4())
-    cmd = f"bgapi originate {{origination_uuid={spy},originate_timeout={timeout_s}}}{endpoint} {dest}"
+    # leg_timeout as well: the switch's user dial string fails over between proxies only
+    # on "proxy down" causes, and with that cause list only a leg's own timeout ends a ring.
+    cmd = (f"bgapi originate {{origination_uuid={spy},originate_timeout={timeout_s},"
+           f"leg_timeout={timeout_s}}}{endpoint} {dest}")
     if context:
         cmd += f" XML {_word(context, 'context')}"
         if cid_name or cid_num:

@@ -739,7 +739,7 @@ def forward_no_answer(fl: FeatureLab) -> FeatureOutcome:
         out.facts["answered_after_s"] = round(time.monotonic() - started, 1)
         media = _media(out, call, "the forwarded call")
         try:
-            out.check(bool(dave.received_invites), "1004's phone was never rung")
+            _rung_once(out, dave, "1004")
             if media is not None and out.check(bool(bob.answered), "1002 was not rung"):
                 out.facts["heard_s"] = round(_talks(media, bob.answered[-1], CALLER_HZ), 2)
                 out.check(out.facts["heard_s"] >= 1.0, "1002 did not hear the caller")
@@ -753,6 +753,46 @@ def forward_no_answer(fl: FeatureLab) -> FeatureOutcome:
                   f"1002, answered {out.facts['answered_after_s']} s after the dial, heard "
                   f"the caller ({out.facts.get('heard_s')} s)")
     return out
+
+
+def forward_busy(fl: FeatureLab) -> FeatureOutcome:
+    """A user's busy forwarding rule: 1004's phone answers busy, and the call goes at once to
+    1003, who answers and hears the caller.  1004 is offered the call once: the switch
+    tries the sister zone's proxy only when the first proxy is down, not when the user is
+    busy."""
+    rule = fl.account("acme").pbx.users["1004"]
+    to = next(r.to for r in rule.forwarding if r.when == "busy")
+    target = to.split(":", 1)[1]
+    out = FeatureOutcome("forwarding-busy", path=f"1001 -> switch -> 1004 (busy) -> {target}")
+    with fl.phone("1004@acme", answer_mode="busy") as dave, \
+            fl.phone(f"{target}@acme") as carol, fl.phone("1001@acme") as phone:
+        started = time.monotonic()
+        call = phone.dial("1004", timeout=15)
+        out.facts["answered_after_s"] = round(time.monotonic() - started, 1)
+        media = _media(out, call, "the forwarded call")
+        try:
+            _rung_once(out, dave, "1004")
+            if media is not None and out.check(bool(carol.answered), f"{target} was not rung"):
+                out.facts["heard_s"] = round(_talks(media, carol.answered[-1], CALLER_HZ), 2)
+                out.check(out.facts["heard_s"] >= 1.0, f"{target} did not hear the caller")
+        finally:
+            call.bye()
+    out.check(out.facts["answered_after_s"] < rule.ring_seconds,
+              f"forwarded after {out.facts['answered_after_s']} s: the busy answer should "
+              f"forward at once, not after {rule.ring_seconds} s of ringing")
+    out.detail = (f"1004 busy (offered {out.facts.get('invites_to_1004')} time); forwarded to "
+                  f"{target}, answered {out.facts['answered_after_s']} s after the dial, heard "
+                  f"the caller ({out.facts.get('heard_s')} s)")
+    return out
+
+
+def _rung_once(out: FeatureOutcome, phone: Ua, ext: str) -> None:
+    """``ext``'s phone got the call exactly once (distinct Call-IDs: one leg, not a second
+    one through the sister zone's proxy after a busy answer or the end of the ring)."""
+    legs = {m.get("Call-ID") for m in phone.received_invites}
+    out.facts[f"invites_to_{ext}"] = len(legs)
+    if out.check(bool(legs), f"{ext}'s phone was never rung"):
+        out.check(len(legs) == 1, f"{ext}'s phone was offered the call {len(legs)} times")
 
 
 def shared_line(fl: FeatureLab) -> FeatureOutcome:
@@ -1099,6 +1139,7 @@ FEATURE_FLOWS: tuple[tuple[str, Callable[[FeatureLab], FeatureOutcome]], ...] = 
     ("recording", automatic_recording),
     ("recording-adhoc", adhoc_recording),
     ("forwarding", forward_no_answer),
+    ("forwarding-busy", forward_busy),
     ("shared-line", shared_line),
     ("paging", paging),
     ("queue", call_queue),

@@ -165,17 +165,38 @@ def rx(value: str) -> str:
     return re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", value)
 
 
-# A queue agent's legs through the zone proxies are tried in turn ('|'): the next proxy
-# only when this one could not take the call (down, timed out, overloaded).  FreeSWITCH
-# tries the next leg after any failure unless the failed leg's cause is in
-# fail_on_single_reject ('!': any cause but these); without it the agent that lost a
-# ring-all race rang again through the sister proxy for its 15 s (found by the queue flow).
-# Agents only: with a cause list, FreeSWITCH's originate no longer ends at call_timeout
-# while a leg rings (switch_ivr_originate.c), and users' ring_seconds are call_timeout;
-# an agent's ring is its per-leg leg_timeout, which still applies.
+# Every call the switch places goes to a zone proxy, the sister zone's after '|' only when
+# this one could not take the call (down, timed out, overloaded): FreeSWITCH tries the next
+# leg after any failure unless the failed leg's cause is in fail_on_single_reject ('!': any
+# cause but these).  Without it a busy or declining user, a declining carrier, or a queue
+# agent that lost a ring-all race got the INVITE a second time through the sister proxy
+# (found by the queue flow: the agent rang again for its whole ring).
+# With a cause list FreeSWITCH's originate no longer ends at its timeout (call_timeout)
+# while a leg rings (switch_ivr_originate.c: the timeout check is skipped unless a failed
+# leg's cause matches), so every such dial carries a per-leg leg_timeout, which still
+# applies: ``ring_for(...)``.
 PROXY_DOWN_CAUSES = ("NORMAL_TEMPORARY_FAILURE", "RECOVERY_ON_TIMER_EXPIRE",
                      "DESTINATION_OUT_OF_ORDER", "NETWORK_OUT_OF_ORDER", "SWITCH_CONGESTION")
 NEXT_PROXY_ONLY_IF_DOWN = f"fail_on_single_reject=!{','.join(PROXY_DOWN_CAUSES)}"
+PSTN_RING_SECONDS = 60  # a PSTN or rendezvous leg's ring before it is given up
+PAGE_RING_SECONDS = 10  # a paging group member that does not auto-answer by then is left out
+
+
+def ring_for(dial: str, seconds: int) -> str:
+    """``dial`` (one leg, or ',' simultaneous legs) ringing ``seconds`` at most: the
+    per-leg ``leg_timeout`` reaches the legs a ``user/`` endpoint places through the
+    proxies (they inherit the leg's variables)."""
+    return ",".join(f"[leg_timeout={seconds}]{leg}" for leg in dial.split(","))
+
+
+def proxy_legs(proxies: Sequence[str], dest: str, leg_vars: str = "",
+               seconds: int | None = None) -> str:
+    """``sofia/<profile>/<dest>`` through each zone proxy in turn, the next only when the
+    one before is down; ``leg_vars`` (``a=b,c=d``) and a ``leg_timeout`` on each leg."""
+    extra = (f"leg_timeout={seconds}," if seconds is not None else "") + \
+        (f"{leg_vars}," if leg_vars else "")
+    return f"{{^^:{NEXT_PROXY_ONLY_IF_DOWN}}}" + "|".join(
+        f"[{extra}{via_proxy(p)}]sofia/{PROFILE}/{dest}" for p in proxies)
 
 
 def via_proxy(uri: str) -> str:
@@ -295,18 +316,18 @@ class _Account:
         return f"{self.acct.id}-{mid}"
 
     def user_dial(self, ext: str) -> str:
+        """The user's phones (the directory's dial string: through the zone proxies).  Ring
+        it with :func:`ring_for`: the proxy failover needs a leg timeout."""
         return f"user/{ext}@{self.domain}"
 
     def agent_dial(self, ext: str) -> str:
         """A queue agent's contact: its sofia legs through the zone proxies, with the same
         variables as the user's dial string and a 15 s ring."""
-        return f"{{^^:{NEXT_PROXY_ONLY_IF_DOWN}}}" + "|".join(
-            f"[leg_timeout=15,sip_invite_domain={self.domain},presence_id={ext}@{self.domain},"
-            f"{via_proxy(p)}]sofia/{PROFILE}/{ext}@{self.domain}" for p in self.proxies)
+        return proxy_legs(self.proxies, f"{ext}@{self.domain}",
+                          f"sip_invite_domain={self.domain},presence_id={ext}@{self.domain}", 15)
 
     def pstn_dial(self, number: str) -> str:
-        return "|".join(f"[{via_proxy(p)}]sofia/{PROFILE}/{number}@{self.domain}"
-                        for p in self.proxies)
+        return proxy_legs(self.proxies, f"{number}@{self.domain}", seconds=PSTN_RING_SECONDS)
 
     def dest(self, route: str) -> tuple[str, str]:
         """(application, data) that sends a call along ``route``."""
@@ -435,7 +456,7 @@ class _Account:
             self.exts.append(Ext(f"shared-{s.id}", [Cond("destination_number", alternation(nums))], [
                 ("set", f"call_timeout={s.ring_seconds}"),
                 ("set", f"effective_caller_id_name={s.name}: ${{caller_id_name}}"),
-                ("bridge", ",".join(self.user_dial(m) for m in s.members)),
+                ("bridge", ring_for(",".join(self.user_dial(m) for m in s.members), s.ring_seconds)),
                 self.dest(s.overflow)]))
         for g in pbx.paging_groups:
             self.paging(g.id)
@@ -482,8 +503,7 @@ class _Account:
         numbers = rendezvous_numbers(self.acct)
         if not numbers:
             return
-        dial = "|".join(f"[{via_proxy(p)}]sofia/{PROFILE}/$1@{self.domain}"
-                        for p in self.proxies)
+        dial = proxy_legs(self.proxies, f"$1@{self.domain}", seconds=PSTN_RING_SECONDS)
         self.exts.append(Ext("zp-rendezvous", [
             Cond(f"${{sip_h_{RENDEZVOUS_HEADER}}}", "^$"),
             # a call this switch placed itself for the room (a queue's callback) stays here
@@ -649,8 +669,9 @@ class _Account:
                 ("set", "conference_utils_auto_outcall_flags=mute"),
                 ("set", "conference_auto_outcall_prefix={sip_auto_answer=true}"),
                 ("set", f"conference_auto_outcall_caller_id_name=Page {g.id}"),
-                ("set", "conference_auto_outcall_timeout=10")]
-        acts += [("conference_set_auto_outcall", self.user_dial(m)) for m in sorted(g.members)]
+                ("set", f"conference_auto_outcall_timeout={PAGE_RING_SECONDS}")]
+        acts += [("conference_set_auto_outcall", ring_for(self.user_dial(m), PAGE_RING_SECONDS))
+                 for m in sorted(g.members)]
         acts.append(("conference", f"page-{self.acct.id}-{g.id}-${{uuid}}@{paging_profile()}"
                                    "+flags{endconf}"))
         self.exts.append(Ext(f"paging-{g.id}", [Cond("caller_id_number", alternation(senders)), dcond],
@@ -696,7 +717,8 @@ class _Account:
         if has_feature(u, "call_recording_adhoc"):
             acts.append(("bind_meta_app", f"{FEATURE_CODES['adhoc_record'][1:]} ab s "
                                           f"record_session::{self.recording_path()}"))
-        acts += [("bridge", self.user_dial(ext)), ("transfer", f"u-{ext}-failed XML {self.ctx}")]
+        acts += [("bridge", ring_for(self.user_dial(ext), up.ring_seconds if up else 25)),
+                 ("transfer", f"u-{ext}-failed XML {self.ctx}")]
         self.exts.append(Ext(f"user-{ext}-ring" if entry.expression.startswith("^u-") else f"user-{ext}",
                              [entry], acts))
         fallback = f"voicemail:{ext}" if has_feature(u, "voicemail") else "hangup"
@@ -740,8 +762,11 @@ class _Account:
             users.append({"id": u.extension, "params": params, "variables": variables})
         # One {} for every leg, with ':' as the separator (`^^:`): a comma inside {} would
         # split the dial string into simultaneous legs (FreeSWITCH then fails each with
-        # CHAN_NOT_IMPLEMENTED).  Legs after '|' are tried in turn: this zone's proxy first.
-        dial = ("{^^:sip_invite_domain=${dialed_domain}:presence_id=${dialed_user}@${dialed_domain}}"
+        # CHAN_NOT_IMPLEMENTED).  Legs after '|' are tried in turn: this zone's proxy first,
+        # the sister's only when it is down; the ring's bound comes from the caller's leg
+        # (``ring_for``), whose variables these legs inherit.
+        dial = (f"{{^^:{NEXT_PROXY_ONLY_IF_DOWN}:sip_invite_domain=${{dialed_domain}}"
+                ":presence_id=${dialed_user}@${dialed_domain}}"
                 + "|".join(f"[{via_proxy(p)}]sofia/{PROFILE}/${{dialed_user}}@${{dialed_domain}}"
                            for p in self.proxies))
         return {"domain": self.domain, "params": [("dial-string", dial)],

@@ -966,8 +966,17 @@ def _dial_vars(c: _Conf, n: _Node, vars_part: str) -> None:
 
 def _dial_string(c: _Conf, ix: _Index, n: _Node, value: str, what: str, dynamic: bool = False) -> None:
     v = c.expand(value)
+    # A cause list in fail_on_single_reject ('!...') turns off the originate's own timeout
+    # while a leg rings (switch_ivr_originate.c): only a leg's leg_timeout ends the ring.
+    # The users' dial strings carry such a list, so each user/ leg needs one too.
+    cause_list = "fail_on_single_reject=!" in v
     for vars_part, endpoint in _split_dial(v):
         _dial_vars(c, n, vars_part)
+        if not dynamic and (cause_list or endpoint.startswith("user/")) \
+                and "leg_timeout=" not in vars_part:
+            c.bad(n.file, n.path, f"{what}: leg {endpoint!r} has no leg_timeout and would ring "
+                  "until the SIP timer (fail_on_single_reject with a cause list ignores "
+                  "call_timeout)")
         tech, _, rest = endpoint.partition("/")
         if tech not in ENDPOINT_MODULES:
             c.bad(n.file, n.path, f"{what}: unknown endpoint {endpoint!r}")

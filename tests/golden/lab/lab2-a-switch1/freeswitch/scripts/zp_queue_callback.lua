@@ -20,7 +20,7 @@ while os.time() < deadline do
                           " back for " .. queue .. "\n")
     api:executeString("originate {origination_caller_id_number=" .. cid ..
                       ",origination_caller_id_name=Callback,zp_rendezvous_here=true" ..
-                      ",zp_queue_callback=true,originate_timeout=30}user/" .. caller .. "@" ..
+                      ",zp_queue_callback=true,originate_timeout=30,leg_timeout=30}user/" .. caller .. "@" ..
                       domain .. " " .. ext .. " XML " .. context)
     return
   end
