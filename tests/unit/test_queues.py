@@ -6,6 +6,7 @@ import pytest
 
 from zpctl.errors import RemoteFailure
 from zpctl.freeswitch.queues import parse_count, parse_table
+from zpctl.model.pbx import callcenter_name, parse_callcenter_name
 
 # `callcenter_config queue list agents <queue>` from the lab's FreeSWITCH 1.11.2-dev (an
 # agent's contact is a dial string with '|' between its legs; columns cut after state).
@@ -33,3 +34,10 @@ def test_empty_table_and_errors() -> None:
     assert parse_count("3\n") == 3
     with pytest.raises(RemoteFailure, match="sw1"):
         parse_count("-ERR Invalid!", "sw1", "queue count members")
+
+
+def test_callcenter_name_and_its_inverse() -> None:
+    name = callcenter_name("support", "acme.lab.zpctl.test")
+    assert name == "support@acme.lab.zpctl.test"
+    assert parse_callcenter_name(name) == ("support", "acme.lab.zpctl.test")
+    assert parse_callcenter_name("orphan") == ("orphan", "")

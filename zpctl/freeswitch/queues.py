@@ -29,7 +29,7 @@ from zpctl.freeswitch import switches
 from zpctl.freeswitch.control import Step, esl_password, placed_targets
 from zpctl.freeswitch.voicemail import Progress, find_account, first_answer, short_list
 from zpctl.model import LoadedInventory
-from zpctl.model.pbx import Queue
+from zpctl.model.pbx import Queue, callcenter_name
 from zpctl.model.schema import Account
 
 
@@ -44,8 +44,12 @@ class QueueRef:
 
     @property
     def name(self) -> str:
-        """mod_callcenter's name of the queue (and the prefix of its agents' names)."""
-        return f"{self.queue.id}@{self.domain}"
+        """mod_callcenter's name of the queue."""
+        return callcenter_name(self.queue.id, self.domain)
+
+    def agent_name(self, user: str) -> str:
+        """mod_callcenter's name of the queue's agent ``user`` (an extension)."""
+        return callcenter_name(user, self.domain)
 
 
 @dataclass
@@ -152,7 +156,7 @@ def _agents(ref: QueueRef, tiers: list[dict[str, str]], agents: list[dict[str, s
     by_agent = {a.get("name", ""): a for a in agents}
     out = []
     for a in ref.queue.agents:
-        name = f"{a.user}@{ref.domain}"
+        name = ref.agent_name(a.user)
         tier, agent = by_tier.get(name), by_agent.get(name, {})
         out.append({"agent": a.user, "opted_in": tier is not None,
                     "tier_state": tier.get("state", "") if tier else "",

@@ -39,6 +39,7 @@ from zpctl.lab.audio import best_match, read_wav, tone, tone_seconds
 from zpctl.lab.phones import wait_reachable
 from zpctl.lab.sipua import Dialog, RtpMedia, Ua
 from zpctl.model import LoadedInventory
+from zpctl.model.pbx import callcenter_name
 from zpctl.model.schema import Account, Role
 from zpctl.render.freeswitch import conference_pin, voicemail_pin
 from zpctl.secrets import ESL_PASSWORD_KEY
@@ -887,10 +888,10 @@ def _queue_ready(fl: FeatureLab, agents: tuple[str, ...]) -> Iterator[None]:
     is not there is expected)."""
     queue = fl.account("acme").pbx.queues[0]
     domain = fl.user("1002@acme").domain
-    name = f"{queue.id}@{domain}"
+    name = callcenter_name(queue.id, domain)
 
     def opt(user: str, level: int, position: int, opted: bool) -> None:
-        agent = f"{user}@{domain}"
+        agent = callcenter_name(user, domain)
         fl.switch_api(f"callcenter_config agent set status {agent} Available", check=False)
         fl.switch_api(f"callcenter_config agent set state {agent} Waiting", check=False)
         fl.switch_api(f"callcenter_config tier del {name} {agent}", check=False)

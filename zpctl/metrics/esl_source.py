@@ -34,6 +34,7 @@ from zpctl.metrics.switch import (
     stats_from_heartbeat,
 )
 from zpctl.model import LoadedInventory, PlacedNode
+from zpctl.model.pbx import parse_callcenter_name
 from zpctl.protocols import esl
 
 EVENTS = ("HEARTBEAT", "CHANNEL_CREATE", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY")
@@ -56,7 +57,7 @@ async def read_queues(conn: EslConnection, accounts: dict[str, str],
     for row in parse_table(await conn.api("callcenter_config queue list", check=False),
                            conn.name, "queue list"):
         name = row.get("name", "")
-        qid, _, domain = name.partition("@")
+        qid, domain = parse_callcenter_name(name)
         members = parse_table(await conn.api(f"callcenter_config queue list members {name}",
                                              check=False), conn.name, "queue list members")
         waiting = [m for m in members if m.get("state") in ("Waiting", "Trying")]

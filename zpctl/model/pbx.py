@@ -216,6 +216,21 @@ class Queue(_Strict):
     record: bool = False
 
 
+def callcenter_name(ident: str, domain: str) -> str:
+    """mod_callcenter's name of an account's queue or agent: ``<id>@<domain>``.
+
+    Queues (by queue id) and agents (by extension) of every account share one
+    mod_callcenter per switch, so the account's SIP domain keeps their names apart."""
+    return f"{ident}@{domain}"
+
+
+def parse_callcenter_name(name: str) -> tuple[str, str]:
+    """``"sales@acme.example"`` -> ``("sales", "acme.example")``: the inverse of
+    :func:`callcenter_name` (an id or extension never holds ``@``)."""
+    ident, _, domain = name.partition("@")
+    return ident, domain
+
+
 class ParkLot(_Strict):
     id: Ident
     extension: Ext  # dial (or transfer to) this to park in the next free slot

@@ -36,7 +36,7 @@ from xml.sax.saxutils import escape
 
 from zpctl.errors import RenderError
 from zpctl.model import LoadedInventory, PlacedNode, catalog
-from zpctl.model.pbx import STANDARD_PROMPTS, Pbx, parse_route
+from zpctl.model.pbx import STANDARD_PROMPTS, Pbx, callcenter_name, parse_route
 from zpctl.model.pbx_checks import has_feature, monitor_targets
 from zpctl.model.schema import Account, Inventory, Role, Site, User
 from zpctl.render.paths import NodePaths
@@ -307,10 +307,10 @@ class _Account:
         return u.language or self.sites[u.site].language
 
     def queue_name(self, qid: str) -> str:
-        return f"{qid}@{self.domain}"
+        return callcenter_name(qid, self.domain)
 
     def agent_name(self, ext: str) -> str:
-        return f"{ext}@{self.domain}"
+        return callcenter_name(ext, self.domain)
 
     def menu_name(self, mid: str) -> str:
         return f"{self.acct.id}-{mid}"
