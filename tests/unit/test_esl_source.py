@@ -1,4 +1,5 @@
-"""The exporter's live switch source against the in-process ESL simulator."""
+"""The exporter's live switch source: against the in-process ESL simulator, and its queue
+metrics from a mod_callcenter snapshot."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from tests.fakeswitch import FakeSwitch
+from zpctl.clients.esl import EslConnection
 from zpctl.errors import Unreachable
-from zpctl.metrics.esl_source import EslSwitchSource
+from zpctl.freeswitch.queues import Agent, CallcenterQueue, Member
+from zpctl.metrics.esl_source import EslSwitchSource, queue_stats, read_queues
+from zpctl.metrics.switch import QueueStats
 from zpctl.model import load_inventory
 
 SWITCH_MINI = Path(__file__).parent / "fixtures" / "switch-mini"
@@ -95,3 +100,48 @@ def test_unreachable_switch_is_reported() -> None:
             src(target)
     finally:
         src.close()
+
+
+NOW = 1700000100.0
+ACCOUNTS = {"acme.lab.zpctl.test": "acme"}
+
+
+def test_queue_stats_counts_callers_waiting_or_trying_and_agents_by_status() -> None:
+    q = CallcenterQueue(
+        "support@acme.lab.zpctl.test", "ring-all", answered=7, abandoned=2, member_count=4,
+        members=(Member("Waiting", NOW - 30), Member("Trying", NOW - 95),
+                 Member("Answered", NOW - 500), Member("Waiting", None)),
+        agents=(Agent("1002@acme.lab.zpctl.test", "Available", "Waiting", 3),
+                Agent("1004@acme.lab.zpctl.test", "On Break", "Idle", 0),
+                Agent("1005@acme.lab.zpctl.test", "Available", "Receiving", 1),
+                Agent("1006@acme.lab.zpctl.test", "", "Idle", 0)))
+    assert queue_stats(q, ACCOUNTS, NOW) == QueueStats(
+        "acme", "support", waiting=3, longest_wait_seconds=95.0, answered_total=7,
+        abandoned_total=2, agents={"available": 2, "on_break": 1, "unknown": 1})
+    other = CallcenterQueue("sales@beta.example", "top-down", 0, 0, 0)
+    assert queue_stats(other, ACCOUNTS, NOW) == QueueStats(
+        "_unknown", "sales", 0, 0.0, 0, 0, {})
+
+
+class _Conn:
+    name = "sw1"
+
+    def __init__(self, replies: dict[str, str]) -> None:
+        self.replies = replies
+
+    async def api(self, command: str, *, check: bool = True) -> str:
+        return self.replies[command]
+
+
+def test_read_queues_maps_the_shared_snapshot() -> None:
+    q = "support@acme.lab.zpctl.test"
+    conn = _Conn({
+        "callcenter_config queue list": f"name|strategy|calls_answered|calls_abandoned\n"
+                                        f"{q}|ring-all|5|1\n+OK\n",
+        f"callcenter_config queue count members {q}": "1\n",
+        f"callcenter_config queue list members {q}": f"queue|joined_epoch|state\n"
+                                                     f"{q}|{NOW - 12:.0f}|Waiting\n+OK\n",
+        f"callcenter_config queue list tiers {q}": "queue|agent|state\n+OK\n",
+        f"callcenter_config queue list agents {q}": "name|status|state\n+OK\n"})
+    stats = asyncio.run(read_queues(cast(EslConnection, conn), ACCOUNTS, NOW))
+    assert stats == (QueueStats("acme", "support", 1, 12.0, 5, 1, {}),)

@@ -6,13 +6,22 @@ sorted by name): its callers, its agents' ``*75``/``*76`` opt-in and opt-out and
 callbacks all go there, so that switch's mod_callcenter holds the queue's live state.  The
 switches are asked in that same order and the first that answers is used.
 
+One reader, :func:`read_snapshot`, asks a switch's mod_callcenter for its queues (``queue
+list``) and, for each (or each asked for), the commands of :func:`queue_commands`; it
+returns a typed :class:`CallcenterSnapshot`.  ``zpctl queues status`` maps the snapshot to
+the inventory's queues and agents; the exporter's ESL source
+(:mod:`zpctl.metrics.esl_source`) maps it to its queue metrics.
+
 Reply formats, from FreeSWITCH's mod_callcenter (``callcenter_config``): the ``list``
 commands print a ``|``-separated table, a header line then one line per row, and a last
-line ``+OK``; ``queue count members <queue>`` prints a number.  ``queue list`` carries each
-queue's ``calls_answered`` and ``calls_abandoned`` since the switch started; ``queue list
-tiers`` the agents opted in (an opted-out agent has no tier), with the tier's state;
-``queue list agents`` the agents with a tier, with their status (Available, On Break,
-Logged Out) and state (Waiting, Receiving, In a queue call, ...).
+line ``+OK``; ``queue count members <queue>`` prints a number (upstream's SQL counts every
+member of the queue, whatever its state).  ``queue list`` carries each queue's
+``calls_answered`` and ``calls_abandoned`` since the switch started; ``queue list
+members`` each caller's state (Waiting, Trying, Answered, Abandoned) and
+``joined_epoch``; ``queue list tiers`` the agents opted in (an opted-out agent has no
+tier), with the tier's state; ``queue list agents`` the agents with a tier, with their
+status (Available, On Break, Logged Out) and state (Waiting, Receiving, In a queue call,
+...).
 """
 
 from __future__ import annotations
@@ -106,11 +115,20 @@ def rendezvous_targets(loaded: LoadedInventory, dc: str, esl_override: str | Non
     return placed_targets(loaded, placed, esl_override, guard=guard)
 
 
-def status_commands(ref: QueueRef) -> list[str]:
-    return ["api callcenter_config queue list",
-            f"api callcenter_config queue count members {ref.name}",
-            f"api callcenter_config queue list tiers {ref.name}",
-            f"api callcenter_config queue list agents {ref.name}"]
+QUEUE_LIST = "callcenter_config queue list"
+
+
+def queue_commands(name: str) -> list[str]:
+    """The api commands (after ``queue list``) that read the queue ``name``, in order."""
+    return [f"callcenter_config queue count members {name}",
+            f"callcenter_config queue list members {name}",
+            f"callcenter_config queue list tiers {name}",
+            f"callcenter_config queue list agents {name}"]
+
+
+def snapshot_commands(names: Sequence[str]) -> list[str]:
+    """The api commands :func:`read_snapshot` sends for the queues ``names``."""
+    return [QUEUE_LIST, *(c for n in names for c in queue_commands(n))]
 
 
 def status_plan(refs: Sequence[QueueRef], targets: Sequence[SwitchTarget]) -> list[Step]:
@@ -118,7 +136,8 @@ def status_plan(refs: Sequence[QueueRef], targets: Sequence[SwitchTarget]) -> li
     if not targets:
         return []
     t = targets[0]
-    return [Step(t.name, f"{t.host}:{t.port}", c) for r in refs for c in status_commands(r)]
+    return [Step(t.name, f"{t.host}:{t.port}", f"api {c}")
+            for c in snapshot_commands([r.name for r in refs])]
 
 
 def parse_table(text: str, switch: str = "", command: str = "") -> list[dict[str, str]]:
@@ -149,19 +168,138 @@ def parse_count(text: str, switch: str = "", command: str = "") -> int:
         raise RemoteFailure(f"switch {switch}: {command}: {text.strip() or '(empty)'}") from None
 
 
-def _agents(ref: QueueRef, tiers: list[dict[str, str]], agents: list[dict[str, str]]
-            ) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Member:
+    """A caller in a queue (``queue list members``)."""
+
+    state: str  # Waiting, Trying (an agent rings), Answered, Abandoned
+    joined_epoch: float | None  # None when the switch printed none
+
+
+@dataclass(frozen=True)
+class Tier:
+    """An agent opted in to a queue (``queue list tiers``); an opted-out agent has none."""
+
+    agent: str
+    state: str  # Ready, Offering, Active Inbound, No Answer, Standby
+
+
+@dataclass(frozen=True)
+class Agent:
+    """An agent with a tier in a queue (``queue list agents``)."""
+
+    name: str
+    status: str  # Available, On Break, Logged Out, ...
+    state: str  # Waiting, Receiving, In a queue call, Idle, ...
+    calls_answered: int
+
+
+@dataclass(frozen=True)
+class CallcenterQueue:
+    """One queue as one switch's mod_callcenter holds it, at one moment."""
+
+    name: str  # <queue id>@<account domain>
+    strategy: str
+    answered: int  # since the switch started
+    abandoned: int  # since the switch started
+    member_count: int  # what ``queue count members`` prints
+    members: tuple[Member, ...] = ()
+    tiers: tuple[Tier, ...] = ()
+    agents: tuple[Agent, ...] = ()
+
+
+@dataclass(frozen=True)
+class CallcenterSnapshot:
+    """The queues one switch's mod_callcenter holds (or those asked for)."""
+
+    switch: str
+    queues: tuple[CallcenterQueue, ...] = ()
+
+    def get(self, name: str) -> CallcenterQueue | None:
+        return next((q for q in self.queues if q.name == name), None)
+
+
+def _number(value: str | None, switch: str, command: str, what: str) -> float | None:
+    """A numeric cell; None when empty."""
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise RemoteFailure(f"switch {switch}: {command}: {what} is not a number: "
+                            f"{value!r}") from None
+
+
+def _int(value: str | None, switch: str, command: str, what: str) -> int:
+    """A counter cell; 0 when empty."""
+    try:
+        return int(value or 0)
+    except ValueError:
+        raise RemoteFailure(f"switch {switch}: {command}: {what} is not a number: "
+                            f"{value!r}") from None
+
+
+def parse_queue(row: dict[str, str], replies: Sequence[str], switch: str = ""
+                ) -> CallcenterQueue:
+    """One queue from its ``queue list`` row and the replies to :func:`queue_commands`."""
+    name = row.get("name", "")
+    count_c, members_c, tiers_c, agents_c = queue_commands(name)
+    count, members, tiers, agents = replies
+    return CallcenterQueue(
+        name, row.get("strategy", ""),
+        _int(row.get("calls_answered"), switch, QUEUE_LIST, "calls_answered"),
+        _int(row.get("calls_abandoned"), switch, QUEUE_LIST, "calls_abandoned"),
+        parse_count(count, switch, count_c),
+        tuple(Member(m.get("state", ""),
+                     _number(m.get("joined_epoch"), switch, members_c, "joined_epoch"))
+              for m in parse_table(members, switch, members_c)),
+        tuple(Tier(t.get("agent", ""), t.get("state", ""))
+              for t in parse_table(tiers, switch, tiers_c)),
+        tuple(Agent(a.get("name", ""), a.get("status", ""), a.get("state", ""),
+                    _int(a.get("calls_answered"), switch, agents_c, "calls_answered"))
+              for a in parse_table(agents, switch, agents_c)))
+
+
+async def read_snapshot(conn: EslConnection, names: Sequence[str] | None = None
+                        ) -> CallcenterSnapshot:
+    """The queues mod_callcenter holds on the switch behind ``conn`` (only ``names``, in
+    that order, when given; a name the switch does not hold is left out)."""
+    rows = {r.get("name", ""): r for r in parse_table(
+        await conn.api(QUEUE_LIST, check=False), conn.name, QUEUE_LIST)}
+    out = []
+    for name in rows if names is None else [n for n in names if n in rows]:
+        replies = [await conn.api(c, check=False) for c in queue_commands(name)]
+        out.append(parse_queue(rows[name], replies, conn.name))
+    return CallcenterSnapshot(conn.name, tuple(out))
+
+
+def _agents(ref: QueueRef, q: CallcenterQueue) -> list[dict[str, Any]]:
     """Every agent of the inventory's queue: opted in (has a tier) or not, with its state."""
-    by_tier = {t.get("agent", ""): t for t in tiers}
-    by_agent = {a.get("name", ""): a for a in agents}
+    by_tier = {t.agent: t for t in q.tiers}
+    by_agent = {a.name: a for a in q.agents}
     out = []
     for a in ref.queue.agents:
         name = ref.agent_name(a.user)
-        tier, agent = by_tier.get(name), by_agent.get(name, {})
+        tier, agent = by_tier.get(name), by_agent.get(name)
         out.append({"agent": a.user, "opted_in": tier is not None,
-                    "tier_state": tier.get("state", "") if tier else "",
-                    "status": agent.get("status", ""), "state": agent.get("state", ""),
-                    "calls_answered": int(agent.get("calls_answered") or 0)})
+                    "tier_state": tier.state if tier else "",
+                    "status": agent.status if agent else "",
+                    "state": agent.state if agent else "",
+                    "calls_answered": agent.calls_answered if agent else 0})
+    return out
+
+
+def queue_states(refs: Sequence[QueueRef], snap: CallcenterSnapshot) -> list[QueueState]:
+    """The inventory's queues ``refs`` as ``snap`` shows them; each must be in it."""
+    out = []
+    for ref in refs:
+        q = snap.get(ref.name)
+        if q is None:
+            raise RemoteFailure(f"switch {snap.switch} has no queue {ref.name} (is the "
+                                "rendered config deployed?)")
+        out.append(QueueState(ref.account, ref.queue.id, ref.queue.extension, q.strategy,
+                              q.member_count, q.answered, q.abandoned, _agents(ref, q),
+                              snap.switch))
     return out
 
 
@@ -171,25 +309,7 @@ async def aqueue_status(refs: Sequence[QueueRef], targets: Sequence[SwitchTarget
     """The state of ``refs`` (queues of one data center) on the first switch that answers."""
 
     async def work(conn: EslConnection) -> list[QueueState]:
-        out = []
-        for ref in refs:
-            list_q, count_m, list_t, list_a = (c.removeprefix("api ")
-                                               for c in status_commands(ref))
-            queues = {r.get("name"): r for r in parse_table(
-                await conn.api(list_q, check=False), conn.name, list_q)}
-            row = queues.get(ref.name)
-            if row is None:
-                raise RemoteFailure(f"switch {conn.name} has no queue {ref.name} (is the "
-                                    "rendered config deployed?)")
-            waiting = parse_count(await conn.api(count_m, check=False), conn.name, count_m)
-            tiers = parse_table(await conn.api(list_t, check=False), conn.name, list_t)
-            agents = parse_table(await conn.api(list_a, check=False), conn.name, list_a)
-            out.append(QueueState(ref.account, ref.queue.id, ref.queue.extension,
-                                  row.get("strategy", ""), waiting,
-                                  int(row.get("calls_answered") or 0),
-                                  int(row.get("calls_abandoned") or 0),
-                                  _agents(ref, tiers, agents), conn.name))
-        return out
+        return queue_states(refs, await read_snapshot(conn, [r.name for r in refs]))
 
     _, states = await first_answer(targets, password, timeout, work, progress)
     return states

@@ -7,10 +7,11 @@ for each switch; it answers from the last HEARTBEAT, or raises when that is miss
 older than two intervals (the switch, or our connection to it, is gone).
 
 Call queues are not in any event a scrape could wait for: every ``queue_poll_s`` seconds
-the same loop asks each switch's mod_callcenter (``callcenter_config queue list``: answered
-and abandoned since the switch started; ``queue list members``: callers waiting and since
-when; ``queue list agents``: agents by status) and keeps the answer for the next scrapes.
-A queue's calls run on its data center's rendezvous switch; the others report it idle.
+the same loop reads each switch's mod_callcenter with the reader ``zpctl queues status``
+uses (:func:`zpctl.freeswitch.queues.read_snapshot`: answered and abandoned since the
+switch started, callers and since when, agents) and keeps the answer, mapped to metrics
+(callers waiting are those Waiting or Trying), for the next scrapes.  A queue's calls run
+on its data center's rendezvous switch; the others report it idle.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from zpctl.clients.esl import EslConnection
 from zpctl.errors import Unreachable, ZpctlError
 from zpctl.freeswitch.control import esl_password, inventory_pool
-from zpctl.freeswitch.queues import parse_table
+from zpctl.freeswitch.queues import CallcenterQueue, read_snapshot
 from zpctl.metrics.switch import (
     ChannelTally,
     QueueStats,
@@ -48,31 +49,28 @@ class _SwitchState:
     queues: tuple[QueueStats, ...] = ()
 
 
+def queue_stats(q: CallcenterQueue, accounts: dict[str, str], now: float) -> QueueStats:
+    """The metrics of one queue of a mod_callcenter snapshot; ``accounts`` maps an account's
+    SIP domain (the part of a queue's name after ``@``) to its id."""
+    qid, domain = parse_callcenter_name(q.name)
+    joined = [now if m.joined_epoch is None else m.joined_epoch
+              for m in q.members if m.state in ("Waiting", "Trying")]
+    by_status: dict[str, int] = {}
+    for a in q.agents:
+        status = a.status.lower().replace(" ", "_") or "unknown"
+        by_status[status] = by_status.get(status, 0) + 1
+    return QueueStats(accounts.get(domain, "_unknown"), qid, len(joined),
+                      round(max((now - j for j in joined), default=0.0), 1),
+                      q.answered, q.abandoned, by_status)
+
+
 async def read_queues(conn: EslConnection, accounts: dict[str, str],
                       now: float | None = None) -> tuple[QueueStats, ...]:
-    """Every queue mod_callcenter holds on the switch behind ``conn``; ``accounts`` maps an
-    account's SIP domain (the part of a queue's name after ``@``) to its id."""
+    """Every queue mod_callcenter holds on the switch behind ``conn``
+    (:func:`zpctl.freeswitch.queues.read_snapshot`), as metrics (:func:`queue_stats`)."""
     now = time.time() if now is None else now
-    out = []
-    for row in parse_table(await conn.api("callcenter_config queue list", check=False),
-                           conn.name, "queue list"):
-        name = row.get("name", "")
-        qid, domain = parse_callcenter_name(name)
-        members = parse_table(await conn.api(f"callcenter_config queue list members {name}",
-                                             check=False), conn.name, "queue list members")
-        waiting = [m for m in members if m.get("state") in ("Waiting", "Trying")]
-        joined = [float(m.get("joined_epoch") or now) for m in waiting]
-        agents = parse_table(await conn.api(f"callcenter_config queue list agents {name}",
-                                            check=False), conn.name, "queue list agents")
-        by_status: dict[str, int] = {}
-        for a in agents:
-            status = a.get("status", "").lower().replace(" ", "_") or "unknown"
-            by_status[status] = by_status.get(status, 0) + 1
-        out.append(QueueStats(accounts.get(domain, "_unknown"), qid, len(waiting),
-                              round(max((now - j for j in joined), default=0.0), 1),
-                              int(row.get("calls_answered") or 0),
-                              int(row.get("calls_abandoned") or 0), by_status))
-    return tuple(out)
+    snap = await read_snapshot(conn)
+    return tuple(queue_stats(q, accounts, now) for q in snap.queues)
 
 
 class EslSwitchSource:
