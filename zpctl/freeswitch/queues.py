@@ -207,6 +207,12 @@ class CallcenterQueue:
     tiers: tuple[Tier, ...] = ()
     agents: tuple[Agent, ...] = ()
 
+    @property
+    def waiting(self) -> tuple[Member, ...]:
+        """The callers still waiting for an agent (Waiting, or Trying: an agent rings);
+        ``member_count`` counts answered and abandoned callers too."""
+        return tuple(m for m in self.members if m.state in ("Waiting", "Trying"))
+
 
 @dataclass(frozen=True)
 class CallcenterSnapshot:
@@ -298,7 +304,7 @@ def queue_states(refs: Sequence[QueueRef], snap: CallcenterSnapshot) -> list[Que
             raise RemoteFailure(f"switch {snap.switch} has no queue {ref.name} (is the "
                                 "rendered config deployed?)")
         out.append(QueueState(ref.account, ref.queue.id, ref.queue.extension, q.strategy,
-                              q.member_count, q.answered, q.abandoned, _agents(ref, q),
+                              len(q.waiting), q.answered, q.abandoned, _agents(ref, q),
                               snap.switch))
     return out
 

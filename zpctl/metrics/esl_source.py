@@ -53,8 +53,7 @@ def queue_stats(q: CallcenterQueue, accounts: dict[str, str], now: float) -> Que
     """The metrics of one queue of a mod_callcenter snapshot; ``accounts`` maps an account's
     SIP domain (the part of a queue's name after ``@``) to its id."""
     qid, domain = parse_callcenter_name(q.name)
-    joined = [now if m.joined_epoch is None else m.joined_epoch
-              for m in q.members if m.state in ("Waiting", "Trying")]
+    joined = [now if m.joined_epoch is None else m.joined_epoch for m in q.waiting]
     by_status: dict[str, int] = {}
     for a in q.agents:
         status = a.status.lower().replace(" ", "_") or "unknown"
