@@ -3,7 +3,8 @@ switch), proven by what was heard, what landed on disk and what reached the phon
 
 - voicemail: the greeting and the beep at the caller, the message's tone in the file and
   at the box's owner (*97 and the PIN), the message-waiting NOTIFY, the PIN lockout;
-- hold (hold music at the held party), blind transfer by REFER;
+- hold (hold music at the held party), blind transfer by REFER, attended transfer by
+  REFER with Replaces across two switches;
 - a three-party conference with a PIN and a moderator;
 - call park and retrieval by slot (the lot on the data center's rendezvous switch,
   whichever switch the parking call was on), and the lot's return route on timeout;
@@ -39,6 +40,7 @@ from zpctl.lab.features import (
     CALLER_HZ,
     FeatureLab,
     adhoc_recording,
+    attended_transfer,
     auto_receptionist,
     automatic_recording,
     blind_transfer,
@@ -84,6 +86,13 @@ def test_blind_transfer_connects_transferee_and_target(fl: FeatureLab) -> None:
     out = blind_transfer(fl)
     assert out.ok, out.problems
     assert out.facts["refer_status"] == 202
+
+
+def test_attended_transfer_across_two_switches(fl: FeatureLab) -> None:
+    out = attended_transfer(fl)
+    assert out.ok, out.problems
+    assert len(set(out.facts["switches"])) == 2
+    assert out.facts["hang_up_reached_transferee"] is True
 
 
 def test_conference_three_parties_pin_and_moderator(fl: FeatureLab) -> None:

@@ -130,11 +130,16 @@ def test_sofia_profile_faces_the_proxies_over_tls(build: Build) -> None:
     assert (p["tls"], p["tls-only"], p["sip-ip"]) == ("true", "true", "127.0.1.14")
     assert p["codec-prefs"] == "OPUS,PCMU,PCMA,G729"  # media.codecs, in order
     assert (p["dtmf-type"], p["rfc2833-pt"]) == ("rfc2833", "101")
-    assert p["apply-inbound-acl"] == "zpctl-proxies"
+    # calls come from the zone proxies, and an attended transfer's INVITE with Replaces
+    # from the data center's other switches
+    assert p["apply-inbound-acl"] == "zpctl-peers"
     acl = xml(build, "autoload_configs/acl.conf.xml")
-    assert [n.get("cidr") for n in acl.iterfind(".//list[@name='zpctl-proxies']/node")] == \
-        ["127.0.1.11/32", "127.0.1.21/32"]
+    peers = [n.get("cidr") for n in acl.iterfind(".//list[@name='zpctl-peers']/node")]
+    assert peers[:2] == ["127.0.1.11/32", "127.0.1.21/32"]
+    assert "127.0.1.14/32" not in peers and len(peers) > 2
     assert "require-secure-rtp" not in p
+    # legs placed without our variables (the transfer's INVITE) still name TLS
+    assert 'data="sip_transport=tls"' in text(build, "vars.xml")
 
 
 def test_srtp_suites_are_canonical_from_policy(build: Build, mini: LoadedInventory) -> None:

@@ -130,13 +130,15 @@ class FeatureLab:
         domain = self.user(f"{extension}@{account}").domain
         return Path(self.lab.dir) / "shared" / "voicemail" / account / domain / extension
 
-    def switch_api(self, command: str, check: bool = True) -> None:
-        """``api <command>`` on every switch of the lab (the lab's ESL password); an -ERR
-        answer raises unless ``check`` is false."""
+    def switch_api(self, command: str, check: bool = True, address: str | None = None) -> None:
+        """``api <command>`` on every switch of the lab (the lab's ESL password), or on the
+        one at ``address``; an -ERR answer raises unless ``check`` is false."""
         password = self.secrets.get(ESL_PASSWORD_KEY)
 
         async def each() -> None:
             for t in targets_for(self.inv):
+                if address is not None and t.host != address:
+                    continue
                 async with EslConnection(t.host, t.port, password, name=t.name,
                                          timeout=5) as c:
                     await c.api(command, check=check)
@@ -469,6 +471,74 @@ def blind_transfer(fl: FeatureLab) -> FeatureOutcome:
     out.detail = (f"REFER {out.facts['refer_status']}; transferee and target hear each other "
                   f"({out.facts.get('target_heard_s')} s / {out.facts.get('transferee_heard_s')}"
                   " s); transferor released")
+    return out
+
+
+def attended_transfer(fl: FeatureLab) -> FeatureOutcome:
+    """An attended transfer by REFER with Replaces, across two switches: 1004 calls 1002,
+    then (while its first switch takes no new calls, so the second call lands on another
+    one) consults 1001; then transfers 1002 to 1001.  The first switch sends the INVITE
+    with Replaces straight to the second, which connects it to 1001's leg: 1002 and 1001
+    hear each other, both of 1004's calls end, and 1001 hanging up reaches 1002."""
+    out = FeatureOutcome("transfer-attended",
+                         path="1004 -> switch A -> 1002; 1004 -> switch B -> 1001; REFER "
+                              "with Replaces: 1002 <-> A <-> B <-> 1001")
+    switch_at = {p.node.address: p.name for p in fl.inv.nodes() if p.role == Role.SWITCH}
+
+    def switch_of(d: Dialog) -> str:
+        m = re.search(r"@([^:;>]+)", d.target)
+        return switch_at.get(m[1], m[1]) if m else "?"
+
+    with fl.phone("1002@acme") as b, fl.phone("1001@acme") as c, fl.phone("1004@acme") as a:
+        first = a.dial("1002", media=False)
+        if not out.check(first.established and bool(b.answered), "1004's call to 1002 failed"):
+            return out
+        consult: Dialog | None = None
+        try:
+            host = re.search(r"@([^:;>]+)", first.target)
+            fl.switch_api("fsctl pause inbound", address=host[1] if host else "")
+            try:
+                consult = a.dial("1001", media=False)
+            finally:
+                fl.switch_api("fsctl resume inbound", address=host[1] if host else "")
+            if not out.check(consult.established and bool(c.answered),
+                             "1004's consultation call to 1001 failed"):
+                return out
+            out.facts["switches"] = [switch_of(first), switch_of(consult)]
+            out.check(len(set(out.facts["switches"])) == 2,
+                      f"both calls landed on {out.facts['switches'][0]}: not across switches")
+            a.notifies.clear()
+            out.facts["refer_status"] = first.refer_replacing(consult)
+            done = wait_until(lambda: any("SIP/2.0 200" in n.body for n in a.notifies), 10)
+            out.facts["notify"] = a.notifies[-1].body.strip() if a.notifies else "-"
+            out.check(done, f"no NOTIFY with 200 (got {out.facts['notify']!r})")
+            out.facts["target_heard_s"] = round(_talks(b.answered[-1], c.answered[-1],
+                                                       CALLER_HZ), 2)
+            out.facts["transferee_heard_s"] = round(_talks(c.answered[-1], b.answered[-1],
+                                                           900.0), 2)
+            out.facts["transferor_released"] = wait_until(
+                lambda: first.ended_by_far_end and consult.ended_by_far_end, 5)
+            # the target hangs up: its BYE crosses both switches to the transferee
+            b_call = b.received_invites[-1].get("Call-ID")
+            c.hang_up_answered()
+            out.facts["hang_up_reached_transferee"] = wait_until(
+                lambda: b_call in b.ended_calls, 5)
+        finally:
+            first.bye()
+            if consult is not None:
+                consult.bye()
+    out.check(out.facts.get("refer_status") == 202, f"REFER answered {out.facts.get('refer_status')}")
+    out.check(out.facts.get("target_heard_s", 0) >= 1.0 and
+              out.facts.get("transferee_heard_s", 0) >= 1.0,
+              f"1002 and 1001 did not hear each other ({out.facts})")
+    out.check(bool(out.facts.get("transferor_released")), "1004's two calls were not ended")
+    out.check(bool(out.facts.get("hang_up_reached_transferee")),
+              "1001 hung up, and 1002's call stayed up")
+    out.detail = (f"calls on {' and '.join(out.facts.get('switches', []))}; REFER "
+                  f"{out.facts.get('refer_status')}, NOTIFY {out.facts.get('notify')}; 1002 "
+                  f"and 1001 hear each other ({out.facts.get('target_heard_s')} s / "
+                  f"{out.facts.get('transferee_heard_s')} s); 1004 released; 1001's hang-up "
+                  "reached 1002")
     return out
 
 
@@ -1134,6 +1204,7 @@ FEATURE_FLOWS: tuple[tuple[str, Callable[[FeatureLab], FeatureOutcome]], ...] = 
     ("ivr", auto_receptionist),
     ("hold", hold_and_resume),
     ("transfer", blind_transfer),
+    ("transfer-attended", attended_transfer),
     ("conference", conference_call),
     ("park", park_and_retrieve),
     ("park-orbit", park_orbit),

@@ -17,6 +17,7 @@ import secrets
 import socket
 import threading
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -324,6 +325,18 @@ class Dialog:
         3515); the REFER's final status (202: accepted).  Progress arrives as NOTIFYs."""
         target = f"sip:{extension}@{self.ua.domain}"
         reply = self._in_dialog("REFER", [f"Refer-To: <{target}>",
+                                          f"Referred-By: <sip:{self.ua.aor}@{self.ua.domain}>"])
+        return reply.status if reply else 0
+
+    def refer_replacing(self, other: Dialog) -> int:
+        """Attended transfer: ask the far end of this call to call the far end of ``other``
+        (a call this client placed) in its place, replacing ``other`` (REFER with a
+        Refer-To of ``other``'s remote target carrying Replaces, RFC 3515 and 3891).  The
+        tags are as the far end of ``other`` knows them: its own (our To tag) first.  The
+        REFER's final status (202: accepted); the outcome arrives as a NOTIFY."""
+        replaces = urllib.parse.quote(
+            f"{other.call_id};to-tag={other.to_tag};from-tag={other.from_tag}", safe="")
+        reply = self._in_dialog("REFER", [f"Refer-To: <{other.target}?Replaces={replaces}>",
                                           f"Referred-By: <sip:{self.ua.aor}@{self.ua.domain}>"])
         return reply.status if reply else 0
 

@@ -48,7 +48,10 @@ ENTRY_CONTEXT = "zpctl-in"
 # One secret from which every initial voicemail and conference PIN is derived (per account
 # and box), so the secrets file holds one value, not one per user.
 PIN_SEED_KEY = "pin_seed"
-PROXY_ACL = "zpctl-proxies"
+# Who may send this switch calls without digest auth: the data center's zone proxies, and its
+# other switches (an attended transfer whose two calls are on different switches: the
+# first switch sends the INVITE with Replaces straight to the second).
+PEER_ACL = "zpctl-peers"
 VM_PROFILE_PREFIX = "acct-"
 WEEKDAYS = {"sun": 1, "mon": 2, "tue": 3, "wed": 4, "thu": 5, "fri": 6, "sat": 7}  # FreeSWITCH wday
 ISO_WEEKDAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}  # %u
@@ -951,6 +954,13 @@ def proxy_addresses(loaded: LoadedInventory, node: PlacedNode) -> list[str]:
     return sorted(out)
 
 
+def switch_addresses(loaded: LoadedInventory, node: PlacedNode) -> list[str]:
+    """The data center's other switches (an attended transfer's INVITE with Replaces comes
+    straight from the switch that took the REFER)."""
+    return sorted(f"{p.node.address}/32" for p in loaded.nodes()
+                  if p.role == Role.SWITCH and p.dc.id == node.dc.id and p.name != node.name)
+
+
 def posix_tz(name: str) -> str:
     """The POSIX TZ rule of a tz database zone (``America/New_York`` ->
     ``EST5EDT,M3.2.0,M11.1.0``), as FreeSWITCH's timezones.conf wants it: the footer of the
@@ -1017,14 +1027,19 @@ def render_switch(r: RendererLike, p: PlacedNode) -> None:
         ("zp_storage", f"{paths.state}/{FS}/storage"), ("hold_music", "local_stream://default"),
         ("rtp_secure_media_inbound", srtp_value(inv)), ("rtp_secure_media_outbound", srtp_value(inv)),
         ("zp_shared", paths.shared), ("zp_clock_shift", "0"),
-        ("default_language", "en-US"), ("sound_prefix", sound_prefix("en-US"))])
+        ("default_language", "en-US"), ("sound_prefix", sound_prefix("en-US")),
+        # The profile is TLS only, so every leg's Contact must name TLS.  A leg that sets
+        # no sip_transport reads this global one: the leg of an attended transfer's INVITE
+        # with Replaces (placed with no variables of ours) named a UDP Contact, and the
+        # BYE of the far switch never arrived (found by the transfer-attended flow).
+        ("sip_transport", "tls")])
     add("secrets.xml", "secrets.xml", mode=0o600, secrets=sorted(secret_vars.items()))
     add("autoload_configs/modules.conf.xml", "autoload_configs/modules.conf.xml", modules=modules)
     add("autoload_configs/switch.conf.xml", "autoload_configs/switch.conf.xml",
         max_sessions=p.node.capacity.cps * 10, sps=p.node.capacity.cps,
         rtp_min=p.node.rtp.port_min, rtp_max=p.node.rtp.port_max)
     add("autoload_configs/acl.conf.xml", "autoload_configs/acl.conf.xml",
-        lists=[(PROXY_ACL, proxy_addresses(loaded, p))])
+        lists=[(PEER_ACL, proxy_addresses(loaded, p) + switch_addresses(loaded, p))])
     add("autoload_configs/event_socket.conf.xml", "autoload_configs/event_socket.conf.xml",
         esl_acl=",".join(inv.platform.management_networks))
     add("autoload_configs/logfile.conf.xml", "autoload_configs/logfile.conf.xml",
@@ -1064,7 +1079,7 @@ def render_switch(r: RendererLike, p: PlacedNode) -> None:
         ("user-agent-string", "zpctl-switch"), ("debug", "0"), ("sip-trace", "no"),
         ("context", ENTRY_CONTEXT), ("dialplan", "XML"),
         ("sip-ip", p.node.address), ("rtp-ip", p.node.address), ("sip-port", str(p.node.ports.sip)),
-        ("apply-inbound-acl", PROXY_ACL), ("auth-calls", "true"), ("manage-presence", "false"),
+        ("apply-inbound-acl", PEER_ACL), ("auth-calls", "true"), ("manage-presence", "false"),
         ("tls", "true"), ("tls-only", "true"), ("tls-bind-params", "transport=tls"),
         ("tls-sip-port", str(p.node.ports.sips)), ("tls-cert-dir", f"{paths.pki}/{FS}"),
         ("tls-version", tls_versions(policy.min_version)), ("tls-ciphers", policy.ciphers),
