@@ -8,7 +8,8 @@ switch), proven by what was heard, what landed on disk and what reached the phon
 - a three-party conference with a PIN and a moderator;
 - call park and retrieval by slot (the lot on the data center's rendezvous switch,
   whichever switch the parking call was on), and the lot's return route on timeout;
-- the auto receptionist by the site's clock (shifted, not waited for);
+- the auto receptionist by the site's clock (shifted, not waited for), and its
+  dial-by-name directory (the user's spoken name, then the user rings);
 - automatic call recording (both parties in the file, a row in the index), and ad hoc
   with *2 (nothing from before the key press in the file);
 - no-answer and busy forwarding (the user offered the call once), a shared line ringing
@@ -47,6 +48,7 @@ from zpctl.lab.features import (
     call_monitoring,
     call_queue,
     conference_call,
+    dial_by_name,
     forward_busy,
     forward_no_answer,
     hold_and_resume,
@@ -111,6 +113,12 @@ def test_auto_receptionist_hours_holiday_menu_and_invalid_keys(fl: FeatureLab) -
     out = auto_receptionist(fl)
     assert out.ok, out.problems
     assert out.facts["heard ivr-that_was_an_invalid_entry.wav"] >= 0.8
+
+
+def test_dial_by_name_says_the_name_and_rings_the_user(fl: FeatureLab) -> None:
+    out = dial_by_name(fl)
+    assert out.ok, out.problems
+    assert out.facts["no_match_heard"] is True
 
 
 def test_automatic_recording_has_both_parties_and_an_index_row(fl: FeatureLab) -> None:

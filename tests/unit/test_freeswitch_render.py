@@ -17,6 +17,7 @@ from zpctl.model import LoadedInventory, catalog, load_inventory
 from zpctl.render import Build, render
 from zpctl.render.freeswitch import (
     NEXT_PROXY_ONLY_IF_DOWN,
+    directory_name,
     number_regex,
     pin_digits,
     served_accounts,
@@ -24,6 +25,7 @@ from zpctl.render.freeswitch import (
     srtp_value,
     time_span_regex,
     tls_versions,
+    uses_directory,
 )
 from zpctl.secrets import Secrets
 
@@ -392,6 +394,40 @@ def test_prompt_languages_map_to_sound_prefixes(build: Build) -> None:
     assert "en-US/ivr/ivr-welcome.wav" in sounds
     assert "accounts/acme/main-greeting.wav" in sounds
     assert "music acme/jazz/" in sounds
+
+
+def test_dial_by_name_directory_has_each_users_spoken_name(build: Build) -> None:
+    assert directory_name("Dave Dunn (supervisor)") == "Dave Dunn"
+    assert directory_name("  Zoë  O'Neil-Smith / ops ") == "Zoë O'Neil-Smith ops"
+    assert directory_name("(nobody)") == ""
+    users = xml(build, "directory/acme.xml")
+    full = {u.get("id"): next(v.get("value") for v in u.iterfind(".//variable")
+                              if v.get("name") == "directory_full_name")
+            for u in users.iterfind(".//user")}
+    assert full["1002"] == "Bob Baker"
+    sounds = text(build, "sounds.txt").splitlines()
+    # the menu names the directory (key 3): one name prompt per user, spoken from it
+    assert sorted(s for s in sounds if s.startswith("names/")) == \
+        sorted(f"names/{n}.wav" for n in full.values())
+    macros = xml(build, "lang/languages.xml")
+    say = macros.find(".//language[@name='en-US']//macro[@name='directory_result_say_name']")
+    assert say is not None
+    assert [a.get("data") for a in say.iter("action")] == ["$${zp_sounds}/names/$1.wav"]
+    menu = macros.find(".//language[@name='en-US']//macro[@name='directory_result_menu']")
+    assert menu is not None and [a.get("data") for a in menu.iter("action")] == \
+        ["directory/dir-to_select_entry.wav"]
+
+
+def test_names_are_spoken_only_for_accounts_with_a_directory(us01: LoadedInventory) -> None:
+    build = render(us01, _secrets())
+    sounds = {line for path, f in build.files.items() if path.endswith("/sounds.txt")
+              for line in f.data.decode().splitlines()}
+    with_dir = {f"names/{directory_name(u.name)}.wav" for a in us01.model.accounts
+                if uses_directory(a.pbx) for u in a.users}
+    without = {f"names/{directory_name(u.name)}.wav" for a in us01.model.accounts
+               if not uses_directory(a.pbx) for u in a.users} - with_dir
+    assert with_dir and without  # both kinds of account are in us01
+    assert {s for s in sounds if s.startswith("names/")} == with_dir
 
 
 def test_switches_serve_their_data_center_and_its_pair(us01: LoadedInventory) -> None:

@@ -125,6 +125,16 @@ TEXTS: dict[str, str] = {
     "voicemail/vm-main_menu.wav": "To listen to new messages, press 1. To exit, press pound.",
     "voicemail/vm-message_saved.wav": "Message saved.",
     "voicemail/vm-locked.wav": "This mailbox is locked. Please contact your administrator.",
+    # the dial-by-name directory (mod_directory's phrase macros)
+    "directory/dir-enter_person.wav": "Please enter the first three letters of the person's "
+                                      "last name, then press pound.",
+    "directory/dir-min_digits.wav": "Please enter at least three letters.",
+    "directory/dir-no_matching_results.wav": "No names match.",
+    "directory/dir-too_many_results.wav": "Too many names match. Please enter more letters.",
+    "directory/dir-to_select_entry.wav": "To select this name, press 1. For the next name, "
+                                         "press 6. For the previous one, press 4. To search "
+                                         "again, press 3.",
+    "directory/dir-last_entry.wav": "That was the last name.",
 }
 
 

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zpctl.freeswitch.prompts import TEXTS, VOICES, Outcome, generate, write_wav
+from zpctl.render.freeswitch import NAMES_FOLDER
 
 log = logging.getLogger(__name__)
 
+NAMES_LANGUAGE = "en-US"  # the voice that speaks the directory's names
 # Hold music is a quiet tone of this frequency (Hz), so that a test can tell it from silence.
 MUSIC_HZ = 440.0
 # Threads that speak prompts at once: espeak-ng runs in its own process, the resampling
@@ -86,11 +88,15 @@ def provision(files: SwitchFiles, agent_pem: bytes, ca_pem: bytes) -> dict[str, 
 
 def speak(folder: Path, prompts: list[str]) -> dict[str, Outcome]:
     """Have espeak-ng speak every prompt of ``prompts`` (``<language>/<path>`` under
-    ``folder``) that :data:`~zpctl.freeswitch.prompts.TEXTS` has a text for, replacing what
+    ``folder``) that :data:`~zpctl.freeswitch.prompts.TEXTS` has a text for, and every name
+    of the dial-by-name directory (``names/<name>.wav``), replacing what
     is there if it differs (``folder``'s language folders are zpctl's); log the languages
     that got the English voice or silence.  Returns how each was made."""
     jobs = [(p, lang, TEXTS[rest]) for p in prompts
             for lang, _, rest in [p.partition("/")] if lang in VOICES and rest in TEXTS]
+    # the dial-by-name directory's names (names/<name>.wav): the name itself, in English
+    jobs += [(p, NAMES_LANGUAGE, rest.removesuffix(".wav")) for p in prompts
+             for folder, _, rest in [p.partition("/")] if folder == NAMES_FOLDER and rest]
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="zpctl-prompts") as pool:
         made = list(pool.map(lambda job: generate(folder / job[0], job[2], job[1]), jobs))
     outcomes = {p: o for (p, _, _), o in zip(jobs, made, strict=True)}

@@ -41,7 +41,7 @@ from zpctl.lab.sipua import Dialog, RtpMedia, Ua
 from zpctl.model import LoadedInventory
 from zpctl.model.pbx import callcenter_name
 from zpctl.model.schema import Account, Role
-from zpctl.render.freeswitch import conference_pin, voicemail_pin
+from zpctl.render.freeswitch import NAMES_FOLDER, conference_pin, directory_name, voicemail_pin
 from zpctl.secrets import ESL_PASSWORD_KEY
 
 # Feature phones: their own loopback addresses, apart from the SIPp phones and the tests'.
@@ -798,6 +798,68 @@ def auto_receptionist(fl: FeatureLab) -> FeatureOutcome:
     return out
 
 
+KEYPAD = {c: str(d) for d, letters in ((2, "ABC"), (3, "DEF"), (4, "GHI"), (5, "JKL"),
+                                       (6, "MNO"), (7, "PQRS"), (8, "TUV"), (9, "WXYZ"))
+          for c in letters}
+
+
+def dial_by_name(fl: FeatureLab, ext: str = "1004") -> FeatureOutcome:
+    """acme's auto receptionist, key 9: the dial-by-name directory.  The caller hears the
+    directory's prompt, keys the first three letters of the user's last name and #, hears
+    the user's name (the prompt espeak-ng made from the directory name), presses 1, and
+    the user's phone rings; they hear each other."""
+    acct = fl.account("acme")
+    user = next(u for u in acct.users if u.extension == ext)
+    name = directory_name(user.name)
+    digits = "".join(KEYPAD.get(ch, "") for ch in name.split()[-1].upper()[:3])
+    out = FeatureOutcome("ivr-directory", path=f"1003 -> receptionist 8000, key 9 -> "
+                                               f"directory: {digits}# -> {ext}")
+    monday = _next(0, 10, acct.sites[0].timezone)
+    with fl.clock_at(monday), fl.phone(f"{ext}@acme") as target, \
+            fl.phone("1003@acme") as phone:
+        call = phone.dial("8000")
+        media = _media(out, call, "8000")
+        if media is None:
+            return out
+        try:
+            _speak_wait(media, media.mark(), timeout=10)  # the menu's greeting
+            media.send_dtmf("9")
+            mark = media.mark()
+            _speak_wait(media, mark, timeout=15)
+            intro = best_match(media.heard(mark),
+                               fl.prompt("en-US", "directory/dir-enter_person.wav"))
+            out.facts["intro_match"] = round(intro, 2)
+            out.check(intro >= 0.8, f"the directory's prompt was not heard ({intro:.2f})")
+            # letters nobody's name starts with: "no names match", and the prompt again
+            mark = media.mark()
+            media.send_dtmf("999#")
+            none = fl.prompt("en-US", "directory/dir-no_matching_results.wav")
+            out.facts["no_match_heard"] = wait_until(
+                lambda: best_match(media.heard(mark), none) >= 0.8, 15, step=0.5)
+            out.check(out.facts["no_match_heard"], "999#: 'no names match' was not heard")
+            _speak_wait(media, media.mark(), timeout=15)  # the prompt again
+            mark = media.mark()
+            media.send_dtmf(digits + "#")
+            said = fl.prompt(NAMES_FOLDER, f"{name}.wav")
+            named = wait_until(lambda: best_match(media.heard(mark), said) >= 0.8, 15, step=0.5)
+            out.facts["name_match"] = round(best_match(media.heard(mark), said), 2)
+            if out.check(named, f"the caller did not hear {name!r} after {digits}# "
+                                f"({out.facts['name_match']})"):
+                media.send_dtmf("1")
+                answered = wait_until(lambda: bool(target.answered), 15)
+                if out.check(answered, f"{ext} was not rung after the caller picked the name"):
+                    out.facts["heard_s"] = round(_talks(media, target.answered[-1], CALLER_HZ), 2)
+                    out.check(out.facts["heard_s"] >= 1.0,
+                              f"{ext} heard the caller {out.facts['heard_s']} s")
+        finally:
+            call.bye()
+    out.detail = (f"directory prompt heard (match {out.facts.get('intro_match')}); 999#: no "
+                  f"names match, the prompt again; {digits}#: "
+                  f"{name!r} said (match {out.facts.get('name_match')}); 1: {ext} rang, "
+                  f"answered and heard the caller ({out.facts.get('heard_s')} s)")
+    return out
+
+
 def forward_no_answer(fl: FeatureLab) -> FeatureOutcome:
     """A user's no-answer forwarding rule: 1004's phone rings its ring_seconds unanswered,
     then the call goes to 1002, who answers and hears the caller."""
@@ -1202,6 +1264,7 @@ FEATURE_FLOWS: tuple[tuple[str, Callable[[FeatureLab], FeatureOutcome]], ...] = 
     ("voicemail-retrieval", retrieve_voicemail),
     ("voicemail-lockout", voicemail_lockout),
     ("ivr", auto_receptionist),
+    ("ivr-directory", dial_by_name),
     ("hold", hold_and_resume),
     ("transfer", blind_transfer),
     ("transfer-attended", attended_transfer),

@@ -96,6 +96,10 @@ STANDARD_PROMPTS = (
     "voicemail/vm-enter_pass.wav", "voicemail/vm-fail_auth.wav", "voicemail/vm-you_have.wav",
     "voicemail/vm-new_messages.wav", "voicemail/vm-main_menu.wav",
     "voicemail/vm-message_saved.wav", "voicemail/vm-locked.wav", "voicemail/vm-enter_id.wav",
+    # the dial-by-name directory's phrase macros
+    "directory/dir-enter_person.wav", "directory/dir-min_digits.wav",
+    "directory/dir-no_matching_results.wav", "directory/dir-too_many_results.wav",
+    "directory/dir-to_select_entry.wav", "directory/dir-last_entry.wav",
 )
 
 

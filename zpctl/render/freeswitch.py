@@ -117,6 +117,43 @@ VOICEMAIL_MACROS: tuple[tuple[str, list[tuple[str, list[str]]]], ...] = (
     ("voicemail_menu", [(_ANY, ["voicemail/vm-main_menu.wav"])]),
     ("voicemail_disk_quota_exceeded", [(_ANY, [])]),
 )
+# The dial-by-name directory's phrase macros (mod_directory).  Its result menu must play
+# (with no prompt, mod_directory reads no key and the caller is never transferred); each
+# name is its own prompt, names/<name>.wav, spoken from the user's directory name.
+NAMES_FOLDER = "names"
+DIRECTORY_MACROS: tuple[tuple[str, list[tuple[str, list[str]]]], ...] = (
+    ("directory_intro", [(_ANY, ["directory/dir-enter_person.wav"])]),
+    ("directory_min_search_digits", [(_ANY, ["directory/dir-min_digits.wav"])]),
+    ("directory_result_count", [("^0$", ["directory/dir-no_matching_results.wav"]), (_ANY, [])]),
+    ("directory_result_count_too_large", [(_ANY, ["directory/dir-too_many_results.wav"])]),
+    ("directory_result_item", [(_ANY, [])]),
+    ("directory_result_say_name", [(_ANY, [f"$${{zp_sounds}}/{NAMES_FOLDER}/$1.wav"])]),
+    ("directory_result_at", [(_ANY, [])]),
+    ("directory_result_menu", [(_ANY, ["directory/dir-to_select_entry.wav"])]),
+    ("directory_result_last", [(_ANY, ["directory/dir-last_entry.wav"])]),
+)
+
+
+def directory_name(name: str) -> str:
+    """A user's name as the dial-by-name directory files and says it: no parenthesised
+    notes ("Dave Dunn (supervisor)" is "Dave Dunn"), letters, digits, spaces, dots,
+    apostrophes and hyphens only (it names the prompt file names/<name>.wav)."""
+    plain = re.sub(r"\([^)]*\)", " ", name)
+    plain = re.sub(r"[^\w .'-]", " ", plain)
+    return " ".join(plain.split())
+
+
+def uses_directory(pbx: Pbx) -> bool:
+    """Some route of the account's PBX is the dial-by-name directory."""
+    def walk(v: object) -> bool:
+        if isinstance(v, dict):
+            return any(walk(x) for x in v.values())
+        if isinstance(v, list):
+            return any(walk(x) for x in v)
+        return v == "directory"
+    return walk(pbx.model_dump())
+
+
 MODULES = ("mod_logfile", "mod_event_socket", "mod_sofia", "mod_loopback",
            "mod_commands", "mod_dptools", "mod_db", "mod_hash", "mod_expr", "mod_dialplan_xml",
            "mod_voicemail", "mod_callcenter", "mod_valet_parking", "mod_conference",
@@ -752,6 +789,7 @@ class _Account:
                 self.secret_vars[key] = voicemail_pin(self.secrets, self.acct, u.extension)
                 params.append(("vm-password", f"$${{{key}}}"))
             variables = [("effective_caller_id_name", u.name),
+                         ("directory_full_name", directory_name(u.name)),
                          ("effective_caller_id_number", u.extension),
                          ("user_context", self.ctx), ("zp_account", self.acct.id),
                          ("zp_site", u.site), ("zp_language", self.user_lang(u)),
@@ -1070,7 +1108,7 @@ def render_switch(r: RendererLike, p: PlacedNode) -> None:
     add("scripts/zp_recordings.lua", "scripts/zp_recordings.lua",
         dsn=RECORDINGS_DSN.replace("$${zp_shared}", paths.shared), switch=p.name)
     add("lang/languages.xml", "lang/languages.xml", languages=languages,
-        macros=VOICEMAIL_MACROS)
+        macros=VOICEMAIL_MACROS + DIRECTORY_MACROS)
     if "opus" in codecs:
         add("autoload_configs/opus.conf.xml", "autoload_configs/opus.conf.xml")
     policy = inv.security.tls
@@ -1097,6 +1135,8 @@ def render_switch(r: RendererLike, p: PlacedNode) -> None:
             account=a.acct)
     sounds = [f"{lang}/{s}" for lang in languages for s in STANDARD_PROMPTS]
     sounds += [f"accounts/{a.acct.id}/{pr}.wav" for a in accounts for pr in sorted(a.pbx.prompts)]
+    sounds += sorted({f"{NAMES_FOLDER}/{directory_name(u.name)}.wav" for a in accounts
+                      if uses_directory(a.pbx) for u in a.acct.users if directory_name(u.name)})
     add("sounds.txt", "sounds.txt", sounds=sorted(sounds),
         music=sorted(f"{a.acct.id}/{m}/" for a in accounts for m in a.pbx.music),
         conf_dir=conf_dir)

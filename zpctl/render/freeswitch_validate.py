@@ -563,6 +563,8 @@ def _phrases(c: _Conf) -> None:
             if a.el.get("function") != "play-file":
                 continue
             data = c.expand(a.el.get("data", ""))
+            if sounds_dir and data == f"{sounds_dir}/names/$1.wav":
+                continue  # the directory's names: each user's is checked by _directory_names
             if f"{lang}/{data}" not in c.sounds:
                 c.bad(a.file, a.path, f"play-file: sound {data!r} is not provisioned for "
                       f"{lang} ({SOUNDS_FILE})")
@@ -865,7 +867,23 @@ def _prefix(c: _Conf, n: _Node, value: str) -> None:
         c.bad(n.file, n.path, f"prompt language {lang} is not provisioned ({SOUNDS_FILE})")
 
 
+def _directory_domains(c: _Conf) -> set[str]:
+    """The directory domains a dial-by-name directory searches (``directory <profile>
+    <domain> ...``, in the dialplan or an IVR menu entry)."""
+    out = set()
+    for n in c.nodes:
+        if n.el.tag == "action" and n.el.get("application") == "directory":
+            words = c.expand(n.el.get("data", "")).split()
+            out.update(words[1:2])
+        elif n.el.tag == "entry":
+            words = c.expand(n.el.get("param", "")).split()
+            if words[:1] == ["directory"]:
+                out.update(words[2:3])
+    return out
+
+
 def _directory(c: _Conf, ix: _Index) -> None:
+    searched = _directory_domains(c)
     for n in c.nodes:
         if n.el.tag == "param" and re.search(r"/(user|domain)\[@(id|name)='[^']*'\]/params\[\d+\]/",
                                              n.path):
@@ -884,6 +902,11 @@ def _directory(c: _Conf, ix: _Index) -> None:
                 _prefix(c, n, value)
             elif name == "user_context" and value not in ix.contexts:
                 c.bad(n.file, n.path, f"user_context {value!r} is not a dialplan context")
+            elif name == "directory_full_name":
+                dom = re.search(r"domain\[@name='([^']*)'\]", n.path)
+                if dom and c.expand(dom[1]) in searched and f"names/{value}.wav" not in c.sounds:
+                    c.bad(n.file, n.path, f"the directory says this user's name from "
+                          f"names/{value}.wav, which is not in {SOUNDS_FILE}")
 
 
 # --- the dialplan ---------------------------------------------------------------------------
