@@ -46,7 +46,10 @@ from zpctl.secrets import ESL_PASSWORD_KEY
 
 # Feature phones: their own loopback addresses, apart from the SIPp phones and the tests'.
 PHONE_SUBNET = "127.0.7"
-_hosts = itertools.count(200)
+# The flows' phones take 127.0.7.200-254 in turn: a lab run (the demo, the test session)
+# opens more phones than that, each closed before the turn comes back to its address
+# (a flow holds a few at a time).
+_hosts = itertools.cycle(range(200, 255))
 CALLER_HZ = 1400.0   # the caller's tone: apart from the voicemail beep and the hold music
 BEEP_HZ = 640.0      # mod_voicemail's record beep (tone-spec %(1000, 0, 640))
 
@@ -130,15 +133,16 @@ class FeatureLab:
         domain = self.user(f"{extension}@{account}").domain
         return Path(self.lab.dir) / "shared" / "voicemail" / account / domain / extension
 
-    def switch_api(self, command: str, check: bool = True, address: str | None = None) -> None:
+    def switch_api(self, command: str, check: bool = True, switch: str | None = None) -> None:
         """``api <command>`` on every switch of the lab (the lab's ESL password), or on the
-        one at ``address``; an -ERR answer raises unless ``check`` is false."""
+        one named ``switch``; an -ERR answer raises unless ``check`` is false."""
         password = self.secrets.get(ESL_PASSWORD_KEY)
+        targets = [t for t in targets_for(self.inv) if switch is None or t.name == switch]
+        if not targets:
+            raise KeyError(f"no switch {switch!r} in the lab")
 
         async def each() -> None:
-            for t in targets_for(self.inv):
-                if address is not None and t.host != address:
-                    continue
+            for t in targets:
                 async with EslConnection(t.host, t.port, password, name=t.name,
                                          timeout=5) as c:
                     await c.api(command, check=check)
@@ -486,6 +490,7 @@ def attended_transfer(fl: FeatureLab) -> FeatureOutcome:
     switch_at = {p.node.address: p.name for p in fl.inv.nodes() if p.role == Role.SWITCH}
 
     def switch_of(d: Dialog) -> str:
+        """The switch a call is on: the host of its remote target (the switch's Contact)."""
         m = re.search(r"@([^:;>]+)", d.target)
         return switch_at.get(m[1], m[1]) if m else "?"
 
@@ -495,12 +500,12 @@ def attended_transfer(fl: FeatureLab) -> FeatureOutcome:
             return out
         consult: Dialog | None = None
         try:
-            host = re.search(r"@([^:;>]+)", first.target)
-            fl.switch_api("fsctl pause inbound", address=host[1] if host else "")
+            on = switch_of(first)
+            fl.switch_api("fsctl pause inbound", switch=on)
             try:
                 consult = a.dial("1001", media=False)
             finally:
-                fl.switch_api("fsctl resume inbound", address=host[1] if host else "")
+                fl.switch_api("fsctl resume inbound", switch=on)
             if not out.check(consult.established and bool(c.answered),
                              "1004's consultation call to 1001 failed"):
                 return out
