@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 
 from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.inventory import INVENTORY_ARG
-from zpctl.cli.output import emit
+from zpctl.cli.output import emit, info, table
 from zpctl.cli.switch import load_live, selection_options, show_plan
 from zpctl.cli.types import count, seconds
-from zpctl.errors import ExitCode, ZpctlError
+from zpctl.errors import ExitCode, RemoteFailure, ZpctlError
 from zpctl.freeswitch import control as fsc
+from zpctl.freeswitch.watch import BOARD_COLUMNS, CallBoard, CallEvent, watch
 from zpctl.model.pbx import MONITOR_MODES
 
 CALL_COLUMNS = ["switch", "uuid", "direction", "cid_num", "dest", "callstate", "b_uuid", "b_dest"]
@@ -148,6 +152,12 @@ def hold_cmd(uuid: str, mode: str | None) -> str:
     return fsc.call_command("hold", uuid, hold=mode or "on")
 
 
+@_call_action("unhold")
+def unhold_cmd(uuid: str) -> str:
+    """Take a call off hold (`uuid_hold off`; the same as `calls hold --off`)."""
+    return fsc.call_command("hold", uuid, hold="off")
+
+
 @_call_action("park")
 def park_cmd(uuid: str) -> str:
     """Park a channel (`uuid_park`): it leaves its bridge and waits."""
@@ -263,3 +273,51 @@ def originate_cmd(ctx: Context, inventory: Path, dest: str, from_user: str | Non
                                           command, max(timeout, ring + 5.0)))
     emit(ctx.output, {"switch": t.name, "command": command, "reply": out},
          text=f"{t.name}: {out}")
+
+
+@calls.command("watch")
+@INVENTORY_ARG
+@selection_options
+@click.option("--duration", type=seconds(30 * 86400.0),
+              help="Stop after this many seconds (default: until Ctrl-C).")
+@pass_ctx
+def watch_cmd(ctx: Context, inventory: Path, zone: str | None, switch_name: str | None,
+              esl_address: str | None, secrets_file: Path | None, timeout: float,
+              duration: float | None) -> None:
+    """Watch the calls of the selected switches live: CHANNEL_CREATE, ANSWER, BRIDGE,
+    HOLD, HANGUP ... as they happen (ESL events).
+
+    On a terminal the table of calls in progress is redrawn on every event; otherwise (or
+    with -o json / -o yaml) one line (a JSON object, a YAML document) per event:
+    time, switch, event, uuid, direction, cid_num, dest, callstate, other_leg, cause.  A
+    switch that goes away is reconnected to with a growing delay (0.2 s to 15 s), said on
+    stderr; one that refuses the ESL password is not retried.  Exit 6 when every switch
+    refused, 0 at the end of --duration.
+    """
+    loaded = load_live(inventory)
+    targets = fsc.targets_for(loaded, zone, switch_name, esl_address, guard=True)
+    password = fsc.esl_password(loaded, secrets_file)
+    live = ctx.output == "table" and sys.stdout.isatty()
+    board = CallBoard()
+
+    def on_event(e: CallEvent) -> None:
+        board.apply(e)
+        if ctx.output == "json":
+            click.echo(json.dumps(e.as_dict()))
+        elif ctx.output == "yaml":
+            click.echo("---\n" + yaml.safe_dump(e.as_dict(), sort_keys=False).rstrip())
+        elif live:
+            click.echo("\x1b[H\x1b[2J" + table(board.rows(), BOARD_COLUMNS), nl=True)
+        else:
+            click.echo("  ".join(f"{v}" for v in e.as_dict().values() if v))
+        sys.stdout.flush()
+
+    def on_lost(name: str) -> None:
+        board.forget(name)
+
+    info(f"watching {len(targets)} switch(es)"
+         + (f" for {duration:g} s" if duration else "; Ctrl-C to stop"))
+    stats = asyncio.run(watch(targets, password, on_event=on_event, say=info, on_lost=on_lost,
+                              duration=duration, timeout=timeout))
+    if len(stats.refused) == len(targets):
+        raise RemoteFailure(f"every switch refused: {'; '.join(stats.refused.values())}")

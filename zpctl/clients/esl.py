@@ -321,6 +321,11 @@ class EslConnection:
         except TimeoutError:
             raise Unreachable(f"switch {self.name}: no event within {timeout}s") from None
 
+    @property
+    def queued_events(self) -> int:
+        """Events received and not yet taken (they outlive a lost connection)."""
+        return self._events.qsize()
+
     async def events(self) -> AsyncIterator[esl.Event]:
         while True:
             yield await self._events.get()
