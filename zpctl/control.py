@@ -187,6 +187,26 @@ class Control:
             raise ZpctlError(f"no zone proxy in {scope!r}", ExitCode.USAGE)
         return out
 
+    def switch_dispatch(self, switch: str, state: str) -> list[dict[str, Any]]:
+        """Set ``state`` on every dispatcher entry of switch ``switch`` (its zone's set, the
+        sister zone's, the rendezvous list) in every zone proxy of its data center: ``d``,
+        the proxies select it no more (a probe does not bring a disabled entry back); ``a``,
+        they select it again.  Returns the entries changed; a proxy that does not answer
+        raises (exit 7), those before it keep the new state."""
+        try:
+            placed = self.inv.node(switch)
+        except KeyError:
+            raise ZpctlError(f"no node {switch!r} in the inventory", ExitCode.USAGE) from None
+        if placed.role != Role.SWITCH:
+            raise ZpctlError(f"{switch} is a {placed.role.value}, not a switch", ExitCode.USAGE)
+        out = []
+        for _, proxy in self.proxies(placed.dc.id):
+            for setid, uri in dispatcher_entries(self.call(proxy, "dispatcher.list")):
+                if uri_host(uri) == placed.node.address:
+                    self.change(proxy, "dispatcher.set_state", state, setid, uri)
+                    out.append({"proxy": proxy.name, "set": setid, "uri": uri, "state": state})
+        return out
+
     def registrations(self, scope: str | None = None) -> list[dict[str, Any]]:
         """Every contact of the proxies in ``scope``; a proxy that did not answer gives one
         row with ``error`` set (see :func:`unanswered`)."""
@@ -532,3 +552,27 @@ def _state_word(flags: str | None) -> str:
     if flags.startswith(("I", "T")):
         return "inactive"
     return flags
+
+
+def dispatcher_entries(listing: Any) -> list[tuple[int, str]]:
+    """(set id, URI) of every destination in a ``dispatcher.list`` answer (Kamailio 5.x:
+    ``{"NRSETS": n, "RECORDS": [{"SET": {"ID": 3, "TARGETS": [{"DEST": {"URI": ...}}]}}]}``)."""
+    out = []
+    records = listing.get("RECORDS", []) if isinstance(listing, dict) else []
+    for rec in records if isinstance(records, list) else []:
+        st = rec.get("SET", {}) if isinstance(rec, dict) else {}
+        targets = st.get("TARGETS", []) if isinstance(st, dict) else []
+        for t in targets if isinstance(targets, list) else []:
+            dest = t.get("DEST", {}) if isinstance(t, dict) else {}
+            if isinstance(dest, dict) and "URI" in dest and "ID" in st:
+                out.append((int(st["ID"]), str(dest["URI"])))
+    return out
+
+
+def uri_host(uri: str) -> str:
+    """The host of a SIP URI (``sip:127.0.1.14:5061;transport=tls`` -> ``127.0.1.14``)."""
+    rest = uri.split(":", 1)[1] if ":" in uri else uri
+    rest = rest.split("@", 1)[-1]
+    if rest.startswith("["):
+        return rest[1:rest.index("]")]
+    return rest.split(";", 1)[0].split(":", 1)[0]

@@ -1,4 +1,5 @@
-"""Chaos under steady load: drain, crash and restart zone nodes, fail a data center over.
+"""Chaos under steady load: drain, crash and restart zone nodes, drain a switch, fail a data
+center over.
 
 Each test runs authenticated calls (RTP, 1 s each) and registrations at fixed rates through
 the lab, breaks something, and records attempts, failures by SIP code, the time from the
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from zpctl import sipp
+from zpctl.cli.main import main
 from zpctl.clients.probes import ng_command
 from zpctl.control import Control
 from zpctl.lab import Lab
@@ -222,3 +224,45 @@ def test_e_datacenter_failover_converges(zpctl_lab: Lab, control: Control,
     assert again.returncode == 0
     assert log.count("registered secondary") == 1000
     assert converged is not None
+
+
+def test_f_switch_drain_loses_no_call(zpctl_lab: Lab, control: Control,
+                                      steady: Callable[..., SteadyLoad],
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`zpctl switch drain` under steady load: the proxies stop selecting the switch, it
+    pauses inbound, its sessions reach 0; no call fails, and no new call reaches it."""
+    inv = str(Path(__file__).resolve().parents[2] / "inventories" / "lab")
+    secrets = str(zpctl_lab.dir / "secrets.yml")
+    victim = "lab1-a-switch1"
+
+    def zp(*args: str) -> tuple[int, Any]:
+        capsys.readouterr()
+        rc = main(["-o", "json", "switch", *args, "--secrets", secrets])
+        out, err = capsys.readouterr()
+        return rc, json.loads(out) if out.strip() else err
+
+    load = steady(call_rate=20, duration_s=20)
+    time.sleep(6)
+    fault = time.time()
+    try:
+        rc, rows = zp("drain", inv, victim, "--deadline", "60")
+        drained_s = round(time.time() - fault, 1)
+        assert rc == 0, rows
+        assert (rows[0]["state"], rows[0]["sessions"]) == ("drained", 0), rows
+        # its entries in both zone proxies: the own zone's set, the sister's, rendezvous
+        assert rows[0]["proxy_entries"] == 4, rows
+        rc, before = zp("status", inv, "--switch", victim)
+        res = load.finish(fault_at=fault)
+        rc, after = zp("status", inv, "--switch", victim)
+        record("f-switch-drain", {"drain_s": drained_s, **res})
+        assert res["calls"]["attempted"] == 400
+        assert res["calls"]["failed"] == 0, res["calls"]
+        # nothing new reached the drained switch while the load went on
+        assert after[0]["sessions_since_startup"] == before[0]["sessions_since_startup"]
+    finally:
+        rc, rows = zp("resume", inv, "--switch", victim)
+        assert rc == 0, rows
+    listing = control.call(zpctl_lab.inventory().node("lab1-a-proxy").node, "dispatcher.list")
+    flags = [t["DEST"]["FLAGS"] for r in listing["RECORDS"] for t in r["SET"]["TARGETS"]
+             if zpctl_lab.inventory().node(victim).node.address in t["DEST"]["URI"]]
+    assert flags and all(f.startswith("A") for f in flags), flags

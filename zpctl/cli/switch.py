@@ -14,7 +14,9 @@ from zpctl.cli.inventory import INVENTORY_ARG
 from zpctl.cli.output import emit, info
 from zpctl.cli.types import DEADLINE, TIMEOUT, host_ports, seconds
 from zpctl.clients.esl import SwitchTarget
-from zpctl.control import inventory_line
+from zpctl.clients.guard import AddressGuard
+from zpctl.control import Control, inventory_line
+from zpctl.errors import ZpctlError
 from zpctl.freeswitch import ESL_OVERRIDE_ENV
 from zpctl.freeswitch import control as fsc
 from zpctl.model import LoadedInventory, load_inventory
@@ -95,6 +97,7 @@ def switch() -> None:
     zpctl switch status INVENTORY [--zone DC/ZONE] [--switch NAME]
     zpctl switch pause  INVENTORY --zone us-east-ny/a [--wait --deadline 600]
     zpctl switch resume INVENTORY --zone us-east-ny/a
+    zpctl switch drain  INVENTORY us-east-ny-a-switch1 [--deadline 600]
     Every command connects to each selected switch's management address and ESL port with
     the esl_password secret.  Exit codes: 6 a switch answered with an error, 7 a switch did
     not answer (or a drain missed its deadline).
@@ -171,4 +174,56 @@ def resume_cmd(ctx: Context, inventory: Path, zone: str | None, switch_name: str
         show_plan(ctx, fsc.resume_plan(targets))
         return
     password = fsc.esl_password(loaded, secrets_file)
-    show_results(ctx, asyncio.run(fsc.aresume(targets, password, timeout)))
+    results = asyncio.run(fsc.aresume(targets, password, timeout))
+    # a drained switch (`switch drain`) is selected by the proxies again
+    proxies = Control(loaded, guard=AddressGuard(loaded))
+    for t in targets:
+        try:
+            proxies.switch_dispatch(t.name, "a")
+        except ZpctlError as exc:
+            info(f"{t.name}: not selected again by every proxy: {exc.message}")
+    show_results(ctx, results)
+
+
+@switch.command("drain")
+@INVENTORY_ARG
+@click.argument("node", metavar="NODE")
+@click.option("--secrets", "secrets_file", type=click.Path(path_type=Path),
+              help="Secrets file holding esl_password (default: $ZPCTL_SECRETS or "
+                   "~/.config/zpctl/secrets/<platform>.yml).")
+@click.option("--timeout", type=TIMEOUT, default=5.0, show_default=True,
+              help="Seconds to wait for a switch or proxy to answer.")
+@click.option("--deadline", type=DEADLINE, default=600.0, show_default=True,
+              help="Give up waiting after this many seconds (exit 7; the switch stays out).")
+@click.option("--poll", type=seconds(60.0), default=2.0, show_default=True, hidden=True)
+@click.option("--dry-run", is_flag=True,
+              help="Print the JSON-RPC and ESL commands; change nothing.")
+@pass_ctx
+def drain_cmd(ctx: Context, inventory: Path, node: str, secrets_file: Path | None,
+              timeout: float, deadline: float, poll: float, dry_run: bool) -> None:
+    """Take switch NODE out of service without failing a call: the zone proxies of its data
+    center stop selecting it (`dispatcher.set_state d` on each of its entries), it refuses
+    new inbound calls (`fsctl pause inbound`), and the command waits, with progress on
+    stderr, until its sessions reach 0.  `zpctl switch resume INV --switch NODE` brings
+    it back (both steps)."""
+    loaded = load_live(inventory)
+    targets = fsc.targets_for(loaded, None, node, None, guard=not dry_run)
+    proxies = Control(loaded, timeout=min(timeout, 3.0), dry_run=dry_run,
+                      guard=AddressGuard(loaded))
+    entries = proxies.switch_dispatch(node, "d")
+    if dry_run:
+        steps = [fsc.Step(r.node, r.endpoint, f"jsonrpc {r.method} {' '.join(map(str, r.params))}")
+                 for r in proxies.sent]
+        steps += fsc.pause_plan(targets)
+        steps += [fsc.Step(t.name, f"{t.host}:{t.port}", f"api status (every {poll:g}s until "
+                                                         f"0 sessions or {deadline:g}s)")
+                  for t in targets]
+        show_plan(ctx, steps)
+        return
+    info(f"{node}: the proxies select it no more ({len(entries)} dispatcher entries)")
+    password = fsc.esl_password(loaded, secrets_file)
+    results = asyncio.run(fsc.apause(targets, password, wait=True, deadline_s=deadline,
+                                     poll_s=poll, timeout=timeout, progress=info))
+    for r in results:
+        r.extra["proxy_entries"] = len(entries)
+    show_results(ctx, results)
