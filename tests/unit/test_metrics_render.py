@@ -30,7 +30,8 @@ PROM = f"{MONITORING}/prometheus/prometheus.yml"
 RULES = f"{MONITORING}/prometheus/rules/zpctl.rules.yml"
 ALERTS = {"ZpctlZoneDown", "ZpctlDatacenterDown", "ZpctlRegistrationsDroppingFast",
           "ZpctlAnswerSeizureRatioLow", "ZpctlCallQualityLow", "ZpctlCertificateExpiringSoon",
-          "ZpctlSwitchPausedTooLong", "ZpctlExporterDown", "ZpctlMetricsTargetDown",
+          "ZpctlSwitchPausedTooLong", "ZpctlSwitchDown", "ZpctlSwitchAtSessionLimit",
+          "ZpctlExporterDown", "ZpctlMetricsTargetDown",
           "ZpctlCollectorFailing"}
 
 

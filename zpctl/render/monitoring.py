@@ -53,6 +53,9 @@ class Thresholds:
     cert_days: int = 14
     cert_for: str = "10m"
     switch_paused_for: str = "15m"
+    switch_down_for: str = "1m"
+    switch_sessions_ratio: float = 0.9  # of max-sessions ...
+    switch_sessions_for: str = "5m"  # ... for this long
     target_down_for: str = "2m"
     collector_for: str = "5m"
 
