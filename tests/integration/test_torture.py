@@ -10,6 +10,7 @@ import csv
 import re
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,9 +107,12 @@ def summarise(codes: list[int]) -> str:
 
 
 def _run_set(cases: list[Case], capture: LoopbackCapture) -> dict[str, dict[str, list[int]]]:
-    """Each case to each target in turn, waiting for its answer: name -> target -> codes."""
+    """Each case to each target in turn, waiting for its answer: name -> target -> codes.
+    The targets are tried at once (a thread each; replies are told apart by their source
+    address and Call-ID), the cases of one target one after the other."""
     windows: dict[tuple[str, str], tuple[float, float]] = {}
-    for target, (addr, source) in RFC_TARGETS.items():
+
+    def one_target(target: str, addr: str, source: str) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind((source, 0))
             for case in cases:
@@ -124,6 +128,11 @@ def _run_set(cases: list[Case], capture: LoopbackCapture) -> dict[str, dict[str,
                         break
                 time.sleep(0.05)  # a late duplicate still lands in this window
                 windows[(target, case.name)] = (start, time.monotonic())
+
+    with ThreadPoolExecutor(len(RFC_TARGETS)) as pool:
+        for f in [pool.submit(one_target, t, addr, source)
+                  for t, (addr, source) in RFC_TARGETS.items()]:
+            f.result()
     time.sleep(0.5)
     every = capture.snapshot()
     return {case.name: {t: _statuses(case, [d for d in every if d.src == addr],
