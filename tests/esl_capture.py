@@ -39,14 +39,14 @@ SWITCH = "lab1-a-switch1"
 class Recorder:
     """A raw ESL connection subscribed to :data:`EVENTS`; every byte it receives is kept."""
 
-    def __init__(self, host: str, port: int, password: str) -> None:
+    def __init__(self, host: str, port: int, password: str, events: str = EVENTS) -> None:
         self.sock = socket.create_connection((host, port), timeout=5)
         self.data = bytearray()
         self._expect(b"auth/request")
         self.sock.sendall(f"auth {password}\n\n".encode())
         self._expect(b"+OK accepted")
         self.data.clear()  # the stream from here on: no auth in the file
-        self.sock.sendall(f"event plain {EVENTS}\n\n".encode())
+        self.sock.sendall(f"event plain {events}\n\n".encode())
         self.sock.settimeout(0.2)
         self._running = True
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -99,6 +99,7 @@ def main(lab_dir: str) -> None:
         asyncio.run(ask("status-idle", "status"))
         asyncio.run(ask("show-calls-idle", "show calls as json"))
         asyncio.run(ask("pause-check-false", "fsctl pause_check inbound"))
+        asyncio.run(ask("sofia-status", "sofia status"))
         with fl.phone("1002@acme") as bob, fl.phone("1001@acme") as alice:
             call = alice.dial("1002")
             assert call.established, call.call
@@ -107,6 +108,7 @@ def main(lab_dir: str) -> None:
             asyncio.run(ask("show-calls-call", "show calls as json"))
             asyncio.run(ask("show-channels-call", "show channels as json"))
             asyncio.run(ask("show-channels-count", "show channels count"))
+            asyncio.run(ask("sofia-status-call", "sofia status"))
             rows = replies["show-calls-call"]
             uuid = rows.split('"uuid":"', 1)[1].split('"', 1)[0]
             asyncio.run(ask("uuid-hold", f"uuid_hold {uuid}"))

@@ -1,6 +1,6 @@
-"""`zpctl calls ...` and `zpctl switch ...` against a live call through the lab (phone -> lb
--> proxy -> real FreeSWITCH), each proven by what the phones got: a BYE, the tone of a new
-party, hold music, the tones in a recorded file.
+"""`zpctl calls ...` and `zpctl switch ...` (and the exporter's ESL source) against a live
+call through the lab (phone -> lb -> proxy -> real FreeSWITCH), each proven by what the
+phones got: a BYE, the tone of a new party, hold music, the tones in a recorded file.
 
 Every command runs through the CLI (``main([...])``, ``-o json``) with the lab's inventory
 and secrets, as an SRE would run it; the phones are :mod:`zpctl.lab.sipua` clients.
@@ -26,6 +26,8 @@ from zpctl.lab import Lab
 from zpctl.lab.audio import read_wav, tone_seconds
 from zpctl.lab.features import CALLER_HZ, FeatureLab, _talks, wait_until
 from zpctl.lab.sipua import Dialog, Ua
+from zpctl.metrics.esl_source import EslSwitchSource
+from zpctl.secrets import ESL_PASSWORD_KEY
 from zpctl.testing import missing_binaries
 
 pytestmark = pytest.mark.skipif(bool(missing_binaries(("kamailio", "rtpengine", "redis-server"))),
@@ -277,3 +279,30 @@ def test_watch_streams_a_calls_events_and_reconnects_after_a_restart(
         fl.switch_api("fsctl resume inbound", check=False)
         proc.terminate()
         proc.wait(10)
+
+
+def test_exporter_reads_pause_and_sip_profiles_from_the_switches(fl: FeatureLab, zp: Cli) -> None:
+    """The exporter's ESL source against the lab's switches: the SIP profile running, with
+    its calls; a pause seen within a poll, and its end."""
+    victim = fl.inv.node("lab1-a-switch2")
+    source = EslSwitchSource(fl.inv, fl.secrets.get(ESL_PASSWORD_KEY), queue_poll_s=1.0).start()
+    try:
+        def stats() -> Any:
+            try:
+                return source(victim)
+            except Exception:
+                return None
+
+        assert wait_until(lambda: stats() is not None and bool(stats().profiles), 30)
+        (profile,) = stats().profiles
+        assert (profile.profile, profile.running) == ("zpctl", True)
+        assert stats().paused is False
+        fl.switch_api("fsctl pause inbound", switch=victim.name)
+        try:
+            assert wait_until(lambda: stats().paused, 5)
+            assert stats().paused_since is not None
+        finally:
+            fl.switch_api("fsctl resume inbound", switch=victim.name)
+        assert wait_until(lambda: not stats().paused, 5)
+    finally:
+        source.close()

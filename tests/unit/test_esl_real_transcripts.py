@@ -1,7 +1,7 @@
 """zpctl's ESL parsing on what a real FreeSWITCH (1.11.2-dev, the lab's) said: the event
 stream of one call (create, answer, bridge, hold, unhold, hang-up, a HEARTBEAT) and the api
-replies `status`, `show calls|channels as json`, `fsctl pause_check`, `uuid_hold`, and an
-unknown uuid's `uuid_kill`.  The files are recorded by ``tests/esl_capture.py``
+replies `status`, `show calls|channels as json`, `fsctl pause_check`, `sofia status`,
+`uuid_hold`, and an unknown uuid's `uuid_kill`.  The files are recorded by ``tests/esl_capture.py``
 (tests/unit/fixtures/esl/); nothing in them was written by hand.
 """
 
@@ -13,7 +13,8 @@ import pytest
 
 from zpctl.freeswitch import control as fsc
 from zpctl.freeswitch.watch import CallBoard, CallEvent
-from zpctl.metrics.switch import ChannelTally, stats_from_heartbeat
+from zpctl.metrics.esl_source import profile_stats
+from zpctl.metrics.switch import ChannelTally, ProfileStats, stats_from_heartbeat
 from zpctl.protocols import esl
 
 HERE = Path(__file__).resolve().parent / "fixtures" / "esl"
@@ -103,3 +104,14 @@ def test_call_control_replies() -> None:
     assert api("uuid-hold").startswith("+OK")
     assert api("uuid-hold-off").startswith("+OK")
     assert api("uuid-kill-unknown").startswith("-ERR")
+
+
+def test_sofia_status_gives_the_profiles() -> None:
+    idle = fsc.parse_sofia_status(api("sofia-status"))
+    assert [(p.name, p.state, p.calls, p.tls) for p in idle] == [("zpctl", "RUNNING", 0, True)]
+    assert idle[0].url == "sip:mod_sofia@127.0.1.14:5061"  # the TLS port
+    (busy,) = fsc.parse_sofia_status(api("sofia-status-call"))
+    assert busy.calls == 2
+    # the exporter: the rendered profile, running or not
+    assert profile_stats(api("sofia-status-call")) == (ProfileStats("zpctl", True, 2),)
+    assert profile_stats("-ERR sofia not loaded\n") == (ProfileStats("zpctl", False, 0),)

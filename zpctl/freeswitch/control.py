@@ -133,6 +133,33 @@ def parse_status_total(text: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+@dataclass(frozen=True)
+class SofiaProfile:
+    """One line of ``sofia status`` of type ``profile`` (a TLS-only profile has only its
+    TLS line): listed only while the profile runs."""
+
+    name: str
+    url: str
+    state: str  # RUNNING
+    calls: int  # the profile's calls in use (the number in parentheses)
+    tls: bool
+
+
+def parse_sofia_status(text: str) -> list[SofiaProfile]:
+    """The running profiles of a ``sofia status`` reply (mod_sofia.c: a header, a line of
+    ``=``, then ``name<TAB>type<TAB>  data<TAB>state`` rows, a line of ``=``, a count);
+    aliases and gateways are skipped."""
+    out = []
+    for line in text.splitlines():
+        cols = [c.strip() for c in line.split("\t")]
+        if len(cols) < 4 or cols[1] != "profile":
+            continue
+        m = re.fullmatch(r"(\w+) \((\d+)\)( \(TLS\))?", cols[3])
+        if m:
+            out.append(SofiaProfile(cols[0], cols[2], m[1], int(m[2]), bool(m[3])))
+    return out
+
+
 def parse_rows(text: str) -> list[dict[str, str]]:
     """Rows of ``show calls|channels as json`` ({"row_count": N, "rows": [...]})."""
     try:

@@ -6,12 +6,14 @@ the core) and the channel events :class:`ChannelTally` counts.  A scrape calls t
 for each switch; it answers from the last HEARTBEAT, or raises when that is missing or
 older than two intervals (the switch, or our connection to it, is gone).
 
-Call queues are not in any event a scrape could wait for: every ``queue_poll_s`` seconds
-the same loop reads each switch's mod_callcenter with the reader ``zpctl queues status``
-uses (:func:`zpctl.freeswitch.queues.read_snapshot`: answered and abandoned since the
-switch started, callers and since when, agents) and keeps the answer, mapped to metrics
-(callers waiting are those Waiting or Trying), for the next scrapes.  A queue's calls run
-on its data center's rendezvous switch; the others report it idle.
+Call queues, the inbound pause and the SIP profiles are not in any event a scrape could wait
+for: every ``queue_poll_s`` seconds the same loop reads each switch's mod_callcenter with
+the reader ``zpctl queues status`` uses (:func:`zpctl.freeswitch.queues.read_snapshot`:
+answered and abandoned since the switch started, callers and since when, agents), ``fsctl
+pause_check inbound`` (the pause began at the first poll that saw it) and ``sofia status``
+(each profile the switch's config defines, running or not, with its calls), and keeps the
+answers for the next scrapes.  A queue's calls run on its data center's rendezvous switch;
+the others report it idle.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from dataclasses import dataclass, field
 
 from zpctl.clients.esl import EslConnection
 from zpctl.errors import Unreachable, ZpctlError
-from zpctl.freeswitch.control import esl_password, inventory_pool
+from zpctl.freeswitch.control import esl_password, inventory_pool, parse_sofia_status
 from zpctl.freeswitch.queues import CallcenterQueue, read_snapshot
 from zpctl.metrics.switch import (
     ChannelTally,
+    ProfileStats,
     QueueStats,
     SwitchStats,
     SwitchStatsSource,
@@ -37,6 +40,7 @@ from zpctl.metrics.switch import (
 from zpctl.model import LoadedInventory, PlacedNode
 from zpctl.model.pbx import parse_callcenter_name
 from zpctl.protocols import esl
+from zpctl.render.freeswitch import PROFILE
 
 EVENTS = ("HEARTBEAT", "CHANNEL_CREATE", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY")
 
@@ -47,6 +51,18 @@ class _SwitchState:
     at: float = 0.0
     tally: ChannelTally = field(default_factory=ChannelTally)
     queues: tuple[QueueStats, ...] = ()
+    paused_since: float | None = None  # None: not paused (at the last poll)
+    profiles: tuple[ProfileStats, ...] = ()
+
+
+def profile_stats(text: str, expected: tuple[str, ...] = (PROFILE,)) -> tuple[ProfileStats, ...]:
+    """The switch's profiles from a ``sofia status`` reply: each ``expected`` one (the
+    rendered config's), running or not (one that failed to start is not listed), and any
+    other that runs."""
+    running = {p.name: p for p in parse_sofia_status(text) if p.state == "RUNNING"}
+    names = sorted(set(expected) | set(running))
+    return tuple(ProfileStats(n, n in running, running[n].calls if n in running else 0)
+                 for n in names)
 
 
 def queue_stats(q: CallcenterQueue, accounts: dict[str, str], now: float) -> QueueStats:
@@ -130,9 +146,21 @@ class EslSwitchSource:
     async def _poll_queues(self, connections: dict[str, EslConnection]) -> None:
         for name, conn in connections.items():
             try:
+                paused = (await conn.api("fsctl pause_check inbound", check=False)).strip()
+                profiles = profile_stats(await conn.api("sofia status", check=False))
+            except ZpctlError:
+                continue  # down: its last answers stand (and the HEARTBEAT goes stale)
+            with self._lock:
+                st = self._state.setdefault(name, _SwitchState())
+                if paused == "true":
+                    st.paused_since = st.paused_since or time.time()
+                elif paused == "false":
+                    st.paused_since = None
+                st.profiles = profiles
+            try:
                 queues = await read_queues(conn, self._accounts)
             except ZpctlError:
-                continue  # down or without mod_callcenter: its last answer stands
+                continue  # without mod_callcenter: its last answer stands
             with self._lock:
                 self._state.setdefault(name, _SwitchState()).queues = queues
 
@@ -160,7 +188,8 @@ class EslSwitchSource:
                 raise Unreachable(f"switch {node.name}: last HEARTBEAT "
                                   f"{time.monotonic() - st.at:.0f} s ago")
             return dataclasses.replace(stats_from_heartbeat(st.heartbeat, tally=st.tally),
-                                       queues=st.queues)
+                                       queues=st.queues, paused=st.paused_since is not None,
+                                       paused_since=st.paused_since, profiles=st.profiles)
 
 
 def esl_switch_source(inventory: LoadedInventory) -> SwitchStatsSource | None:

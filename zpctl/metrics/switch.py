@@ -1,4 +1,5 @@
-"""FreeSWITCH switches: sessions, calls, pause state and call queues, per switch.
+"""FreeSWITCH switches: sessions, calls, pause state, SIP profiles and call queues, per
+switch.
 
 The collector does not speak ESL.  It asks a :class:`SwitchStatsSource` — any callable
 ``source(placed_node) -> SwitchStats`` — for each switch of the inventory, and exports what
@@ -48,6 +49,15 @@ class QueueStats:
 
 
 @dataclass(frozen=True)
+class ProfileStats:
+    """One SIP (sofia) profile of a switch, from ``sofia status``."""
+
+    profile: str
+    running: bool  # listed as RUNNING (a profile that failed to start is not listed)
+    calls: int = 0  # its calls in use
+
+
+@dataclass(frozen=True)
 class SwitchStats:
     """What a switch reports, in base units; None where the source does not know."""
 
@@ -63,6 +73,7 @@ class SwitchStats:
     paused: bool = False  # refusing new inbound sessions (fsctl pause)
     paused_since: float | None = None  # Unix time the pause began, when known
     queues: tuple[QueueStats, ...] = ()
+    profiles: tuple[ProfileStats, ...] = ()
 
 
 class SwitchStatsSource(Protocol):
@@ -184,6 +195,10 @@ class SwitchCollector(ZpctlCollector):
                         "(paused), else 0"),
             "paused_since": g("zpctl_switch_paused_since_timestamp_seconds", "When the current "
                               "pause began (Unix time)"),
+            "profile_up": g("zpctl_switch_sip_profile_up", "1 if the SIP profile runs "
+                            "(sofia status), else 0", [*LOCATION, "profile"]),
+            "profile_calls": g("zpctl_switch_sip_profile_calls", "Calls in use on the SIP "
+                               "profile (sofia status)", [*LOCATION, "profile"]),
             "q_waiting": g("zpctl_queue_calls_waiting", "Callers waiting in the queue", q),
             "q_wait": g("zpctl_queue_longest_wait_seconds", "Wait of the longest-waiting caller",
                         q),
@@ -214,6 +229,10 @@ class SwitchCollector(ZpctlCollector):
                 if value is not None:
                     fams[key].add_metric(loc, value)
             fams["paused"].add_metric(loc, 1 if st.paused else 0)
+            for ps in sorted(st.profiles, key=lambda x: x.profile):
+                fams["profile_up"].add_metric([*loc, ps.profile], 1 if ps.running else 0)
+                if ps.running:
+                    fams["profile_calls"].add_metric([*loc, ps.profile], ps.calls)
             for qs in sorted(st.queues, key=lambda q: (q.account, q.queue)):
                 ql = [*loc, qs.account, qs.queue]
                 fams["q_waiting"].add_metric(ql, qs.waiting)
