@@ -14,12 +14,15 @@ conf tree in the foreground and then, over ESL:
 - places calls with loopback endpoints into the account's dialplan: the IVR menu, the
   voicemail box of 1001 and the sales queue, and sees each channel running the
   application the dialplan sent it to (ivr, voicemail, callcenter);
-- drives call control: uuid_kill, fsctl pause/resume inbound and pause_check.
+- drives call control: uuid_kill, fsctl pause/resume inbound and pause_check;
+- asks the commands zpctl sends with its own client and with FreeSWITCH's fs_cli -x, and
+  compares the answers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import socket
 import subprocess
@@ -208,3 +211,34 @@ def test_call_control_over_esl(freeswitch: tuple[str, int]) -> None:
             assert (await c.api("fsctl pause_check inbound")).strip() == "false"
 
     asyncio.run(body())
+
+
+# Lines of `status` that change from one second to the next (uptime, idle CPU).
+_VOLATILE = re.compile(r"^(UP \d+ years|min idle cpu|Current Stack Size)")
+
+
+def _steady(text: str) -> list[str]:
+    return [line.rstrip() for line in text.strip().splitlines() if not _VOLATILE.match(line)]
+
+
+def test_api_answers_are_those_of_fs_cli(freeswitch: tuple[str, int]) -> None:
+    """zpctl's sans-IO client and FreeSWITCH's own fs_cli -x get the same answer to the
+    commands zpctl sends (apart from the uptime and idle-CPU lines of `status`)."""
+    host, port = freeswitch
+    fs_cli = shutil.which("fs_cli", path=str(Path(require_freeswitch()).parent)) or \
+        shutil.which("fs_cli")
+    assert fs_cli, "fs_cli is part of the FreeSWITCH package (../shared/freeswitch)"
+    commands = ["version", "status", "show calls as json", "show channels count",
+                "sofia status", "fsctl pause_check inbound", "global_getvar zp_clock_shift",
+                "callcenter_config queue list", "uuid_kill 00000000-0000-0000-0000-000000000000"]
+
+    async def ours() -> list[str]:
+        async with _esl(freeswitch) as c:
+            return [await c.api(cmd, check=False) for cmd in commands]
+
+    mine = asyncio.run(ours())
+    for cmd, got in zip(commands, mine, strict=True):
+        theirs = subprocess.run([fs_cli, "-H", host, "-P", str(port), "-p", PASSWORD, "-x", cmd],
+                                capture_output=True, text=True, timeout=15, check=False)
+        assert theirs.returncode == 0, (cmd, theirs.stderr)
+        assert _steady(got) == _steady(theirs.stdout), cmd
