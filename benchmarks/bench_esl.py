@@ -10,6 +10,10 @@ Two steps, because they need different environments:
       recording of the simulator, which serializes events as the reference describes
       FreeSWITCH doing it; it is not a capture from a real FreeSWITCH.
 
+  .venv/bin/python benchmarks/bench_esl.py record-real --lab-dir DIR [--seconds 30] [--rate 20]
+      Records `event plain ALL` from every switch of a running lab's first data center
+      (real FreeSWITCH) while a steady SIPp call load runs through the lab.
+
   python benchmarks/bench_esl.py run [--stream FILE] [--repeat 5]
       Parses the stream with zpctl.protocols.esl (FrameParser + decode_frame, fed 64 KiB
       reads as a socket would give them) and, when it can be imported, with genesis
@@ -34,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 DEFAULT_STREAM = REPO / "build" / "bench" / "esl-events-plain.bin"
+REAL_STREAM = REPO / "build" / "bench" / "esl-events-real.bin"
 
 
 async def _record(calls: int, out: Path) -> tuple[int, int]:
@@ -77,6 +82,38 @@ async def _record(calls: int, out: Path) -> tuple[int, int]:
     data = bytes(received[:cut])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
+    return len(data), data.count(b"Content-Type: text/event-plain")
+
+
+def _record_real(lab_dir: Path, seconds: float, rate: float, out: Path) -> tuple[int, int]:
+    """`event plain ALL` from every switch of the running lab's first data center while a
+    steady SIPp call load runs through it; the streams (events only) one after the other."""
+    import tempfile  # noqa: PLC0415
+
+    from tests.esl_capture import Recorder  # noqa: PLC0415 - a test tool
+    from zpctl.freeswitch.control import targets_for  # noqa: PLC0415
+    from zpctl.lab import Lab  # noqa: PLC0415
+    from zpctl.loadtest.steady import SteadyLoad  # noqa: PLC0415
+    from zpctl.secrets import ESL_PASSWORD_KEY  # noqa: PLC0415
+
+    lab = Lab(lab_dir)
+    inv = lab.inventory()
+    password = lab.secrets().get(ESL_PASSWORD_KEY)
+    dc = inv.model.datacenters[0].id
+    recorders = [Recorder(t.host, t.port, password, events="ALL") for t in targets_for(inv)
+                 if inv.node(t.name).dc.id == dc]
+    with tempfile.TemporaryDirectory() as work:
+        load = SteadyLoad(lab, Path(work), call_rate=rate, duration_s=seconds).start()
+        result = load.finish()
+    data = b""
+    for rec in recorders:
+        raw = rec.stop()
+        first = raw.find(b"Content-Type: text/event-plain")
+        start = raw.rfind(b"\n\n", 0, first) + 2 if first > 0 else len(raw)
+        data += raw[start:]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    print(f"load: {result['calls']['succeeded']}/{result['calls']['attempted']} calls")
     return len(data), data.count(b"Content-Type: text/event-plain")
 
 
@@ -130,12 +167,18 @@ def main(argv: list[str] | None = None) -> int:
     rec = sub.add_parser("record")
     rec.add_argument("--calls", type=int, default=2000)
     rec.add_argument("--out", type=Path, default=DEFAULT_STREAM)
+    real = sub.add_parser("record-real")
+    real.add_argument("--lab-dir", type=Path, required=True)
+    real.add_argument("--seconds", type=float, default=30.0)
+    real.add_argument("--rate", type=float, default=20.0)
+    real.add_argument("--out", type=Path, default=REAL_STREAM)
     runp = sub.add_parser("run")
     runp.add_argument("--stream", type=Path, default=DEFAULT_STREAM)
     runp.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args(argv)
-    if args.cmd == "record":
-        size, events = asyncio.run(_record(args.calls, args.out))
+    if args.cmd in ("record", "record-real"):
+        size, events = (asyncio.run(_record(args.calls, args.out)) if args.cmd == "record"
+                        else _record_real(args.lab_dir, args.seconds, args.rate, args.out))
         print(f"recorded {events} events, {size / 1e6:.2f} MB into {args.out}")
         return 0
     data = args.stream.read_bytes()
