@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,24 +187,30 @@ class Control:
             raise ZpctlError(f"no zone proxy in {scope!r}", ExitCode.USAGE)
         return out
 
-    def switch_dispatch(self, switch: str, state: str) -> list[dict[str, Any]]:
-        """Set ``state`` on every dispatcher entry of switch ``switch`` (its zone's set, the
-        sister zone's, the rendezvous list) in every zone proxy of its data center: ``d``,
-        the proxies select it no more (a probe does not bring a disabled entry back); ``a``,
-        they select it again.  Returns the entries changed; a proxy that does not answer
-        raises (exit 7), those before it keep the new state."""
-        try:
-            placed = self.inv.node(switch)
-        except KeyError:
-            raise ZpctlError(f"no node {switch!r} in the inventory", ExitCode.USAGE) from None
-        if placed.role != Role.SWITCH:
-            raise ZpctlError(f"{switch} is a {placed.role.value}, not a switch", ExitCode.USAGE)
+    def switch_dispatch(self, switches: Sequence[str], state: str) -> list[dict[str, Any]]:
+        """Set ``state`` on every dispatcher entry of the ``switches`` (their zone's set, the
+        sister zone's, the rendezvous list) in every zone proxy of their data centers: ``d``,
+        the proxies select them no more (a probe does not bring a disabled entry back);
+        ``a``, they select them again.  Each proxy's list is read once.  Returns the entries
+        changed; a proxy that does not answer raises (exit 7), those before it keep the new
+        state."""
+        by_dc: dict[str, set[str]] = {}
+        for name in switches:
+            try:
+                placed = self.inv.node(name)
+            except KeyError:
+                raise ZpctlError(f"no node {name!r} in the inventory", ExitCode.USAGE) from None
+            if placed.role != Role.SWITCH:
+                raise ZpctlError(f"{name} is a {placed.role.value}, not a switch", ExitCode.USAGE)
+            by_dc.setdefault(placed.dc.id, set()).add(placed.node.address)
         out = []
-        for _, proxy in self.proxies(placed.dc.id):
-            for setid, uri in dispatcher_entries(self.call(proxy, "dispatcher.list")):
-                if uri_host(uri) == placed.node.address:
-                    self.change(proxy, "dispatcher.set_state", state, setid, uri)
-                    out.append({"proxy": proxy.name, "set": setid, "uri": uri, "state": state})
+        for dc_id, addresses in sorted(by_dc.items()):
+            for _, proxy in self.proxies(dc_id):
+                for setid, uri in dispatcher_entries(self.call(proxy, "dispatcher.list")):
+                    if uri_host(uri) in addresses:
+                        self.change(proxy, "dispatcher.set_state", state, setid, uri)
+                        out.append({"proxy": proxy.name, "set": setid, "uri": uri,
+                                    "state": state})
         return out
 
     def registrations(self, scope: str | None = None) -> list[dict[str, Any]]:

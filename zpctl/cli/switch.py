@@ -176,12 +176,10 @@ def resume_cmd(ctx: Context, inventory: Path, zone: str | None, switch_name: str
     password = fsc.esl_password(loaded, secrets_file)
     results = asyncio.run(fsc.aresume(targets, password, timeout))
     # a drained switch (`switch drain`) is selected by the proxies again
-    proxies = Control(loaded, guard=AddressGuard(loaded))
-    for t in targets:
-        try:
-            proxies.switch_dispatch(t.name, "a")
-        except ZpctlError as exc:
-            info(f"{t.name}: not selected again by every proxy: {exc.message}")
+    try:
+        Control(loaded, guard=AddressGuard(loaded)).switch_dispatch([t.name for t in targets], "a")
+    except ZpctlError as exc:
+        info(f"not selected again by every proxy: {exc.message}")
     show_results(ctx, results)
 
 
@@ -210,7 +208,7 @@ def drain_cmd(ctx: Context, inventory: Path, node: str, secrets_file: Path | Non
     targets = fsc.targets_for(loaded, None, node, None, guard=not dry_run)
     proxies = Control(loaded, timeout=min(timeout, 3.0), dry_run=dry_run,
                       guard=AddressGuard(loaded))
-    entries = proxies.switch_dispatch(node, "d")
+    entries = proxies.switch_dispatch([node], "d")
     if dry_run:
         steps = [fsc.Step(r.node, r.endpoint, f"jsonrpc {r.method} {' '.join(map(str, r.params))}")
                  for r in proxies.sent]

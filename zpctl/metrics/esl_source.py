@@ -137,13 +137,13 @@ class EslSwitchSource:
             while not self._stop.is_set():
                 if time.monotonic() - polled >= self.queue_poll_s:
                     polled = time.monotonic()
-                    await self._poll_queues(pool.connections)
+                    await self._poll(pool.connections)
                 await asyncio.sleep(0.2)
         finally:
             self._ready.set()
             await pool.close()
 
-    async def _poll_queues(self, connections: dict[str, EslConnection]) -> None:
+    async def _poll(self, connections: dict[str, EslConnection]) -> None:
         for name, conn in connections.items():
             try:
                 paused = (await conn.api("fsctl pause_check inbound", check=False)).strip()
