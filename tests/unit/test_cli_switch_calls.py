@@ -103,11 +103,13 @@ def test_pause_wait_drains_until_zero_sessions(fs: ThreadedFakeSwitch,
 
 
 def test_drain_deadline_is_exit_7(fs: ThreadedFakeSwitch, capsys: pytest.CaptureFixture[str]) -> None:
-    call(fs)
+    a, b = call(fs)
     code, _, err = run(capsys, "switch", "pause", str(MINI), *ONE, "--wait", "--poll", "0.1",
                        "--deadline", "0.3")
     assert code == ExitCode.UNREACHABLE == 7
     assert "drain deadline of 0.3s passed with 2 session(s) left" in err
+    # The error names what is still up, so the operator can end it.
+    assert f"still up: {a} (+15557654321 -> " in err and b in err
 
 
 def test_dry_run_prints_exact_commands_and_connects_to_nothing(

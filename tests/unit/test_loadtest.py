@@ -9,6 +9,7 @@ import pytest
 from zpctl.errors import ExitCode, ZpctlError
 from zpctl.loadtest import results
 from zpctl.loadtest.slo import evaluate, parse_slo
+from zpctl.loadtest.steady import failed_kinds
 
 FIX = Path(__file__).parent / "fixtures" / "sipp"
 
@@ -61,3 +62,13 @@ def test_failures_by_code() -> None:
     counts = results.failures_by_code(FIX / "failed.errors.log")
     assert counts == {"500": 1, "503": 2, "timeout": 1}
     assert results.failures_by_code(FIX / "missing.log") == {}
+
+
+def test_failed_kinds_names_sipp_reasons_that_occurred() -> None:
+    """A failure without a SIP code in the error log (a BYE never answered, a 200 that never
+    came) is still named, from SIPp's own cumulative counters."""
+    row = results.last_row(FIX / "ext-call.stats.csv")
+    assert failed_kinds(row) == {}  # the recorded run failed nothing
+    row = {**row, "FailedCall(C)": "3", "FailedMaxUDPRetrans(C)": "2",
+           "FailedTimeoutOnRecv(C)": "1", "FailedTimeoutOnRecv(P)": "1"}
+    assert failed_kinds(row) == {"MaxUDPRetrans": 2, "TimeoutOnRecv": 1}

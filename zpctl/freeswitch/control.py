@@ -382,9 +382,37 @@ async def _drain(conns: dict[str, EslConnection], results: dict[str, SwitchResul
             last_report = report
         if time.monotonic() >= end:
             total = sum(v or 0 for v in waiting.values())
+            left = await _channels_left({k: conns[k] for k in waiting})
             raise Unreachable(f"drain deadline of {deadline_s:g}s passed with {total} session(s) "
-                              f"left ({report}); inbound stays paused (zpctl switch resume to undo)")
+                              f"left ({report}); inbound stays paused (zpctl switch resume to undo)"
+                              + (f"; still up: {left} (zpctl calls kill UUID ends one)"
+                                 if left else ""))
         await asyncio.sleep(min(poll_s, max(0.0, end - time.monotonic())))
+
+
+def describe_channels(rows: Sequence[dict[str, str]], now: float, limit: int = 5) -> str:
+    """``uuid (caller -> destination, state, N s old)`` for the first ``limit`` channels: what
+    an operator needs to pick the one to end."""
+    out = []
+    for r in rows[:limit]:
+        created = r.get("created_epoch", "")
+        age = f", {now - int(created):.0f} s old" if created.isdigit() else ""
+        out.append(f"{r.get('uuid', '?')} ({r.get('cid_num', '') or '?'} -> "
+                   f"{r.get('dest', '') or '?'}, {r.get('callstate', '') or '?'}{age})")
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return ", ".join(out) + more
+
+
+async def _channels_left(conns: dict[str, EslConnection]) -> str:
+    """The channels still up on the switches a drain waited for (best effort: a switch
+    that does not answer is already named by the drain's own report)."""
+    rows: list[dict[str, str]] = []
+    for conn in conns.values():
+        try:
+            rows += parse_rows(await conn.api("show channels as json"))
+        except ZpctlError:
+            continue
+    return describe_channels(sorted(rows, key=lambda r: r.get("created_epoch", "")), time.time())
 
 
 async def aresume(targets: Sequence[SwitchTarget], password: str, timeout: float = 5.0

@@ -37,6 +37,19 @@ def failure_times(errors_log: Path) -> list[tuple[float, str]]:
     return out
 
 
+def failed_kinds(stats: dict[str, Any]) -> dict[str, int]:
+    """SIPp's own reasons for failed calls (``FailedMaxUDPRetrans``, ``FailedTimeoutOnRecv``,
+    ``FailedUnexpectedMessage``, ...), the ones that occurred: a failure the error log has no
+    SIP code for (a lost BYE, a missing 200) still says what it was."""
+    out = {}
+    for key, value in stats.items():
+        if key.startswith("Failed") and key.endswith("(C)") and key != "FailedCall(C)":
+            n = int(value or 0) if str(value or "0").isdigit() else 0
+            if n:
+                out[key[len("Failed"):-3]] = n
+    return out
+
+
 @dataclass
 class SteadyLoad:
     lab: Lab
@@ -123,7 +136,7 @@ class SteadyLoad:
             after = [t for t, _ in fails if fault_at is not None and t >= fault_at]
             out[name] = {
                 "attempted": attempted, "succeeded": int(stats.get("SuccessfulCall(C)", 0) or 0),
-                "failed": failed, "failed_by_code": codes,
+                "failed": failed, "failed_by_code": codes, "failed_by_kind": failed_kinds(stats),
                 "failed_pct": round(100.0 * failed / attempted, 3) if attempted else 0.0,
                 "recovery_s": round(max(after) - fault_at, 2) if after and fault_at else 0.0,
                 "fail_times": [round(t - (fault_at or self.started_at), 2) for t, _ in fails],
