@@ -298,3 +298,39 @@ def test_f_switch_drain_loses_no_call(zpctl_lab: Lab, control: Control,
     flags = [t["DEST"]["FLAGS"] for r in listing["RECORDS"] for t in r["SET"]["TARGETS"]
              if zpctl_lab.inventory().node(victim).node.address in t["DEST"]["URI"]]
     assert flags and all(f.startswith("A") for f in flags), flags
+
+
+def test_g_switch_killed_under_load_new_calls_go_to_the_others(
+        zpctl_lab: Lab, control: Control, steady: Callable[..., SteadyLoad]) -> None:
+    """SIGKILL a switch under steady load: its calls in progress are lost (the standby's
+    recovery is tests/integration/test_switch_standby.py's subject; SIPp's scripted calls
+    cannot follow a re-INVITE), every new call succeeds on the other switches, and the
+    proxies' probes mark it down.  `control`'s teardown starts it again."""
+    inv = zpctl_lab.inventory()
+    victim = inv.node("lab1-a-switch1").node
+    proxies = [inv.node(n).node for n in ("lab1-a-proxy", "lab1-b-proxy")]
+    password = fsc.esl_password(inv, zpctl_lab.dir / "secrets.yml")
+    target = fsc.targets_for(inv, switch="lab1-a-switch1")
+
+    def victim_flags() -> list[str]:
+        return [t["DEST"]["FLAGS"] for p in proxies
+                for r in control.call(p, "dispatcher.list")["RECORDS"]
+                for t in r["SET"]["TARGETS"] if victim.address in t["DEST"]["URI"]]
+
+    load = steady(call_rate=20, duration_s=20)
+    time.sleep(6)
+    rows, _ = asyncio.run(fsc.alist_calls(target, password))
+    fault = time.time()
+    zpctl_lab.kill("lab1-a-switch1/freeswitch")
+    # Detected: every entry of the switch in both zone proxies is inactive (I...).
+    wait_for("the proxies to mark the killed switch inactive",
+             lambda: all(f.startswith("I") for f in victim_flags()), 30, 0.1)
+    detected_s = round(time.time() - fault, 2)
+    res = load.finish(fault_at=fault)
+    calls = res["calls"]
+    lost_in_progress = len(rows)
+    record("g-switch-kill", {"calls_on_switch_at_kill": lost_in_progress,
+                             "detected_s": detected_s, **res})
+    assert calls["attempted"] == 400
+    # Every failure beyond the calls the switch carried is a new call that failed.
+    assert calls["failed"] - lost_in_progress <= 2, (lost_in_progress, calls)  # 0.5 % of 400

@@ -59,6 +59,9 @@ BASE: dict[tuple[str, ...], list[str]] = {
     ("lab", "demo"): [],
     ("lab", "down"): [],
     ("lab", "logs"): [],
+    ("lab", "kill"): ["lab1-a-switch1"],
+    ("lab", "takeover"): ["lab1-a-switch1"],
+    ("lab", "giveback"): ["lab1-a-switch1"],
     ("lab", "status"): [],
     ("lab", "up"): [LAB, "--dry-run"],
     ("loadtest",): ["register", "--target", "127.0.1.1:5060", "--inventory", LAB, "--dry-run"],
@@ -92,6 +95,8 @@ ZERO_OK = {
 # replacing the name where the base has one).
 UNKNOWN_NAMES: list[tuple[tuple[str, ...], list[str]]] = [
     (("lab", "logs"), ["no-such-node"]),
+    (("lab", "takeover"), ["no-such-node"]),
+    (("lab", "kill"), ["no-such-node"]),
     (("node", "status"), ["no-such-node", "--inventory", LAB]),
     (("registrations", "ls"), ["--scope", "nodc/z", "--inventory", LAB]),
     (("registrations", "show"), ["nobody@nowhere.example", "--inventory", LAB]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from zpctl.control import not_up
 from zpctl.errors import RemoteFailure
 from zpctl.lab import Lab
 from zpctl.lab.demo import Demo
+from zpctl.lab.standby import giveback, takeover
 from zpctl.paths import default_inventory
 
 LAB_DIR = click.option("--lab-dir", type=click.Path(path_type=Path), envvar="ZPCTL_LAB_DIR",
@@ -33,6 +35,8 @@ def lab() -> None:
       zpctl lab up                  # inventories/lab; waits until every node answers
       zpctl lab status -o json      # role, zone, address, up/down, registrations, dialogs
       zpctl lab logs lab1-a-proxy   # the last lines of a node's logs
+      zpctl lab kill lab1-a-switch1 # fail a process (SIGKILL); `lab up` restarts it
+      zpctl lab takeover lab1-a-switch1   # its zone's standby takes it over, calls too
       zpctl lab down                # stops exactly what `up` started
     """
 
@@ -94,9 +98,66 @@ def status_cmd(ctx: Context, lab_dir: Path | None) -> None:
     """
     rows = Lab(lab_dir).status()
     emit(ctx.output, rows, rows=rows, columns=STATUS_COLUMNS)
-    bad = not_up([r for r in rows if not str(r["state"]).startswith("not run by the lab")])
+    bad = not_up([r for r in rows if not str(r["state"]).startswith("not run by the lab")
+                  and r["role"] != "switch-standby"])
     if bad is not None:
         raise bad
+
+
+@lab.command("kill")
+@click.argument("service")
+@click.option("--signal", "sig", type=click.Choice(["KILL", "TERM", "STOP", "CONT"]),
+              default="KILL", show_default=True, help="The signal to send.")
+@LAB_DIR
+@pass_ctx
+def kill_cmd(ctx: Context, service: str, sig: str, lab_dir: Path | None) -> None:
+    """Fail one process of the lab on purpose: SERVICE is a node that runs one process
+    (lab1-a-switch1) or node/process (lab1-a-media/rtpengine).  SIGKILL by default, as a
+    crash; STOP freezes it (CONT thaws).  `zpctl lab up` starts what is not running."""
+    rec = Lab(lab_dir).kill(service, int(getattr(signal, f"SIG{sig}")))
+    emit(ctx.output, {"service": rec.name, "pid": rec.pid, "signal": sig},
+         text=f"{rec.name} (pid {rec.pid}): SIG{sig}")
+
+
+@lab.command("takeover")
+@click.argument("switch")
+@click.option("--standby", help="The switch-standby node (default: the first of SWITCH's zone).")
+@click.option("--timeout", type=TIMEOUT, default=30.0, show_default=True,
+              help="Seconds to wait for the standby's switch to answer.")
+@LAB_DIR
+@pass_ctx
+def takeover_cmd(ctx: Context, switch: str, standby: str | None, timeout: float,
+                 lab_dir: Path | None) -> None:
+    """A standby takes over dead SWITCH: FreeSWITCH starts on the standby with SWITCH's
+    configuration and addresses (its own local folders), then `sofia recover` resumes the
+    calls SWITCH carried, from its core database on the shared PostgreSQL
+    (switch_recovery): each party gets a re-INVITE and the media flows again.
+
+    \b
+      zpctl lab kill lab1-a-switch1        # the switch dies (SIGKILL)
+      zpctl lab takeover lab1-a-switch1    # lab1-a-standby takes its place and its calls
+      zpctl lab giveback lab1-a-switch1    # the standby stops; the switch starts again
+
+    Refused (exit 2) while SWITCH runs, or when its zone has no standby.
+    """
+    lab_ = Lab(lab_dir)
+    res = takeover(lab_, switch, standby, progress=info, timeout=timeout)
+    emit(ctx.output, res, text=f"{res['standby']} took over {res['switch']} in "
+                               f"{res['took_s']} s: {res['recovered_channels']} channel(s) "
+                               f"recovered")
+
+
+@lab.command("giveback")
+@click.argument("switch")
+@click.option("--standby", help="The switch-standby node (default: the first of SWITCH's zone).")
+@LAB_DIR
+@pass_ctx
+def giveback_cmd(ctx: Context, switch: str, standby: str | None, lab_dir: Path | None) -> None:
+    """Stop the standby standing in for SWITCH (calls still on it end: drain it first with
+    `zpctl switch drain INV SWITCH`) and start SWITCH again."""
+    res = giveback(Lab(lab_dir), switch, standby, progress=info)
+    emit(ctx.output, res, text=f"{res['switch']} is back; {res['standby']} "
+                               + ("stopped" if res["standby_stopped"] else "was not running"))
 
 
 @lab.command("logs")

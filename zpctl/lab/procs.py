@@ -60,7 +60,8 @@ class ProcRecord:
 
 
 def launch(name: str, argv: list[str], log: Path, cwd: Path,
-           env: dict[str, str] | None = None, stop_signal: str = "TERM") -> ProcRecord:
+           env: dict[str, str] | None = None, stop_signal: str = "TERM",
+           user: str | None = None) -> ProcRecord:
     """Start ``argv`` detached (own session), output appended to ``log``.
 
     The log is mode 0600 (a log can hold what a peer sent) and the process runs with umask
@@ -68,12 +69,14 @@ def launch(name: str, argv: list[str], log: Path, cwd: Path,
     too.
     """
     log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    cwd.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not cwd.is_dir():
+        cwd.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     os.fchmod(fd, 0o600)  # a log from before keeps its mode otherwise
     with os.fdopen(fd, "ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=cwd, start_new_session=True, env=env, umask=0o077)
+                                cwd=cwd, start_new_session=True, env=env, umask=0o077,
+                                user=user)
     start = None
     for _ in range(50):
         start = _start_time(proc.pid)

@@ -37,6 +37,15 @@ from zpctl.db import create_sqlite
 from zpctl.errors import EnvironmentProblem, ExitCode, Unreachable, ZpctlError
 from zpctl.freeswitch.control import SwitchResult, astatus, targets_for
 from zpctl.freeswitch.provision import SwitchFiles, provision
+from zpctl.lab.database import (
+    SERVICE as DB_SERVICE,
+)
+from zpctl.lab.database import (
+    bootstrap_database,
+    db_service,
+    prepare_database,
+    remove_database,
+)
 from zpctl.lab.peers import (
     LOOPBACK,
     Peer,
@@ -47,6 +56,7 @@ from zpctl.lab.peers import (
 )
 from zpctl.lab.procs import ProcessError, ProcRecord, await_reaped, launch, stop_all
 from zpctl.lab.services import Service, node_services, port_free
+from zpctl.lab.standby import stands_in_for
 from zpctl.model import LoadedInventory, PlacedNode, load_inventory, roles
 from zpctl.model.schema import Role
 from zpctl.paths import default_inventory, state_dir
@@ -58,14 +68,22 @@ DEFAULT_INVENTORY = "inventories/lab"  # as help texts name it; see paths.defaul
 Progress = Callable[[str], None]
 
 
+# Services that must answer before the rest start: media (Kamailio uses it), the switches'
+# database (a switch whose core database is missing does not start).
+FIRST_KINDS = ("redis", "rtpengine", "postgres")
+
+
 def default_lab_dir() -> Path:
     """The lab directory: ``$ZPCTL_LAB_DIR``, else ``<XDG state home>/zpctl/lab``."""
     return state_dir("lab", "ZPCTL_LAB_DIR")
 
 
 def _rank(rec: ProcRecord) -> int:
-    """Start order of a process kind: Redis, rtpengine, Kamailio, then peers (SIPp)."""
-    return {"redis": 0, "rtpengine": 1, "kamailio": 2}.get(rec.name.split("/")[-1], 3)
+    """Start order of a process kind: the switches' database, Redis, rtpengine, Kamailio,
+    then the switches and peers (SIPp); `down` stops them in the reverse order (a switch
+    whose database is gone does not stop on SIGTERM)."""
+    return {"postgres": -1, "redis": 0, "rtpengine": 1, "kamailio": 2}.get(
+        rec.name.split("/")[-1], 3)
 
 
 @dataclass
@@ -182,6 +200,7 @@ class Lab:
                 private_dir(self.dir / "nodes" / p.name / sub)
         self.prepare_switches(inv)
         self.prepare_peers(inv)
+        prepare_database(inv, self.dir)
         self.sync_accounts(inv, secrets)
         return build.digest()
 
@@ -227,8 +246,10 @@ class Lab:
     def services(self, inv: LoadedInventory) -> list[Service]:
         """Every process of the lab, in start order: the platform's, as each node's
         node.json says (see :meth:`manifests`), then the simulated peers'."""
-        return (node_services(inv, self.manifests(inv), self.bin_path)
-                + peer_services(inv, self.dir, self.bin_path))
+        db = db_service(inv, self.dir)
+        return ([db] if db is not None else []) \
+            + node_services(inv, self.manifests(inv), self.bin_path) \
+            + peer_services(inv, self.dir, self.bin_path)
 
     def manifests(self, inv: LoadedInventory) -> dict[str, dict[str, Any]]:
         """Each node's node.json: from the lab's build when the lab runs this inventory
@@ -289,14 +310,16 @@ class Lab:
             log = self.console_log(s)
             # A first start has no registrations to wait for: no warm-up gate.
             argv = s.argv + (["-A", "WARMUP_S=0"] if s.name.endswith("proxy/kamailio") else [])
-            rec = launch(s.name, argv, log, s.cwd, stop_signal=s.stop_signal)
+            rec = launch(s.name, argv, log, s.cwd, stop_signal=s.stop_signal, user=s.user)
             self._save(rec)
             started.append(s)
-            # Media must answer before the Kamailio nodes that use it start.
-            if s.kind in ("redis", "rtpengine"):
+            # Media must answer before the Kamailio nodes that use it start, and the
+            # switches' database before the switches.
+            if s.kind in FIRST_KINDS:
                 self._wait(s, rec, progress, timeout)
+                self._after_start(s, inv)
         for s in started:
-            if s.kind not in ("redis", "rtpengine"):
+            if s.kind not in FIRST_KINDS:
                 rec2 = ProcRecord.load(self.pid_path(s.name))
                 assert rec2 is not None
                 self._wait(s, rec2, progress, timeout)
@@ -352,11 +375,17 @@ class Lab:
         if old is not None and old.alive():
             raise ZpctlError(f"{s.name} is already running (pid {old.pid})", ExitCode.USAGE)
         log = self.console_log(s)
-        rec = launch(s.name, s.argv, log, s.cwd, stop_signal=s.stop_signal)
+        rec = launch(s.name, s.argv, log, s.cwd, stop_signal=s.stop_signal, user=s.user)
         self._save(rec)
-        if wait:
+        if wait or s.name == DB_SERVICE:
             self._wait(s, rec, progress, timeout)
+            self._after_start(s, self.inventory())
         return rec
+
+    def _after_start(self, s: Service, inv: LoadedInventory) -> None:
+        """The switches' role and databases, each time their server starts."""
+        if s.name == DB_SERVICE:
+            bootstrap_database(inv, self.dir, self.secrets())
 
     def _wait(self, s: Service, rec: ProcRecord, progress: Progress, timeout: float) -> None:
         t0 = time.monotonic()
@@ -379,7 +408,8 @@ class Lab:
         """Stop every process this lab started and return once all have exited (SIGKILL
         after a grace period) and every address they listened on is free again.
 
-        Kamailio goes first, then rtpengine, then Redis.  Raises EnvironmentProblem when a
+        Switches and peers go first, then Kamailio, rtpengine, Redis and the switches'
+        database.  Raises EnvironmentProblem when a
         process survives SIGKILL or a port is still taken ``timeout`` seconds later.
         """
         t0 = time.monotonic()
@@ -401,6 +431,8 @@ class Lab:
         # Exited processes whose parent is gone linger as zombies until pid 1 reaps them
         # (about a second here): wait, so that `ps` after `lab down` shows none of them.
         report.unreaped = await_reaped(records, 3.0)
+        if not any(r.alive() for r in records):
+            remove_database(self.dir)  # its data lasts no longer than the switches' calls
         if listeners is not None:
             deadline = time.monotonic() + timeout
             busy = [x for x in listeners if not port_free(*x)]
@@ -430,8 +462,17 @@ class Lab:
         return sorted(self.records(), key=lambda r: (_rank(r), r.name))
 
     def peer_status(self, inv: LoadedInventory) -> list[dict[str, Any]]:
+        """Rows of what the lab runs besides the nodes: the database, the peers."""
         recs = {r.name: r for r in self.records()}
         rows = []
+        db = db_service(inv, self.dir)
+        if db is not None:
+            rec = recs.get(db.name)
+            alive = rec is not None and rec.alive()
+            rows.append({"node": db.home, "role": "postgres", "dc": "-", "zone": "-",
+                         "address": db.listeners[0][0], "state": "up" if alive else "down",
+                         "pid": str(rec.pid) if rec is not None and alive else None,
+                         "registrations": None, "dialogs": None, "sessions": None})
         for peer in self.peers(inv):
             rec = recs.get(peer.name)
             alive = rec is not None and rec.alive()
@@ -460,6 +501,15 @@ class Lab:
     def _node_status(self, inv: LoadedInventory, p: PlacedNode,
                      recs: dict[str, ProcRecord]) -> dict[str, Any]:
         spec = roles.spec(p.role)
+        if p.role == Role.SWITCH_STANDBY:
+            rec = recs.get(f"{p.name}/freeswitch")
+            up = rec is not None and rec.alive()
+            state = f"standing in for {stands_in_for(rec)}" if rec is not None and up \
+                else "standby (idle)"
+            return {"node": p.name, "role": p.role.value, "dc": p.dc.id,
+                    "zone": p.zone or "-", "address": p.node.address, "state": state,
+                    "pid": str(rec.pid) if rec is not None and up else None,
+                    "registrations": None, "dialogs": None, "sessions": None}
         if not spec.in_lab or not spec.services:
             what = ", ".join(s.binary for s in spec.services) or "nothing rendered yet"
             return {"node": p.name, "role": p.role.value, "dc": p.dc.id,

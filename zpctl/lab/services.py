@@ -28,6 +28,7 @@ class Service:
     health: Callable[[], None]
     cwd: Path = field(default_factory=Path)
     stop_signal: str = "TERM"  # from node.json: what `lab down` sends first
+    user: str | None = None  # run as this user (PostgreSQL refuses root); None: as zpctl
 
 
 def which(binary: str, search: str | None = None) -> str:

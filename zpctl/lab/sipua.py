@@ -372,6 +372,7 @@ class Ua:
     notifies: list[Msg] = field(default_factory=list)       # NOTIFYs received (e.g. MWI)
     answered: list[RtpMedia] = field(default_factory=list)  # media of the calls answered
     ended_calls: set[str] = field(default_factory=set)      # Call-IDs the far end hung up
+    reinvites: list[Msg] = field(default_factory=list)      # INVITEs within a known dialog
 
     def __post_init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -383,6 +384,9 @@ class Ua:
         self._queue: list[Msg] = []
         self._ringing: dict[str, tuple[Msg, str]] = {}
         self._in_calls: list[tuple[Msg, str]] = []  # INVITEs answered, with our To tag
+        # The dialogs this client is in (placed or answered), by Call-ID: the local RTP
+        # port of the call and its media (None: no media here), for re-INVITEs.
+        self._dialogs: dict[str, tuple[int, RtpMedia | None]] = {}
 
     # -- transport ------------------------------------------------------------------------
     def _send(self, text: str, to: tuple[str, int] | None = None) -> None:
@@ -515,6 +519,7 @@ class Ua:
             dialog.media = rtp
         elif rtp is not None:
             rtp.close()
+        self._dialogs[call_id] = (self.media_port, dialog.media)
         return dialog
 
     # -- answering ------------------------------------------------------------------------
@@ -560,7 +565,10 @@ class Ua:
 
     def _on_request(self, req: Msg) -> None:
         call_id = req.get("Call-ID") or ""
-        if req.method == "INVITE":
+        if req.method == "INVITE" and ";tag=" in (req.get("To") or "") \
+                and call_id in self._dialogs:
+            self._reinvite(req, call_id)
+        elif req.method == "INVITE":
             self.received_invites.append(req)
             self.received_offers.append(Sdp.of(req.body))
             tag = secrets.token_hex(4)
@@ -572,12 +580,14 @@ class Ua:
             else:
                 port = self.media_port + 2 * (len(self.answered) + 1)
                 far = sdp_media(req.body)
+                rtp = None
                 if far is not None and not Sdp.of(req.body).suites:
                     rtp = RtpMedia(self.ip, port)
                     rtp.start(far[:2], far[2])
                     self.answered.append(rtp)
                 if not any(m.get("Call-ID") == call_id for m, _ in self._in_calls):
                     self._in_calls.append((req, tag))
+                self._dialogs[call_id] = (port, rtp)
                 self._reply(req, "200 OK", answer_sdp(self.ip, port, req.body), tag)
         elif req.method == "CANCEL":
             self._reply(req, "200 OK")
@@ -592,6 +602,18 @@ class Ua:
             self._reply(req, "200 OK")
         elif req.method == "OPTIONS":
             self._reply(req, "200 OK")
+
+    def _reinvite(self, req: Msg, call_id: str) -> None:
+        """An INVITE within a dialog (RFC 3261 14.2): the same call, its media now sent
+        where the new offer says (a switch that recovered the call offers its address
+        again, a relay may offer new ports); answered from the call's own port, and no new
+        media is started."""
+        self.reinvites.append(req)
+        port, rtp = self._dialogs[call_id]
+        far = sdp_media(req.body)
+        if rtp is not None and far is not None:
+            rtp.remote, rtp.te_pt = far[:2], far[2]
+        self._reply(req, "200 OK", answer_sdp(self.ip, port, req.body) if req.body else "")
 
     def ringing(self) -> bool:
         """Some call rings here unanswered (answer mode ``ring``)."""

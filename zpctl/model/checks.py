@@ -20,11 +20,35 @@ Finding = tuple[tuple[str | int, ...], str]
 def run_all(inv: Inventory, root: Path | None = None) -> list[Finding]:
     """Every cross-check; ``root`` is the inventory directory (for files it names)."""
     out: list[Finding] = []
-    for check in (_datacenters, _nodes_unique, _numbers_unique, _carriers):
+    for check in (_datacenters, _nodes_unique, _numbers_unique, _carriers, _standby):
         out.extend(check(inv))
     out.extend(_accounts(inv, root))
     out.extend(pbx_checks.check(inv))
     return out
+
+
+def _standby(inv: Inventory) -> Iterator[Finding]:
+    """A standby switch recovers a dead switch's calls from the shared core database, and
+    only calls whose legs are plain RTP: FreeSWITCH's recovery restores no SDES keys."""
+    rec = inv.switch_recovery
+    if rec is not None and not inv.platform.switch_tier:
+        yield ("switch_recovery",), "switch_recovery needs platform.switch_tier: true"
+    for di, dc in enumerate(inv.datacenters):
+        for zname, zone in dc.zones.items():
+            for ni, n in enumerate(zone.nodes):
+                if n.role != Role.SWITCH_STANDBY:
+                    continue
+                at = ("datacenters", di, "zones", zname, "nodes", ni, "role")
+                if rec is None:
+                    yield at, (f"standby {n.name} needs switch_recovery (the PostgreSQL where "
+                               "the switches keep the calls it would recover)")
+                if inv.switch_legs(dc) != "plain":
+                    yield at, (f"standby {n.name} needs plain RTP switch legs (switch_legs: "
+                               f"plain on data center {dc.id}, or security.srtp.switch_legs): "
+                               "FreeSWITCH's call recovery restores no SRTP keys, so a "
+                               "recovered SRTP leg is hung up (docs/FREESWITCH.md)")
+                if not any(m.role == Role.SWITCH for m in zone.nodes):
+                    yield at, f"standby {n.name} has no switch to stand in for in its zone"
 
 
 def _datacenters(inv: Inventory) -> Iterator[Finding]:

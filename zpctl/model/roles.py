@@ -128,6 +128,10 @@ ROLES: dict[Role, RoleSpec] = {
     # Switches start with the media nodes (they take a few seconds), before the proxies
     # that probe them.
     Role.SWITCH: RoleSpec(Role.SWITCH, (FREESWITCH,), "switch", probed=False, lab_order=0),
+    # Runs nothing until it takes over a dead switch (its addresses, its build, its calls
+    # from the shared core database): see Role.SWITCH_STANDBY.
+    Role.SWITCH_STANDBY: RoleSpec(Role.SWITCH_STANDBY, (), "switch_standby", probed=False,
+                                  in_lab=False),
     # The monitor's Prometheus and exporter run from the _monitoring build with host
     # settings (listen address, inventory path): their roles build their command lines.
     Role.MONITOR: RoleSpec(Role.MONITOR, (), "monitor", probed=False),

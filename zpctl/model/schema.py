@@ -33,13 +33,16 @@ class Role(enum.StrEnum):
     PROXY = "proxy"
     MEDIA = "media"
     SWITCH = "switch"
+    # Standby hardware for the zone's switches: runs nothing until it takes over a dead
+    # switch's addresses and recovers its calls (`zpctl lab takeover` in the lab).
+    SWITCH_STANDBY = "switch-standby"
     SBC = "sbc"
     SURVIVABILITY = "survivability"
     MONITOR = "monitor"
 
 
 DC_ROLES = frozenset({Role.LB, Role.MONITOR, Role.SURVIVABILITY})
-ZONE_ROLES = frozenset({Role.PROXY, Role.MEDIA, Role.SWITCH, Role.SBC})
+ZONE_ROLES = frozenset({Role.PROXY, Role.MEDIA, Role.SWITCH, Role.SWITCH_STANDBY, Role.SBC})
 
 
 # --- layered node settings ------------------------------------------------------------------
@@ -119,6 +122,8 @@ class DataCenter(Strict):
     role: Literal["primary", "secondary"]
     pair: Ident
     defaults: Defaults | None = None
+    # The switches' legs in this data center (default: security.srtp.switch_legs).
+    switch_legs: Literal["srtp", "plain"] | None = None
     nodes: list[Node] = Field(default_factory=list)
     zones: dict[Ident, Zone]
 
@@ -143,6 +148,10 @@ class SrtpPolicy(Strict):
     # The class a user's own SIP credentials (extension + password) get; provisioned devices
     # have credentials of their own (the device id) and their class from the device entry.
     user_credentials: Literal["app", "device", "plain"] = "app"
+    # The switches' legs, between them and the media nodes inside a data center: SRTP
+    # (every usable suite), or plain RTP, which a standby switch needs to recover a dead
+    # switch's calls (FreeSWITCH's call recovery restores no SDES keys: docs/FREESWITCH.md).
+    switch_legs: Literal["srtp", "plain"] = "srtp"
 
     @model_validator(mode="after")
     def _plain_needs_fallback(self) -> SrtpPolicy:
@@ -227,6 +236,19 @@ class Database(Strict):
         if self.engine == "postgres" and not self.host:
             raise ValueError("engine postgres needs host")
         return self
+
+
+class SwitchRecovery(Strict):
+    """Where the switches keep their core database (the calls they carry, FreeSWITCH's
+    ``track-calls``), so that a standby switch taking over a dead one's addresses finds its
+    calls and resumes them (``sofia recover``): a PostgreSQL server every switch reaches,
+    one database per switch (``fs_<switch>``; recovery takes every call of the database it
+    is given, so switches must not share one).  The password is the secret
+    ``switch_db_password``."""
+
+    db_host: IP
+    db_port: Port = 5432
+    db_user: Ident = "freeswitch"
 
 
 class PlatformInfo(Strict):
@@ -365,9 +387,14 @@ class Inventory(Strict):
     carriers: list[Carrier] = Field(default_factory=list)
     paths: Paths = Field(default_factory=Paths)
     database: Database = Field(default_factory=Database)
+    switch_recovery: SwitchRecovery | None = None
     defaults: Defaults = Field(default_factory=Defaults)
     datacenters: list[DataCenter]
     accounts: list[Account] = Field(default_factory=list)
+
+    def switch_legs(self, dc: DataCenter) -> str:
+        """SRTP or plain RTP between the media nodes and the switches of ``dc``."""
+        return dc.switch_legs or self.security.srtp.switch_legs
 
     def account_domain(self, account: Account) -> str:
         return account.domain or f"{account.id}.{self.platform.sip_domain}"

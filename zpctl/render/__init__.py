@@ -27,7 +27,7 @@ import jinja2
 
 from zpctl.errors import RenderError
 from zpctl.model import LoadedInventory, PlacedNode, catalog, roles
-from zpctl.model.schema import Inventory, Node, Role
+from zpctl.model.schema import DataCenter, Inventory, Node, Role
 from zpctl.paths import data_dir
 from zpctl.render.build import MANIFEST, Build, check_out_dir
 from zpctl.render.freeswitch import render_switch, rendezvous_numbers, served_accounts
@@ -59,6 +59,18 @@ SRTP_TEMPLATE_GLOBALS = {
         f"SDES-no-{n}" for n in catalog.ALL_SRTP_SUITES
         if n not in (catalog.SRTP_AES128, catalog.SRTP_AES256)),
 }
+
+# A switch's leg with plain RTP (security.srtp.switch_legs: plain).
+PLAIN_SWITCH_OFFER = "transport-protocol=RTP/AVP"
+
+
+def switch_offer(inv: Inventory, dc: DataCenter) -> str:
+    """rtpengine's flags for an offer to a switch of ``dc``: SRTP with every usable suite,
+    or plain RTP when its switch legs are plain (a phone's own leg keeps its policy)."""
+    if inv.platform.switch_tier and inv.switch_legs(dc) == "plain":
+        return PLAIN_SWITCH_OFFER
+    return str(SRTP_TEMPLATE_GLOBALS["srtp_internal_offer"])
+
 
 # LB failover timing (kamailio-facts.md): detection ~ fr_timer + up to one ping interval.
 LB_ZONE_FR_TIMER_MS = 1000
@@ -229,6 +241,7 @@ class _Renderer:
             "lb_nets": ",".join(f"{n.address}/32" for n in self._dc_lbs(p)),
             "auth_bans": self.inv.security.auth_bans,
             "rendezvous": rendezvous_regex(self.inv, p),
+            "switch_offer": switch_offer(self.inv, p.dc),
         }
 
     def _dc_lbs(self, p: PlacedNode) -> list[Node]:
@@ -315,6 +328,8 @@ class _Renderer:
             "peers": sorted(peers.items()),
             "set_codecs": set_codecs,
             "tls": tls,
+            # the platform side: a switch, when there is a switch tier
+            "platform_offer": switch_offer(self.inv, p.dc),
         }
         return ctx, dsts
 

@@ -38,7 +38,7 @@ from zpctl.errors import RenderError
 from zpctl.model import LoadedInventory, PlacedNode, catalog
 from zpctl.model.pbx import STANDARD_PROMPTS, Pbx, callcenter_name, parse_route
 from zpctl.model.pbx_checks import has_feature, monitor_targets
-from zpctl.model.schema import Account, Inventory, Role, Site, User
+from zpctl.model.schema import Account, DataCenter, Inventory, Role, Site, User
 from zpctl.render.paths import NodePaths
 from zpctl.secrets import ESL_PASSWORD_KEY, Secrets
 
@@ -430,7 +430,7 @@ class _Account:
 
     def dialplan(self) -> list[Ext]:
         acct, pbx = self.acct, self.pbx
-        srtp = srtp_value(self.inv)
+        srtp = srtp_value(self.inv, self.node.dc)
         first_site = acct.sites[0]
         self.exts.append(Ext("zp-init", [Cond("destination_number", "^(.*)$")], [
             ("set", f"zp_account={acct.id}"), ("set", f"domain_name={self.domain}"),
@@ -932,17 +932,37 @@ def paging_profile() -> str:
     return "zp-paging"
 
 
-def srtp_value(inv: Inventory) -> str:
+def srtp_value(inv: Inventory, dc: DataCenter) -> str:
     """``rtp_secure_media`` mode and canonical suites from the security policy.
 
-    Always ``mandatory``: a switch's every leg ends at a media node (the zone proxy's
+    ``mandatory`` by default: a switch's every leg ends at a media node (the zone proxy's
     rtpengine for phones, the sbc's for trunks), which applies each client's own policy
     (plain RTP where allowed) on the far side.  So the switch's legs are SRTP, and its
     offers carry one ``RTP/SAVP`` stream (``optional`` would offer a second, plain one:
-    FreeSWITCH's best-effort SRTP)."""
+    FreeSWITCH's best-effort SRTP).  With ``switch_legs: plain`` it is ``forbidden``: plain
+    RTP on every leg, which FreeSWITCH's call recovery can resume (it restores no SDES
+    keys; docs/FREESWITCH.md, "Switch failure and the standby")."""
     s = inv.security.srtp
+    if inv.switch_legs(dc) == "plain":
+        return "forbidden"
     suites = list(dict.fromkeys([s.apps, s.devices_upgraded, s.devices]))
     return ":".join(["mandatory", *suites])
+
+
+SWITCH_DB_PASSWORD_KEY = "switch_db_password"  # noqa: S105 - a key name, not a secret
+
+
+def core_db_name(switch: str) -> str:
+    """The switch's own database on the switch_recovery server."""
+    return "fs_" + switch.replace("-", "_").replace(".", "_")
+
+
+def core_db_dsn(inv: Inventory, switch: str, password: str) -> str:
+    """FreeSWITCH's ``core-db-dsn`` (mod_pgsql: ``pgsql://`` and a libpq conninfo)."""
+    rec = inv.switch_recovery
+    assert rec is not None
+    return (f"pgsql://hostaddr={rec.db_host} port={rec.db_port} dbname={core_db_name(switch)} "
+            f"user={rec.db_user} password={password} connect_timeout=3")
 
 
 # The proxies mark a call they sent to the rendezvous switch with this header.
@@ -1053,6 +1073,10 @@ def render_switch(r: RendererLike, p: PlacedNode) -> None:
     music += [(f"{a.acct.id}-{m}", f"$${{zp_music}}/{a.acct.id}/{m}") for a in accounts
               for m in sorted(a.pbx.music)]
     secret_vars = {"esl_password": r.secrets.get(ESL_PASSWORD_KEY)}
+    core_db = core_db_dsn(inv, p.name, r.secrets.get(SWITCH_DB_PASSWORD_KEY)) \
+        if inv.switch_recovery is not None else ""
+    if core_db:
+        secret_vars["zp_core_db_dsn"] = core_db
     for a in accounts:
         secret_vars.update(a.secret_vars)
     codecs = inv.media.codecs
@@ -1063,7 +1087,8 @@ def render_switch(r: RendererLike, p: PlacedNode) -> None:
         ("hostname_zp", p.name), ("zp_sounds", f"{paths.state}/{FS}/sounds"),
         ("zp_music", f"{paths.state}/{FS}/music"), ("zp_recordings", f"{paths.state}/{FS}/recordings"),
         ("zp_storage", f"{paths.state}/{FS}/storage"), ("hold_music", "local_stream://default"),
-        ("rtp_secure_media_inbound", srtp_value(inv)), ("rtp_secure_media_outbound", srtp_value(inv)),
+        ("rtp_secure_media_inbound", srtp_value(inv, p.dc)),
+        ("rtp_secure_media_outbound", srtp_value(inv, p.dc)),
         ("zp_shared", paths.shared), ("zp_clock_shift", "0"),
         ("default_language", "en-US"), ("sound_prefix", sound_prefix("en-US")),
         # The profile is TLS only, so every leg's Contact must name TLS.  A leg that sets
@@ -1075,7 +1100,10 @@ def render_switch(r: RendererLike, p: PlacedNode) -> None:
     add("autoload_configs/modules.conf.xml", "autoload_configs/modules.conf.xml", modules=modules)
     add("autoload_configs/switch.conf.xml", "autoload_configs/switch.conf.xml",
         max_sessions=p.node.capacity.cps * 10, sps=p.node.capacity.cps,
-        rtp_min=p.node.rtp.port_min, rtp_max=p.node.rtp.port_max)
+        rtp_min=p.node.rtp.port_min, rtp_max=p.node.rtp.port_max, core_db=bool(core_db))
+    if core_db:
+        add("autoload_configs/pre_load_modules.conf.xml",
+            "autoload_configs/pre_load_modules.conf.xml")
     add("autoload_configs/acl.conf.xml", "autoload_configs/acl.conf.xml",
         lists=[(PEER_ACL, proxy_addresses(loaded, p) + switch_addresses(loaded, p))])
     add("autoload_configs/event_socket.conf.xml", "autoload_configs/event_socket.conf.xml",
@@ -1125,7 +1153,7 @@ def render_switch(r: RendererLike, p: PlacedNode) -> None:
         ("codec-prefs", ",".join(catalog.CODECS[c].freeswitch for c in codecs)),
         ("inbound-codec-negotiation", "generous"), ("dtmf-type", "rfc2833"), ("rfc2833-pt", "101"),
         ("hold-music", "$${hold_music}"), ("rtp-timer-name", "soft"), ("rtp-timeout-sec", "300"),
-        ("rtp-hold-timeout-sec", "1800"), ("nonce-ttl", "60")])
+        ("rtp-hold-timeout-sec", "1800"), ("nonce-ttl", "60"), ("track-calls", "true")])
     add("dialplan/00-zpctl-in.xml", "dialplan/entry.xml",
         routes=[(a.ctx, "^" + rx(a.domain) + "$") for a in accounts])
     for a in accounts:

@@ -113,17 +113,19 @@ SOFIA_PARAMS = (
     "sip-port", "ext-sip-ip", "ext-rtp-ip", "apply-inbound-acl", "apply-register-acl",
     "auth-calls", "manage-presence", "dtmf-type", "rfc2833-pt", "hold-music", "rtp-timer-name",
     "rtp-timeout-sec", "rtp-hold-timeout-sec", "nonce-ttl", "local-network-acl",
-    "inbound-late-negotiation", "disable-transcoding", "accept-blind-reg", "aggressive-nat-detection")
+    "inbound-late-negotiation", "disable-transcoding", "accept-blind-reg", "aggressive-nat-detection",
+    "track-calls")
 SOFIA_BOOL = ("tls", "tls-only", "tls-verify-date", "tls-always-nat", "auth-calls", "manage-presence",
               "renegotiate-codec-on-hold", "inbound-late-negotiation", "disable-transcoding",
-              "accept-blind-reg", "aggressive-nat-detection")
+              "accept-blind-reg", "aggressive-nat-detection", "track-calls")
 SOFIA_INT = ("tls-verify-depth", "tls-timeout", "rfc2833-pt", "rtp-timeout-sec",
              "rtp-hold-timeout-sec", "nonce-ttl", "debug")
 CODEC_NAMES = ("OPUS", "G722", "PCMU", "PCMA", "G729", "GSM", "H264", "VP8", "L16", "SPEEX",
                "iLBC", "AMR", "AMR-WB", "G7221", "G726-32", "telephone-event")
 SWITCH_PARAMS = ("colorize-console", "loglevel", "max-sessions", "sessions-per-second",
                  "rtp-start-port", "rtp-end-port", "event-heartbeat-interval", "dump-cores",
-                 "max-db-handles", "db-handle-timeout", "min-idle-cpu", "rtp-enable-zrtp")
+                 "max-db-handles", "db-handle-timeout", "min-idle-cpu", "rtp-enable-zrtp",
+                 "switchname", "core-db-dsn")
 CONF_PARAMS = ("rate", "interval", "energy-level", "comfort-noise", "max-members", "moh-sound",
                "sound-prefix", "pin", "moderator-pin", "pin-sound", "bad-pin-sound", "auto-record",
                "caller-controls", "moderator-controls", "conference-flags", "member-flags",
