@@ -311,18 +311,18 @@ class Lab:
             # A first start has no registrations to wait for: no warm-up gate.
             argv = s.argv + (["-A", "WARMUP_S=0"] if s.name.endswith("proxy/kamailio") else [])
             rec = launch(s.name, argv, log, s.cwd, stop_signal=s.stop_signal, user=s.user)
-            self._save(rec)
+            self.save_record(rec)
             started.append(s)
             # Media must answer before the Kamailio nodes that use it start, and the
             # switches' database before the switches.
             if s.kind in FIRST_KINDS:
-                self._wait(s, rec, progress, timeout)
+                self.wait_up(s, rec, progress, timeout)
                 self._after_start(s, inv)
         for s in started:
             if s.kind not in FIRST_KINDS:
                 rec2 = ProcRecord.load(self.pid_path(s.name))
                 assert rec2 is not None
-                self._wait(s, rec2, progress, timeout)
+                self.wait_up(s, rec2, progress, timeout)
         return self.status(inventory)
 
     def console_log(self, s: Service) -> Path:
@@ -332,7 +332,7 @@ class Lab:
         name = f"{s.kind}.console.log" if s.kind == "freeswitch" else f"{s.kind}.log"
         return self.dir / "nodes" / s.home / "log" / name
 
-    def _save(self, rec: ProcRecord) -> None:
+    def save_record(self, rec: ProcRecord) -> None:
         """Record a started process: pid file 0600 in the 0700 pids folder."""
         path = self.pid_path(rec.name)
         private_dir(path.parent)
@@ -376,9 +376,9 @@ class Lab:
             raise ZpctlError(f"{s.name} is already running (pid {old.pid})", ExitCode.USAGE)
         log = self.console_log(s)
         rec = launch(s.name, s.argv, log, s.cwd, stop_signal=s.stop_signal, user=s.user)
-        self._save(rec)
+        self.save_record(rec)
         if wait or s.name == DB_SERVICE:
-            self._wait(s, rec, progress, timeout)
+            self.wait_up(s, rec, progress, timeout)
             self._after_start(s, self.inventory())
         return rec
 
@@ -387,7 +387,7 @@ class Lab:
         if s.name == DB_SERVICE:
             bootstrap_database(inv, self.dir, self.secrets())
 
-    def _wait(self, s: Service, rec: ProcRecord, progress: Progress, timeout: float) -> None:
+    def wait_up(self, s: Service, rec: ProcRecord, progress: Progress, timeout: float) -> None:
         t0 = time.monotonic()
         last: Exception | None = None
         while time.monotonic() - t0 < timeout:

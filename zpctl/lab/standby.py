@@ -26,20 +26,33 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from zpctl.clients.esl import EslConnection
 from zpctl.errors import ExitCode, ZpctlError
 from zpctl.freeswitch.control import targets_for
 from zpctl.lab.procs import ProcRecord, launch, stop_all
+from zpctl.lab.services import Service
 from zpctl.model import LoadedInventory, PlacedNode
 from zpctl.model.schema import Role
-from zpctl.secrets import ESL_PASSWORD_KEY
-
-if TYPE_CHECKING:
-    from zpctl.lab.runner import Lab
+from zpctl.secrets import ESL_PASSWORD_KEY, Secrets
 
 Progress = Callable[[str], None]
+
+
+class Lab(Protocol):
+    """What a takeover needs of :class:`zpctl.lab.runner.Lab` (which imports this module)."""
+
+    dir: Path
+
+    def inventory(self, inventory: Path | None = None) -> LoadedInventory: ...
+    def service(self, name: str, inventory: Path | None = None) -> Service: ...
+    def pid_path(self, service: str) -> Path: ...
+    def save_record(self, rec: ProcRecord) -> None: ...
+    def wait_up(self, s: Service, rec: ProcRecord, progress: Progress, timeout: float) -> None: ...
+    def secrets(self) -> Secrets: ...
+    def start(self, name: str, progress: Progress = ..., timeout: float = ...,
+              wait: bool = ...) -> ProcRecord: ...
 # The command-line options of FreeSWITCH that name a host's own folders: on a standby they
 # name the standby's (the configuration, sounds and prompts are the dead switch's).
 LOCAL_FOLDER_OPTIONS = {"-db": "state", "-run": "run", "-log": "run", "-temp": "run"}
@@ -121,8 +134,8 @@ def takeover(lab: Lab, switch: str, standby: str | None = None,
     t0 = time.monotonic()
     rec = launch(name, standby_argv(svc.argv, folders), folders["log"] / "freeswitch.console.log",
                  folders["run"], stop_signal=svc.stop_signal)
-    lab._save(rec)
-    lab._wait(svc, rec, progress, timeout)  # the dead switch's ESL address answers
+    lab.save_record(rec)
+    lab.wait_up(svc, rec, progress, timeout)  # the dead switch's ESL address answers
     started = time.monotonic() - t0
     target = targets_for(inv, switch=dead.name)[0]
     reply = asyncio.run(_recover(target.host, target.port, lab.secrets().get(ESL_PASSWORD_KEY)))
