@@ -12,6 +12,7 @@ PACKAGES=(
   openssh-server openssh-client
   sslscan sipvicious
   espeak-ng  # the switches' voice prompts, spoken offline (docs/PROMPTS.md)
+  postgresql-15 postgresql-client-15  # the switches' core databases (switch_recovery)
 )
 
 missing=()
@@ -34,7 +35,7 @@ else
   # Keep the packaged services from grabbing SIP/RTP ports: the lab runs its own processes.
   apt-get install -y -q --no-install-recommends "${missing[@]}"
   if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-    systemctl disable --now kamailio rtpengine-daemon >/dev/null 2>&1 || true
+    systemctl disable --now kamailio rtpengine-daemon postgresql >/dev/null 2>&1 || true
   fi
 fi
 
