@@ -25,7 +25,7 @@ from zpctl.clients.esl import EslConnection
 from zpctl.freeswitch.control import parse_rows, targets_for
 from zpctl.lab import Lab
 from zpctl.lab.capture import Datagram, LoopbackCapture
-from zpctl.lab.features import CALLER_HZ, FeatureLab, _talks, wait_until
+from zpctl.lab.features import CALLER_HZ, FeatureLab, _talks, switch_standby, wait_until
 from zpctl.lab.standby import giveback, takeover
 from zpctl.secrets import ESL_PASSWORD_KEY
 from zpctl.testing import missing_binaries
@@ -122,3 +122,12 @@ def test_standby_recovers_the_calls_of_a_killed_switch(fl: FeatureLab, zpctl_lab
         assert max(gaps) <= 3.0, figures
         assert ended, figures
         assert wait_until(lambda: calls_on(fl, VICTIM) == 0, 5)
+
+
+def test_the_demo_row_kills_a_switch_and_the_call_goes_on(fl: FeatureLab) -> None:
+    """`zpctl lab demo`'s switch-standby row: the same, for one call, with the switch found
+    from `show calls` and started again afterwards."""
+    out = switch_standby(fl)
+    assert out.ok, (out.problems, out.facts)
+    assert (out.facts["switch"], out.facts["standby"]) == (VICTIM, "lab1-a-standby")
+    assert calls_on(fl, VICTIM) == 0  # itself again, and the call over

@@ -146,12 +146,18 @@ def test_sofia_profile_faces_the_proxies_over_tls(build: Build) -> None:
 
 def test_srtp_suites_are_canonical_from_policy(build: Build, mini: LoadedInventory) -> None:
     # A switch's legs all end at a media node, which applies each client's policy: the
-    # switch itself always talks SRTP (one RTP/SAVP stream per offer).
-    assert srtp_value(mini.model) == "mandatory:AES_256_CM_HMAC_SHA1_80:AES_CM_128_HMAC_SHA1_80"
+    # switch itself talks SRTP (one RTP/SAVP stream per offer), or plain RTP only where the
+    # data center's switch legs are plain (standby switches need it).
+    dc = mini.model.datacenters[0]
+    assert srtp_value(mini.model, dc) == "mandatory:AES_256_CM_HMAC_SHA1_80:AES_CM_128_HMAC_SHA1_80"
     strict = mini.model.model_copy(update={"security": mini.model.security.model_copy(update={
         "srtp": mini.model.security.srtp.model_copy(update={"allow_plain_rtp_fallback": False})})})
-    assert srtp_value(strict) == srtp_value(mini.model)
-    assert ("set", "rtp_secure_media_inbound=" + srtp_value(mini.model)) in actions(build, "zp-init")
+    assert srtp_value(strict, dc) == srtp_value(mini.model, dc)
+    assert ("set", "rtp_secure_media_inbound=" + srtp_value(mini.model, dc)) \
+        in actions(build, "zp-init")
+    plain = dc.model_copy(update={"switch_legs": "plain"})
+    assert srtp_value(mini.model, plain) == "forbidden"
+    assert mini.model.switch_legs(plain) == "plain" and mini.model.switch_legs(dc) == "srtp"
     assert "AES_CM_256" not in "".join(f.data.decode() for p, f in build.files.items()
                                        if p.startswith(SW))
 

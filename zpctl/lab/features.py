@@ -38,6 +38,7 @@ from zpctl.lab import Lab
 from zpctl.lab.audio import best_match, read_wav, tone, tone_seconds
 from zpctl.lab.phones import wait_reachable
 from zpctl.lab.sipua import Dialog, RtpMedia, Ua
+from zpctl.lab.standby import giveback, takeover
 from zpctl.model import LoadedInventory
 from zpctl.model.pbx import callcenter_name
 from zpctl.model.schema import Account, Role
@@ -1264,6 +1265,54 @@ def call_monitoring(fl: FeatureLab) -> FeatureOutcome:
     return out
 
 
+def switch_standby(fl: FeatureLab) -> FeatureOutcome:
+    """The switch carrying a call dies (SIGKILL); its zone's standby takes it over and
+    recovers the call from the switches' PostgreSQL: both parties hear each other again,
+    and the call ends normally.  The switch is started again afterwards."""
+    out = FeatureOutcome("switch-standby", path="1001 -> switch (killed) -> 1002; the zone's "
+                                                "standby takes over (zpctl lab takeover)")
+    password = fl.secrets.get(ESL_PASSWORD_KEY)
+    with fl.phone("1002@acme") as bob, fl.phone("1001@acme") as alice:
+        call = alice.dial("1002")
+        media = _media(out, call, "1001's call to 1002")
+        if media is None or not out.check(bool(bob.answered), "1002 has no media"):
+            return out
+        user = bob.answered[-1]
+        killed = ""
+        try:
+            def switch_of_call() -> str | None:
+                rows, _ = asyncio.run(fsc.alist_calls(targets_for(fl.inv), password))
+                return next((r["switch"] for r in rows if r.get("cid_num") == "1001"
+                             and r.get("dest") == "1002"), None)
+
+            wait_until(lambda: switch_of_call() is not None, 5, step=0.3)
+            switch = switch_of_call()
+            if not out.check(switch is not None, "the call is on no switch's `show calls`"):
+                return out
+            assert switch is not None
+            out.facts["before_s"] = round(_talks(media, user, CALLER_HZ), 2)
+            fl.lab.kill(f"{switch}/freeswitch")
+            killed = switch
+            took = takeover(fl.lab, switch)
+            out.facts.update(switch=switch, standby=took["standby"],
+                             recovered_channels=took["recovered_channels"],
+                             takeover_s=took["took_s"])
+            out.facts["heard_after_s"] = [round(_talks(media, user, CALLER_HZ), 2),
+                                          round(_talks(user, media, 900.0), 2)]
+        finally:
+            call.bye()
+            if killed:
+                giveback(fl.lab, killed)
+    f = out.facts
+    out.check(f.get("recovered_channels") == 2,
+              f"{f.get('recovered_channels')} channel(s) recovered, not the call's 2")
+    out.check(all(s >= 1.0 for s in f.get("heard_after_s", [0])),
+              f"after the takeover the parties did not hear each other ({f.get('heard_after_s')})")
+    out.detail = (f"{f.get('switch')} killed; {f.get('standby')} recovered the call in "
+                  f"{f.get('takeover_s')} s; both parties heard again")
+    return out
+
+
 FEATURE_FLOWS: tuple[tuple[str, Callable[[FeatureLab], FeatureOutcome]], ...] = (
     ("voicemail", leave_voicemail),
     ("voicemail-retrieval", retrieve_voicemail),
@@ -1286,6 +1335,7 @@ FEATURE_FLOWS: tuple[tuple[str, Callable[[FeatureLab], FeatureOutcome]], ...] = 
     ("queue-callback", queue_callback),
     ("queue-overflow", queue_overflow),
     ("monitoring", call_monitoring),
+    ("switch-standby", switch_standby),
 )
 
 
