@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -105,6 +106,14 @@ class SippRun:
             self.proc.kill()
             self.returncode = self.proc.wait()
         return self.returncode
+
+    def soft_exit(self, timeout: float = 30.0) -> int:
+        """SIGUSR1: SIPp places no new call and exits once the calls in progress have
+        ended (as its 'q' key); SIGKILL if it has not after ``timeout`` seconds."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)
+        return self.wait(timeout)
 
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM (SIPp writes its last statistics), SIGKILL after ``grace`` seconds."""

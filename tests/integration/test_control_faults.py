@@ -35,7 +35,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, object, st
 
 
 def _all_up(lab: Lab) -> bool:
-    return all(r["state"].startswith(("up", "not run")) for r in lab.status())
+    return all(r["state"].startswith(("up", "not run", "standby")) for r in lab.status())
 
 
 @pytest.fixture

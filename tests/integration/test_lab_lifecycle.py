@@ -34,7 +34,7 @@ def _shifted_inventory(dest: Path) -> Path:
     shutil.copytree(INVENTORIES / "lab", dest)
     for f in dest.rglob("*.yml"):
         text = re.sub(r"127\.(0|1)\.([129])\.", lambda m: f"127.{m[1]}.1{m[2]}.", f.read_text())
-        f.write_text(text)
+        f.write_text(text.replace("127.1.0.5", "127.1.10.5"))  # the switches' database
     return dest
 
 
@@ -62,17 +62,27 @@ def _listeners(inventory: Path) -> list[tuple[str, int, str]]:
             out += [(n.mgmt, n.ports.redis, "tcp"), (n.mgmt, n.ports.rtpengine_ng, "udp")]
         elif p.role == Role.SWITCH:
             out += [(n.address, n.ports.sips, "tcp"), (n.mgmt, n.ports.esl, "tcp")]
+        elif p.role == Role.SWITCH_STANDBY:
+            continue  # runs nothing until a takeover
         else:
             out += [(n.address, n.ports.sip, "udp"), (n.address, n.ports.sip, "tcp"),
                     (n.mgmt, n.ports.mgmt_http, "tcp")]
+    rec = inv.model.switch_recovery
+    if rec is not None:  # the switches' database
+        out.append((rec.db_host, rec.db_port, "tcp"))
     return out
 
 
 def test_every_node_is_up(lab: Lab, shifted: Path) -> None:
     rows = lab.status(shifted)
-    assert len(rows) == 23  # 19 platform nodes + 2 carriers, a premises SBC and a PBX
-    assert sorted(r["role"] for r in rows[19:]) == ["carrier", "carrier", "pbx", "premises"]
-    assert [r["node"] for r in rows if r["state"] != "up"] == []
+    # 21 platform nodes (2 of them standby switches), the switches' database, 2 carriers, a
+    # premises SBC and a PBX
+    assert len(rows) == 26
+    assert sorted(r["role"] for r in rows[21:]) == ["carrier", "carrier", "pbx", "postgres",
+                                                    "premises"]
+    standby = [r for r in rows if r["role"] == "switch-standby"]
+    assert [r["state"] for r in standby] == ["standby (idle)"] * 2
+    assert [r["node"] for r in rows if r["state"] != "up" and r not in standby] == []
     proxies = [r for r in rows if r["role"] == "proxy"]
     assert all(r["registrations"] == 0 and r["dialogs"] == 0 for r in proxies)
     # The switches (FreeSWITCH, asked over ESL) are idle.
@@ -163,7 +173,8 @@ def test_down_leaves_nothing_behind(lab: Lab, shifted: Path,
     """Runs last in this module: stops the module's lab from the CLI and checks, the moment
     it returns, that no process of it runs and no address of it is taken."""
     records = lab.records()
-    assert len(records) == 27  # 10 Kamailio + 4 rtpengine + 4 Redis + 5 FreeSWITCH + 4 peers
+    # 10 Kamailio + 4 rtpengine + 4 Redis + 5 FreeSWITCH + PostgreSQL + 4 peers
+    assert len(records) == 28
     capsys.readouterr()
     assert main(["lab", "down", "--lab-dir", str(lab.dir), "-o", "json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -62,16 +62,11 @@ def clients(zpctl_lab: Lab) -> Iterator[dict[str, Ua]]:
 
 
 @pytest.fixture
-def listen(zpctl_lab: Lab) -> Callable[[Ua], Ua]:
+def listen(zpctl_lab: Lab) -> Callable[..., Ua]:
     """Register a client and answer its calls, once both zone proxies hold its contact: the
-    lb may send the call to the zone that did not take the REGISTER (DMQ replicates it)."""
+    lb may send the call to the zone that did not take the REGISTER (DMQ replicates it).
+    ``dc``: the data center (index) whose lb and proxies the client uses."""
     inv = zpctl_lab.inventory()
-    dc = inv.model.datacenters[0]
-    rpcs = {}
-    for z in sorted(dc.zones):
-        proxy = inv.zone_node(dc, z, Role.PROXY)
-        assert proxy is not None
-        rpcs[proxy.name] = KamailioRpc(f"http://{proxy.mgmt}:{proxy.ports.mgmt_http}/RPC")
 
     def lookup(rpc: KamailioRpc, aor: str) -> str:
         try:
@@ -79,7 +74,13 @@ def listen(zpctl_lab: Lab) -> Callable[[Ua], Ua]:
         except RemoteFailure:  # not (yet) registered there
             return ""
 
-    def start(ua: Ua) -> Ua:
+    def start(ua: Ua, dc_index: int = 0) -> Ua:
+        dc = inv.model.datacenters[dc_index]
+        rpcs = {}
+        for z in sorted(dc.zones):
+            proxy = inv.zone_node(dc, z, Role.PROXY)
+            assert proxy is not None
+            rpcs[proxy.name] = KamailioRpc(f"http://{proxy.mgmt}:{proxy.ports.mgmt_http}/RPC")
         assert ua.register() == 200
         ua.answer_calls()
         aor, contact = f"{ua.aor}@{ua.domain}", f"sip:{ua.aor}@{ua.ip}:{ua.port}"
@@ -227,12 +228,23 @@ def _switch_channels(zpctl_lab: Lab) -> list[dict[str, str]]:
     return asyncio.run(ask())
 
 
-def test_both_switch_legs_are_srtp_while_each_phone_keeps_its_own_policy(
-        zpctl_lab: Lab, clients: dict[str, Ua], listen: Callable[[Ua], Ua]) -> None:
-    """A desk phone (AES-128) calls the unencrypted ATA (plain RTP): the switch in between
-    talks SRTP on both of its legs (to the media node on each side), as FreeSWITCH itself
-    reports it while the call is up."""
-    carol = listen(clients["carol-ata"])
+@pytest.mark.parametrize(("dc_index", "legs"), [(0, "plain"), (1, "srtp")],
+                         ids=["lab1-plain-switch-legs", "lab2-srtp-switch-legs"])
+def test_switch_legs_follow_the_data_center_while_each_phone_keeps_its_own_policy(
+        zpctl_lab: Lab, clients: dict[str, Ua], listen: Callable[..., Ua], dc_index: int,
+        legs: str) -> None:
+    """A desk phone (AES-128) calls the unencrypted ATA (plain RTP) through a data
+    center's lb: the switch in between talks SRTP on both of its legs (to the media node on
+    each side) in lab2, plain RTP in lab1 (`switch_legs: plain`, for its standbys), as
+    FreeSWITCH itself reports it while the call is up; the phones get their own policy
+    either way."""
+    inv = zpctl_lab.inventory()
+    dc = inv.model.datacenters[dc_index]
+    assert inv.model.switch_legs(dc) == legs
+    lb = next(n for n in dc.nodes if n.role == Role.LB)
+    for name in ("carol-ata", "bob-desk"):
+        clients[name].proxy = (lb.address, lb.ports.sip)
+    carol = listen(clients["carol-ata"], dc_index)
     seen: list[list[dict[str, str]]] = []
     try:
         result: list[Call] = []
@@ -254,9 +266,13 @@ def test_both_switch_legs_are_srtp_while_each_phone_keeps_its_own_policy(
         assert result and result[0].status == 200, result
     finally:
         _unregister(carol)
-    legs = seen[-1]
-    assert len(legs) == 2, legs
-    for leg in legs:
-        assert "srtp" in leg.get("secure", ""), leg  # e.g. srtp:sdes:AES_CM_128_HMAC_SHA1_80
+    found = seen[-1]
+    assert len(found) == 2, found
+    for leg in found:
+        assert leg["hostname"].startswith(f"{dc.id}-"), leg  # a switch of that data center
+        if legs == "srtp":
+            assert "srtp" in leg.get("secure", ""), leg  # e.g. srtp:sdes:AES_CM_128_HMAC_SHA1_80
+        else:
+            assert leg.get("secure", "") == "", leg
     assert (carol.received_offers[-1].proto, carol.received_offers[-1].suites) == \
         ("RTP/AVP", [])

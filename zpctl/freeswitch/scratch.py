@@ -16,6 +16,9 @@ What is changed in the scratch copy, and nothing else:
   ``ext-sip-ip``/``ext-rtp-ip`` 127.0.0.1 when present; in ``event_socket.conf.xml``
   ``listen-ip`` 127.0.0.1, a free ``listen-port`` and an ``apply-inbound-acl`` of
   127.0.0.1/32 (RTP ports are bound only by calls, and none is made);
+- the core database: ``core-db-dsn`` is removed from ``switch.conf.xml`` (the platform's
+  PostgreSQL is the hosts' to reach); the instance keeps it in sqlite, and ``mod_pgsql``
+  is still loaded first, as the hosts load it;
 - the host folders: every path of the node's ``node.json`` (config, state, run, log) in every
   file and on the command line, and the sofia ``tls-cert-dir``, point into the scratch
   folder, which :func:`zpctl.freeswitch.provision.provision` fills (a throwaway CA and
@@ -225,6 +228,11 @@ def _ports(files: Mapping[str, bytes]) -> list[str]:
     return slots
 
 
+# The switch's core database on the platform's PostgreSQL (switch_recovery): not this
+# machine's to reach, so the scratch instance keeps its core database in sqlite.
+_CORE_DB_DSN = re.compile(r'[ \t]*<param\s+name="core-db-dsn"\s+value="[^"]*"\s*/>[ \t]*\n?')
+
+
 def _rewrite(node: str, files: Mapping[str, bytes], manifest: Mapping[str, Any], root: str,
              ports: Mapping[str, int]) -> _Scratch:
     """The scratch copy of one switch config for the folder ``root`` and ``ports``."""
@@ -251,6 +259,8 @@ def _rewrite(node: str, files: Mapping[str, bytes], manifest: Mapping[str, Any],
         elif rel == "autoload_configs/event_socket.conf.xml":
             text = _set_params(text, {"listen-ip": LOCAL, "listen-port": str(ports["esl"]),
                                       "apply-inbound-acl": f"{LOCAL}/32"})
+        elif rel == "autoload_configs/switch.conf.xml":
+            text = _CORE_DB_DSN.sub("", text)
         out[rel] = text.encode()
     service = next((s for s in manifest.get("services") or () if s.get("name") == FS), None)
     if service is not None:

@@ -30,6 +30,7 @@ from typing import Any
 
 from zpctl import pki
 from zpctl.accounts import SipUser, SyncResult, sip_users, sync
+from zpctl.clients.esl import EslConnection
 from zpctl.clients.kamailio import KamailioRpc
 from zpctl.clients.probes import ng_command
 from zpctl.control import parallel
@@ -323,6 +324,7 @@ class Lab:
                 rec2 = ProcRecord.load(self.pid_path(s.name))
                 assert rec2 is not None
                 self.wait_up(s, rec2, progress, timeout)
+                self._after_start(s, inv)
         return self.status(inventory)
 
     def console_log(self, s: Service) -> Path:
@@ -377,15 +379,27 @@ class Lab:
         log = self.console_log(s)
         rec = launch(s.name, s.argv, log, s.cwd, stop_signal=s.stop_signal, user=s.user)
         self.save_record(rec)
-        if wait or s.name == DB_SERVICE:
+        if wait or s.name == DB_SERVICE or s.kind == "freeswitch":
             self.wait_up(s, rec, progress, timeout)
             self._after_start(s, self.inventory())
         return rec
 
     def _after_start(self, s: Service, inv: LoadedInventory) -> None:
-        """The switches' role and databases, each time their server starts."""
+        """What a service needs once it answers: the switches' role and databases each time
+        their server starts; a switch started again (not taken over) forgets the calls it
+        carried before (``sofia recover flush``): their parties are gone, and the standby's
+        ``sofia recover`` must not find them later."""
         if s.name == DB_SERVICE:
             bootstrap_database(inv, self.dir, self.secrets())
+        elif s.kind == "freeswitch" and inv.model.switch_recovery is not None:
+            target = targets_for(inv, switch=s.home)[0]
+            password = self.secrets().get(ESL_PASSWORD_KEY)
+
+            async def flush() -> None:
+                async with EslConnection(target.host, target.port, password, name=s.home,
+                                         timeout=5) as conn:
+                    await conn.api("sofia recover flush")
+            asyncio.run(flush())
 
     def wait_up(self, s: Service, rec: ProcRecord, progress: Progress, timeout: float) -> None:
         t0 = time.monotonic()

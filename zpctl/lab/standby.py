@@ -156,6 +156,7 @@ def giveback(lab: Lab, switch: str, standby: str | None = None,
     if rec is not None and rec.alive():
         stop_all([rec])
         stopped = True
+    lab.pid_path(f"{spare.name}/freeswitch").unlink(missing_ok=True)  # idle again
     own = ProcRecord.load(lab.pid_path(f"{dead.name}/freeswitch"))
     if own is None or not own.alive():  # (a giveback with no takeover before: nothing to do)
         lab.start(f"{dead.name}/freeswitch", progress=progress)

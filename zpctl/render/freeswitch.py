@@ -1090,6 +1090,10 @@ def render_switch(r: RendererLike, p: PlacedNode) -> None:
         ("rtp_secure_media_inbound", srtp_value(inv, p.dc)),
         ("rtp_secure_media_outbound", srtp_value(inv, p.dc)),
         ("zp_shared", paths.shared), ("zp_clock_shift", "0"),
+        # RTP without gaps while nothing plays (a menu waiting for digits): FreeSWITCH does
+        # it by itself for SRTP legs only (switch_rtp.c); plain switch legs had none, and
+        # a caller in a menu heard no packets at all.
+        ("send_silence_when_idle", "-1"),
         ("default_language", "en-US"), ("sound_prefix", sound_prefix("en-US")),
         # The profile is TLS only, so every leg's Contact must name TLS.  A leg that sets
         # no sip_transport reads this global one: the leg of an attended transfer's INVITE
