@@ -8,6 +8,7 @@ tests/integration/test_switch_standby.py.
 
 from __future__ import annotations
 
+import pwd
 import re
 import socket
 import threading
@@ -17,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import INVENTORIES
-from zpctl.errors import ZpctlError
-from zpctl.lab.procs import ProcRecord
+from zpctl.errors import EnvironmentProblem, ZpctlError
+from zpctl.lab.database import _version, bootstrap_database
+from zpctl.lab.procs import ProcRecord, as_user_kwargs
 from zpctl.lab.sipua import Msg, Ua, parse
 from zpctl.lab.standby import parse_recovered, standby_argv, standby_for, stands_in_for
 from zpctl.model import load_inventory
@@ -165,3 +167,24 @@ def _reply(req: Msg, status: str, body: str, tag: str) -> str:
              "Contact: <sip:1002@127.0.0.1>", "Content-Type: application/sdp",
              f"Content-Length: {len(body)}"]
     return "\r\n".join(lines) + "\r\n\r\n" + body
+
+
+def test_the_lab_database_runs_as_postgres_with_its_group_only() -> None:
+    assert as_user_kwargs(None) == {}
+    pw = pwd.getpwnam("root")
+    assert as_user_kwargs("root") == {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+
+
+def test_the_newest_debian_postgresql_is_chosen() -> None:
+    paths = ["/usr/lib/postgresql/9.6/bin/postgres", "/usr/lib/postgresql/15/bin/postgres",
+             "/usr/lib/postgresql/13/bin/postgres"]
+    assert max(paths, key=_version) == "/usr/lib/postgresql/15/bin/postgres"
+
+
+def test_a_switch_db_password_that_sql_would_break_on_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZPCTL_SECRET_SWITCH_DB_PASSWORD", "x'; DROP ROLE freeswitch; --")
+    inv = load_inventory(INVENTORIES / "lab")
+    with pytest.raises(EnvironmentProblem) as exc:
+        bootstrap_database(inv, tmp_path, Secrets.load(tmp_path / "s.yml"))
+    assert "switch_db_password" in exc.value.message and "DROP" not in exc.value.message

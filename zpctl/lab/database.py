@@ -18,18 +18,23 @@ follows the secrets file.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import os
 import pwd
+import re
 import shutil
 import socket
+import stat
 import struct
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from zpctl.errors import EnvironmentProblem, Unreachable
+from zpctl.lab.procs import as_user_kwargs
 from zpctl.lab.services import Service
 from zpctl.model import LoadedInventory
 from zpctl.model.schema import Role
@@ -38,15 +43,23 @@ from zpctl.render.freeswitch import SWITCH_DB_PASSWORD_KEY, core_db_name
 from zpctl.secrets import Secrets
 
 HOME = "db"  # its folder under nodes/ and the prefix of its service name
+# What the switches' password may hold: it goes into SQL and a libpq conninfo unquoted.
+_SAFE_PASSWORD = re.compile(r"[A-Za-z0-9_.~-]+")
 SERVICE = f"{HOME}/postgres"
 PG_USER = "postgres"
 _SSL_REQUEST = struct.pack("!II", 8, 80877103)
 
 
+def _version(path: str) -> tuple[int, ...]:
+    """The version folder of a Debian PostgreSQL program, as numbers (``15`` > ``9.6``)."""
+    part = Path(path).parent.parent.name
+    return tuple(int(x) for x in part.split(".") if x.isdigit())
+
+
 def pg_binary(name: str) -> str:
-    """A PostgreSQL program: on PATH, else in Debian's versioned folder."""
+    """A PostgreSQL program: on PATH, else in Debian's newest versioned folder."""
     found = find_binary(name) or next(iter(sorted(
-        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=_version, reverse=True)), None)
     if found is None:
         raise EnvironmentProblem(f"{name} is not installed; run `make install` "
                                  "(Debian: postgresql-15)")
@@ -102,13 +115,31 @@ def db_service(inv: LoadedInventory, lab_dir: Path) -> Service | None:
 
 
 def _owned_by_postgres(path: Path) -> None:
+    """``path``, a folder of the server's (created if missing; never through a link)."""
     pw = pwd.getpwnam(PG_USER)
-    if path.is_symlink() or (path.exists() and path.stat().st_uid not in (0, pw.pw_uid)):
-        raise EnvironmentProblem(f"{path} exists and is not the lab's (a link, or owned by "
-                                 "another user): remove it")
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chown(path, pw.pw_uid, pw.pw_gid)
-    path.chmod(0o700)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid not in (0, pw.pw_uid):
+        raise EnvironmentProblem(f"{path} exists and is not the lab's (a link, a file or "
+                                 "owned by another user): remove it")
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        os.fchown(fd, pw.pw_uid, pw.pw_gid)
+        os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
+
+
+def _write_as_postgres(path: Path, text: str) -> None:
+    """Write a file in the server's folder, owned by it, mode 0600: opened without following
+    a link (the folder is the postgres user's)."""
+    pw = pwd.getpwnam(PG_USER)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        os.fchown(fh.fileno(), pw.pw_uid, pw.pw_gid)
+        os.fchmod(fh.fileno(), 0o600)
+        fh.write(text)
 
 
 def prepare_database(inv: LoadedInventory, lab_dir: Path) -> None:
@@ -122,25 +153,23 @@ def prepare_database(inv: LoadedInventory, lab_dir: Path) -> None:
         raise EnvironmentProblem("no postgres user: install PostgreSQL (`make install`, "
                                  "Debian: postgresql-15)") from None
     root, data, run, log = _folders(lab_dir)
-    for d in (root, data, run):
+    for d in (root, data, run):  # in /tmp: created here, or the lab's from before
         _owned_by_postgres(d)
     log.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not (data / "PG_VERSION").exists():
         res = subprocess.run(
             [pg_binary("initdb"), "-D", str(data), "-U", PG_USER, "-E", "UTF8",
              "--locale=C", "--auth-local=peer", "--auth-host=scram-sha-256", "--no-instructions"],
-            user=PG_USER, cwd=str(data), capture_output=True, text=True, check=False)
+            cwd=str(data), capture_output=True, text=True, check=False,
+            **as_user_kwargs(PG_USER))
         if res.returncode != 0:
             raise EnvironmentProblem(f"initdb {data} failed: {res.stderr.strip()[-400:]}")
     rec = inv.model.switch_recovery
-    hba = data / "pg_hba.conf"
-    hba.write_text(
+    _write_as_postgres(
+        data / "pg_hba.conf",
         "# managed by zpctl lab: the switches' role from loopback, postgres over the socket\n"
         f"local all {PG_USER} peer\n"
         f"host  all {rec.db_user} 127.0.0.0/8 scram-sha-256\n")
-    pw = pwd.getpwnam(PG_USER)
-    os.chown(hba, pw.pw_uid, pw.pw_gid)
-    hba.chmod(0o600)
 
 
 def switch_databases(inv: LoadedInventory) -> list[str]:
@@ -155,20 +184,29 @@ def bootstrap_database(inv: LoadedInventory, lab_dir: Path, secrets: Secrets) ->
         return
     _home, _data, run, _log = _folders(lab_dir)
     password = secrets.get(SWITCH_DB_PASSWORD_KEY)
+    if not _SAFE_PASSWORD.fullmatch(password):
+        raise EnvironmentProblem(f"secret {SWITCH_DB_PASSWORD_KEY}: use letters, digits and "
+                                 "-_.~ only (it goes into SQL and FreeSWITCH's DSN as is)")
     role = rec.db_user
     psql = [pg_binary("psql"), "-h", str(run), "-p", str(rec.db_port), "-U", PG_USER,
             "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-qAt"]
 
     def sql(statement: str) -> str:
         # on stdin: the password is never on a command line
-        res = subprocess.run(psql, input=statement, user=PG_USER, cwd=str(run),
-                             capture_output=True, text=True, check=False)
+        for _ in range(50):  # its socket answers before it takes logins ("starting up")
+            res: subprocess.CompletedProcess[str] = subprocess.run(
+                psql, input=statement, cwd=str(run), capture_output=True, text=True,
+                check=False, **as_user_kwargs(PG_USER))
+            if res.returncode == 0 or "starting up" not in res.stderr:
+                break
+            time.sleep(0.2)
         if res.returncode != 0:
-            raise EnvironmentProblem(f"lab PostgreSQL: {statement.split(' PASSWORD', maxsplit=1)[0]}: "
-                                     f"{res.stderr.strip()[-300:]}")
+            said = res.stderr.strip().replace(password, "...")[-300:]
+            raise EnvironmentProblem(f"lab PostgreSQL: {statement.partition(' PASSWORD')[0]}: "
+                                     f"{said}")
         return res.stdout
 
-    # role: an inventory Ident ([a-z0-9-]); password: generated, URL-safe characters
+    # role: an inventory Ident ([a-z0-9-]); password: checked above
     if not sql(f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'").strip():  # noqa: S608
         sql(f'CREATE ROLE "{role}" LOGIN')
     sql(f"ALTER ROLE \"{role}\" PASSWORD '{password}'")

@@ -1202,13 +1202,7 @@ def call_monitoring(fl: FeatureLab) -> FeatureOutcome:
             return out
         user = bob.answered[-1]
         try:
-            def the_call() -> dict[str, str] | None:
-                rows, _ = asyncio.run(fsc.alist_calls(targets, password))
-                return next((r for r in rows if r.get("cid_num") == "1001"
-                             and r.get("dest") == "1002"), None)
-
-            wait_until(lambda: the_call() is not None, 5, step=0.3)
-            row = the_call()
+            row = _call_row(fl, "1001", "1002")
             if not out.check(row is not None, "the call is on no switch's `show calls`"):
                 return out
             assert row is not None
@@ -1265,13 +1259,28 @@ def call_monitoring(fl: FeatureLab) -> FeatureOutcome:
     return out
 
 
+def _call_row(fl: FeatureLab, caller: str, dest: str, timeout: float = 5.0
+              ) -> dict[str, str] | None:
+    """The `show calls` row (with its switch) of the call ``caller`` -> ``dest``, once a
+    switch shows it; None if none does within ``timeout``."""
+    password = fl.secrets.get(ESL_PASSWORD_KEY)
+    found: list[dict[str, str]] = []
+
+    def look() -> bool:
+        rows, _ = asyncio.run(fsc.alist_calls(targets_for(fl.inv), password))
+        found[:] = [r for r in rows if r.get("cid_num") == caller and r.get("dest") == dest]
+        return bool(found)
+
+    wait_until(look, timeout, step=0.3)
+    return found[0] if found else None
+
+
 def switch_standby(fl: FeatureLab) -> FeatureOutcome:
     """The switch carrying a call dies (SIGKILL); its zone's standby takes it over and
     recovers the call from the switches' PostgreSQL: both parties hear each other again,
     and the call ends normally.  The switch is started again afterwards."""
     out = FeatureOutcome("switch-standby", path="1001 -> switch (killed) -> 1002; the zone's "
                                                 "standby takes over (zpctl lab takeover)")
-    password = fl.secrets.get(ESL_PASSWORD_KEY)
     with fl.phone("1002@acme") as bob, fl.phone("1001@acme") as alice:
         call = alice.dial("1002")
         media = _media(out, call, "1001's call to 1002")
@@ -1280,16 +1289,11 @@ def switch_standby(fl: FeatureLab) -> FeatureOutcome:
         user = bob.answered[-1]
         killed = ""
         try:
-            def switch_of_call() -> str | None:
-                rows, _ = asyncio.run(fsc.alist_calls(targets_for(fl.inv), password))
-                return next((r["switch"] for r in rows if r.get("cid_num") == "1001"
-                             and r.get("dest") == "1002"), None)
-
-            wait_until(lambda: switch_of_call() is not None, 5, step=0.3)
-            switch = switch_of_call()
-            if not out.check(switch is not None, "the call is on no switch's `show calls`"):
+            row = _call_row(fl, "1001", "1002")
+            if not out.check(row is not None, "the call is on no switch's `show calls`"):
                 return out
-            assert switch is not None
+            assert row is not None
+            switch = row["switch"]
             out.facts["before_s"] = round(_talks(media, user, CALLER_HZ), 2)
             fl.lab.kill(f"{switch}/freeswitch")
             killed = switch

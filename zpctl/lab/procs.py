@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import signal
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -59,6 +61,15 @@ class ProcRecord:
             return None
 
 
+def as_user_kwargs(user: str | None) -> dict[str, Any]:
+    """``subprocess`` arguments that run a child as ``user``: its uid, its primary group and
+    no supplementary group (``user=`` alone keeps root's groups)."""
+    if user is None:
+        return {}
+    pw = pwd.getpwnam(user)
+    return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+
+
 def launch(name: str, argv: list[str], log: Path, cwd: Path,
            env: dict[str, str] | None = None, stop_signal: str = "TERM",
            user: str | None = None) -> ProcRecord:
@@ -66,17 +77,18 @@ def launch(name: str, argv: list[str], log: Path, cwd: Path,
 
     The log is mode 0600 (a log can hold what a peer sent) and the process runs with umask
     077, so what it writes itself (SIPp's message traces, Redis's dump, sockets) is private
-    too.
+    too.  With ``user`` it runs as that user, with that user's group and no other group.
     """
     log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not cwd.is_dir():
         cwd.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     os.fchmod(fd, 0o600)  # a log from before keeps its mode otherwise
+    as_user = as_user_kwargs(user)
     with os.fdopen(fd, "ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=cwd, start_new_session=True, env=env, umask=0o077,
-                                user=user)
+                                **as_user)
     start = None
     for _ in range(50):
         start = _start_time(proc.pid)

@@ -57,7 +57,7 @@ from zpctl.lab.peers import (
 )
 from zpctl.lab.procs import ProcessError, ProcRecord, await_reaped, launch, stop_all
 from zpctl.lab.services import Service, node_services, port_free
-from zpctl.lab.standby import stands_in_for
+from zpctl.lab.standby import standing_in, stands_in_for
 from zpctl.model import LoadedInventory, PlacedNode, load_inventory, roles
 from zpctl.model.schema import Role
 from zpctl.paths import default_inventory, state_dir
@@ -80,9 +80,9 @@ def default_lab_dir() -> Path:
 
 
 def _rank(rec: ProcRecord) -> int:
-    """Start order of a process kind: the switches' database, Redis, rtpengine, Kamailio,
-    then the switches and peers (SIPp); `down` stops them in the reverse order (a switch
-    whose database is gone does not stop on SIGTERM)."""
+    """Stop order, reversed, of a process kind: the switches and peers (SIPp) first, then
+    Kamailio, rtpengine, Redis and the switches' database last (a switch whose database is
+    gone does not stop on SIGTERM)."""
     return {"postgres": -1, "redis": 0, "rtpengine": 1, "kamailio": 2}.get(
         rec.name.split("/")[-1], 3)
 
@@ -245,8 +245,9 @@ class Lab:
         return sip_users(inv or self.inventory(), self.secrets())
 
     def services(self, inv: LoadedInventory) -> list[Service]:
-        """Every process of the lab, in start order: the platform's, as each node's
-        node.json says (see :meth:`manifests`), then the simulated peers'."""
+        """Every process of the lab, in start order: the switches' database (when the
+        inventory names one), the platform's, as each node's node.json says (see
+        :meth:`manifests`), then the simulated peers'."""
         db = db_service(inv, self.dir)
         return ([db] if db is not None else []) \
             + node_services(inv, self.manifests(inv), self.bin_path) \
@@ -307,6 +308,8 @@ class Lab:
         for s in services:
             if s.name in running:
                 progress(f"  {s.name:<28} already running")
+                if s.name == DB_SERVICE:  # a switch added since has its database too
+                    self._after_start(s, inv)
                 continue
             log = self.console_log(s)
             # A first start has no registrations to wait for: no warm-up gate.
@@ -371,11 +374,18 @@ class Lab:
     def start(self, name: str, progress: Progress = lambda s: None, timeout: float = 30.0,
               wait: bool = True) -> ProcRecord:
         """(Re)start one service that is not running.  A restarted proxy keeps its warm-up
-        gate closed: the lbs send it nothing until `zpctl zone restore` opens it."""
+        gate closed: the lbs send it nothing until `zpctl zone restore` opens it.  The
+        switches' database and the switches are always waited for (``wait`` aside): each
+        needs a step once it answers (see :meth:`_after_start`).  A switch a standby stands
+        in for is refused (exit 2)."""
         s = self.service(name)
         old = ProcRecord.load(self.pid_path(s.name))
         if old is not None and old.alive():
             raise ZpctlError(f"{s.name} is already running (pid {old.pid})", ExitCode.USAGE)
+        standby = standing_in(self, self.inventory(), s.home) if s.kind == "freeswitch" else None
+        if standby is not None:  # it holds the switch's addresses (and its calls)
+            raise ZpctlError(f"{standby} stands in for {s.home}: `zpctl lab giveback {s.home}`",
+                             ExitCode.USAGE)
         log = self.console_log(s)
         rec = launch(s.name, s.argv, log, s.cwd, stop_signal=s.stop_signal, user=s.user)
         self.save_record(rec)

@@ -5,7 +5,8 @@ A zone's ``switch-standby`` node runs nothing until a switch of its zone dies.  
 :func:`takeover` starts FreeSWITCH on the standby with the dead switch's configuration
 (which binds the dead switch's SIP, RTP and ESL addresses: in production the standby host
 takes those addresses over; in the lab every address is already on loopback) but with the
-standby's own folders for everything local (core files, run, logs).  The calls come back
+standby's own folders for its local files (core files, run folder, console log; the
+configuration names FreeSWITCH's own log, so in the lab that is the dead switch's).  The calls come back
 from the dead switch's core database on the shared PostgreSQL (``switch_recovery``):
 ``sofia recover`` re-creates each channel and re-INVITEs both parties of every call
 (RFC 3261 14), which restarts the media.  :func:`giveback` stops the standby and starts the
@@ -29,9 +30,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from zpctl.clients.esl import EslConnection
-from zpctl.errors import ExitCode, ZpctlError
+from zpctl.errors import EnvironmentProblem, ExitCode, ZpctlError
 from zpctl.freeswitch.control import targets_for
-from zpctl.lab.procs import ProcRecord, launch, stop_all
+from zpctl.lab.procs import ProcessError, ProcRecord, launch, stop_all
 from zpctl.lab.services import Service
 from zpctl.model import LoadedInventory, PlacedNode
 from zpctl.model.schema import Role
@@ -125,8 +126,11 @@ def takeover(lab: Lab, switch: str, standby: str | None = None,
     name = f"{spare.name}/freeswitch"
     mine = ProcRecord.load(lab.pid_path(name))
     if mine is not None and mine.alive():
-        raise ZpctlError(f"{spare.name} already stands in for a switch (pid {mine.pid}); "
-                         f"`zpctl lab giveback` first", ExitCode.USAGE)
+        raise ZpctlError(f"{spare.name} already stands in for {stands_in_for(mine)} (pid "
+                         f"{mine.pid}); `zpctl lab giveback` first", ExitCode.USAGE)
+    other = standing_in(lab, inv, dead.name)
+    if other is not None:
+        raise ZpctlError(f"{other} already stands in for {dead.name}", ExitCode.USAGE)
     home = lab.dir / "nodes" / spare.name
     folders = {sub: home / sub for sub in ("state", "run", "log")}
     for d in folders.values():
@@ -146,6 +150,16 @@ def takeover(lab: Lab, switch: str, standby: str | None = None,
             "took_s": round(time.monotonic() - t0, 2), "reply": reply.strip()}
 
 
+def standing_in(lab: Lab, inv: LoadedInventory, switch: str) -> str | None:
+    """The standby node running as ``switch`` now, if one is."""
+    for p in inv.nodes():
+        if p.role == Role.SWITCH_STANDBY:
+            rec = ProcRecord.load(lab.pid_path(f"{p.name}/freeswitch"))
+            if rec is not None and rec.alive() and stands_in_for(rec) == switch:
+                return p.name
+    return None
+
+
 def giveback(lab: Lab, switch: str, standby: str | None = None,
              progress: Progress = lambda s: None) -> dict[str, Any]:
     """Stop the standby that stands in for ``switch`` (its calls end) and start the switch."""
@@ -154,7 +168,13 @@ def giveback(lab: Lab, switch: str, standby: str | None = None,
     rec = ProcRecord.load(lab.pid_path(f"{spare.name}/freeswitch"))
     stopped = False
     if rec is not None and rec.alive():
-        stop_all([rec])
+        if stands_in_for(rec) != dead.name:
+            raise ZpctlError(f"{spare.name} stands in for {stands_in_for(rec)}, not for "
+                             f"{dead.name}", ExitCode.USAGE)
+        try:
+            stop_all([rec])
+        except ProcessError as exc:
+            raise EnvironmentProblem(f"{spare.name}: {exc}") from exc
         stopped = True
     lab.pid_path(f"{spare.name}/freeswitch").unlink(missing_ok=True)  # idle again
     own = ProcRecord.load(lab.pid_path(f"{dead.name}/freeswitch"))
