@@ -22,13 +22,14 @@ import pytest
 
 from tests.freeswitch_binary import require_freeswitch
 from zpctl.clients.esl import EslConnection
+from zpctl.control import Control
 from zpctl.freeswitch.control import parse_rows, targets_for
 from zpctl.lab import Lab
 from zpctl.lab.capture import Datagram, LoopbackCapture
 from zpctl.lab.features import CALLER_HZ, FeatureLab, _talks, switch_standby, wait_until
 from zpctl.lab.standby import giveback, takeover
 from zpctl.secrets import ESL_PASSWORD_KEY
-from zpctl.testing import missing_binaries
+from zpctl.testing import missing_binaries, wait_for
 
 pytestmark = pytest.mark.skipif(bool(missing_binaries(("kamailio", "rtpengine", "redis-server"))),
                                 reason="lab binaries missing (make install)")
@@ -48,6 +49,15 @@ def fl(zpctl_lab: Lab) -> Iterator[FeatureLab]:
     f = FeatureLab(zpctl_lab)
     others = [p.name for p in f.inv.nodes()
               if p.role.value == "switch" and p.dc.id == "lab1" and p.name != VICTIM]
+    # A victim started again a moment ago (the test before) is selected by the proxies
+    # once their probe has found it up; until then its calls would take the direct path.
+    control = Control(f.inv, secrets_file=zpctl_lab.dir / "secrets.yml")
+    victim = f.inv.node(VICTIM).node
+    proxies = [p.node for p in f.inv.nodes() if p.role.value == "proxy" and p.dc.id == "lab1"]
+    wait_for(f"the proxies to select {VICTIM}", lambda: all(
+        t["DEST"]["FLAGS"].startswith("A") for p in proxies
+        for r in control.call(p, "dispatcher.list")["RECORDS"] for t in r["SET"]["TARGETS"]
+        if victim.address in t["DEST"]["URI"]), 20, 0.2)
     for name in others:
         f.switch_api("fsctl pause inbound", switch=name)
     try:
