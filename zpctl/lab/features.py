@@ -199,6 +199,17 @@ def _media(out: FeatureOutcome, call: Dialog, what: str) -> RtpMedia | None:
     return None
 
 
+def _answered_call(out: FeatureOutcome, caller: Ua, callee: Ua, dest: str,
+                   what: str) -> tuple[Dialog, RtpMedia, RtpMedia] | None:
+    """``caller`` dials ``dest`` and ``callee`` answers: the dialog, the caller's media and
+    the callee's; None, with a problem saying which is missing, otherwise."""
+    call = caller.dial(dest)
+    media = _media(out, call, what)
+    if media is None or not out.check(bool(callee.answered), f"the callee ({dest}) has no media"):
+        return None
+    return call, media, callee.answered[-1]
+
+
 def leave_voicemail(fl: FeatureLab, caller: str = "1001@acme", box: str = "1002@acme",
                     tone_s: float = 3.5) -> FeatureOutcome:
     """A caller reaches a busy user's voicemail: hears the greeting and the beep, leaves a
@@ -362,11 +373,10 @@ def hold_and_resume(fl: FeatureLab) -> FeatureOutcome:
     account's hold music; resumed, it hears the caller again."""
     out = FeatureOutcome("hold", path="1001@acme -> switch -> 1004@acme, re-INVITE sendonly")
     with fl.phone("1004@acme") as callee, fl.phone("1001@acme") as phone:
-        call = phone.dial("1004")
-        media = _media(out, call, "the call")
-        if media is None or not out.check(bool(callee.answered), "the callee has no media"):
+        answered = _answered_call(out, phone, callee, "1004", "the call")
+        if answered is None:
             return out
-        held = callee.answered[-1]
+        call, media, held = answered
         try:
             out.facts["before_s"] = round(_talks(media, held, CALLER_HZ), 2)
             mark = held.mark()
@@ -635,11 +645,10 @@ def automatic_recording(fl: FeatureLab, callee_key: str = "1001@acme",
                                            "(recorded)")
     started = time.time()
     with fl.phone(callee_key) as callee, fl.phone(caller_key) as phone:
-        call = phone.dial(callee_ext)
-        media = _media(out, call, "the call")
-        if media is None or not out.check(bool(callee.answered), "the callee has no media"):
+        answered = _answered_call(out, phone, callee, callee_ext, "the call")
+        if answered is None:
             return out
-        theirs = callee.answered[-1]
+        call, media, theirs = answered
         try:
             notice = best_match(media.heard(), fl.prompt(
                 "en-US", "ivr/ivr-this_call_may_be_recorded.wav"))
@@ -687,11 +696,10 @@ def adhoc_recording(fl: FeatureLab) -> FeatureOutcome:
     out = FeatureOutcome("recording-adhoc", path="1004 -> switch -> 1002, *2 during the call")
     started = time.time()
     with fl.phone("1002@acme") as callee, fl.phone("1004@acme") as phone:
-        call = phone.dial("1002")
-        media = _media(out, call, "the call")
-        if media is None or not out.check(bool(callee.answered), "the callee has no media"):
+        answered = _answered_call(out, phone, callee, "1002", "the call")
+        if answered is None:
             return out
-        theirs = callee.answered[-1]
+        call, media, theirs = answered
         try:
             out.facts["before_heard_s"] = round(_talks(media, theirs, BEFORE_HZ, 1.5), 2)
             theirs.send_dtmf("*2")
@@ -1196,11 +1204,10 @@ def call_monitoring(fl: FeatureLab) -> FeatureOutcome:
 
     with fl.phone("1002@acme") as bob, fl.phone("1004@acme") as dave, \
             fl.phone("1001@acme") as alice:
-        call = alice.dial("1002")
-        media = _media(out, call, "1001's call to 1002")
-        if media is None or not out.check(bool(bob.answered), "1002 has no media"):
+        answered = _answered_call(out, alice, bob, "1002", "1001's call to 1002")
+        if answered is None:
             return out
-        user = bob.answered[-1]
+        call, media, user = answered
         try:
             row = _call_row(fl, "1001", "1002")
             if not out.check(row is not None, "the call is on no switch's `show calls`"):
@@ -1282,11 +1289,10 @@ def switch_standby(fl: FeatureLab) -> FeatureOutcome:
     out = FeatureOutcome("switch-standby", path="1001 -> switch (killed) -> 1002; the zone's "
                                                 "standby takes over (zpctl lab takeover)")
     with fl.phone("1002@acme") as bob, fl.phone("1001@acme") as alice:
-        call = alice.dial("1002")
-        media = _media(out, call, "1001's call to 1002")
-        if media is None or not out.check(bool(bob.answered), "1002 has no media"):
+        answered = _answered_call(out, alice, bob, "1002", "1001's call to 1002")
+        if answered is None:
             return out
-        user = bob.answered[-1]
+        call, media, user = answered
         killed = ""
         try:
             row = _call_row(fl, "1001", "1002")
