@@ -22,10 +22,13 @@ whisper variables, used for call monitoring), ``fsctl pause|resume``, ``hupall``
 ``status`` and ``show calls|channels [count] [as json]``, and HEARTBEAT events with
 ``Session-Count``.
 
-Where the reference does not give an output format (``status``, ``show ... as json``,
-``fsctl pause_check``), the simulator uses the format zpctl's client expects and the
-client parses it tolerantly; those formats are marked below and are not facts about
-FreeSWITCH.  Nothing passing against this server says anything about a real switch.
+The answers to ``status``, ``show calls|channels [count] as json`` and ``fsctl
+pause_check`` have the layout a real switch gave (FreeSWITCH 1.11 in the lab, recorded by
+tests/esl_capture.py into tests/unit/fixtures/esl/): the same lines, the same row columns
+(the modelled ones filled in, the rest empty).  ``show ... count as json`` was never
+recorded and stays marked SIMULATOR below.  Nothing passing against this server says
+anything about a real switch: tests/integration/test_call_control.py runs every command
+against the lab's switches.
 
 Where it knowingly differs from a real switch (simplifications, not reference facts):
 calls appear fully formed (CHANNEL_CREATE then CHANNEL_ANSWER at once, no state/callstate/
@@ -62,11 +65,18 @@ import uuid as uuidlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from pathlib import Path
 
 from zpctl.protocols import esl
 
 CORE_UUID = "00000000-5a9c-4f5e-8c11-fa4e5e117c00"
 VERSION = "0.0.0-zpctl-simulator"
+
+# The columns of a real switch's `show channels|calls as json` rows, from what FreeSWITCH
+# 1.11 said in the lab (recorded by tests/esl_capture.py).
+_REAL = Path(__file__).resolve().parent / "unit" / "fixtures" / "esl"
+CHANNEL_COLUMNS = tuple(json.loads((_REAL / "api-show-channels-call.txt").read_text())["rows"][0])
+CALL_COLUMNS = tuple(json.loads((_REAL / "api-show-calls-call.txt").read_text())["rows"][0])
 
 # Event names the simulator knows (a subset of switch_event.c's EVENT_NAMES).
 EVENT_NAMES = frozenset({
@@ -739,37 +749,44 @@ class FakeSwitch:
         return out or "-ERR no reply\n"
 
     def _api_status(self, args: str) -> str:
-        # SIMULATOR format (not in the reference): the lines zpctl parses from `status`.
+        # The layout of a real switch's `status` (tests/unit/fixtures/esl/api-status-*.txt).
         up = int(time.time() - self.started)
         state = "paused" if self.paused_inbound else "ready"
         return (f"UP {_uptime_text(up)}\n"
-                f"FreeSWITCH ({VERSION} simulator) is {state}\n"
+                f"FreeSWITCH (Version {VERSION}  64bit) is {state}\n"
                 f"{self.sessions_since_startup} session(s) since startup\n"
                 f"{self.session_count()} session(s) - peak 0, last 5min 0 \n"
                 f"0 session(s) per Sec out of max 30, peak 0, last 5min 0 \n"
-                f"{self.max_sessions} session(s) max\nmin idle cpu 0.00/99.00\n")
+                f"{self.max_sessions} session(s) max\nmin idle cpu 0.00/99.00\n"
+                "Current Stack Size/Max 240K/8192K\n")
 
     def _rows(self, calls: bool) -> list[dict[str, str]]:
+        """``show channels|calls as json`` rows with every column a real switch gives (the
+        recorded rows' keys, tests/unit/fixtures/esl/api-show-*-call.txt), the modelled
+        ones filled in and the rest empty."""
         rows = []
         seen: set[str] = set()
         for ch in sorted(self.channels.values(), key=lambda c: (c.created, c.uuid)):
             if calls and ch.uuid in seen:
                 continue
-            row = {"uuid": ch.uuid, "direction": ch.direction, "created_epoch": str(int(ch.created)),
-                   "name": ch.name, "state": ch.state, "cid_name": ch.cid_name,
-                   "cid_num": ch.cid_num, "dest": ch.dest, "application": ch.application,
-                   "application_data": ch.application_data, "context": ch.context,
-                   "callstate": "HELD" if ch.held else ch.callstate, "hostname": self.hostname,
-                   "call_uuid": ch.uuid}
-            if calls:
+            row = dict.fromkeys(CALL_COLUMNS if calls else CHANNEL_COLUMNS, "")
+            row.update({"uuid": ch.uuid, "direction": ch.direction,
+                        "created_epoch": str(int(ch.created)), "name": ch.name,
+                        "state": ch.state, "cid_name": ch.cid_name, "cid_num": ch.cid_num,
+                        "dest": ch.dest, "callstate": "HELD" if ch.held else ch.callstate,
+                        "hostname": self.hostname, "call_uuid": ch.uuid})
+            if not calls:
+                row.update({"application": ch.application,
+                            "application_data": ch.application_data, "context": ch.context})
+            else:
                 other = self.channels.get(ch.other or "")
                 seen.add(ch.uuid)
-                row.update({"b_uuid": other.uuid if other else "",
-                            "b_name": other.name if other else "",
-                            "b_cid_num": other.cid_num if other else "",
-                            "b_dest": other.dest if other else ""})
                 if other:
                     seen.add(other.uuid)
+                    row.update({"b_uuid": other.uuid, "b_name": other.name,
+                                "b_cid_num": other.cid_num, "b_dest": other.dest,
+                                "b_direction": other.direction, "b_state": other.state,
+                                "b_callstate": "HELD" if other.held else other.callstate})
             rows.append(row)
         return rows
 
@@ -780,9 +797,10 @@ class FakeSwitch:
         rows = self._rows(words[0] == "calls")
         as_json = words[-2:] == ["as", "json"]
         if "count" in words[1:]:
-            # SIMULATOR format (not in the reference).
+            # As a real switch (api-show-channels-count.txt); `count as json` was never
+            # recorded: SIMULATOR format.
             return json.dumps({"row_count": len(rows)}) + "\n" if as_json else \
-                f"\n{len(rows)} total.\n\n"
+                f"\n{len(rows)} total.\n"
         if as_json:
             doc: dict[str, object] = {"row_count": len(rows)}
             if rows:
@@ -942,7 +960,7 @@ class FakeSwitch:
             if direction in ("", "outbound"):
                 self.paused_outbound = flag
             return "+OK\n"
-        if what == "pause_check":  # SIMULATOR format (not in the reference)
+        if what == "pause_check":  # as a real switch: api-pause-check-{true,false}.txt
             if direction == "outbound":
                 return "true" if self.paused_outbound else "false"
             if direction == "inbound":
