@@ -13,6 +13,7 @@ PACKAGES=(
   sslscan sipvicious
   espeak-ng  # the switches' voice prompts, spoken offline (docs/PROMPTS.md)
   postgresql-15 postgresql-client-15  # the switches' core databases (switch_recovery)
+  gcc libc6-dev  # the OpenSSL fork guard the lab preloads into Kamailio 5.6 (zpctl/native)
 )
 
 missing=()

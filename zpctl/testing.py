@@ -86,6 +86,23 @@ def zpctl_lab(request: pytest.FixtureRequest,
         lab.down()
 
 
+@pytest.fixture(autouse=True)
+def _zpctl_lab_faults(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that used the lab fails, at teardown, when a Kamailio of the lab logged a
+    memory fault or lost a worker to a crash meanwhile: the lines say which node and why,
+    where otherwise only the next tests' timeouts would."""
+    if "zpctl_lab" not in request.fixturenames:
+        yield
+        return
+    lab: Lab = request.getfixturevalue("zpctl_lab")
+    offsets = lab.kamailio_log_sizes()
+    yield
+    _, faults = lab.kamailio_faults(offsets)
+    if faults:
+        pytest.fail("the lab's Kamailio reported faults during this test:\n  "
+                    + "\n  ".join(faults[:20]))
+
+
 @pytest.fixture
 def zpctl_phones(zpctl_lab: Lab, tmp_path: Path) -> Iterator[Phones]:
     """SIPp phones against the running lab's first data center; stopped after the test."""

@@ -24,6 +24,7 @@ from zpctl.lab import Lab, port_free
 from zpctl.lab.procs import _members
 from zpctl.model import load_inventory
 from zpctl.model.schema import Role
+from zpctl.native import needs_fork_guard
 from zpctl.testing import missing_binaries, wait_for
 
 pytestmark = pytest.mark.skipif(bool(missing_binaries()),
@@ -104,6 +105,21 @@ def test_every_kamailio_node_answers_options_and_rpc(lab: Lab, shifted: Path) ->
         assert rpc.call("core.uptime")["uptime"] >= 0
         checked += 1
     assert checked == 10
+
+
+def test_every_kamailio_process_runs_with_the_openssl_fork_guard(lab: Lab) -> None:
+    """Kamailio before 5.7.5 (Debian 12: 5.6.3) lets its workers share the OpenSSL state of
+    its main process: the lab preloads zpctl's guard (zpctl/native) into every Kamailio,
+    and each of its processes has it."""
+    recs = [r for r in lab.records() if r.name.endswith("/kamailio")]
+    assert len(recs) == 10
+    if not needs_fork_guard(recs[0].argv[0]):
+        pytest.skip("this Kamailio keeps OpenSSL state per worker itself (5.7.5 or later)")
+    for rec in recs:
+        members = _members({rec.pid}).get(rec.pid, [])
+        assert len(members) > 5, rec.name  # the main process and its workers
+        for pid, _state in members:
+            assert "/ossl_fork_guard-" in Path(f"/proc/{pid}/maps").read_text(), (rec.name, pid)
 
 
 def test_lb_sees_both_zones_active(lab: Lab, shifted: Path) -> None:

@@ -22,6 +22,7 @@ import asyncio
 import ipaddress
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -60,6 +61,7 @@ from zpctl.lab.services import Service, node_services, port_free
 from zpctl.lab.standby import standing_in, stands_in_for
 from zpctl.model import LoadedInventory, PlacedNode, load_inventory, roles
 from zpctl.model.schema import Role
+from zpctl.native import build_fork_guard, needs_fork_guard, preload_env
 from zpctl.paths import default_inventory, state_dir
 from zpctl.render import render
 from zpctl.secrets import ESL_PASSWORD_KEY, Secrets
@@ -72,6 +74,11 @@ Progress = Callable[[str], None]
 # Services that must answer before the rest start: media (Kamailio uses it), the switches'
 # database (a switch whose core database is missing does not start).
 FIRST_KINDS = ("redis", "rtpengine", "postgres")
+
+
+# Kamailio's words for a memory fault (its allocator's BUG reports) and for a worker that
+# died of a signal other than the ones `lab down`, `lab kill` and the chaos tests send.
+_KAMAILIO_FAULT = re.compile(r"\bBUG: |exited by a signal (?!9\b|15\b)\d+")
 
 
 def default_lab_dir() -> Path:
@@ -253,6 +260,15 @@ class Lab:
             + node_services(inv, self.manifests(inv), self.bin_path) \
             + peer_services(inv, self.dir, self.bin_path)
 
+    def launch_env(self, s: Service) -> dict[str, str] | None:
+        """The environment ``s`` starts with; None: zpctl's own.  A Kamailio older than
+        5.7.5 runs with the OpenSSL fork guard preloaded (zpctl/native/ossl_fork_guard.c:
+        without it its TLS workers share OpenSSL's state and crash now and then), built
+        into the lab's ``native`` folder the first time it is needed."""
+        if s.kind != "kamailio" or not needs_fork_guard(s.argv[0]):
+            return None
+        return preload_env(build_fork_guard(self.dir / "native"))
+
     def manifests(self, inv: LoadedInventory) -> dict[str, dict[str, Any]]:
         """Each node's node.json: from the lab's build when the lab runs this inventory
         (what its processes were started from), else rendered now and not written (a dry
@@ -314,7 +330,8 @@ class Lab:
             log = self.console_log(s)
             # A first start has no registrations to wait for: no warm-up gate.
             argv = s.argv + (["-A", "WARMUP_S=0"] if s.name.endswith("proxy/kamailio") else [])
-            rec = launch(s.name, argv, log, s.cwd, stop_signal=s.stop_signal, user=s.user)
+            rec = launch(s.name, argv, log, s.cwd, stop_signal=s.stop_signal, user=s.user,
+                         env=self.launch_env(s))
             self.save_record(rec)
             started.append(s)
             # Media must answer before the Kamailio nodes that use it start, and the
@@ -329,6 +346,34 @@ class Lab:
                 self.wait_up(s, rec2, progress, timeout)
                 self._after_start(s, inv)
         return self.status(inventory)
+
+    def kamailio_log_sizes(self) -> dict[str, int]:
+        """Each node's Kamailio log size now: where :meth:`kamailio_faults` starts later."""
+        return {log.parent.parent.name: log.stat().st_size
+                for log in (self.dir / "nodes").glob("*/log/kamailio.log")}
+
+    def kamailio_faults(self, since: dict[str, int] | None = None
+                        ) -> tuple[dict[str, int], list[str]]:
+        """What the lab's Kamailio logs say of memory faults and crashed workers since the
+        ``since`` offsets (each log's size, from an earlier call; None: from the start):
+        the new offsets and the lines, each prefixed with its node.  A worker that dies of
+        SIGSEGV or SIGABRT takes its Kamailio down; its log says why."""
+        offsets: dict[str, int] = {}
+        faults: list[str] = []
+        for log in sorted((self.dir / "nodes").glob("*/log/kamailio.log")):
+            node = log.parent.parent.name
+            start = (since or {}).get(node, 0)
+            try:
+                with log.open("rb") as fh:
+                    fh.seek(start)
+                    data = fh.read()
+            except OSError:
+                continue
+            offsets[node] = start + len(data)
+            faults += [f"{node}: {line.strip()}"
+                       for line in data.decode(errors="replace").splitlines()
+                       if _KAMAILIO_FAULT.search(line)]
+        return offsets, faults
 
     def console_log(self, s: Service) -> Path:
         """Where a service's stdout and stderr go: ``<kind>.log`` in its node's log folder;
@@ -387,7 +432,8 @@ class Lab:
             raise ZpctlError(f"{standby} stands in for {s.home}: `zpctl lab giveback {s.home}`",
                              ExitCode.USAGE)
         log = self.console_log(s)
-        rec = launch(s.name, s.argv, log, s.cwd, stop_signal=s.stop_signal, user=s.user)
+        rec = launch(s.name, s.argv, log, s.cwd, stop_signal=s.stop_signal, user=s.user,
+                     env=self.launch_env(s))
         self.save_record(rec)
         if wait or s.name == DB_SERVICE or s.kind == "freeswitch":
             self.wait_up(s, rec, progress, timeout)
