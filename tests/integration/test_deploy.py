@@ -115,8 +115,11 @@ def platform() -> Iterator[Platform]:
             "defaults": {"user": "root", "key": str(hosts.key),
                          "ssh_args": f"-F {hosts.ssh_config}"},
             # The test hosts have the packages (they share this machine's) and no systemd.
-            "vars": {f"{s}_{k}": v for s in SERVICES
-                     for k, v in (("install_packages", False), ("service_manager", "supervised"))},
+            "vars": {**{f"{s}_{k}": v for s in SERVICES
+                        for k, v in (("install_packages", False),
+                                     ("service_manager", "supervised"))},
+                     # The hosts share /usr/local with this machine: the guard goes in theirs.
+                     "kamailio_fork_guard_path": f"{MOUNT_POINT}/lib/ossl_fork_guard.so"},
         }))
         yield Platform(tmp, hosts)
     finally:
@@ -148,6 +151,9 @@ def test_first_deploy(platform: Platform, capsys: pytest.CaptureFixture[str]) ->
     assert proxy.socket("udp://10.199.1.11:5060").is_listening
     assert proxy.socket("tcp://10.199.1.211:8080").is_listening
     assert proxy.process.filter(comm="kamailio")
+    # Debian 12's Kamailio (5.6) runs with the OpenSSL fork guard zpctl built and shipped.
+    pid = proxy.file(f"{MOUNT_POINT}/run/zpctl-kamailio.pid").content_string.strip()
+    assert f"{MOUNT_POINT}/lib/ossl_fork_guard.so" in proxy.file(f"/proc/{pid}/maps").content_string
     media = platform.host("dm1-b-media")
     assert media.file(f"{MOUNT_POINT}/etc/rtpengine/rtpengine.conf").exists
     assert media.socket("tcp://10.199.1.222:6379").is_listening

@@ -27,6 +27,7 @@ from zpctl.errors import EnvironmentProblem, ExitCode, ZpctlError
 from zpctl.model import LoadedInventory, PlacedNode
 from zpctl.model.roles import MONITOR_ANSIBLE_ROLES, ROLES
 from zpctl.model.schema import Role
+from zpctl.native import build_fork_guard
 from zpctl.paths import data_dir
 from zpctl.render.sizing import shm_mb
 
@@ -217,16 +218,31 @@ class AnsibleRun:
     diff: bool = False
     progress: Progress = field(default=lambda s: None)
 
+    def fork_guard(self) -> Path | None:
+        """The OpenSSL fork guard for the Kamailio hosts (the role installs it where the
+        host's Kamailio predates 5.7.5: zpctl/native), built here; None, said in the
+        progress, when this machine cannot build it (the role then warns on such hosts)."""
+        if not any("kamailio" in GROUPS[self.inv.node(n).role][1] for n in self.nodes):
+            return None
+        try:
+            return build_fork_guard(self.data_dir / "native")
+        except EnvironmentProblem as exc:
+            self.progress(f"  warning: {exc.message}")
+            return None
+
     def prepare(self) -> None:
         """Lay out the private data dir: env/, inventory/, project/."""
         for sub in ("env", "inventory", "project"):
             (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
         groups: dict[str, dict[str, Any]] = {}
+        guard = self.fork_guard()
         for node in self.nodes:
-            group, _ = GROUPS[self.inv.node(node).role]
+            group, roles_ = GROUPS[self.inv.node(node).role]
             hv = {**self.hosts.role_vars, **self.hosts.specs[node].ansible_vars(),
                   **host_vars(self.inv, node, self.build_dir, self.seed_dir,
                             self.data_dir / "bundles")}
+            if guard is not None and "kamailio" in roles_:
+                hv["kamailio_fork_guard"] = str(guard)
             groups.setdefault(group, {"hosts": {}})["hosts"][node] = hv
         for group in {g for g, _ in GROUPS.values()}:
             groups.setdefault(group, {"hosts": {}})
