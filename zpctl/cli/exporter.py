@@ -65,17 +65,18 @@ def exporter_cmd(inventory: Path, listen: str, lab_dir: Path | None, certs: tupl
     """
     inv = load_inventory(inventory)
     paths = list(certs) + (_lab_certs(lab_dir) if lab_dir is not None else [])
-    registry = build_registry(inv, Clients.live(timeout),
-                              ExporterOptions(certs=paths, max_calls=max_calls, per_call=per_call))
+    options = ExporterOptions(certs=paths, max_calls=max_calls, per_call=per_call)
     if once:
-        click.echo(scrape(registry), nl=False)
+        click.echo(scrape(build_registry(inv, Clients.live(timeout), options)), nl=False)
         return
-    # Ctrl-C and SIGTERM must reach this (the main) thread: one delivered to the server
-    # thread would leave the wait below asleep for up to an hour.  The server thread and
-    # its handler threads inherit the blocked mask; only this thread unblocks it.
+    # Ctrl-C and SIGTERM must reach this (the main) thread: one delivered to another thread
+    # (the switches' ESL reader the registry starts, the server and its handlers) would
+    # leave the wait below asleep for up to an hour.  Every thread started from here on
+    # inherits the blocked mask; only this thread unblocks it.
     stopping = {signal.SIGINT, signal.SIGTERM}
     signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
     try:
+        registry = build_registry(inv, Clients.live(timeout), options)
         url, _thread = serve(registry, listen)
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping)
