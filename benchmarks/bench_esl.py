@@ -3,12 +3,11 @@
 Two steps, because they need different environments:
 
   .venv/bin/python benchmarks/bench_esl.py record [--calls 2000] [--out FILE]
-      Records the raw bytes an ESL client receives after `event plain ALL` from zpctl's
-      in-process ESL *simulator* (tests/fakeswitch.py) while it simulates calls:
-      per call CHANNEL_CREATE/ANSWER for two legs, BRIDGE, HOLD/UNHOLD, EXECUTE, HANGUP,
-      HANGUP_COMPLETE, DESTROY, plus BACKGROUND_JOB replies and HEARTBEATs.  This is a
-      recording of the simulator, which serializes events as the reference describes
-      FreeSWITCH doing it; it is not a capture from a real FreeSWITCH.
+      Records the raw bytes an ESL client receives after `event plain ALL` from the
+      scripted ESL peer (tests/esl_peer.py) replaying one real call's events (recorded
+      from the lab's FreeSWITCH: tests/unit/fixtures/esl/events-call.esl) once per call
+      with new uuids, plus its HEARTBEAT every 10 calls.  Offline and repeatable; the
+      events are a real switch's, their mix is that one call's.
 
   .venv/bin/python benchmarks/bench_esl.py record-real --lab-dir DIR [--seconds 30] [--rate 20]
       Records `event plain ALL` from every switch of a running lab's first data center
@@ -42,10 +41,15 @@ REAL_STREAM = REPO / "build" / "bench" / "esl-events-real.bin"
 
 
 async def _record(calls: int, out: Path) -> tuple[int, int]:
-    from tests.fakeswitch import FakeSwitch  # noqa: PLC0415 - a test double; needs zpctl's deps
+    # test tools; they need zpctl's deps
+    from tests.esl_peer import EslPeer, recorded_events  # noqa: PLC0415
 
+    call = recorded_events()
+    heartbeat = next(e for e in call if e.name == "HEARTBEAT")
+    call = [e for e in call if e.name != "HEARTBEAT"]
+    legs = sorted({e.unique_id for e in call if e.unique_id})
     received = bytearray()
-    async with FakeSwitch("ClueCon", hostname="bench-switch") as sw:
+    async with EslPeer("ClueCon", hostname="bench-switch") as sw:
         reader, writer = await asyncio.open_connection(sw.host, sw.port)
         await reader.readuntil(b"\n\n")
         writer.write(b"auth ClueCon\n\n")
@@ -54,20 +58,17 @@ async def _record(calls: int, out: Path) -> tuple[int, int]:
         await writer.drain()
         await reader.readuntil(b"\n\n")
         for i in range(calls):
-            a, _ = sw.inbound_call(f"+1555{i:07d}", f"{1000 + i % 90}", caller_name=f"Caller {i}",
-                                   bridge_to=f"{1000 + i % 90}",
-                                   variables={"sip_from_user": f"+1555{i:07d}",
-                                              "sip_call_id": f"{i}-call@198.51.100.7",
-                                              "zp_account": "northwind"})
-            sw.run_api(f"uuid_hold {a}")
-            sw.run_api(f"uuid_hold off {a}")
+            new = {old: f"{i:08x}-{n:04x}-4000-8000-{i:012x}" for n, old in enumerate(legs)}
+            for ev in call:
+                hdrs = []
+                for k, value in ev.headers:
+                    text = value
+                    for old, fresh in new.items():
+                        text = text.replace(old, fresh)
+                    hdrs.append((k, text))
+                sw.fire(ev.name, headers=hdrs, body=ev.body)
             if i % 10 == 0:
-                sw.fire("BACKGROUND_JOB", [("Job-UUID", f"job-{i}"), ("Job-Owner-UUID", ""),
-                                           ("Job-Command", "originate"),
-                                           ("Job-Command-Arg", f"{{origination_uuid={i}}}user/1001 &park()")],
-                        f"+OK {i}\n")
-                sw.heartbeat()
-            sw.hangup(a)
+                sw.replay(heartbeat)
             while True:
                 try:
                     chunk = await asyncio.wait_for(reader.read(1 << 20), 0.01)

@@ -2,7 +2,8 @@
 
 The 64 switches of inventories/us01 are pointed (ZPCTL_ESL_OVERRIDE, NAME=HOST:PORT per
 switch) at a black hole (a listening socket that never accepts: connections open and then
-nothing is said), at a closed port (refused), or at the in-process ESL simulator.  The CLI
+nothing is said), at a closed port (refused), or at a scripted ESL peer answering with a
+real switch's recorded words.  The CLI
 runs as a real process so that what asyncio prints on stderr at exit is seen too.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakeswitch import ThreadedFakeSwitch
+from tests.esl_peer import ThreadedEslPeer, recorded
 from zpctl.errors import ExitCode
 from zpctl.freeswitch import switches
 from zpctl.model import load_inventory
@@ -89,8 +90,16 @@ def test_kill_with_every_switch_refusing_is_exit_7_not_not_found(closed: str) ->
     assert not [n for n in ASYNCIO_NOISE if n in err], err
 
 
+# A switch with no call (FreeSWITCH prints an empty `show ... as json` so, calls or channels).
+IDLE = {"show channels as json": recorded("show-calls-idle")}
+# A switch with one call: a real switch's two channels of a call from 1001 to 1002.
+BUSY = {"show channels as json": recorded("show-channels-call"),
+        "show calls as json": recorded("show-calls-call"), "uuid_kill": "+OK\n"}
+CALL_LEG = "eb519dfc-d197-4a1f-9357-235fa21c27d3"  # the inbound leg in that recording
+
+
 def test_kill_not_found_on_the_reached_ones_with_others_unreachable(closed: str) -> None:
-    with ThreadedFakeSwitch(PW) as fs:
+    with ThreadedEslPeer(PW, answers=IDLE) as fs:
         code, _, err, _ = zpctl("calls", "kill", str(US01), UUID,
                                 override=every(closed, **{NAMES[0]: fs.address,
                                                           NAMES[1]: fs.address}))
@@ -100,23 +109,20 @@ def test_kill_not_found_on_the_reached_ones_with_others_unreachable(closed: str)
 
 
 def test_kill_not_found_when_every_switch_answered_is_exit_6() -> None:
-    with ThreadedFakeSwitch(PW) as fs:
+    with ThreadedEslPeer(PW, answers=IDLE) as fs:
         code, _, err, _ = zpctl("calls", "kill", str(US01), UUID, override=every(fs.address))
     assert code == ExitCode.REMOTE_ERROR, err
     assert f"no channel {UUID} on the 64 switches reached" in err
 
 
 def test_kill_finds_the_call_although_other_switches_are_silent(blackhole: str) -> None:
-    with ThreadedFakeSwitch(PW, hostname=NAMES[5]) as fs:
-        assert fs.switch is not None
-        a, _ = fs.call(fs.switch.inbound_call, "+15557654321", "1001",  # type: ignore[misc]
-                       bridge_to="1001")
-        code, out, err, took = zpctl("calls", "kill", str(US01), a, "--deadline", "20",
+    with ThreadedEslPeer(PW, hostname=NAMES[5], answers=BUSY) as fs:
+        code, out, err, took = zpctl("calls", "kill", str(US01), CALL_LEG, "--deadline", "20",
                                      override=every(blackhole, **{NAMES[5]: fs.address}))
         assert code == 0, err
         assert took < 8, f"waited for the silent switches: {took:.1f} s"
-        assert f"{NAMES[5]}: api uuid_kill {a} NORMAL_CLEARING" in out
-        assert not any(ch.uuid == a for ch in fs.switch.channels.values())
+        assert f"{NAMES[5]}: api uuid_kill {CALL_LEG} NORMAL_CLEARING" in out
+        assert f"api uuid_kill {CALL_LEG} NORMAL_CLEARING" in fs.commands
     assert not [n for n in ASYNCIO_NOISE if n in err], err
 
 

@@ -1,6 +1,8 @@
-"""The asyncio ESL client against the in-process simulator over real loopback TCP
-(127.0.0.1, ephemeral ports): auth, api, bgapi correlation, race events, subscriptions and
-filters, sendmsg, timeouts that keep the reply FIFO aligned, reconnect, and the pool."""
+"""The asyncio ESL client against a scripted ESL peer over real loopback TCP (127.0.0.1,
+ephemeral ports): auth, api, bgapi correlation, race events, subscriptions and filters,
+sendmsg framing, timeouts that keep the reply FIFO aligned, reconnect, and the pool.  The
+peer answers with what a real switch said (tests/unit/fixtures/esl); the client against
+the lab's real switches is tests/integration/test_call_control.py."""
 
 from __future__ import annotations
 
@@ -11,29 +13,34 @@ from typing import Any
 
 import pytest
 
-from tests.fakeswitch import FakeSwitch
+from tests.esl_peer import EslPeer, recorded, recorded_events
 from zpctl.clients.esl import Backoff, EslConnection, EslPool, SwitchTarget
 from zpctl.errors import ExitCode, RemoteFailure, Unreachable, ZpctlError
 
+# What the peer answers in these tests: a real switch's words, and an echo for correlation.
+ANSWERS = {"status": recorded("status-idle"), "echo": lambda args: args,
+           "uuid_kill 5c0": recorded("uuid-kill-unknown"),
+           "uuid_hold": recorded("uuid-hold")}
 
-def run(body: Callable[[FakeSwitch], Awaitable[None]], **kw: Any) -> None:
+
+def run(body: Callable[[EslPeer], Awaitable[None]], **kw: Any) -> None:
     async def main() -> None:
-        async with FakeSwitch("s3cret", **kw) as sw:
+        async with EslPeer("s3cret", answers=ANSWERS, **kw) as sw:
             await asyncio.wait_for(body(sw), 10)
 
     asyncio.run(main())
 
 
-def conn(sw: FakeSwitch, **kw: Any) -> EslConnection:
+def conn(sw: EslPeer, **kw: Any) -> EslConnection:
     return EslConnection(sw.host, sw.port, "s3cret", name="sw1", timeout=2, **kw)
 
 
 def test_connect_auth_api_and_exit() -> None:
-    async def body(sw: FakeSwitch) -> None:
+    async def body(sw: EslPeer) -> None:
         async with conn(sw) as c:
             assert c.connected
             out = await c.api("status")
-            assert "0 session(s) - peak" in out
+            assert out == recorded("status-idle")
             assert await c.api("echo hello") == "hello"
         assert not c.connected
         assert sw.commands[0] == "auth ***"
@@ -43,17 +50,17 @@ def test_connect_auth_api_and_exit() -> None:
 
 
 def test_api_error_is_a_remote_failure() -> None:
-    async def body(sw: FakeSwitch) -> None:
+    async def body(sw: EslPeer) -> None:
         async with conn(sw) as c:
             with pytest.raises(RemoteFailure, match="No such channel") as info:
                 await c.api("uuid_kill 5c0")
             assert info.value.exit_code == ExitCode.REMOTE_ERROR == 6
-            assert (await c.api("uuid_kill 5c0", check=False)) == "-ERR No such channel!\n"
+            assert (await c.api("uuid_kill 5c0", check=False)) == recorded("uuid-kill-unknown")
     run(body)
 
 
 def test_wrong_password_is_remote_failure_and_hides_the_password() -> None:
-    async def body(sw: FakeSwitch) -> None:
+    async def body(sw: EslPeer) -> None:
         c = EslConnection(sw.host, sw.port, "guess", name="sw1", timeout=2)
         with pytest.raises(RemoteFailure, match="password refused") as info:
             await c.connect()
@@ -63,14 +70,14 @@ def test_wrong_password_is_remote_failure_and_hides_the_password() -> None:
 
 
 def test_acl_rejection_is_reported_as_such() -> None:
-    async def body(sw: FakeSwitch) -> None:
+    async def body(sw: EslPeer) -> None:
         with pytest.raises(RemoteFailure, match="access denied by the switch's ACL"):
             await conn(sw).connect()
     run(body, allow=("10.200.0.0/16",))
 
 
 def test_nothing_listening_is_unreachable() -> None:
-    async def body(sw: FakeSwitch) -> None:
+    async def body(sw: EslPeer) -> None:
         port = sw.port
         await sw.stop()
         c = EslConnection("127.0.0.1", port, "s3cret", name="gone", timeout=1)
@@ -81,21 +88,20 @@ def test_nothing_listening_is_unreachable() -> None:
 
 
 def test_bgapi_jobs_are_matched_by_job_uuid_when_run_concurrently() -> None:
-    async def body(sw: FakeSwitch) -> None:
+    async def body(sw: EslPeer) -> None:
         async with conn(sw) as c:
             words = [f"w{i}" for i in range(20)]
             outs = await asyncio.gather(*(c.bgapi(f"echo {w}") for w in words))
             assert outs == words
-            out = await c.bgapi("originate {origination_uuid=abc}user/1001 &park()")
-            assert out == "+OK abc\n"
-            assert sw.channels["abc"].parked
+            # A job that fails says so in its BACKGROUND_JOB body (-ERR ...).
+            sw.answers["originate"] = "-ERR USER_BUSY\n"
             with pytest.raises(RemoteFailure, match="USER_BUSY"):
-                await c.bgapi("originate error/USER_BUSY &park()")
+                await c.bgapi("originate user/1001 &park()")
     run(body, job_delay=0.01)
 
 
 def test_race_event_between_command_and_reply_goes_to_the_event_queue() -> None:
-    async def body(sw: FakeSwitch) -> None:
+    async def body(sw: EslPeer) -> None:
         async with conn(sw) as c:
             await c.subscribe(["HEARTBEAT"])
             sw.race_next_reply("HEARTBEAT", [("Session-Count", "7")])
@@ -106,18 +112,19 @@ def test_race_event_between_command_and_reply_goes_to_the_event_queue() -> None:
 
 
 def test_subscription_filters_and_background_jobs_still_arrive() -> None:
-    async def body(sw: FakeSwitch) -> None:
-        a, _ = sw.inbound_call("1001", "1002", bridge_to="1002")
-        other, _ = sw.inbound_call("1003", "1004", bridge_to="1004")
+    hold = next(e for e in recorded_events() if e.name == "CHANNEL_HOLD")
+
+    async def body(sw: EslPeer) -> None:
         async with conn(sw) as c:
             await c.subscribe(["CHANNEL_HOLD", "CHANNEL_UNHOLD", "CUSTOM", "zpctl::note"],
                               fmt="json")
-            await c.add_filter("Unique-ID", a)
-            assert sw.commands[-2:] == ["filter Event-Name BACKGROUND_JOB", f"filter Unique-ID {a}"]
-            await c.api(f"uuid_hold {other}")
-            await c.api(f"uuid_hold {a}")
+            await c.add_filter("Unique-ID", "ours")
+            assert sw.commands[-2:] == ["filter Event-Name BACKGROUND_JOB", "filter Unique-ID ours"]
+            sw.replay(hold, Unique_ID="theirs")  # filtered out
+            sw.replay(hold, Unique_ID="ours")
             ev = await c.next_event(1)
-            assert (ev.name, ev.unique_id, ev.format) == ("CHANNEL_HOLD", a, "json")
+            assert (ev.name, ev.unique_id, ev.format) == ("CHANNEL_HOLD", "ours", "json")
+            assert ev.get("Channel-Call-State") == hold.get("Channel-Call-State")
             # A bgapi still completes although the filter is on Unique-ID.
             assert await c.bgapi("echo job") == "job"
             await c.delete_filter("all")
@@ -126,27 +133,24 @@ def test_subscription_filters_and_background_jobs_still_arrive() -> None:
     run(body)
 
 
-def test_sendmsg_execute_and_hangup_have_effects() -> None:
-    async def body(sw: FakeSwitch) -> None:
-        a, b = sw.inbound_call("1001", "1002", bridge_to="1002")
+def test_sendmsg_frames_execute_and_hangup_as_the_protocol_says() -> None:
+    """What the session then does is FreeSWITCH's (the lab's switches); here: the frames."""
+    async def body(sw: EslPeer) -> None:
         async with conn(sw) as c:
-            await c.subscribe(["CHANNEL_EXECUTE_COMPLETE", "CHANNEL_HANGUP_COMPLETE"])
-            await c.execute(a, "set", "zp_note=hello", event_lock=True)
-            ev = await c.next_event(1)
-            assert (ev.name, ev.get("Application")) == ("CHANNEL_EXECUTE_COMPLETE", "set")
-            assert sw.channels[a].variables["zp_note"] == "hello"
-            await c.sendmsg(a, {"call-command": "hangup", "hangup-cause": "CALL_REJECTED"})
-            causes = {(await c.next_event(1)).get("Hangup-Cause") for _ in range(2)}
-            assert causes == {"CALL_REJECTED"}
-            assert a not in sw.channels
-            assert b not in sw.channels
-            with pytest.raises(RemoteFailure, match="invalid session id"):
-                await c.execute(a, "park")
+            await c.execute("a-uuid", "set", "zp_note=hello", event_lock=True)
+            await c.sendmsg("a-uuid", {"call-command": "hangup", "hangup-cause": "CALL_REJECTED"})
+        assert sw.commands[-3:-1] == ["sendmsg a-uuid", "sendmsg a-uuid"]
+        frames = [f for f in sw.frames if f.line == "sendmsg a-uuid"]
+        execute, hangup = (dict(f.headers) for f in frames)
+        assert execute["call-command"] == "execute"
+        assert (execute["execute-app-name"], execute["execute-app-arg"]) == ("set", "zp_note=hello")
+        assert execute["event-lock"] == "true"
+        assert hangup == {"call-command": "hangup", "hangup-cause": "CALL_REJECTED"}
     run(body)
 
 
 def test_a_newline_in_an_argument_is_refused_before_sending() -> None:
-    async def body(sw: FakeSwitch) -> None:
+    async def body(sw: EslPeer) -> None:
         async with conn(sw) as c:
             with pytest.raises(ZpctlError) as info:
                 await c.api("uuid_kill x\nexit")
@@ -214,7 +218,7 @@ def test_protocol_error_from_the_switch_fails_pending_commands() -> None:
 
 
 def test_reconnect_with_backoff_restores_subscriptions_and_filters() -> None:
-    async def body(sw: FakeSwitch) -> None:
+    async def body(sw: EslPeer) -> None:
         c = conn(sw, reconnect=True, backoff=Backoff(initial=0.05, cap=0.2))
         await c.connect()
         await c.subscribe(["HEARTBEAT"])
@@ -228,7 +232,7 @@ def test_reconnect_with_backoff_restores_subscriptions_and_filters() -> None:
         assert c.connected
         assert sw.commands[-2:] == ["event plain BACKGROUND_JOB HEARTBEAT",
                                     "filter Event-Name HEARTBEAT"]
-        sw.heartbeat()
+        sw.replay(next(e for e in recorded_events() if e.name == "HEARTBEAT"))
         assert (await c.next_event(1)).name == "HEARTBEAT"
         assert await c.api("echo back") == "back"
         await c.close()
@@ -244,19 +248,20 @@ def test_backoff_doubles_to_the_cap_with_bounded_jitter() -> None:
 
 def test_pool_over_several_switches_keeps_unreachable_ones_as_errors() -> None:
     async def main() -> None:
-        async with FakeSwitch("pw", hostname="a") as s1, FakeSwitch("pw", hostname="b") as s2:
-            s2.inbound_call("1001", "1002")
-            dead = FakeSwitch("pw")
+        async with EslPeer("pw", hostname="a", answers={"show": recorded("show-calls-idle")}) \
+                as s1, EslPeer("pw", hostname="b", answers={"show": recorded("show-calls-call")}) \
+                as s2:
+            dead = EslPeer("pw")
             await dead.start()
             dead_port = dead.port
             await dead.stop()
             targets = [SwitchTarget("sw-a", s1.host, s1.port), SwitchTarget("sw-b", s2.host, s2.port),
                        SwitchTarget("sw-dead", "127.0.0.1", dead_port)]
             async with EslPool(targets, "pw", timeout=1) as pool:
-                out = await pool.api_each("show calls count as json")
+                out = await pool.api_each("show calls as json")
                 assert list(out) == ["sw-a", "sw-b", "sw-dead"]
-                assert out["sw-a"] == '{"row_count": 0}\n'
-                assert out["sw-b"] == '{"row_count": 1}\n'
+                assert out["sw-a"] == recorded("show-calls-idle")
+                assert out["sw-b"] == recorded("show-calls-call")
                 assert isinstance(out["sw-dead"], Unreachable)
                 with pytest.raises(Unreachable):
                     pool.get("sw-dead")

@@ -1,5 +1,5 @@
-"""The exporter's live switch source: against the in-process ESL simulator, and its queue
-metrics from a mod_callcenter snapshot."""
+"""The exporter's live switch source: fed a real switch's recorded events through the
+scripted ESL peer, and its queue metrics from a mod_callcenter snapshot."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import cast
 
 import pytest
 
-from tests.fakeswitch import FakeSwitch
+from tests.esl_peer import EslPeer, recorded_events
 from zpctl.clients.esl import EslConnection
 from zpctl.errors import Unreachable
 from zpctl.freeswitch.queues import Agent, CallcenterQueue, Member
@@ -24,16 +24,16 @@ SWITCH_MINI = Path(__file__).parent / "fixtures" / "switch-mini"
 
 
 class _Running:
-    """A FakeSwitch served from its own event loop thread."""
+    """An EslPeer served from its own event loop thread."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self.sw = FakeSwitch("pw", hostname="sw1")
+        self.sw = EslPeer("pw", hostname="sw1")
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
         asyncio.run_coroutine_threadsafe(self.sw.start(), self.loop).result(5)
 
-    def call(self, fn: object, *args: object) -> None:
-        self.loop.call_soon_threadsafe(fn, *args)  # type: ignore[arg-type]
+    def call(self, fn: object, *args: object, **kw: str) -> None:
+        self.loop.call_soon_threadsafe(lambda: fn(*args, **kw))  # type: ignore[operator]
 
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self.sw.stop(), self.loop).result(5)
@@ -57,26 +57,32 @@ def _wait(pred: object, timeout: float = 5.0) -> None:
 
 
 def test_heartbeat_and_channels_become_switch_stats(fake: _Running) -> None:
+    """One real call's events (a switch in the lab said them: an inbound leg, its
+    outbound leg, the hang-up) and the real HEARTBEAT after it."""
+    events = recorded_events()
+    creates = [e for e in events if e.name == "CHANNEL_CREATE"]
+    inbound = next(e for e in creates if e.get("Call-Direction") == "inbound")
+    heartbeat = next(e for e in events if e.name == "HEARTBEAT")
     inv = load_inventory(SWITCH_MINI)
     switches = [p for p in inv.nodes() if p.role.value == "switch"]
     target = switches[0]
-    # Every switch of the fixture points at the one simulator.
+    # Every switch of the fixture points at the one peer.
     src = EslSwitchSource(inv, "pw", esl_override=f"{fake.sw.host}:{fake.sw.port}").start()
     try:
         with pytest.raises(Unreachable, match="no HEARTBEAT"):
             src(target)
-        fake.call(fake.sw.fire, "CHANNEL_CREATE", [("Unique-ID", "u1"),
-                                                    ("Call-Direction", "inbound")])
-        fake.call(fake.sw.fire, "CHANNEL_CREATE", [("Unique-ID", "u2"),
-                                                    ("Call-Direction", "outbound")])
-        fake.call(fake.sw.heartbeat)
+        for ev in creates:
+            fake.call(fake.sw.replay, ev)
+        fake.call(fake.sw.replay, heartbeat)
         _wait(lambda: _ok(src, target))
         stats = src(target)
         assert stats.calls == 1  # the inbound leg only
         assert stats.calls_total == 1
-        assert stats.sessions_limit == 1000
-        assert stats.idle_cpu_ratio == pytest.approx(0.99)
-        fake.call(fake.sw.fire, "CHANNEL_HANGUP_COMPLETE", [("Unique-ID", "u1")])
+        assert stats.sessions_limit == int(heartbeat.get("Max-Sessions") or 0) == 2000
+        assert stats.idle_cpu_ratio == pytest.approx(float(heartbeat.get("Idle-CPU") or 0) / 100)
+        hangup = next(e for e in events if e.name == "CHANNEL_HANGUP_COMPLETE"
+                      and e.unique_id == inbound.unique_id)
+        fake.call(fake.sw.replay, hangup)
         _wait(lambda: src(target).calls == 0)
         assert src(target).calls_total == 1
     finally:

@@ -177,10 +177,30 @@ def _threads_taking(pid: int, sig: signal.Signals) -> list[int]:
     """The threads of ``pid`` that do not block ``sig`` (SigBlk in /proc)."""
     out = []
     for task in sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda t: int(t.name)):
-        blocked = next(int(line.split()[1], 16) for line in (task / "status").read_text().splitlines()
+        try:
+            text = (task / "status").read_text()
+        except OSError:
+            continue  # a thread that has ended since (an HTTP handler)
+        blocked = next(int(line.split()[1], 16) for line in text.splitlines()
                        if line.startswith("SigBlk:"))
         if not blocked & (1 << (sig - 1)):
             out.append(int(task.name))
+    return out
+
+
+def _signal_state(pid: int) -> list[str]:
+    """Each thread's state, wait channel and signal masks, for a failure message."""
+    out = []
+    for task in sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda t: int(t.name)):
+        try:
+            text = (task / "status").read_text()
+        except OSError:
+            continue  # the thread has ended since
+        status = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        keep = ("Name", "State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
+        wchan = (task / "wchan").read_text() if (task / "wchan").exists() else "?"
+        out.append(f"{task.name}: " + ", ".join(f"{k}={status.get(k, '').strip()}" for k in keep)
+                   + f", wchan={wchan}")
     return out
 
 
@@ -189,8 +209,17 @@ def test_130_interrupted(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     zpctl = Path(sys.executable).parent / "zpctl"
-    proc = subprocess.Popen([str(zpctl), "exporter", str(LAB), "--listen", f"127.0.0.1:{port}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # As from a terminal: SIGINT handled, whatever this test runner inherited.  A shell's
+    # background job ignores SIGINT, an ignored SIGINT stays ignored across exec, and
+    # Python then installs no KeyboardInterrupt handler; a handled one is reset to the
+    # default in the child, where Python installs its own.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen([str(zpctl), "exporter", str(LAB), "--listen",
+                                 f"127.0.0.1:{port}"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -204,7 +233,10 @@ def test_130_interrupted(tmp_path: Path) -> None:
         # reader, the HTTP server) leaves the main thread asleep (a CI run waited 30 s).
         assert _threads_taking(proc.pid, signal.SIGINT) == [proc.pid]
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"SIGINT did not stop the exporter in 30 s: {_signal_state(proc.pid)}")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -8,8 +8,8 @@ The reply formats are the script's and FreeSWITCH's own:
   (mod_event_socket.c:1594-1596); a script that is missing or fails gives
   ``-ERR Cannot execute script`` after what it wrote (mod_lua.cpp, lua_api_function); no
   mod_lua, ``-ERR lua Command not found!``.
-The switches are the ESL simulator (tests/fakeswitch.py) with a model of the script's API
-plugged in as the ``lua`` api handler.
+The switches are scripted ESL peers (tests/esl_peer.py) with a model of the script's API
+as their ``lua`` answer.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import INVENTORIES
-from tests.fakeswitch import FakeSwitch, ThreadedFakeSwitch
+from tests.esl_peer import EslPeer, ThreadedEslPeer
 from zpctl.cli.main import main
 from zpctl.errors import ExitCode, RemoteFailure, Unreachable, ZpctlError
 from zpctl.freeswitch import recordings as rec
@@ -236,7 +236,7 @@ def test_failures_become_one_error() -> None:
 
 class RecordingIndex:
     """``lua zp_recordings.lua list [account]`` over one data center's rows, written as the
-    script writes them; an empty output is left to the simulator, which answers
+    script writes them; an empty output is left to the peer, which answers
     ``-ERR no reply`` as mod_event_socket does."""
 
     def __init__(self, rows: list[dict[str, Any]] | None = None) -> None:
@@ -251,16 +251,16 @@ class RecordingIndex:
                       key=lambda r: r["started"])
         return "".join(lua_line(r) for r in rows)
 
-    def install(self, sw: FakeSwitch) -> None:
-        sw.api_handlers["lua"] = self.lua
+    def install(self, sw: EslPeer) -> None:
+        sw.answers["lua"] = self.lua
 
 
-def _switch(t: ThreadedFakeSwitch) -> FakeSwitch:
-    assert t.switch is not None
-    return t.switch
+def _switch(t: ThreadedEslPeer) -> EslPeer:
+    assert t.peer is not None
+    return t.peer
 
 
-def _api_sent(t: ThreadedFakeSwitch) -> list[str]:
+def _api_sent(t: ThreadedEslPeer) -> list[str]:
     return [c for c in _switch(t).commands if c.startswith("api ")]
 
 
@@ -276,22 +276,22 @@ def _override(lab1: str, lab2: str) -> str:
 
 @pytest.fixture
 def dcs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-        ) -> Iterator[tuple[ThreadedFakeSwitch, ThreadedFakeSwitch]]:
+        ) -> Iterator[tuple[ThreadedEslPeer, ThreadedEslPeer]]:
     """One switch answering for lab1 and one for lab2, each with its data center's index."""
     secrets = tmp_path / "secrets.yml"
     secrets.write_text(f"esl_password: {PW}\n")
     secrets.chmod(stat.S_IRUSR | stat.S_IWUSR)
     monkeypatch.setenv("ZPCTL_SECRETS", str(secrets))
     monkeypatch.delenv("ZPCTL_SECRET_ESL_PASSWORD", raising=False)
-    with ThreadedFakeSwitch(PW, hostname="lab1-a-switch1") as one, \
-            ThreadedFakeSwitch(PW, hostname="lab2-a-switch1") as two:
+    with ThreadedEslPeer(PW, hostname="lab1-a-switch1") as one, \
+            ThreadedEslPeer(PW, hostname="lab2-a-switch1") as two:
         RecordingIndex([G1, A1]).install(_switch(one))
         RecordingIndex([A2]).install(_switch(two))
         monkeypatch.setenv("ZPCTL_ESL_OVERRIDE", _override(one.address, two.address))
         yield one, two
 
 
-def test_ls_merges_the_data_centers(dcs: tuple[ThreadedFakeSwitch, ThreadedFakeSwitch],
+def test_ls_merges_the_data_centers(dcs: tuple[ThreadedEslPeer, ThreadedEslPeer],
                                     capsys: pytest.CaptureFixture[str]) -> None:
     one, two = dcs
     code, out, err = run(capsys, "recordings", "ls", LAB)
@@ -313,7 +313,7 @@ def test_ls_merges_the_data_centers(dcs: tuple[ThreadedFakeSwitch, ThreadedFakeS
     assert doc == [G1, A2]
 
 
-def test_ls_of_an_account(dcs: tuple[ThreadedFakeSwitch, ThreadedFakeSwitch],
+def test_ls_of_an_account(dcs: tuple[ThreadedEslPeer, ThreadedEslPeer],
                           capsys: pytest.CaptureFixture[str]) -> None:
     one, two = dcs
     code, doc, err = run(capsys, "-o", "json", "recordings", "ls", LAB, "acme")
@@ -325,7 +325,7 @@ def test_ls_of_an_account(dcs: tuple[ThreadedFakeSwitch, ThreadedFakeSwitch],
     assert (code, doc) == (0, [])
 
 
-def test_an_empty_index_is_no_rows(dcs: tuple[ThreadedFakeSwitch, ThreadedFakeSwitch],
+def test_an_empty_index_is_no_rows(dcs: tuple[ThreadedEslPeer, ThreadedEslPeer],
                                    capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "recordings", "ls", LAB, "initech")
     assert code == 0, err
@@ -334,7 +334,7 @@ def test_an_empty_index_is_no_rows(dcs: tuple[ThreadedFakeSwitch, ThreadedFakeSw
 
 
 def test_a_data_center_that_does_not_answer(
-        dcs: tuple[ThreadedFakeSwitch, ThreadedFakeSwitch], capsys: pytest.CaptureFixture[str],
+        dcs: tuple[ThreadedEslPeer, ThreadedEslPeer], capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     one, _ = dcs
     monkeypatch.setenv("ZPCTL_ESL_OVERRIDE", _override(one.address,
@@ -348,7 +348,7 @@ def test_a_data_center_that_does_not_answer(
 
 
 def test_a_switch_that_does_not_answer_is_skipped(
-        dcs: tuple[ThreadedFakeSwitch, ThreadedFakeSwitch], capsys: pytest.CaptureFixture[str],
+        dcs: tuple[ThreadedEslPeer, ThreadedEslPeer], capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     one, _ = dcs
     monkeypatch.setenv("ZPCTL_ESL_OVERRIDE", f"lab1-a-switch1=127.0.0.1:{_closed_port()},"
@@ -360,10 +360,10 @@ def test_a_switch_that_does_not_answer_is_skipped(
     assert "asking lab1-a-switch2" in err
 
 
-def test_an_error_answer_is_exit_6(dcs: tuple[ThreadedFakeSwitch, ThreadedFakeSwitch],
+def test_an_error_answer_is_exit_6(dcs: tuple[ThreadedEslPeer, ThreadedEslPeer],
                                    capsys: pytest.CaptureFixture[str]) -> None:
     one, _ = dcs
-    del _switch(one).api_handlers["lua"]  # no mod_lua: "-ERR lua Command not found!"
+    del _switch(one).answers["lua"]  # no mod_lua: "-ERR lua Command not found!"
     code, _, err = run(capsys, "recordings", "ls", LAB, "--zone", "lab1")
     assert code == ExitCode.REMOTE_ERROR == 6
     assert "data center lab1: switch lab1-a-switch1: api lua zp_recordings.lua list" in err
@@ -371,7 +371,7 @@ def test_an_error_answer_is_exit_6(dcs: tuple[ThreadedFakeSwitch, ThreadedFakeSw
     assert _api_sent(one) == [LIST]  # asked once: the other switches would answer the same
 
 
-def test_no_esl_password_is_exit_9(dcs: tuple[ThreadedFakeSwitch, ThreadedFakeSwitch],
+def test_no_esl_password_is_exit_9(dcs: tuple[ThreadedEslPeer, ThreadedEslPeer],
                                    capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     empty = tmp_path / "empty.yml"
@@ -384,7 +384,7 @@ def test_no_esl_password_is_exit_9(dcs: tuple[ThreadedFakeSwitch, ThreadedFakeSw
 
 
 def test_the_library_call_for_callers_that_are_not_async(
-        dcs: tuple[ThreadedFakeSwitch, ThreadedFakeSwitch]) -> None:
+        dcs: tuple[ThreadedEslPeer, ThreadedEslPeer]) -> None:
     loaded = load_inventory(Path(LAB))
     got = rec.list_recordings(loaded, "acme", password=PW)
     assert [(r.uuid, r.switch, r.duration_s) for r in got] == [

@@ -8,8 +8,8 @@ The reply formats are FreeSWITCH's own, read from its source (signalwire/freeswi
 - ``vm_boxcount [profile/]<user>@<domain>[|how]`` (mod_voicemail.c:3800) with ``all``:
   ``new:saved:new-urgent:saved-urgent`` (mod_voicemail.c:3874), an unknown profile:
   ``-ERR No such profile\\n`` (mod_voicemail.c:3847).
-The switch itself is the ESL simulator (tests/fakeswitch.py) with a small model of those
-two APIs plugged in as api handlers; the real-FreeSWITCH test is under tests/integration.
+The switch itself is the scripted ESL peer (tests/esl_peer.py) with a small model of those
+two APIs as its answers; the real-FreeSWITCH test is under tests/integration.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import INVENTORIES
-from tests.fakeswitch import FakeSwitch, ThreadedFakeSwitch
+from tests.esl_peer import EslPeer, ThreadedEslPeer
 from zpctl.cli.main import main
 from zpctl.errors import ExitCode, RemoteFailure, ZpctlError
 from zpctl.freeswitch import voicemail as vm
@@ -181,7 +181,7 @@ def test_boxcount_errors(reply: str, says: str) -> None:
 
 class ModDbAndVoicemail:
     """mod_db's ``db`` API and mod_voicemail's ``vm_boxcount`` as their source writes them
-    (see the module docstring), over a dict; an empty output is left to the simulator,
+    (see the module docstring), over a dict; an empty output is left to the peer,
     which answers ``-ERR no reply`` as mod_event_socket does."""
 
     def __init__(self, profiles: tuple[str, ...] = ("acct-acme",)) -> None:
@@ -209,29 +209,29 @@ class ModDbAndVoicemail:
         n = self.messages.get(box, (0, 0, 0, 0))
         return ":".join(map(str, n)) if how == "all" else str(n[0])
 
-    def install(self, sw: FakeSwitch) -> None:
-        sw.api_handlers["db"] = self.db
-        sw.api_handlers["vm_boxcount"] = self.boxcount
+    def install(self, sw: EslPeer) -> None:
+        sw.answers["db"] = self.db
+        sw.answers["vm_boxcount"] = self.boxcount
 
 
 @pytest.fixture
-def fs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadedFakeSwitch]:
+def fs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ThreadedEslPeer]:
     secrets = tmp_path / "secrets.yml"
     secrets.write_text(f"esl_password: {PW}\n")
     secrets.chmod(stat.S_IRUSR | stat.S_IWUSR)
     monkeypatch.setenv("ZPCTL_SECRETS", str(secrets))
     monkeypatch.delenv("ZPCTL_SECRET_ESL_PASSWORD", raising=False)
-    with ThreadedFakeSwitch(PW, hostname="lab1-a-switch1") as t:
+    with ThreadedEslPeer(PW, hostname="lab1-a-switch1") as t:
         monkeypatch.setenv("ZPCTL_ESL_OVERRIDE", t.address)
         yield t
 
 
-def _switch(t: ThreadedFakeSwitch) -> FakeSwitch:
-    assert t.switch is not None
-    return t.switch
+def _switch(t: ThreadedEslPeer) -> EslPeer:
+    assert t.peer is not None
+    return t.peer
 
 
-def _api_sent(t: ThreadedFakeSwitch) -> list[str]:
+def _api_sent(t: ThreadedEslPeer) -> list[str]:
     return [c for c in _switch(t).commands if c.startswith("api ")]
 
 
@@ -241,7 +241,7 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_status_unlock_status(fs: ThreadedFakeSwitch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_unlock_status(fs: ThreadedEslPeer, capsys: pytest.CaptureFixture[str]) -> None:
     store = ModDbAndVoicemail()
     store.install(_switch(fs))
     # what the Lua hook leaves after the third wrong PIN in a row
@@ -278,7 +278,7 @@ def test_status_unlock_status(fs: ThreadedFakeSwitch, capsys: pytest.CaptureFixt
 
 
 def test_a_switch_that_does_not_answer_is_skipped(
-        fs: ThreadedFakeSwitch, capsys: pytest.CaptureFixture[str],
+        fs: ThreadedEslPeer, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     ModDbAndVoicemail().install(_switch(fs))
     monkeypatch.setenv("ZPCTL_ESL_OVERRIDE", f"lab1-a-switch1=127.0.0.1:{_closed_port()},"
@@ -292,7 +292,7 @@ def test_a_switch_that_does_not_answer_is_skipped(
     assert "asking lab1-a-switch2" in err
 
 
-def test_no_switch_answers_is_exit_7(fs: ThreadedFakeSwitch, capsys: pytest.CaptureFixture[str],
+def test_no_switch_answers_is_exit_7(fs: ThreadedEslPeer, capsys: pytest.CaptureFixture[str],
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ZPCTL_ESL_OVERRIDE", f"127.0.0.1:{_closed_port()}")
     code, _, err = run(capsys, "voicemail", "unlock", LAB, "acme", "1002", "--timeout", "1")
@@ -302,8 +302,8 @@ def test_no_switch_answers_is_exit_7(fs: ThreadedFakeSwitch, capsys: pytest.Capt
 
 
 def test_an_error_answer_is_exit_6_and_stops_the_search(
-        fs: ThreadedFakeSwitch, capsys: pytest.CaptureFixture[str]) -> None:
-    # no mod_db: the simulator answers "-ERR db Command not found!" as FreeSWITCH would
+        fs: ThreadedEslPeer, capsys: pytest.CaptureFixture[str]) -> None:
+    # no mod_db: the peer answers "-ERR db Command not found!" as FreeSWITCH would
     code, _, err = run(capsys, "voicemail", "unlock", LAB, "acme", "1002")
     assert code == ExitCode.REMOTE_ERROR == 6
     assert "is mod_db loaded?" in err
@@ -315,7 +315,7 @@ def test_an_error_answer_is_exit_6_and_stops_the_search(
     assert "is the rendered config deployed?" in err
 
 
-def test_no_esl_password_is_exit_9(fs: ThreadedFakeSwitch, capsys: pytest.CaptureFixture[str],
+def test_no_esl_password_is_exit_9(fs: ThreadedEslPeer, capsys: pytest.CaptureFixture[str],
                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     empty = tmp_path / "empty.yml"
     empty.write_text("{}\n")
@@ -326,7 +326,7 @@ def test_no_esl_password_is_exit_9(fs: ThreadedFakeSwitch, capsys: pytest.Captur
     assert "esl_password" in err
 
 
-def test_the_library_calls_for_callers_that_are_not_async(fs: ThreadedFakeSwitch) -> None:
+def test_the_library_calls_for_callers_that_are_not_async(fs: ThreadedEslPeer) -> None:
     store = ModDbAndVoicemail()
     store.install(_switch(fs))
     store.db(f"insert/zp_vmfail/{BOX}/1")

@@ -4,8 +4,8 @@
 ``esl_targets`` turns a selection of switches into ESL addresses; live control (status,
 pause, resume, calls) is in :mod:`zpctl.freeswitch.control`.  Rendering belongs to the render
 layer: :mod:`zpctl.render.freeswitch`, and the XML validator
-:mod:`zpctl.render.freeswitch_validate`.  The in-process ESL *simulator* the tests use is
-not part of the package: ``tests/fakeswitch.py``.
+:mod:`zpctl.render.freeswitch_validate`.  The scripted ESL peer the unit tests use is not
+part of the package: ``tests/esl_peer.py``.
 """
 
 from __future__ import annotations
