@@ -7,36 +7,21 @@ replies `status`, `show calls|channels as json`, `fsctl pause_check`, `sofia sta
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from tests.esl_peer import recorded, recorded_events
 from zpctl.freeswitch import control as fsc
 from zpctl.freeswitch.watch import CallBoard, CallEvent
 from zpctl.metrics.esl_source import profile_stats
 from zpctl.metrics.switch import ChannelTally, ProfileStats, stats_from_heartbeat
 from zpctl.protocols import esl
 
-HERE = Path(__file__).resolve().parent / "fixtures" / "esl"
-
-
-def api(name: str) -> str:
-    return (HERE / f"api-{name}.txt").read_text()
+api = recorded  # a real switch's reply to `api <name>`, as recorded
 
 
 @pytest.fixture(scope="module")
 def events() -> list[esl.Event]:
-    parser = esl.FrameParser()
-    parser.receive_data((HERE / "events-call.esl").read_bytes())
-    out = []
-    while True:
-        frame = parser.next_frame()
-        if not isinstance(frame, esl.Frame):
-            break
-        ev = esl.decode_frame(frame)
-        if isinstance(ev, esl.Event):
-            out.append(ev)
-    return out
+    return recorded_events()
 
 
 def test_the_stream_parses_whole_into_the_events_of_one_call(events: list[esl.Event]) -> None:
