@@ -97,7 +97,7 @@ def _zpctl_lab_faults(request: pytest.FixtureRequest) -> Iterator[None]:
     lab: Lab = request.getfixturevalue("zpctl_lab")
     offsets = lab.kamailio_log_sizes()
     yield
-    _, faults = lab.kamailio_faults(offsets)
+    faults = lab.kamailio_faults(offsets)
     if faults:
         pytest.fail("the lab's Kamailio reported faults during this test:\n  "
                     + "\n  ".join(faults[:20]))

@@ -26,15 +26,18 @@ def test_faults_are_named_by_node_and_only_new_ones_count(tmp_path: Path) -> Non
     lab = Lab(tmp_path)
     _log(tmp_path, "lab1-a-proxy", QUIET, DOUBLE_FREE)
     _log(tmp_path, "lab1-b-proxy", QUIET, KILLED, TERM)
-    offsets, faults = lab.kamailio_faults()
-    assert faults == [f"lab1-a-proxy: {DOUBLE_FREE.strip()}"]
-    assert offsets == lab.kamailio_log_sizes()
-    # Later: only what was written since counts.
+    assert lab.kamailio_faults({}) == [f"lab1-a-proxy: {DOUBLE_FREE.strip()}"]
+    sizes = lab.kamailio_log_sizes()
+    assert sorted(sizes) == ["lab1-a-proxy", "lab1-b-proxy"]
+    # Later: only what was written since counts, and a new log counts whole.
     _log(tmp_path, "lab1-a-proxy", QUIET)
     _log(tmp_path, "lab1-b-proxy", SEGV)
-    _, faults = lab.kamailio_faults(offsets)
-    assert faults == [f"lab1-b-proxy: {SEGV.strip()}"]
+    _log(tmp_path, "lab1-a-sbc", DOUBLE_FREE)
+    assert lab.kamailio_faults(sizes) == [f"lab1-a-sbc: {DOUBLE_FREE.strip()}",
+                                          f"lab1-b-proxy: {SEGV.strip()}"]
 
 
 def test_a_lab_without_logs_has_no_faults(tmp_path: Path) -> None:
-    assert Lab(tmp_path).kamailio_faults() == ({}, [])
+    lab = Lab(tmp_path)
+    assert lab.kamailio_log_sizes() == {}
+    assert lab.kamailio_faults({}) == []

@@ -352,28 +352,23 @@ class Lab:
         return {log.parent.parent.name: log.stat().st_size
                 for log in (self.dir / "nodes").glob("*/log/kamailio.log")}
 
-    def kamailio_faults(self, since: dict[str, int] | None = None
-                        ) -> tuple[dict[str, int], list[str]]:
-        """What the lab's Kamailio logs say of memory faults and crashed workers since the
-        ``since`` offsets (each log's size, from an earlier call; None: from the start):
-        the new offsets and the lines, each prefixed with its node.  A worker that dies of
-        SIGSEGV or SIGABRT takes its Kamailio down; its log says why."""
-        offsets: dict[str, int] = {}
+    def kamailio_faults(self, since: dict[str, int]) -> list[str]:
+        """The lines the lab's Kamailio logs wrote, past the ``since`` sizes (from
+        :meth:`kamailio_log_sizes`; a log not named there is read whole), of a memory fault
+        or a crashed worker, each prefixed with its node.  A worker that dies of SIGSEGV or
+        SIGABRT takes its Kamailio down; its log says why."""
         faults: list[str] = []
         for log in sorted((self.dir / "nodes").glob("*/log/kamailio.log")):
             node = log.parent.parent.name
-            start = (since or {}).get(node, 0)
             try:
                 with log.open("rb") as fh:
-                    fh.seek(start)
-                    data = fh.read()
+                    fh.seek(since.get(node, 0))
+                    text = fh.read().decode(errors="replace")
             except OSError:
                 continue
-            offsets[node] = start + len(data)
-            faults += [f"{node}: {line.strip()}"
-                       for line in data.decode(errors="replace").splitlines()
+            faults += [f"{node}: {line.strip()}" for line in text.splitlines()
                        if _KAMAILIO_FAULT.search(line)]
-        return offsets, faults
+        return faults
 
     def console_log(self, s: Service) -> Path:
         """Where a service's stdout and stderr go: ``<kind>.log`` in its node's log folder;
