@@ -688,16 +688,16 @@ async def amonitor(loaded: LoadedInventory, targets: Sequence[SwitchTarget], pas
     conn = await _connect(t, password, timeout)
     outputs = []
     try:
-        for i, cmd in enumerate(plan):
+        for cmd in plan:
             verb, _, rest = cmd.partition(" ")
             if verb == "bgapi":
                 out = await conn.bgapi(rest, timeout=timeout)
             else:
-                # takeover's last step hangs up the user's leg; the switch may have done so
-                # already, when the partner left that leg's bridge (the goal either way).
-                last_kill = mode == "takeover" and i == len(plan) - 1
-                out = await conn.api(rest, check=not last_kill)
-                if last_kill and out.startswith("-ERR") and "No such channel" not in out:
+                # A plan's uuid_kill (takeover's) wants the user's leg gone: FreeSWITCH may
+                # have hung it up already, when its partner left the bridge.
+                kill = rest.startswith("uuid_kill ")
+                out = await conn.api(rest, check=not kill)
+                if kill and out.startswith("-ERR") and "No such channel" not in out:
                     raise RemoteFailure(f"switch {t.name}: api {rest}: {out.strip()}")
             outputs.append(out.strip())
     finally:
