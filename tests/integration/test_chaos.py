@@ -164,7 +164,7 @@ def _media_crash(zpctl_lab: Lab, phones: Phones, tmp_path: Path,
     time.sleep(3)
     fault = time.time()
     zpctl_lab.kill("lab1-a-media/rtpengine")
-    res = load.finish(fault_at=fault)
+    res = load.finish(fault_at=fault, detection_s=1.0)
     in_progress = [c.wait(30) for c in long_calls]
     b = zpctl_lab.inventory().node("lab1-b-media").node
     listing = ng_command(b.mgmt, b.ports.rtpengine_ng, "list", 1.0)
@@ -178,9 +178,13 @@ def _media_crash(zpctl_lab: Lab, phones: Phones, tmp_path: Path,
                             "in_progress_ended_cleanly": sum(rc == 0 for rc in in_progress),
                             "restored_from_redis": len(restored_of_ours),
                             "restored_call_ids": restored_of_ours, **res})
-    # New calls after the crash went to the other media node.
+    # New calls after the crash went to the other media node.  A call up on it when it died,
+    # or set up before the proxies knew (an rtpengine command to the dead node takes
+    # rtpengine_tout_ms 500 x 2 tries before it is skipped), may lose its BYE: counted
+    # apart, by SIPp's call numbers against the fault time.
     assert res["calls"]["attempted"] == 400
-    assert res["calls"]["failed_pct"] <= 0.5, res["calls"]
+    assert res["calls"]["new_failed_pct"] <= 0.5, res["calls"]
+    assert len(res["calls"]["failed_across_fault"]) <= res["calls"]["started_before_fault"]
     assert isinstance(listing.get("calls"), list)
     # Calls in progress whose media node died: their RTP stopped; whether their BYE got a
     # 200 is reported (build/chaos/c-media-kill.json), not asserted away.

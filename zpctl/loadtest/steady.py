@@ -21,7 +21,10 @@ from zpctl.lab import Lab
 from zpctl.lab.phones import wait_reachable
 from zpctl.loadtest import results
 
-_FAIL = re.compile(r"^(\d{4}-\d\d-\d\d)\t[\d:.]+\t(\d+\.\d+): Aborting call(.*)$", re.M)
+# SIPp writes an event right after the closing quote of the message it quotes, on the same
+# line: an event starts a line or follows a quote.
+_FAIL = re.compile(r"(?:^|')(\d{4}-\d\d-\d\d)\t[\d:.]+\t(\d+\.\d+): Aborting call(.*)$", re.M)
+_FAILED_CALL = re.compile(r"Aborting call[^\n]*?Call-Id '(\d+)-\d+@")
 
 
 def failure_times(errors_log: Path) -> list[tuple[float, str]]:
@@ -35,6 +38,13 @@ def failure_times(errors_log: Path) -> list[tuple[float, str]]:
         code = re.search(r"received 'SIP/2\.0 ([1-6]\d\d) ", rest)
         out.append((float(m.group(2)), code.group(1) if code else "timeout"))
     return out
+
+
+def failed_call_numbers(errors_log: Path) -> set[int]:
+    """SIPp's numbers of the calls it aborted (its Call-IDs are ``<number>-<pid>@<ip>``)."""
+    if not errors_log.exists():
+        return set()
+    return {int(n) for n in _FAILED_CALL.findall(errors_log.read_text(errors="replace"))}
 
 
 def failed_kinds(stats: dict[str, Any]) -> dict[str, int]:
@@ -117,8 +127,11 @@ class SteadyLoad:
         self.started_at = time.time()
         return self
 
-    def finish(self, fault_at: float | None = None) -> dict[str, Any]:
-        """Wait for the load to end; attempts, failures by code and the recovery time."""
+    def finish(self, fault_at: float | None = None, detection_s: float = 0.0) -> dict[str, Any]:
+        """Wait for the load to end; attempts, failures by code and the recovery time.  With
+        ``fault_at``, the calls started before ``fault_at + detection_s`` (up when the fault
+        came, or set up while it was not yet detected) and their failures are counted apart
+        from the rest (``new_*``)."""
         wait = self.duration_s * 2 + 60
         self.runs["calls"].wait(wait)
         self.runs["registrations"].wait(wait)
@@ -141,6 +154,20 @@ class SteadyLoad:
                 "recovery_s": round(max(after) - fault_at, 2) if after and fault_at else 0.0,
                 "fail_times": [round(t - (fault_at or self.started_at), 2) for t, _ in fails],
             }
+        if fault_at is not None:
+            # Calls SIPp had started by then (it starts call n at about (n - 1) / rate): a
+            # failure among them is one the fault caught; the rest count against the calls
+            # started after it.
+            calls = out["calls"]
+            crossed = max(0.0, fault_at + detection_s - self.started_at)
+            before = min(calls["attempted"], int(crossed * self.call_rate) + 1)
+            across = sorted(n for n in failed_call_numbers(self.runs["calls"].errors)
+                                 if n <= before)
+            new = calls["attempted"] - before
+            new_failed = calls["failed"] - len(across)
+            calls.update(started_before_fault=before, failed_across_fault=across,
+                         new_attempted=new, new_failed=new_failed,
+                         new_failed_pct=round(100.0 * new_failed / new, 3) if new else 0.0)
         # BYEs answered 481 (the dialog had already ended on the far side: RFC 3261 15.1.1).
         out["calls"]["bye_481"] = int(results.last_row(self.runs["calls"].stats)
                                       .get("GenericCounter1(C)", 0) or 0)
