@@ -14,12 +14,11 @@ database serving regional platforms) can share one database.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zpctl.db import create_sqlite
+from zpctl.db import Db, DbTarget, connect, create_sqlite, require_current
 from zpctl.errors import EnvironmentProblem
 from zpctl.model import LoadedInventory
 from zpctl.secrets import Secrets
@@ -134,56 +133,63 @@ class SyncResult:
                 "unchanged": self.unchanged, "aliases": self.aliases}
 
 
-def sync(inv: LoadedInventory, secrets: Secrets, db: Path, dry_run: bool = False) -> SyncResult:
-    """Make the database's rows of this platform match the inventory."""
-    if inv.model.database.engine != "sqlite" and not str(db).endswith((".sqlite", ".db")):
-        raise EnvironmentProblem("accounts sync writes sqlite databases; give --db PATH")
+def sync(inv: LoadedInventory, secrets: Secrets, target: DbTarget | Path,
+         dry_run: bool = False) -> SyncResult:
+    """Make the database's rows of this platform match the inventory, in one transaction:
+    a sync that fails changes nothing.  A sqlite file is created or migrated as needed; a
+    PostgreSQL database must be at zpctl's schema version (``zpctl db migrate``)."""
+    if isinstance(target, Path):
+        target = DbTarget.sqlite(target)
     subs, aliases = desired(inv, secrets)
     platform = inv.model.platform.name
     result = SyncResult(aliases=len(aliases))
-    if not dry_run:
-        create_sqlite(db)
-    elif not db.exists():
-        result.created = sorted(f"{u}@{d}" for u, d in subs)
-        return result
-    try:
-        conn = sqlite3.connect(db)
-    except sqlite3.Error as exc:
-        raise EnvironmentProblem(f"cannot open {db}: {exc}") from None
-    with conn:
-        cur = conn.execute(f"SELECT {', '.join(SUB_COLUMNS)} FROM subscriber "  # noqa: S608
-                           "WHERE platform = ?", (platform,))
-        current = {(r[0], r[1]): dict(zip(SUB_COLUMNS, r, strict=True)) for r in cur}
-        others = {(r[0], r[1]) for r in conn.execute(
-            "SELECT username, domain FROM subscriber WHERE platform != ?", (platform,))}
-        for key, row in sorted(subs.items()):
-            name = f"{key[0]}@{key[1]}"
-            if key in others:
-                raise EnvironmentProblem(f"{name} already belongs to another platform's rows")
-            if key not in current:
-                result.created.append(name)
-                if not dry_run:
-                    conn.execute(f"INSERT INTO subscriber ({', '.join(SUB_COLUMNS)}) VALUES "  # noqa: S608
-                                 f"({', '.join('?' * len(SUB_COLUMNS))})",
-                                 [row[c] for c in SUB_COLUMNS])
-            elif current[key] != row:
-                result.updated.append(name)
-                if not dry_run:
-                    sets = ", ".join(f"{c} = ?" for c in SUB_COLUMNS[2:])
-                    conn.execute(f"UPDATE subscriber SET {sets} WHERE username = ? AND domain = ?",  # noqa: S608
-                                 [row[c] for c in SUB_COLUMNS[2:]] + list(key))
-            else:
-                result.unchanged += 1
-        for key in sorted(set(current) - set(subs)):
-            result.removed.append(f"{key[0]}@{key[1]}")
-            if not dry_run:
-                conn.execute("DELETE FROM subscriber WHERE username = ? AND domain = ? "
-                             "AND platform = ?", (*key, platform))
+    if target.engine == "sqlite":
+        assert target.path is not None
+        if dry_run and not target.path.exists():
+            result.created = sorted(f"{u}@{d}" for u, d in subs)
+            return result
         if not dry_run:
-            conn.execute("DELETE FROM dbaliases WHERE platform = ?", (platform,))
-            conn.executemany(
-                "INSERT INTO dbaliases (alias_username, alias_domain, username, domain, platform)"
-                " VALUES (?, '', ?, ?, ?)",
-                [(did, u, d, platform) for did, (u, d) in sorted(aliases.items())])
-    conn.close()
+            create_sqlite(target.path)
+    with connect(target) as db:
+        require_current(db)
+        with db.transaction():
+            _apply(db, platform, subs, aliases, result, dry_run)
     return result
+
+
+def _apply(db: Db, platform: str, subs: dict[tuple[str, str], dict[str, Any]],
+           aliases: dict[str, tuple[str, str]], result: SyncResult, dry_run: bool) -> None:
+    rows = db.execute(f"SELECT {', '.join(SUB_COLUMNS)} FROM subscriber "  # noqa: S608
+                      "WHERE platform = ?", (platform,))
+    current = {(r[0], r[1]): dict(zip(SUB_COLUMNS, r, strict=True)) for r in rows}
+    others = {(r[0], r[1]) for r in db.execute(
+        "SELECT username, domain FROM subscriber WHERE platform != ?", (platform,))}
+    for key, row in sorted(subs.items()):
+        name = f"{key[0]}@{key[1]}"
+        if key in others:
+            raise EnvironmentProblem(f"{name} already belongs to another platform's rows")
+        if key not in current:
+            result.created.append(name)
+            if not dry_run:
+                db.execute(f"INSERT INTO subscriber ({', '.join(SUB_COLUMNS)}) VALUES "  # noqa: S608
+                           f"({', '.join('?' * len(SUB_COLUMNS))})", [row[c] for c in SUB_COLUMNS])
+        elif current[key] != row:
+            result.updated.append(name)
+            if not dry_run:
+                sets = ", ".join(f"{c} = ?" for c in SUB_COLUMNS[2:])
+                db.execute(f"UPDATE subscriber SET {sets} WHERE username = ? AND domain = ?",  # noqa: S608
+                           [row[c] for c in SUB_COLUMNS[2:]] + list(key))
+        else:
+            result.unchanged += 1
+    for key in sorted(set(current) - set(subs)):
+        result.removed.append(f"{key[0]}@{key[1]}")
+        if not dry_run:
+            db.execute("DELETE FROM subscriber WHERE username = ? AND domain = ? "
+                       "AND platform = ?", (*key, platform))
+    if dry_run:
+        return
+    db.execute("DELETE FROM dbaliases WHERE platform = ?", (platform,))
+    db.executemany(
+        "INSERT INTO dbaliases (alias_username, alias_domain, username, domain, platform)"
+        " VALUES (?, '', ?, ?, ?)",
+        [(did, u, d, platform) for did, (u, d) in sorted(aliases.items())])

@@ -1,9 +1,11 @@
 """Secrets (SIP passwords, the topoh key, the nonce secret, TLS keys) never appear in files
 others can read, in the lab's logs, or in `-o json` output; the lab's folders are 0700 and
-its logs, pid files and subscriber database (HA1 hashes) 0600."""
+its logs, pid files and subscriber database (HA1 hashes) 0600, or, on PostgreSQL, in the
+server's own 0700 folder behind password logins."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import sqlite3
 import stat
@@ -16,6 +18,7 @@ import yaml
 from zpctl.cli.main import main
 from zpctl.clients.kamailio import KamailioRpc
 from zpctl.lab import Lab
+from zpctl.lab.database import pg_root
 from zpctl.model.schema import Role
 from zpctl.testing import wait_for
 
@@ -68,13 +71,31 @@ def test_lab_dir_state_logs_and_database_are_private(zpctl_lab: Lab) -> None:
     lab = zpctl_lab.dir
     folders = [lab, lab / "state", lab / "pids", lab / "nodes",
                *(d for d in (lab / "nodes").glob("*/*") if d.is_dir())]
-    files = [zpctl_lab.db_path, *(lab / "pids").glob("*.json"),
+    files = [*(lab / "pids").glob("*.json"),
              *(f for f in (lab / "nodes").glob("*/log/*") if f.is_file())]
     assert len(list((lab / "pids").glob("*.json"))) > 10
     assert len([f for f in files if f.name.endswith(".log")]) > 10
     assert any(f.name.startswith("sipp") for f in files)  # written by SIPp itself, not by us
     assert [f"{d}: {_mode(d):o}" for d in folders if _mode(d) != 0o700] == []
     assert [f"{f}: {_mode(f):o}" for f in files if _mode(f) != 0o600] == []
+    # the platform database (HA1 hashes) is PostgreSQL's: its folder is the server's, 0700
+    data = pg_root(lab) / "data"
+    assert (_mode(pg_root(lab)), _mode(data)) == (0o700, 0o700)
+    assert data.stat().st_uid != 0 and (data / "base").is_dir()
+    hba = (data / "pg_hba.conf").read_text()
+    assert [ln.split()[-1] for ln in hba.splitlines() if ln.startswith("host")] \
+        == ["scram-sha-256"] * 2
+
+
+def _sqlite_lab(tmp_path: Path) -> Path:
+    """The lab inventory with its platform database in a sqlite file (a single-node lab)."""
+    inv = tmp_path / "inv"
+    shutil.copytree("inventories/lab", inv)
+    platform = inv / "platform.yml"
+    platform.write_text(platform.read_text().replace(
+        "database:\n  engine: postgres\n  host: 127.1.0.5\n", "database:\n  engine: sqlite\n"))
+    assert "engine: sqlite" in platform.read_text()
+    return inv
 
 
 def test_a_lab_dir_from_before_is_made_private(tmp_path: Path) -> None:
@@ -84,7 +105,7 @@ def test_a_lab_dir_from_before_is_made_private(tmp_path: Path) -> None:
     lab.dir.chmod(0o755)
     sqlite3.connect(lab.db_path).close()
     lab.db_path.chmod(0o644)
-    lab.prepare(lab.inventory(Path("inventories/lab")))
+    lab.prepare(lab.inventory(_sqlite_lab(tmp_path)))
     assert _mode(lab.dir) == 0o700
     assert _mode(lab.dir / "state") == 0o700
     assert _mode(lab.db_path) == 0o600
@@ -95,7 +116,7 @@ def test_a_lab_dir_from_before_is_made_private(tmp_path: Path) -> None:
 
 def test_a_new_lab_dir_is_private(tmp_path: Path) -> None:
     lab = Lab(tmp_path / "deep" / "lab")
-    lab.prepare(lab.inventory(Path("inventories/lab")))
+    lab.prepare(lab.inventory(_sqlite_lab(tmp_path)))
     assert _mode(lab.dir) == 0o700
     assert _mode(lab.dir / "state") == 0o700
     assert _mode(lab.db_path) == 0o600

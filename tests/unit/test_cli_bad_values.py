@@ -31,6 +31,8 @@ BASE: dict[tuple[str, ...], list[str]] = {
     ("accounts", "devices"): [LAB],
     ("accounts", "sync"): [LAB, "--dry-run", "--db", "{tmp}/db.sqlite"],
     ("accounts", "users"): [LAB],
+    ("db", "migrate"): [LAB, "--dry-run", "--db", "{tmp}/db.sqlite"],
+    ("db", "status"): [LAB, "--db", "{tmp}/db.sqlite"],
     ("calls", "hold"): [US01, "0f0e-uuid", "--dry-run", *ESL],
     ("calls", "kill"): [US01, "0f0e-uuid", "--dry-run", *ESL],
     ("calls", "ls"): [US01, *ESL],

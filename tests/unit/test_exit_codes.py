@@ -125,7 +125,7 @@ def test_2_usage(capsys: pytest.CaptureFixture[str], tmp_path: Path,
     assert "ZPCTL_OUTPUT" in err and "'-o'" not in err
     monkeypatch.delenv("ZPCTL_OUTPUT")
     code, _, err = run(capsys, "accounts", "sync", str(LAB), "--lab-dir", str(tmp_path / "x"))
-    assert code == ExitCode.USAGE and "no --db given" in err
+    assert code == ExitCode.USAGE and "neither --db nor --platform given" in err
 
 
 def test_3_invalid_inventory(capsys: pytest.CaptureFixture[str], inv: Path,

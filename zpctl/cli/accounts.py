@@ -11,6 +11,7 @@ from zpctl.accounts import SyncResult, sip_devices, sip_users, sync
 from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.inventory import INVENTORY_ARG
 from zpctl.cli.output import emit
+from zpctl.db import DbTarget
 from zpctl.errors import ExitCode, ZpctlError
 from zpctl.lab import Lab
 from zpctl.model import LoadedInventory, load_inventory
@@ -24,28 +25,38 @@ def accounts() -> None:
 
     \b
       zpctl accounts sync inventories/lab                  # into the running lab's database
+      zpctl accounts sync INV --platform --secrets FILE     # the inventory's PostgreSQL
       zpctl accounts sync INV --db /var/lib/zpctl/subscriber.sqlite --secrets FILE
       zpctl accounts users inventories/lab --sipp users.csv  # SIPp injection file
     Passwords come from the secrets file (generated when missing), never from the inventory.
     """
 
 
-def _target(inventory: Path, db: Path | None, lab_dir: Path | None,
-            secrets_file: Path | None) -> tuple[Path, Secrets]:
-    inv = load_inventory(inventory)
-    if db is not None:
-        return db, Secrets.load(secrets_file or default_path(inv.model.platform.name))
+def db_target(inv: LoadedInventory, db: Path | None, lab_dir: Path | None,
+              secrets_file: Path | None, platform_db: bool = False) -> tuple[DbTarget, Secrets]:
+    """The database a command works on, and the secrets file with its password: ``--db``
+    (a sqlite file), ``--platform`` (the inventory's own database: PostgreSQL, with the
+    password from the platform's secrets file), else the running lab's."""
+    if db is not None or platform_db:
+        secrets = Secrets.load(secrets_file or default_path(inv.model.platform.name))
+        return (DbTarget.sqlite(db) if db is not None
+                else DbTarget.of_inventory(inv, secrets)), secrets
     lab = Lab(lab_dir)
     if lab.state() is None:
-        raise ZpctlError(f"no lab in {lab.dir} and no --db given: say where the database is",
-                         ExitCode.USAGE)
-    return lab.db_path, Secrets.load(secrets_file or lab.dir / "secrets.yml")
+        raise ZpctlError(f"no lab in {lab.dir}, and neither --db nor --platform given: say "
+                         "which database", ExitCode.USAGE)
+    secrets = Secrets.load(secrets_file or lab.dir / "secrets.yml")
+    return lab.db_target(secrets=secrets), secrets
 
 
 LAB_DIR = click.option("--lab-dir", type=click.Path(path_type=Path), envvar="ZPCTL_LAB_DIR",
                        help="Use this lab's database and secrets (default lab directory).")
 DB = click.option("--db", type=click.Path(path_type=Path),
-                  help="A sqlite subscriber database (default: the lab's).")
+                  help="A sqlite platform database file (default: the lab's database).")
+PLATFORM_DB = click.option(
+    "--platform", "platform_db", is_flag=True,
+    help="Use the database the inventory names (engine postgres: host, port, name and "
+         "user from it, the password `db_password` from the secrets file).")
 SECRETS = click.option("--secrets", "secrets_file", type=click.Path(path_type=Path),
                        help="Secrets file with the SIP passwords.")
 
@@ -53,20 +64,28 @@ SECRETS = click.option("--secrets", "secrets_file", type=click.Path(path_type=Pa
 @accounts.command("sync")
 @INVENTORY_ARG
 @DB
+@PLATFORM_DB
 @LAB_DIR
 @SECRETS
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
 @pass_ctx
-def sync_cmd(ctx: Context, inventory: Path, db: Path | None, lab_dir: Path | None,
-             secrets_file: Path | None, dry_run: bool) -> None:
+def sync_cmd(ctx: Context, inventory: Path, db: Path | None, platform_db: bool,
+             lab_dir: Path | None, secrets_file: Path | None, dry_run: bool) -> None:
     """Make the database's subscribers of INVENTORY's platform match its accounts: create,
-    update and remove users, and rewrite the DID aliases.  Other platforms' rows are kept."""
-    path, secrets = _target(inventory, db, lab_dir, secrets_file)
-    result = sync(load_inventory(inventory), secrets, path, dry_run=dry_run)
+    update and remove users and devices, and rewrite the DID aliases, in one transaction
+    (a sync that fails changes nothing).  Other platforms' rows are kept.
+
+    The zone proxies read the database at each request: a change is live as soon as
+    the sync returns, with no restart or redeploy.  A PostgreSQL database must be at
+    zpctl's schema version (`zpctl db status`); a sqlite file is created or migrated.
+    """
+    inv = load_inventory(inventory)
+    target, secrets = db_target(inv, db, lab_dir, secrets_file, platform_db)
+    result = sync(inv, secrets, target, dry_run=dry_run)
     if not dry_run:
         secrets.save()
-    emit(ctx.output, {"db": str(path), "dry_run": dry_run, **result.as_dict()},
-         text=f"{path}: {_summary(result, dry_run)}")
+    emit(ctx.output, {"db": target.label, "dry_run": dry_run, **result.as_dict()},
+         text=f"{target.label}: {_summary(result, dry_run)}")
 
 
 def _summary(result: SyncResult, dry_run: bool) -> str:

@@ -16,6 +16,7 @@ from zpctl.cli import (
     accounts,
     calls,
     control,
+    db,
     deploy,
     exporter,
     inventory,
@@ -70,7 +71,7 @@ for _group in (inventory.inventory, render.render_cmd, render.diff_cmd, lab.lab,
                accounts.accounts, loadtest.loadtest_cmd, exporter.exporter_cmd, switch.switch,
                calls.calls, pki.pki_group, deploy.deploy, control.node, control.registrations,
                control.dialogs, control.zone, control.dc, voicemail.voicemail,
-               recordings.recordings, queues.queues):
+               recordings.recordings, queues.queues, db.db_group):
     cli.add_command(_group)
 spread_global_options(cli)
 

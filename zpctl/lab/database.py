@@ -1,9 +1,11 @@
-"""The lab's PostgreSQL: the server the inventory's ``switch_recovery`` names, run from
-Debian's PostgreSQL 15 with its data under the lab folder.
+"""The lab's PostgreSQL: the server the inventory's ``database`` (engine postgres) and
+``switch_recovery`` name, run from Debian's PostgreSQL 15 with its data under the lab folder.
 
-Production points ``switch_recovery`` at a PostgreSQL of its own; the lab runs one on that
-(loopback) address so that its switches keep their core databases there and a standby
-switch can recover a dead one's calls.  The server runs as the ``postgres`` user (it
+Production points both at PostgreSQL servers of its own; the lab runs one on that
+(loopback) address: the platform database (subscribers, DID aliases, call records) lives
+there, migrated by zpctl, and the switches keep their core databases there so that a
+standby switch can recover a dead one's calls.  When both are named, they must name the
+same address: the lab runs one server.  The server runs as the ``postgres`` user (it
 refuses root), which cannot enter the lab folder (0700, and under pytest's 0700 temporary
 folder): its data and socket live in ``/tmp/zpctl-lab-pg-<id of the lab folder>``, owned by
 ``postgres``, and ``lab down`` removes them (what they hold, the calls the switches carry,
@@ -11,9 +13,9 @@ lasts no longer than the lab's processes).  Its log is the lab's ``nodes/db/log`
 
 :func:`prepare_database` creates the cluster once (``initdb``) and writes its access rules;
 :func:`db_service` is the process and its health check (the server answers an SSL request);
-:func:`bootstrap_database` creates the switches' role and one database per switch, and is
-run every time the server (re)starts: a second run changes nothing but the password, which
-follows the secrets file.
+:func:`bootstrap_database` creates the roles (the switches', the platform's), one
+database per switch and the platform's database, and is run every time the server
+(re)starts: a second run changes nothing but the passwords, which follow the secrets file.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from zpctl.db import DB_PASSWORD_KEY
 from zpctl.errors import EnvironmentProblem, Unreachable
 from zpctl.lab.procs import as_user_kwargs
 from zpctl.lab.services import Service
@@ -97,20 +100,34 @@ def pg_health(addr: str, port: int) -> Callable[[], None]:
     return check
 
 
+def server_address(inv: LoadedInventory) -> tuple[str, int] | None:
+    """Where the lab's PostgreSQL listens: the platform database's server (engine
+    postgres), else the switches' (switch_recovery); None: the lab runs none."""
+    db, rec = inv.model.database, inv.model.switch_recovery
+    platform = (db.host, db.port) if db.engine == "postgres" and db.host else None
+    switches = (rec.db_host, rec.db_port) if rec is not None else None
+    if platform and switches and platform != switches:
+        raise EnvironmentProblem(
+            f"database {platform[0]}:{platform[1]} and switch_recovery {switches[0]}:"
+            f"{switches[1]} differ: the lab runs one PostgreSQL, name the same address")
+    return platform or switches
+
+
 def db_service(inv: LoadedInventory, lab_dir: Path) -> Service | None:
-    """The lab's PostgreSQL, when the inventory names a switch_recovery server."""
-    rec = inv.model.switch_recovery
-    if rec is None:
+    """The lab's PostgreSQL, when the inventory names a PostgreSQL server."""
+    where = server_address(inv)
+    if where is None:
         return None
+    host, port = where
     _home, data, run, _log = _folders(lab_dir)
     argv = [pg_binary("postgres"), "-D", str(data),
-            "-c", f"listen_addresses={rec.db_host}", "-c", f"port={rec.db_port}",
+            "-c", f"listen_addresses={host}", "-c", f"port={port}",
             "-c", f"unix_socket_directories={run}", "-c", "max_connections=300",
             "-c", "shared_buffers=64MB", "-c", "log_min_messages=warning",
             # A lab: its data is rebuilt by `lab up`; commit latency is the switches'.
             "-c", "synchronous_commit=off"]
-    return Service(SERVICE, "postgres", HOME, argv, [(rec.db_host, rec.db_port, "tcp")],
-                   pg_health(rec.db_host, rec.db_port), cwd=run, stop_signal="INT",
+    return Service(SERVICE, "postgres", HOME, argv, [(host, port, "tcp")],
+                   pg_health(host, port), cwd=run, stop_signal="INT",
                    user=PG_USER)
 
 
@@ -144,8 +161,9 @@ def _write_as_postgres(path: Path, text: str) -> None:
 
 def prepare_database(inv: LoadedInventory, lab_dir: Path) -> None:
     """The cluster's folders (``postgres``'s own), ``initdb`` once, and its access rules:
-    the switches' role by password from loopback, ``postgres`` over the socket only."""
-    if inv.model.switch_recovery is None:
+    the switches' and the platform's roles by password from loopback, ``postgres`` over
+    the socket only."""
+    if server_address(inv) is None:
         return
     try:
         pwd.getpwnam(PG_USER)
@@ -164,12 +182,20 @@ def prepare_database(inv: LoadedInventory, lab_dir: Path) -> None:
             **as_user_kwargs(PG_USER))
         if res.returncode != 0:
             raise EnvironmentProblem(f"initdb {data} failed: {res.stderr.strip()[-400:]}")
-    rec = inv.model.switch_recovery
     _write_as_postgres(
         data / "pg_hba.conf",
-        "# managed by zpctl lab: the switches' role from loopback, postgres over the socket\n"
+        "# managed by zpctl lab: its roles from loopback, postgres over the socket\n"
         f"local all {PG_USER} peer\n"
-        f"host  all {rec.db_user} 127.0.0.0/8 scram-sha-256\n")
+        + "".join(f"host  all {role} 127.0.0.0/8 scram-sha-256\n" for role in _roles(inv)))
+
+
+def _roles(inv: LoadedInventory) -> list[str]:
+    """The lab's login roles: the switches' and the platform database's."""
+    rec, db = inv.model.switch_recovery, inv.model.database
+    roles = [rec.db_user] if rec is not None else []
+    if db.engine == "postgres" and db.user not in roles:
+        roles.append(db.user)
+    return roles
 
 
 def switch_databases(inv: LoadedInventory) -> list[str]:
@@ -178,17 +204,22 @@ def switch_databases(inv: LoadedInventory) -> list[str]:
 
 
 def bootstrap_database(inv: LoadedInventory, lab_dir: Path, secrets: Secrets) -> None:
-    """The switches' role (its password from the secrets file) and their databases."""
-    rec = inv.model.switch_recovery
-    if rec is None:
+    """The roles (their passwords from the secrets file) and databases: one per switch,
+    owned by the switches' role, and the platform's, owned by its role."""
+    where = server_address(inv)
+    if where is None:
         return
     _home, _data, run, _log = _folders(lab_dir)
-    password = secrets.get(SWITCH_DB_PASSWORD_KEY)
-    if not _SAFE_PASSWORD.fullmatch(password):
-        raise EnvironmentProblem(f"secret {SWITCH_DB_PASSWORD_KEY}: use letters, digits and "
-                                 "-_.~ only (it goes into SQL and FreeSWITCH's DSN as is)")
-    role = rec.db_user
-    psql = [pg_binary("psql"), "-h", str(run), "-p", str(rec.db_port), "-U", PG_USER,
+    rec, db = inv.model.switch_recovery, inv.model.database
+    owners: dict[str, str] = {}  # role -> password
+    wanted: list[tuple[str, str]] = []  # (database, owner)
+    if rec is not None:
+        owners[rec.db_user] = _password(secrets, SWITCH_DB_PASSWORD_KEY)
+        wanted += [(name, rec.db_user) for name in switch_databases(inv)]
+    if db.engine == "postgres":
+        owners.setdefault(db.user, _password(secrets, DB_PASSWORD_KEY))
+        wanted.append((db.name, db.user))
+    psql = [pg_binary("psql"), "-h", str(run), "-p", str(where[1]), "-U", PG_USER,
             "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-qAt"]
 
     def sql(statement: str) -> str:
@@ -201,16 +232,27 @@ def bootstrap_database(inv: LoadedInventory, lab_dir: Path, secrets: Secrets) ->
                 break
             time.sleep(0.2)
         if res.returncode != 0:
-            said = res.stderr.strip().replace(password, "...")[-300:]
+            said = res.stderr.strip()
+            for pw in owners.values():
+                said = said.replace(pw, "...")
             raise EnvironmentProblem(f"lab PostgreSQL: {statement.partition(' PASSWORD')[0]}: "
-                                     f"{said}")
+                                     f"{said[-300:]}")
         return res.stdout
 
-    # role: an inventory Ident ([a-z0-9-]); password: checked above
-    if not sql(f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'").strip():  # noqa: S608
-        sql(f'CREATE ROLE "{role}" LOGIN')
-    sql(f"ALTER ROLE \"{role}\" PASSWORD '{password}'")
+    # roles: inventory Idents ([a-z0-9-]); passwords: checked by _password
+    for role, password in owners.items():
+        if not sql(f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'").strip():  # noqa: S608
+            sql(f'CREATE ROLE "{role}" LOGIN')
+        sql(f"ALTER ROLE \"{role}\" PASSWORD '{password}'")
     have = set(sql("SELECT datname FROM pg_database").split())
-    for name in switch_databases(inv):
+    for name, owner in wanted:
         if name not in have:
-            sql(f'CREATE DATABASE "{name}" OWNER "{role}"')
+            sql(f'CREATE DATABASE "{name}" OWNER "{owner}"')
+
+
+def _password(secrets: Secrets, key: str) -> str:
+    password = secrets.get(key)
+    if not _SAFE_PASSWORD.fullmatch(password):
+        raise EnvironmentProblem(f"secret {key}: use letters, digits and -_.~ only (it goes "
+                                 "into SQL, a libpq conninfo and Kamailio's db_url as is)")
+    return password

@@ -35,7 +35,7 @@ from zpctl.clients.esl import EslConnection
 from zpctl.clients.kamailio import KamailioRpc
 from zpctl.clients.probes import ng_command
 from zpctl.control import parallel
-from zpctl.db import create_sqlite
+from zpctl.db import DbTarget, connect, create_sqlite, migrate
 from zpctl.errors import EnvironmentProblem, ExitCode, Unreachable, ZpctlError
 from zpctl.freeswitch.control import SwitchResult, astatus, targets_for
 from zpctl.freeswitch.provision import SwitchFiles, provision
@@ -193,8 +193,9 @@ class Lab:
         build = render(inv, secrets, lab_root=self.dir)
         secrets.save()
         build.write(self.dir / "build")
-        create_sqlite(self.db_path)
-        self.db_path.chmod(0o600)
+        if inv.model.database.engine == "sqlite":
+            create_sqlite(self.db_path)
+            self.db_path.chmod(0o600)
         pki_dir = self.dir / "pki"
         pki.make_ca(pki_dir)
         for p in inv.nodes():
@@ -209,7 +210,8 @@ class Lab:
         self.prepare_switches(inv)
         self.prepare_peers(inv)
         prepare_database(inv, self.dir)
-        self.sync_accounts(inv, secrets)
+        if inv.model.database.engine == "sqlite":  # PostgreSQL's: once its server answers
+            self.sync_accounts(inv, secrets)
         return build.digest()
 
     def prepare_switches(self, inv: LoadedInventory) -> None:
@@ -237,15 +239,24 @@ class Lab:
 
     def sync_accounts(self, inv: LoadedInventory, secrets: Secrets | None = None,
                       dry_run: bool = False) -> SyncResult:
-        """Provision ``inv``'s accounts into the lab's subscriber database."""
+        """Provision ``inv``'s accounts into the lab's platform database (the one the
+        lab's own inventory names: another inventory's accounts go in beside them)."""
         secrets = secrets or self.secrets()
-        result = sync(inv, secrets, self.db_path, dry_run=dry_run)
+        own = self.inventory() if self.state() is not None else inv
+        result = sync(inv, secrets, self.db_target(own, secrets), dry_run=dry_run)
         secrets.save()
         return result
 
     @property
     def db_path(self) -> Path:
+        """The platform database's file when the lab's inventory says engine sqlite."""
         return self.dir / "state" / "subscriber.sqlite"
+
+    def db_target(self, inv: LoadedInventory | None = None,
+                  secrets: Secrets | None = None) -> DbTarget:
+        """The lab's platform database: its PostgreSQL's (engine postgres) or a file."""
+        inv = inv or self.inventory()
+        return DbTarget.of_inventory(inv, secrets or self.secrets(), self.db_path)
 
     def users(self, inv: LoadedInventory | None = None) -> list[SipUser]:
         """The lab's SIP users with their passwords (for phones and SIPp)."""
@@ -442,6 +453,10 @@ class Lab:
         ``sofia recover`` must not find them later."""
         if s.name == DB_SERVICE:
             bootstrap_database(inv, self.dir, self.secrets())
+            if inv.model.database.engine == "postgres":
+                with connect(self.db_target(inv)) as db:
+                    migrate(db)
+                self.sync_accounts(inv)
         elif s.kind == "freeswitch" and inv.model.switch_recovery is not None:
             target = targets_for(inv, switch=s.home)[0]
             password = self.secrets().get(ESL_PASSWORD_KEY)
