@@ -23,6 +23,8 @@ ENV_FILE = "ZPCTL_SECRETS"
 ENV_PREFIX = "ZPCTL_SECRET_"
 # The key of the switches' ESL password (rendered into secrets.xml, used by live control).
 ESL_PASSWORD_KEY = "esl_password"  # noqa: S105 - a key name, not a secret
+# The platform database's password (its role: the inventory's database.user).
+DB_PASSWORD_KEY = "db_password"  # noqa: S105 - a key name, not a secret
 
 
 def default_path(platform: str) -> Path:

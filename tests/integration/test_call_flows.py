@@ -18,6 +18,7 @@ from zpctl.clients.kamailio import KamailioRpc
 from zpctl.errors import RemoteFailure
 from zpctl.lab import Lab
 from zpctl.lab.flows import FLOWS, Flow, flow, run_flow, switch_totals
+from zpctl.lab.journeys import journeys_since
 from zpctl.lab.phones import Phones
 from zpctl.model import load_inventory
 from zpctl.model.schema import Node, Role
@@ -105,8 +106,23 @@ def test_flow(zpctl_phones: Phones, zpctl_lab: Lab, flow: Flow) -> None:
     (b, g), the carrier or PBX that must get the INVITE and only it, with the topology hidden
     and the caller's DID as caller ID (d, f), mutual TLS to the premises (f), transcoding
     (g), refusals (d, e) and inbound DIDs reaching their user (e, f)."""
+    start = time.time()
     outcome = run_flow(zpctl_lab, zpctl_phones, flow)
     assert outcome.problems == [], outcome.report()
+    # every hop the call crossed left its record, in a consistent order (docs/CDR.md)
+    report = journeys_since(zpctl_lab, zpctl_lab.inventory(), start, time.time())
+    assert report.problems == [], report.problems
+    if flow.name in JOURNEYS:
+        assert report.summary == JOURNEYS[flow.name]
+
+
+# The hops (without the end points) of a few flows' call records.
+JOURNEYS = {
+    "extension": "lb>proxy>switch>switch>proxy>lb",
+    "pstn-native": "lb>proxy>switch>switch>proxy>sbc",
+    "inbound-did": "sbc>proxy>switch>switch>proxy>lb",
+    "no-calling-plan": "lb>proxy>switch>switch>proxy",
+}
 
 
 # --- c. the lb spreads calls over both zones ------------------------------------------------

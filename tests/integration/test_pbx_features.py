@@ -28,6 +28,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,6 +65,7 @@ from zpctl.lab.features import (
     vm_state,
     voicemail_lockout,
 )
+from zpctl.lab.journeys import journeys_since
 from zpctl.metrics.esl_source import EslSwitchSource
 from zpctl.metrics.switch import QueueStats
 from zpctl.secrets import ESL_PASSWORD_KEY
@@ -70,6 +73,16 @@ from zpctl.testing import missing_binaries, wait_for
 
 pytestmark = pytest.mark.skipif(bool(missing_binaries(("kamailio", "rtpengine", "redis-server"))),
                                 reason="lab binaries missing (make install)")
+
+
+@pytest.fixture(autouse=True)
+def _complete_records(zpctl_lab: Lab) -> Iterator[None]:
+    """Every call a feature test placed left a complete journey in the call records."""
+    start = time.time()
+    yield
+    report = journeys_since(zpctl_lab, zpctl_lab.inventory(), start, time.time(),
+                            require_calls=False)
+    assert report.problems == [], report.problems
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ def test_a_new_file_is_migrated_to_the_latest_version_with_kamailios_table_versi
     assert _version(db) == LATEST
     with sqlite3.connect(db) as conn:
         versions = dict(conn.execute("SELECT table_name, table_version FROM version"))
-    assert versions == {"version": 1, "subscriber": 7, "dbaliases": 1}
+    assert versions == {"version": 1, "subscriber": 7, "dbaliases": 1, "acc": 5}
     create_sqlite(db)  # idempotent
     assert _version(db) == LATEST
 

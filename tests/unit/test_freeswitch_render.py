@@ -314,7 +314,10 @@ def test_video_mail_flag(us01: LoadedInventory) -> None:
 def test_call_handling_forwarding_recording_and_hold_music(build: Build) -> None:
     ring = actions(build, "user-1001")
     assert ("set", "hold_music=local_stream://acme-jazz") in ring
-    assert ("record_session", "$${zp_recordings}/acme/${strftime(%Y-%m-%d)}/${uuid}.wav") in ring
+    # the file's name is the call record's (switch_cdr.recording) and the recording's
+    path = "$${zp_recordings}/acme/${strftime(%Y-%m-%d)}/${uuid}.wav"
+    at = ring.index(("set", f"zp_recording={path}"))
+    assert ring[at + 1] == ("record_session", "${zp_recording}")
     assert ("bind_meta_app", "2 ab s record_session::$${zp_recordings}/acme/${strftime(%Y-%m-%d)}"
                              "/${uuid}.wav") in ring
     # rings its ring_seconds (the leg timeout: the proxy failover's cause list turns the

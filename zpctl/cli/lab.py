@@ -191,7 +191,7 @@ def demo_cmd(ctx: Context, lab_dir: Path | None) -> None:
     with tempfile.TemporaryDirectory(prefix="zpctl-demo-") as tmp:
         flows = Demo(lab_, Path(tmp), say=info).run()
     rows = [f.row() for f in flows]
-    emit(ctx.output, rows, rows=rows, columns=["flow", "ok", "path", "detail"])
+    emit(ctx.output, rows, rows=rows, columns=["flow", "ok", "path", "journey", "detail"])
     bad = [str(r["flow"]) for r in rows if not r["ok"]]
     if bad:
         raise RemoteFailure(f"demo flows failed: {', '.join(bad)}")

@@ -15,6 +15,7 @@ from zpctl import __version__
 from zpctl.cli import (
     accounts,
     calls,
+    cdr,
     control,
     db,
     deploy,
@@ -71,7 +72,8 @@ for _group in (inventory.inventory, render.render_cmd, render.diff_cmd, lab.lab,
                accounts.accounts, loadtest.loadtest_cmd, exporter.exporter_cmd, switch.switch,
                calls.calls, pki.pki_group, deploy.deploy, control.node, control.registrations,
                control.dialogs, control.zone, control.dc, voicemail.voicemail,
-               recordings.recordings, queues.queues, db.db_group):
+               recordings.recordings, queues.queues, db.db_group,
+               cdr.cdr_group):
     cli.add_command(_group)
 spread_global_options(cli)
 

@@ -1,7 +1,7 @@
 """The platform database: where it is (:mod:`.connect`) and its versioned schema
 (:mod:`.schema`), on sqlite (a single-node lab) or PostgreSQL (the default)."""
 
-from zpctl.db.connect import DB_PASSWORD_KEY, Db, DbTarget, connect
+from zpctl.db.connect import Db, DbTarget, connect
 from zpctl.db.schema import (
     LATEST,
     MIGRATIONS,
@@ -15,7 +15,6 @@ from zpctl.db.schema import (
 )
 
 __all__ = [
-    "DB_PASSWORD_KEY",
     "LATEST",
     "MIGRATIONS",
     "Db",

@@ -21,9 +21,8 @@ from typing import Any, Literal
 
 from zpctl.errors import EnvironmentProblem, ExitCode, ZpctlError
 from zpctl.model import LoadedInventory
-from zpctl.secrets import Secrets
+from zpctl.secrets import DB_PASSWORD_KEY, Secrets
 
-DB_PASSWORD_KEY = "db_password"  # noqa: S105 - the secrets file's key, not a secret
 CONNECT_TIMEOUT_S = 3
 
 Engine = Literal["sqlite", "postgres"]

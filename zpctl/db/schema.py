@@ -110,7 +110,76 @@ CREATE INDEX IF NOT EXISTS dbaliases_alias_idx ON dbaliases (alias_username, ali
 CREATE INDEX IF NOT EXISTS dbaliases_target_idx ON dbaliases (username, domain)
 """, after=_subscriber_after)
 
-MIGRATIONS: tuple[Migration, ...] = (SUBSCRIBER,)
+def _records_after(db: Db) -> None:
+    set_table_versions(db, {"acc": 5})
+
+
+# Version 2: the call records.  ``acc`` is Kamailio's accounting table (table version 5:
+# method, tags, Call-ID, SIP code and reason, time) with the columns the lb, the proxies
+# and the SBCs add (db_extra, time_mode 2): the hop's node name, when the request arrived
+# there (setup_ts) and when its final reply left (time_attr), in seconds since the epoch
+# to the microsecond, its source address, users and next hop.  One row per hop and
+# transaction: an INVITE's final reply (answered or failed), a BYE's.  ``switch_cdr`` is
+# one row per FreeSWITCH channel (mod_cdr_pg_csv, both legs), with the leg it was bridged
+# to or originated from, times in microseconds, causes, codecs, SRTP and the media
+# quality the switch measured.
+RECORDS = Migration(2, "call_records", """
+CREATE TABLE IF NOT EXISTS acc (
+    id {id},
+    method VARCHAR(16) DEFAULT '' NOT NULL,
+    from_tag VARCHAR(128) DEFAULT '' NOT NULL,
+    to_tag VARCHAR(128) DEFAULT '' NOT NULL,
+    callid VARCHAR(255) DEFAULT '' NOT NULL,
+    sip_code VARCHAR(3) DEFAULT '' NOT NULL,
+    sip_reason VARCHAR(128) DEFAULT '' NOT NULL,
+    time TIMESTAMP NOT NULL,
+    time_attr DOUBLE PRECISION,
+    node VARCHAR(64),
+    setup_ts DOUBLE PRECISION,
+    src_ip VARCHAR(64),
+    from_user VARCHAR(64),
+    from_domain VARCHAR(128),
+    to_user VARCHAR(64),
+    ruri_user VARCHAR(64),
+    dst VARCHAR(255)
+);
+CREATE INDEX IF NOT EXISTS acc_callid_idx ON acc (callid);
+CREATE INDEX IF NOT EXISTS acc_time_attr_idx ON acc (time_attr);
+CREATE TABLE IF NOT EXISTS switch_cdr (
+    id {id},
+    uuid VARCHAR(64) NOT NULL,
+    originator_uuid VARCHAR(64),
+    bridged_to VARCHAR(64),
+    call_id VARCHAR(255),
+    direction VARCHAR(16),
+    node VARCHAR(64),
+    account VARCHAR(64),
+    caller VARCHAR(64),
+    destination VARCHAR(64),
+    start_us BIGINT,
+    answer_us BIGINT,
+    end_us BIGINT,
+    hangup_cause VARCHAR(64),
+    disposition VARCHAR(32),
+    sip_status VARCHAR(8),
+    read_codec VARCHAR(32),
+    write_codec VARCHAR(32),
+    srtp VARCHAR(64),
+    mos DOUBLE PRECISION,
+    jitter DOUBLE PRECISION,
+    packets_in BIGINT,
+    packets_lost BIGINT,
+    packets_out BIGINT,
+    recording VARCHAR(255),
+    recovered VARCHAR(8)
+);
+CREATE INDEX IF NOT EXISTS switch_cdr_call_id_idx ON switch_cdr (call_id);
+CREATE INDEX IF NOT EXISTS switch_cdr_uuid_idx ON switch_cdr (uuid);
+CREATE INDEX IF NOT EXISTS switch_cdr_originator_idx ON switch_cdr (originator_uuid);
+CREATE INDEX IF NOT EXISTS switch_cdr_start_idx ON switch_cdr (start_us)
+""", after=_records_after)
+
+MIGRATIONS: tuple[Migration, ...] = (SUBSCRIBER, RECORDS)
 LATEST = MIGRATIONS[-1].version
 
 

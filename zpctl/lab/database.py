@@ -35,7 +35,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from zpctl.db import DB_PASSWORD_KEY
 from zpctl.errors import EnvironmentProblem, Unreachable
 from zpctl.lab.procs import as_user_kwargs
 from zpctl.lab.services import Service
@@ -43,7 +42,7 @@ from zpctl.model import LoadedInventory
 from zpctl.model.schema import Role
 from zpctl.paths import find_binary
 from zpctl.render.freeswitch import SWITCH_DB_PASSWORD_KEY, core_db_name
-from zpctl.secrets import Secrets
+from zpctl.secrets import DB_PASSWORD_KEY, Secrets
 
 HOME = "db"  # its folder under nodes/ and the prefix of its service name
 # What the switches' password may hold: it goes into SQL and a libpq conninfo unquoted.

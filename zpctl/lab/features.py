@@ -64,6 +64,7 @@ class FeatureOutcome:
     detail: str = ""
     facts: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    journey: str = ""  # the hops its call records show (the demo fills it)
 
     @property
     def ok(self) -> bool:
@@ -75,7 +76,7 @@ class FeatureOutcome:
         return ok
 
     def row(self) -> dict[str, Any]:
-        return {"flow": self.flow, "ok": self.ok, "path": self.path,
+        return {"flow": self.flow, "ok": self.ok, "path": self.path, "journey": self.journey,
                 "detail": "; ".join(self.problems) if self.problems else self.detail,
                 **self.facts}
 
@@ -1350,15 +1351,23 @@ FEATURE_FLOWS: tuple[tuple[str, Callable[[FeatureLab], FeatureOutcome]], ...] = 
 
 
 def run_features(lab: Lab, names: tuple[str, ...] | None = None,
-                 say: Callable[[str], None] = lambda s: None) -> list[FeatureOutcome]:
+                 say: Callable[[str], None] = lambda s: None,
+                 after: Callable[[FeatureOutcome, float], None] | None = None,
+                 ) -> list[FeatureOutcome]:
+    """Run the feature flows (``names``: only those); ``after`` is called with each
+    outcome and the time (epoch seconds) its flow started."""
     fl = FeatureLab(lab)
     out = []
     for name, flow in FEATURE_FLOWS:
         if names is not None and name not in names:
             continue
         say(f"feature: {name}")
+        start = time.time()
         try:
-            out.append(flow(fl))
+            outcome = flow(fl)
         except Exception as exc:
-            out.append(FeatureOutcome(name, problems=[f"could not run: {exc}"]))
+            outcome = FeatureOutcome(name, problems=[f"could not run: {exc}"])
+        if after is not None:
+            after(outcome, start)
+        out.append(outcome)
     return out

@@ -140,6 +140,7 @@ class Outcome:
     answer: str = ""  # the 200 OK to the caller's INVITE
     errors: str = ""  # the tail of SIPp's error log
     problems: list[str] = field(default_factory=list)
+    journey: str = ""  # the hops its call records show (the demo fills it)
 
     @property
     def name(self) -> str:
@@ -159,7 +160,7 @@ class Outcome:
         """The demo's table row."""
         detail = (f"{self.caller} -> {self.callee}: {self.result}; RTP sent/received "
                   f"(caller  far end) {self.media()}")
-        return {"flow": self.name, "ok": self.ok, "path": self.path,
+        return {"flow": self.name, "ok": self.ok, "path": self.path, "journey": self.journey,
                 "detail": "; ".join(self.problems) if self.problems else detail,
                 "from": self.caller, "to": self.callee, "switch": self.switch or "-",
                 "result": self.result, "rtp sent/received (caller  far end)": self.media()}

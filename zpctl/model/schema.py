@@ -223,6 +223,14 @@ class Paths(Strict):
     log_dir: str = "/var/log/zpctl"
 
 
+class Privacy(Strict):
+    """An account's privacy options (the seed's "Mask Personal Data from Dashboard and
+    Call Log"): with ``mask_personal_data``, the last digits of external numbers are
+    hidden in `zpctl cdr ls` and in the exporter's labels."""
+
+    mask_personal_data: bool = False
+
+
 class Database(Strict):
     engine: Literal["sqlite", "postgres"] = "sqlite"
     # postgres only: host, port, name, user (the password is a secret)
@@ -230,6 +238,8 @@ class Database(Strict):
     port: Port = 5432
     name: str = "zpctl"
     user: str = "kamailio"
+    # How long call records are kept (`zpctl cdr purge` removes older ones), in days.
+    record_retention_days: Annotated[int, Field(ge=1, le=3650)] = 365
 
     @model_validator(mode="after")
     def _host(self) -> Database:
@@ -377,6 +387,7 @@ class Account(Strict):
     numbers: list[Number] = Field(default_factory=list)
     users: list[User] = Field(default_factory=list)
     pbx: Pbx = Field(default_factory=Pbx)  # PBX features run by the switch tier (zpctl.model.pbx)
+    privacy: Privacy = Field(default_factory=Privacy)
 
 
 class Inventory(Strict):

@@ -34,7 +34,7 @@ from zpctl.render.freeswitch import render_switch, rendezvous_numbers, served_ac
 from zpctl.render.monitoring import MonitoringOptions, add_monitoring, monitoring_files
 from zpctl.render.paths import NodePaths, node_paths
 from zpctl.render.sizing import TRANSACTIONS_PER_CALL, shm_mb
-from zpctl.secrets import Secrets
+from zpctl.secrets import DB_PASSWORD_KEY, Secrets
 
 # Build, MANIFEST and check_out_dir live in zpctl.render.build; callers take them from here.
 __all__ = ["BANNER", "MANIFEST", "TEMPLATE_DIRS", "Build", "check_out_dir", "environment",
@@ -76,6 +76,8 @@ def switch_offer(inv: Inventory, dc: DataCenter) -> str:
 LB_ZONE_FR_TIMER_MS = 1000
 LB_PING_INTERVAL_S = 1
 LB_PROBING_THRESHOLD = 1
+# Async workers that run the call-record inserts (acc db_insert_mode 2), off the SIP path.
+ACC_ASYNC_WORKERS = 2
 
 
 def environment() -> jinja2.Environment:
@@ -147,7 +149,7 @@ class _Renderer:
         if db.engine == "sqlite":
             return "sqlite://" + (self.paths("_").db if self.lab_root is None
                                   else str(Path(self.lab_root) / "state" / "subscriber.sqlite"))
-        password = self.secrets.get("db_password")
+        password = self.secrets.get(DB_PASSWORD_KEY)
         return f"postgres://{db.user}:{password}@{db.host}:{db.port}/{db.name}"
 
     def kamcli_db(self) -> dict[str, str]:
@@ -183,6 +185,7 @@ class _Renderer:
         elif p.role == Role.SBC:
             ctx["sbc"], dispatcher = self.sbc_ctx(p)
         ctx["dispatcher"] = dispatcher
+        ctx["acc"] = self.acc_ctx(p)
         self.build.add(f"{name}/kamailio/kamailio.cfg", self.tpl(f"{role}.cfg.j2", **ctx))
         if dispatcher:
             self.build.add(f"{name}/kamailio/dispatcher.list", self.tpl("dispatcher.list.j2", **ctx))
@@ -207,6 +210,13 @@ class _Renderer:
         domain = self.inv.platform.sip_domain
         self.build.add(f"{name}/kamcli/kamcli.ini",
                        self.tpl("kamcli.ini.j2", domain=domain, kamcli=self.kamcli_db(), **ctx))
+
+    def acc_ctx(self, p: PlacedNode) -> dict[str, Any] | None:
+        """Call records (acc) at the lb, the proxies and the SBCs: into the platform
+        database when it is PostgreSQL (a sqlite file is one node's, not every hop's)."""
+        if self.inv.database.engine != "postgres":
+            return None
+        return {"load_db": p.role != Role.PROXY, "async_workers": ACC_ASYNC_WORKERS}
 
     def proxy_ctx(self, p: PlacedNode) -> dict[str, Any]:
         assert p.zone is not None

@@ -40,7 +40,7 @@ from zpctl.model.pbx import STANDARD_PROMPTS, Pbx, callcenter_name, parse_route
 from zpctl.model.pbx_checks import has_feature, monitor_targets
 from zpctl.model.schema import Account, DataCenter, Inventory, Role, Site, User
 from zpctl.render.paths import NodePaths
-from zpctl.secrets import ESL_PASSWORD_KEY, Secrets
+from zpctl.secrets import DB_PASSWORD_KEY, ESL_PASSWORD_KEY, Secrets
 
 FS = "freeswitch"
 PROFILE = "zpctl"  # the one sofia profile, facing the zone proxies
@@ -753,7 +753,9 @@ class _Account:
         if has_feature(u, "call_recording_automatic"):
             if self.pbx.recording.announce:
                 acts.append(("playback", "ivr/ivr-this_call_may_be_recorded.wav"))
-            acts.append(("record_session", self.recording_path()))
+            # the call record names the file (switch_cdr.recording)
+            acts += [("set", f"zp_recording={self.recording_path()}"),
+                     ("record_session", "${zp_recording}")]
         if has_feature(u, "call_recording_adhoc"):
             acts.append(("bind_meta_app", f"{FEATURE_CODES['adhoc_record'][1:]} ab s "
                                           f"record_session::{self.recording_path()}"))
@@ -957,6 +959,32 @@ def core_db_name(switch: str) -> str:
     return "fs_" + switch.replace("-", "_").replace(".", "_")
 
 
+# switch_cdr's columns and the channel variables mod_cdr_pg_csv fills them from (at
+# hangup; ``hostname_zp`` is the switch's global variable, which a channel lookup reaches).
+CDR_FIELDS = (
+    ("uuid", "uuid"), ("originator_uuid", "originating_leg_uuid"),
+    ("bridged_to", "last_bridge_to"), ("call_id", "sip_call_id"), ("direction", "direction"),
+    ("node", "hostname_zp"), ("account", "zp_account"), ("caller", "caller_id_number"),
+    ("destination", "destination_number"), ("start_us", "start_uepoch"),
+    ("answer_us", "answer_uepoch"), ("end_us", "end_uepoch"), ("hangup_cause", "hangup_cause"),
+    ("disposition", "sip_hangup_disposition"), ("sip_status", "sip_term_status"),
+    ("read_codec", "read_codec"), ("write_codec", "write_codec"),
+    ("srtp", "rtp_secure_media_negotiated"), ("mos", "rtp_audio_in_mos"),
+    ("jitter", "rtp_audio_in_jitter_max_variance"),
+    ("packets_in", "rtp_audio_in_packet_count"), ("packets_lost", "rtp_audio_in_skip_packet_count"),
+    ("packets_out", "rtp_audio_out_packet_count"), ("recording", "zp_recording"),
+    # "true" on a channel a standby switch recovered (its start is the recovery's)
+    ("recovered", "recovered"),
+)
+
+
+def cdr_db_info(inv: Inventory, password: str) -> str:
+    """mod_cdr_pg_csv's libpq conninfo: the platform database, with the platform's role."""
+    db = inv.database
+    return (f"host={db.host} port={db.port} dbname={db.name} user={db.user} "
+            f"password={password} connect_timeout=2")
+
+
 def core_db_dsn(inv: Inventory, switch: str, password: str) -> str:
     """FreeSWITCH's ``core-db-dsn`` (mod_pgsql: ``pgsql://`` and a libpq conninfo)."""
     rec = inv.switch_recovery
@@ -1079,8 +1107,13 @@ def render_switch(r: RendererLike, p: PlacedNode) -> None:
         secret_vars["zp_core_db_dsn"] = core_db
     for a in accounts:
         secret_vars.update(a.secret_vars)
+    records = inv.database.engine == "postgres"  # a sqlite file is not every switch's
+    if records:
+        secret_vars["zp_cdr_db_info"] = cdr_db_info(inv, r.secrets.get(DB_PASSWORD_KEY))
     codecs = inv.media.codecs
     modules = list(MODULES) + sorted({CODEC_MODULES[c] for c in codecs if c in CODEC_MODULES})
+    if records:
+        modules.append("mod_cdr_pg_csv")
 
     add("freeswitch.xml", "freeswitch.xml")
     add("vars.xml", "vars.xml", globals=[
@@ -1131,6 +1164,10 @@ def render_switch(r: RendererLike, p: PlacedNode) -> None:
     add("autoload_configs/timezones.conf.xml", "autoload_configs/timezones.conf.xml",
         zones=zones)
     add("autoload_configs/db.conf.xml", "autoload_configs/db.conf.xml", dsn=DB_DSN)
+    if records:
+        add("autoload_configs/cdr_pg_csv.conf.xml", "autoload_configs/cdr_pg_csv.conf.xml",
+            fields=CDR_FIELDS,
+            spool_dir=f"{paths.state}/{FS}/cdr-spool")
     add("autoload_configs/lua.conf.xml", "autoload_configs/lua.conf.xml", conf_dir=conf_dir)
     add("scripts/zp_mwi.lua", "scripts/zp_mwi.lua", proxy=proxies[0].removeprefix("sip:"))
     add("scripts/zp_vm_auth.lua", "scripts/zp_vm_auth.lua",

@@ -125,7 +125,7 @@ CODEC_NAMES = ("OPUS", "G722", "PCMU", "PCMA", "G729", "GSM", "H264", "VP8", "L1
 SWITCH_PARAMS = ("colorize-console", "loglevel", "max-sessions", "sessions-per-second",
                  "rtp-start-port", "rtp-end-port", "event-heartbeat-interval", "dump-cores",
                  "max-db-handles", "db-handle-timeout", "min-idle-cpu", "rtp-enable-zrtp",
-                 "switchname", "core-db-dsn")
+                 "switchname", "core-db-dsn", "1ms-timer")
 CONF_PARAMS = ("rate", "interval", "energy-level", "comfort-noise", "max-members", "moh-sound",
                "sound-prefix", "pin", "moderator-pin", "pin-sound", "bad-pin-sound", "auto-record",
                "caller-controls", "moderator-controls", "conference-flags", "member-flags",
