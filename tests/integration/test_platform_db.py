@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from zpctl.accounts import SipUser, sip_users
-from zpctl.cdr import Call, Directory, Filters, calls, check_journey, journey
+from zpctl.cdr import Directory, check_journey, journey
 from zpctl.db import connect
 from zpctl.lab import Lab
+from zpctl.lab.journeys import answered_from
 from zpctl.lab.phones import Phones
 from zpctl.loadtest.steady import SteadyLoad
 from zpctl.model import load_inventory
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.skipif(bool(missing_binaries(("kamailio", "sipp"))),
                                 reason="lab binaries or sipp missing (make install)")
 
 LAB = Path("inventories/lab")
+OUT = Path(__file__).resolve().parents[2] / "build" / "chaos"  # figures, as test_chaos
 ZPCTL = str(Path(sys.executable).with_name("zpctl"))
 NEW_USER = '  - {extension: "2077", name: New Hire, site: main}\n'
 
@@ -93,7 +95,8 @@ def test_a_user_added_registers_at_once_and_a_removed_one_is_refused(
         run = zpctl_phones.register("2077@globex")
         took = time.monotonic() - start
         assert run.returncode == 0, run.errors.read_text()[-400:]
-        print(f"sync to first registered: {took:.2f} s")  # the figure in docs/CDR.md
+        OUT.mkdir(parents=True, exist_ok=True)  # the figure in docs/CDR.md
+        (OUT / "sync-to-register.json").write_text(json.dumps({"seconds": round(took, 2)}))
     finally:
         back = _zpctl(zpctl_lab, "-o", "json", "accounts", "sync", str(LAB))
     assert back.returncode == 0, back.stderr
@@ -150,12 +153,6 @@ def test_a_database_at_another_schema_version_is_refused(zpctl_lab: Lab) -> None
 OUTAGE_S = 10.0
 
 
-def _answered_records(lab: Lab, since: float, source: str) -> list[Call]:
-    with connect(lab.db_target()) as db:
-        return [c for c in calls(db, lab.inventory(), Filters(since=since, limit=100000))
-                if c.source == source and c.result == "answered"]
-
-
 def test_no_record_is_lost_across_a_database_restart_under_load(
         zpctl_lab: Lab, tmp_path: Path) -> None:
     """10 calls/s for 30 s; the database goes away for 10 s in the middle.  Every call SIPp
@@ -175,11 +172,12 @@ def test_no_record_is_lost_across_a_database_restart_under_load(
     finally:
         load.stop()
     succeeded = res["calls"]["succeeded"]
-    before = _answered_records(zpctl_lab, load.started_at - 1, load.local_ip)
+    inv = zpctl_lab.inventory()
+    before = answered_from(zpctl_lab, inv, load.started_at - 1, load.local_ip)
     rec = _zpctl(zpctl_lab, "-o", "json", "cdr", "recover", str(LAB))
     assert rec.returncode == 0, rec.stderr
     loaded = json.loads(rec.stdout)["files"]
-    after = _answered_records(zpctl_lab, load.started_at - 1, load.local_ip)
+    after = answered_from(zpctl_lab, inv, load.started_at - 1, load.local_ip)
     # calls started while the database was away, by when SIPp started them
     in_outage = int(OUTAGE_S * load.call_rate)
     fails = [t for t in res["calls"]["fail_times"] if 0 <= t + load.started_at - down_at
@@ -191,8 +189,10 @@ def test_no_record_is_lost_across_a_database_restart_under_load(
                "success_in_outage_pct": round(100 * (1 - len(fails) / in_outage), 1),
                "answered_records_before_recover": len(before),
                "answered_records_after_recover": len(after),
-               "recovered": {f["kind"]: f["loaded"] for f in loaded if f["loaded"]}}
-    print("database restart:", json.dumps(figures))  # docs/CDR.md
+               "recovered": {k: sum(f["loaded"] for f in loaded if f["kind"] == k)
+                             for k in ("spool", "journal")}}
+    OUT.mkdir(parents=True, exist_ok=True)  # the figures in docs/CDR.md
+    (OUT / "db-restart.json").write_text(json.dumps(figures, indent=2) + "\n")
     assert len(after) >= succeeded, figures
     # every call's journey is whole again, the restart's included
     d = Directory(zpctl_lab.inventory())

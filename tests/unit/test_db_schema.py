@@ -120,3 +120,31 @@ def test_an_unreachable_postgres_is_named_with_exit_9_and_no_password() -> None:
     assert "postgres://kamailio@127.0.0.1:1/zpctl is unreachable" in err.value.message
     assert "s3cret-pw" not in err.value.message
     assert "s3cret-pw" not in repr(target)
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from zpctl.cli.main import main  # noqa: PLC0415
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_db_cli_migrates_a_file_and_says_where_it_stands(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json  # noqa: PLC0415
+
+    db, inv = str(tmp_path / "p.sqlite"), str(INVENTORIES / "lab")
+    code, out, err = _cli(capsys, "-o", "json", "db", "migrate", inv, "--db", db, "--dry-run")
+    assert code == 0, err
+    assert json.loads(out)["would_apply"] == [f"{m.version:03d}_{m.name}"
+                                              for m in schema_mod.MIGRATIONS]
+    assert not Path(db).exists()  # a dry run creates nothing
+    code, out, err = _cli(capsys, "db", "migrate", inv, "--db", db)
+    assert code == 0, err
+    assert "applying 001_subscriber" in err and f"applied {LATEST} migration(s)" in out
+    code, out, err = _cli(capsys, "-o", "json", "db", "status", inv, "--db", db)
+    assert code == 0, err
+    assert json.loads(out)["state"] == "current"
+    code, out, err = _cli(capsys, "db", "status", inv, "--db", str(tmp_path / "none.sqlite"))
+    assert code == ExitCode.ENVIRONMENT and "no such file" in err

@@ -18,8 +18,8 @@ from zpctl.cli.output import emit
 from zpctl.db import connect, require_current
 from zpctl.errors import ExitCode, ZpctlError
 from zpctl.lab import Lab
+from zpctl.lab.journeys import record_sources
 from zpctl.model import LoadedInventory, load_inventory
-from zpctl.model.schema import Role
 
 RESULTS = ("answered", "failed", "busy", "cancelled", "declined", "unavailable", "not-found",
            "refused")
@@ -208,12 +208,9 @@ def recover_cmd(ctx: Context, inventory: Path, spools: tuple[Path, ...],
     and the nodes' logs (journalctl -u kamailio > FILE) with --spool and --journal.
     """
     inv, target = _open(inventory, db, platform_db, lab_dir, secrets_file)
-    nodes = Lab(lab_dir).dir / "nodes"
     if not spools and not journals:
-        spools = tuple(nodes / p.name / "state" / "freeswitch" / "cdr-spool"
-                       for p in inv.nodes() if p.role == Role.SWITCH)
-        journals = tuple(nodes / p.name / "log" / "kamailio.log" for p in inv.nodes()
-                         if p.role in (Role.LB, Role.PROXY, Role.SBC))
+        lab_spools, lab_journals = record_sources(Lab(lab_dir), inv)
+        spools, journals = tuple(lab_spools), tuple(lab_journals)
     files = [f for s in spools for f in (records.spool_files(s) if s.is_dir()
                                          else [s] if s.exists() else [])]
     rows = []

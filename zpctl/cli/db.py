@@ -10,7 +10,7 @@ from zpctl.cli.accounts import DB, LAB_DIR, PLATFORM_DB, SECRETS, db_target
 from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.inventory import INVENTORY_ARG
 from zpctl.cli.output import emit, info
-from zpctl.db import LATEST, Migration, connect, migrate, status
+from zpctl.db import LATEST, MIGRATIONS, Migration, connect, migrate, status
 from zpctl.model import load_inventory
 
 
@@ -68,8 +68,11 @@ def migrate_cmd(ctx: Context, inventory: Path, db: Path | None, platform_db: boo
     def step(m: Migration) -> None:
         info(f"  applying {m.version:03d}_{m.name}")
 
-    with connect(target, create=target.engine == "sqlite" and not dry_run) as conn:
-        done = migrate(conn, dry_run=dry_run, progress=step)
+    if dry_run and target.path is not None and not target.path.exists():
+        done = list(MIGRATIONS)  # a new file would get every one
+    else:
+        with connect(target, create=target.engine == "sqlite" and not dry_run) as conn:
+            done = migrate(conn, dry_run=dry_run, progress=step)
     names = [f"{m.version:03d}_{m.name}" for m in done]
     verb = "would apply" if dry_run else "applied"
     emit(ctx.output, {"database": target.label, "dry_run": dry_run, verb.replace(" ", "_"): names,

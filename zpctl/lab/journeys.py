@@ -7,11 +7,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from zpctl.cdr import Call, Directory, Filters, Hop, calls, check_journey, journey
+from zpctl.cdr import (
+    Call,
+    Directory,
+    Filters,
+    Hop,
+    calls,
+    check_journey,
+    journey,
+    recover_journal,
+    recover_spool,
+    spool_files,
+)
 from zpctl.db import connect
 from zpctl.lab.runner import Lab
 from zpctl.model import LoadedInventory
+from zpctl.model.schema import Role
 
 SETTLE_S = 5.0  # how long the records of a flow's calls may take to land
 
@@ -66,3 +79,36 @@ def journeys_since(lab: Lab, inv: LoadedInventory, since: float, until: float,
                 or time.monotonic() > deadline:
             return report
         time.sleep(0.3)
+
+
+def record_sources(lab: Lab, inv: LoadedInventory) -> tuple[list[Path], list[Path]]:
+    """Where the lab's records wait when the database missed them: every switch's spool
+    folder, every lb's, proxy's and SBC's log (the journal)."""
+    nodes = lab.dir / "nodes"
+    spools = [nodes / p.name / "state" / "freeswitch" / "cdr-spool" for p in inv.nodes()
+              if p.role == Role.SWITCH]
+    journals = [nodes / p.name / "log" / "kamailio.log" for p in inv.nodes()
+                if p.role in (Role.LB, Role.PROXY, Role.SBC)]
+    return spools, journals
+
+
+def recover_lab(lab: Lab, inv: LoadedInventory) -> dict[str, int]:
+    """``zpctl cdr recover`` for the lab: the records loaded, by kind."""
+    spools, journals = record_sources(lab, inv)
+    loaded = {"spool": 0, "journal": 0}
+    with connect(lab.db_target(inv)) as db:
+        for folder in spools:
+            for f in spool_files(folder):
+                loaded["spool"] += recover_spool(db, f).loaded
+        for f in journals:
+            if f.exists():
+                loaded["journal"] += recover_journal(db, f).loaded
+    return loaded
+
+
+def answered_from(lab: Lab, inv: LoadedInventory, since: float, source: str) -> list[Call]:
+    """The answered calls a load generator at ``source`` placed since ``since``, as the
+    call records have them."""
+    with connect(lab.db_target(inv)) as db:
+        return [c for c in calls(db, inv, Filters(since=since, limit=1_000_000))
+                if c.source == source and c.result == "answered"]
