@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from zpctl import sipp
 from zpctl.accounts import SipUser, sip_users
 from zpctl.cdr import Directory, check_journey, journey
 from zpctl.db import connect
@@ -159,6 +160,17 @@ def test_no_record_is_lost_across_a_database_restart_under_load(
     completed has its record once `zpctl cdr recover` has loaded what the hops journaled
     and the switches spooled meanwhile.  The calls' own success while the database is
     away is measured (the proxies authenticate from it) and written down."""
+    # The callers have registered before (a phone re-registers every 10 minutes): each
+    # zone proxy holds their credentials, as it would on a platform that has run a while.
+    inv = zpctl_lab.inventory()
+    callers = sipp.users_csv(tmp_path / "warm.csv", [
+        (u.username, u.domain, u.password) for u in zpctl_lab.users() if u.account == "loadco"])
+    for proxy in ("lab1-a-proxy", "lab1-b-proxy"):
+        node = inv.node(proxy).node
+        reg = _zpctl(zpctl_lab, "loadtest", "register", "--target",
+                     f"{node.address}:{node.ports.sip}", "--users", str(callers), "--calls",
+                     "400", "--rate", "200")
+        assert reg.returncode == 0, reg.stderr[-600:]
     load = SteadyLoad(zpctl_lab, tmp_path, call_rate=10, duration_s=30, hold_ms=1000,
                       reg_rate=2).start()
     try:
@@ -172,7 +184,6 @@ def test_no_record_is_lost_across_a_database_restart_under_load(
     finally:
         load.stop()
     succeeded = res["calls"]["succeeded"]
-    inv = zpctl_lab.inventory()
     before = answered_from(zpctl_lab, inv, load.started_at - 1, load.local_ip)
     rec = _zpctl(zpctl_lab, "-o", "json", "cdr", "recover", str(LAB))
     assert rec.returncode == 0, rec.stderr
