@@ -112,3 +112,25 @@ def test_each_trunk_destination_says_its_media(tmp_path: Path) -> None:
     assert plain and all(ln.endswith(";srtp=0") for ln in plain), plain
     cfg = build.files[path.replace("dispatcher.list", "kamailio.cfg")].data.decode()
     assert "transport-protocol=RTP/SAVP" in cfg and "SDES-no-NULL_HMAC_SHA1_80" in cfg
+
+
+def test_call_records_follow_the_database_engine(tmp_path: Path) -> None:
+    """PostgreSQL: every lb, proxy and SBC accounts (and records its own refusals), every
+    switch writes its channels; the password only in the 0600 secrets files.  sqlite (a
+    file one node holds): no call records anywhere."""
+    secrets = Secrets(tmp_path / "s.yml", {"db_password": "Dbpw-7f3a9c2e1b"})
+    pg = render(load_inventory(INVENTORIES / "lab"), secrets)
+    cfgs = {p: f.data.decode() for p, f in pg.files.items() if p.endswith("/kamailio.cfg")}
+    assert cfgs and all('loadmodule "acc.so"' in c and "acc_db_request(" in c
+                        and 'modparam("acc", "db_insert_mode", 2)' in c for c in cfgs.values())
+    switches = [p for p in pg.files if p.endswith("autoload_configs/cdr_pg_csv.conf.xml")]
+    assert len(switches) == len([p for p in load_inventory(INVENTORIES / "lab").nodes()
+                                 if p.role.value == "switch"])  # a standby runs theirs
+    holders = sorted(p for p, f in pg.files.items() if b"Dbpw-7f3a9c2e1b" in f.data)
+    assert holders and all(p.endswith(("secrets.cfg", "/pgpass")) for p in holders)
+    assert all(pg.files[p].mode == 0o600 for p in holders)
+    lite = render(load_inventory(Path(__file__).parent / "fixtures" / "lab"), secrets)
+    cfgs = {p: f.data.decode() for p, f in lite.files.items() if p.endswith("/kamailio.cfg")}
+    assert cfgs and not any("acc.so" in c or "acc_db_request" in c for c in cfgs.values())
+    assert all("route[REFUSE]" in c for c in cfgs.values())
+    assert not any(p.endswith("cdr_pg_csv.conf.xml") for p in lite.files)

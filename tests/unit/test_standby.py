@@ -80,7 +80,16 @@ def test_core_database_and_switch_legs_are_rendered_per_data_center(lab_build: P
     secrets = sw / "secrets.xml"
     assert secrets.stat().st_mode & 0o077 == 0
     assert re.search(r"zp_core_db_dsn=pgsql://hostaddr=127\.1\.0\.5 port=5432 "
-                     r"dbname=fs_lab1_a_switch1 user=freeswitch password=\S+", secrets.read_text())
+                     r"dbname=fs_lab1_a_switch1 user=freeswitch connect_timeout=3",
+                     secrets.read_text())
+    # the passwords are in libpq's password file, never in a DSN FreeSWITCH would log
+    assert " password=" not in secrets.read_text()
+    passfile = sw / "pgpass"
+    assert passfile.stat().st_mode & 0o077 == 0
+    lines = passfile.read_text().splitlines()
+    assert [ln.rsplit(":", 1)[0] for ln in lines] == ["127.1.0.5:5432:*:freeswitch",
+                                                       "127.1.0.5:5432:zpctl:kamailio"]
+    assert all(len(ln.rsplit(":", 1)[1]) >= 16 for ln in lines)
     assert 'name="track-calls" value="true"' in (sw / "sip_profiles" / "zpctl.xml").read_text()
     # lab1's switch legs are plain RTP (it has standbys); lab2's stay SRTP
     assert "rtp_secure_media_inbound=forbidden" in (sw / "vars.xml").read_text()

@@ -57,7 +57,7 @@ from zpctl.lab.peers import (
     private_dir,
 )
 from zpctl.lab.procs import ProcessError, ProcRecord, await_reaped, launch, stop_all
-from zpctl.lab.services import Service, node_services, port_free
+from zpctl.lab.services import Service, node_services, port_free, switch_env
 from zpctl.lab.standby import standing_in, stands_in_for
 from zpctl.model import LoadedInventory, PlacedNode, load_inventory, roles
 from zpctl.model.schema import Role
@@ -272,10 +272,13 @@ class Lab:
             + peer_services(inv, self.dir, self.bin_path)
 
     def launch_env(self, s: Service) -> dict[str, str] | None:
-        """The environment ``s`` starts with; None: zpctl's own.  A Kamailio older than
+        """The environment ``s`` starts with; None: zpctl's own.  A switch reads its
+        PostgreSQL passwords from its password file (:func:`switch_env`).  A Kamailio older than
         5.7.5 runs with the OpenSSL fork guard preloaded (zpctl/native/ossl_fork_guard.c:
         without it its TLS workers share OpenSSL's state and crash now and then), built
         into the lab's ``native`` folder the first time it is needed."""
+        if s.kind == "freeswitch":
+            return switch_env(s.argv)
         if s.kind != "kamailio" or not needs_fork_guard(s.argv[0]):
             return None
         return preload_env(build_fork_guard(self.dir / "native"))

@@ -4,6 +4,7 @@ it answers (a SIP OPTIONS, an rtpengine ping, a Redis PING, a bound port)."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from zpctl.clients.probes import ng_command, redis_ping, sip_options
 from zpctl.errors import EnvironmentProblem, Unreachable
 from zpctl.model import LoadedInventory, roles
 from zpctl.paths import find_binary
+from zpctl.render.freeswitch import PGPASS_FILE
 
 
 @dataclass
@@ -142,3 +144,13 @@ HEALTH: dict[str, Callable[[str, int], Callable[[], None]]] = {
     roles.HEALTH_REDIS_PING: redis_health,
     roles.HEALTH_ESL: esl_health,
 }
+
+
+def switch_env(argv: list[str]) -> dict[str, str] | None:
+    """A FreeSWITCH's environment: its PostgreSQL passwords from the password file beside
+    its config (``-conf DIR``: the rendered ``pgpass``), never in a DSN its log would
+    print.  None: zpctl's own environment (no password file)."""
+    if "-conf" not in argv[:-1]:
+        return None
+    passfile = Path(argv[argv.index("-conf") + 1]) / PGPASS_FILE
+    return {**os.environ, "PGPASSFILE": str(passfile)} if passfile.is_file() else None

@@ -33,7 +33,7 @@ from zpctl.clients.esl import EslConnection
 from zpctl.errors import EnvironmentProblem, ExitCode, ZpctlError
 from zpctl.freeswitch.control import targets_for
 from zpctl.lab.procs import ProcessError, ProcRecord, launch, stop_all
-from zpctl.lab.services import Service
+from zpctl.lab.services import Service, switch_env
 from zpctl.model import LoadedInventory, PlacedNode
 from zpctl.model.schema import Role
 from zpctl.secrets import ESL_PASSWORD_KEY, Secrets
@@ -136,8 +136,9 @@ def takeover(lab: Lab, switch: str, standby: str | None = None,
     for d in folders.values():
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
     t0 = time.monotonic()
-    rec = launch(name, standby_argv(svc.argv, folders), folders["log"] / "freeswitch.console.log",
-                 folders["run"], stop_signal=svc.stop_signal)
+    argv = standby_argv(svc.argv, folders)
+    rec = launch(name, argv, folders["log"] / "freeswitch.console.log", folders["run"],
+                 stop_signal=svc.stop_signal, env=switch_env(argv))
     lab.save_record(rec)
     lab.wait_up(svc, rec, progress, timeout)  # the dead switch's ESL address answers
     started = time.monotonic() - t0

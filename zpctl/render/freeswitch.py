@@ -978,19 +978,44 @@ CDR_FIELDS = (
 )
 
 
-def cdr_db_info(inv: Inventory, password: str) -> str:
-    """mod_cdr_pg_csv's libpq conninfo: the platform database, with the platform's role."""
+# The switch's PostgreSQL passwords: a libpq password file (PGPASSFILE, mode 0600) beside
+# its config, never in a DSN.  FreeSWITCH prints a DSN in its log when the database does
+# not answer ("The sql server is not responding for DSN ..."): a password there would be
+# in every such line.
+PGPASS_FILE = "pgpass"
+
+
+def cdr_db_info(inv: Inventory) -> str:
+    """mod_cdr_pg_csv's libpq conninfo: the platform database, with the platform's role
+    (the password comes from the switch's password file)."""
     db = inv.database
-    return (f"host={db.host} port={db.port} dbname={db.name} user={db.user} "
-            f"password={password} connect_timeout=2")
+    return f"host={db.host} port={db.port} dbname={db.name} user={db.user} connect_timeout=2"
 
 
-def core_db_dsn(inv: Inventory, switch: str, password: str) -> str:
-    """FreeSWITCH's ``core-db-dsn`` (mod_pgsql: ``pgsql://`` and a libpq conninfo)."""
+def core_db_dsn(inv: Inventory, switch: str) -> str:
+    """FreeSWITCH's ``core-db-dsn`` (mod_pgsql: ``pgsql://`` and a libpq conninfo; the
+    password comes from the switch's password file)."""
     rec = inv.switch_recovery
     assert rec is not None
     return (f"pgsql://hostaddr={rec.db_host} port={rec.db_port} dbname={core_db_name(switch)} "
-            f"user={rec.db_user} password={password} connect_timeout=3")
+            f"user={rec.db_user} connect_timeout=3")
+
+
+def _pgpass_field(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace(":", "\\:")
+
+
+def pgpass(inv: Inventory, secrets: Secrets) -> str:
+    """The switch's libpq password file: the switches' role on the switch_recovery server,
+    the platform's role on the platform database."""
+    lines: list[tuple[object, ...]] = []
+    rec, db = inv.switch_recovery, inv.database
+    if rec is not None:
+        lines.append((rec.db_host, rec.db_port, "*", rec.db_user,
+                      secrets.get(SWITCH_DB_PASSWORD_KEY)))
+    if db.engine == "postgres":
+        lines.append((db.host, db.port, db.name, db.user, secrets.get(DB_PASSWORD_KEY)))
+    return "".join(":".join(_pgpass_field(f) for f in line) + "\n" for line in lines)
 
 
 # The proxies mark a call they sent to the rendezvous switch with this header.
@@ -1101,15 +1126,14 @@ def render_switch(r: RendererLike, p: PlacedNode) -> None:
     music += [(f"{a.acct.id}-{m}", f"$${{zp_music}}/{a.acct.id}/{m}") for a in accounts
               for m in sorted(a.pbx.music)]
     secret_vars = {"esl_password": r.secrets.get(ESL_PASSWORD_KEY)}
-    core_db = core_db_dsn(inv, p.name, r.secrets.get(SWITCH_DB_PASSWORD_KEY)) \
-        if inv.switch_recovery is not None else ""
+    core_db = core_db_dsn(inv, p.name) if inv.switch_recovery is not None else ""
     if core_db:
         secret_vars["zp_core_db_dsn"] = core_db
     for a in accounts:
         secret_vars.update(a.secret_vars)
     records = inv.database.engine == "postgres"  # a sqlite file is not every switch's
     if records:
-        secret_vars["zp_cdr_db_info"] = cdr_db_info(inv, r.secrets.get(DB_PASSWORD_KEY))
+        secret_vars["zp_cdr_db_info"] = cdr_db_info(inv)
     codecs = inv.media.codecs
     modules = list(MODULES) + sorted({CODEC_MODULES[c] for c in codecs if c in CODEC_MODULES})
     if records:
@@ -1134,6 +1158,9 @@ def render_switch(r: RendererLike, p: PlacedNode) -> None:
         # BYE of the far switch never arrived (found by the transfer-attended flow).
         ("sip_transport", "tls")])
     add("secrets.xml", "secrets.xml", mode=0o600, secrets=sorted(secret_vars.items()))
+    passwords = pgpass(inv, r.secrets)
+    if passwords:
+        r.build.add(f"{base}/{PGPASS_FILE}", passwords, 0o600)
     add("autoload_configs/modules.conf.xml", "autoload_configs/modules.conf.xml", modules=modules)
     add("autoload_configs/switch.conf.xml", "autoload_configs/switch.conf.xml",
         max_sessions=p.node.capacity.cps * 10, sps=p.node.capacity.cps,
