@@ -249,3 +249,32 @@ def test_the_journal_fills_in_what_the_database_missed_once(tmp_path: Path) -> N
         again = cdr.recover_journal(db, log)
         assert (again.loaded, again.already) == (0, 3)
         assert {c.call_id for c in cdr.calls(db, INV)} == {A, "lost-1"}
+
+
+def test_a_flows_report_names_a_missing_record_and_a_flow_without_calls(tmp_path: Path) -> None:
+    from zpctl.lab.journeys import JourneyReport  # noqa: PLC0415
+
+    target = _db(tmp_path, *_extension_call())
+    with connect(target) as db:
+        hops = cdr.journey(db, INV, A)
+        call = cdr.calls(db, INV)[0]
+    ok = JourneyReport([(call, hops, [])])
+    assert (ok.problems, ok.summary) == ([], "lb>proxy>switch>switch>proxy>lb")
+    broken = JourneyReport([(call, hops, ["lab1-lb: x"])])
+    assert broken.problems == [f"journey {A}: lab1-lb: x"]
+    assert JourneyReport([]).problems == ["no call record"]
+    assert JourneyReport([], require_calls=False).problems == []
+    assert JourneyReport([], enabled=False).summary == "-"
+
+
+def test_a_switch_reads_its_passwords_from_the_file_beside_its_config(tmp_path: Path) -> None:
+    from zpctl.lab.services import switch_env  # noqa: PLC0415
+
+    conf = tmp_path / "freeswitch"
+    conf.mkdir()
+    argv = ["freeswitch", "-nf", "-conf", str(conf), "-log", "x"]
+    assert switch_env(argv) is None  # no password file: nothing to point at
+    (conf / "pgpass").write_text("127.1.0.5:5432:*:freeswitch:pw\n")
+    env = switch_env(argv)
+    assert env is not None and env["PGPASSFILE"] == str(conf / "pgpass")
+    assert switch_env(["freeswitch", "-nf"]) is None

@@ -74,7 +74,7 @@ def _masked(row: dict[str, Any], masked: set[str]) -> dict[str, Any]:
 
 @cdr_group.command("ls")
 @INVENTORY_ARG
-@click.option("--account", help="Only this account's calls (its id).")
+@click.option("--account", help="Only calls from this account's users or to its numbers (its id).")
 @click.option("--user", help="Only calls from or to this extension.")
 @click.option("--number", help="Only calls from or to this number (E.164, as dialled).")
 @click.option("--since", help="From this time: ISO 8601 (UTC) or an age (15m, 2h, 7d).")
