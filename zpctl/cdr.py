@@ -421,9 +421,10 @@ def purge(db: Db, cutoff: float, dry_run: bool = False) -> Purged:
     return Purged(cutoff, n_acc, n_cdr)
 
 
-# How far a switch's clock (FreeSWITCH's, in 1 ms steps) may trail the proxies' when a
-# journey's times are compared across the two.
-CLOCK_TOLERANCE_S = 0.003
+# How far a switch's clock may trail the proxies' when a journey's times are compared
+# across the two: FreeSWITCH's clock is a timer thread's (1 ms steps), which a loaded
+# machine may run late by a few milliseconds more.
+CLOCK_TOLERANCE_S = 0.010
 _HOST = re.compile(r"sips?:(?:[^@;>]*@)?\[?([0-9a-fA-F.:]+?)\]?(?::\d+)?(?:[;>]|$)")
 
 
