@@ -122,7 +122,7 @@ def test_call_records_follow_the_database_engine(tmp_path: Path) -> None:
     pg = render(load_inventory(INVENTORIES / "lab"), secrets)
     cfgs = {p: f.data.decode() for p, f in pg.files.items() if p.endswith("/kamailio.cfg")}
     assert cfgs and all('loadmodule "acc.so"' in c and "acc_db_request(" in c
-                        and 'modparam("acc", "db_insert_mode", 2)' in c for c in cfgs.values())
+                        and 'modparam("acc", "db_insert_mode", 0)' in c for c in cfgs.values())
     switches = [p for p in pg.files if p.endswith("autoload_configs/cdr_pg_csv.conf.xml")]
     assert len(switches) == len([p for p in load_inventory(INVENTORIES / "lab").nodes()
                                  if p.role.value == "switch"])  # a standby runs theirs

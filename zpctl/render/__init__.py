@@ -76,8 +76,6 @@ def switch_offer(inv: Inventory, dc: DataCenter) -> str:
 LB_ZONE_FR_TIMER_MS = 1000
 LB_PING_INTERVAL_S = 1
 LB_PROBING_THRESHOLD = 1
-# Async workers that run the call-record inserts (acc db_insert_mode 2), off the SIP path.
-ACC_ASYNC_WORKERS = 2
 
 
 def environment() -> jinja2.Environment:
@@ -216,7 +214,7 @@ class _Renderer:
         database when it is PostgreSQL (a sqlite file is one node's, not every hop's)."""
         if self.inv.database.engine != "postgres":
             return None
-        return {"load_db": p.role != Role.PROXY, "async_workers": ACC_ASYNC_WORKERS}
+        return {"load_db": p.role != Role.PROXY}
 
     def proxy_ctx(self, p: PlacedNode) -> dict[str, Any]:
         assert p.zone is not None
