@@ -13,6 +13,7 @@ database serving regional platforms) can share one database.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ from typing import Any
 from zpctl.db import Db, DbTarget, connect, create_sqlite, require_current
 from zpctl.errors import EnvironmentProblem
 from zpctl.model import LoadedInventory
+from zpctl.render import switch_documents
+from zpctl.render.freeswitch import SwitchDocument
 from zpctl.secrets import Secrets
 
 SUB_COLUMNS = ("username", "domain", "ha1", "ha1b", "account", "offering", "region_lock",
@@ -127,10 +130,15 @@ class SyncResult:
     removed: list[str] = field(default_factory=list)
     unchanged: int = 0
     aliases: int = 0
+    # the switches' documents (switch_xml rows, "node section name") written or removed
+    switch_written: list[str] = field(default_factory=list)
+    switch_removed: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"created": self.created, "updated": self.updated, "removed": self.removed,
-                "unchanged": self.unchanged, "aliases": self.aliases}
+                "unchanged": self.unchanged, "aliases": self.aliases,
+                "switch_documents": {"written": self.switch_written,
+                                     "removed": self.switch_removed}}
 
 
 def sync(inv: LoadedInventory, secrets: Secrets, target: DbTarget | Path,
@@ -141,6 +149,7 @@ def sync(inv: LoadedInventory, secrets: Secrets, target: DbTarget | Path,
     if isinstance(target, Path):
         target = DbTarget.sqlite(target)
     subs, aliases = desired(inv, secrets)
+    docs = switch_documents(inv, secrets)
     platform = inv.model.platform.name
     result = SyncResult(aliases=len(aliases))
     if target.engine == "sqlite":
@@ -154,6 +163,7 @@ def sync(inv: LoadedInventory, secrets: Secrets, target: DbTarget | Path,
         require_current(db)
         with db.transaction():
             _apply(db, platform, subs, aliases, result, dry_run)
+            _apply_switch_documents(db, platform, docs, result, dry_run)
     return result
 
 
@@ -193,3 +203,34 @@ def _apply(db: Db, platform: str, subs: dict[tuple[str, str], dict[str, Any]],
         "INSERT INTO dbaliases (alias_username, alias_domain, username, domain, platform)"
         " VALUES (?, '', ?, ?, ?)",
         [(did, u, d, platform) for did, (u, d) in sorted(aliases.items())])
+
+
+def _apply_switch_documents(db: Db, platform: str, docs: list[SwitchDocument],
+                            result: SyncResult, dry_run: bool) -> None:
+    """Write the switch_xml rows whose document changed, remove the ones no switch serves
+    any more (a switch reads them at its next lookup)."""
+    current = {(n, s, m): d for n, s, m, d in db.execute(
+        "SELECT node, section, name, digest FROM switch_xml WHERE platform = ?", (platform,))}
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    wanted = set()
+    for doc in docs:
+        key = (doc.node, doc.section, doc.name)
+        wanted.add(key)
+        if current.get(key) == doc.digest:
+            continue
+        result.switch_written.append(" ".join(key))
+        if dry_run:
+            continue
+        if key in current:
+            db.execute("UPDATE switch_xml SET body = ?, digest = ?, updated_at = ? "
+                       "WHERE node = ? AND section = ? AND name = ?",
+                       (doc.body, doc.digest, now, *key))
+        else:
+            db.execute("INSERT INTO switch_xml (node, section, name, platform, body, digest, "
+                       "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (*key, platform, doc.body, doc.digest, now))
+    for key in sorted(set(current) - wanted):
+        result.switch_removed.append(" ".join(key))
+        if not dry_run:
+            db.execute("DELETE FROM switch_xml WHERE node = ? AND section = ? AND name = ? "
+                       "AND platform = ?", (*key, platform))

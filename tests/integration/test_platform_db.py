@@ -17,15 +17,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.freeswitch_binary import require_freeswitch
 from zpctl import sipp
 from zpctl.accounts import SipUser, sip_users
 from zpctl.cdr import Directory, check_journey, journey
 from zpctl.db import connect
 from zpctl.lab import Lab
+from zpctl.lab.features import FeatureLab, call_and_talk, wait_until
 from zpctl.lab.journeys import answered_from
 from zpctl.lab.phones import Phones
 from zpctl.loadtest.steady import SteadyLoad
 from zpctl.model import load_inventory
+from zpctl.model.schema import Role
+from zpctl.render.freeswitch import served_accounts
 from zpctl.testing import missing_binaries
 
 pytestmark = pytest.mark.skipif(bool(missing_binaries(("kamailio", "sipp"))),
@@ -34,7 +38,6 @@ pytestmark = pytest.mark.skipif(bool(missing_binaries(("kamailio", "sipp"))),
 LAB = Path("inventories/lab")
 OUT = Path(__file__).resolve().parents[2] / "build" / "chaos"  # figures, as test_chaos
 ZPCTL = str(Path(sys.executable).with_name("zpctl"))
-NEW_USER = '  - {extension: "2077", name: New Hire, site: main}\n'
 
 
 def _zpctl(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
@@ -43,19 +46,21 @@ def _zpctl(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
                           timeout=120)
 
 
-def _with_new_user(tmp_path: Path) -> Path:
-    """The lab inventory with one more user in globex (the same platform)."""
+def _with_new_user(tmp_path: Path, extension: str = "2077") -> Path:
+    """The lab inventory with one more user in globex (the same platform).  Each test adds
+    its own extension: the proxies ban a user after failed authentications (auth_bans),
+    and a test's refused REGISTERs of its user must not ban another test's."""
     inv = tmp_path / "lab"
     shutil.copytree(LAB, inv)
     with (inv / "accounts" / "globex.yml").open("a") as fh:
-        fh.write(NEW_USER)
+        fh.write(f'  - {{extension: "{extension}", name: New Hire, site: main}}\n')
     return inv
 
 
-def _new_user(lab: Lab, inv: Path) -> SipUser:
+def _new_user(lab: Lab, inv: Path, extension: str = "2077") -> SipUser:
     """The added user, its password saved in the lab's secrets (where the sync finds it)."""
     secrets = lab.secrets()
-    user = next(u for u in sip_users(load_inventory(inv), secrets) if u.username == "2077")
+    user = next(u for u in sip_users(load_inventory(inv), secrets) if u.username == extension)
     secrets.save()
     return user
 
@@ -104,6 +109,51 @@ def test_a_user_added_registers_at_once_and_a_removed_one_is_refused(
     assert json.loads(back.stdout)["removed"] == [f"2077@{user.domain}"]
     assert zpctl_phones.register("2077@globex").returncode != 0
     assert _proxy_pids(zpctl_lab) == pids  # nothing restarted
+
+
+def _switches_know(fl: FeatureLab, user: SipUser, switches: list[str]) -> dict[str, bool]:
+    """Whether each switch's directory has ``user`` (``user_exists``)."""
+    return {name: fl.switch_api(f"user_exists id {user.username} {user.domain}",
+                                switch=name)[name].strip()
+            == "true" for name in switches}
+
+
+def test_a_user_added_is_live_on_the_switches_without_a_reload_by_hand(
+        zpctl_lab: Lab, tmp_path: Path) -> None:
+    """Day 2 on the switch tier: the sync writes the accounts' dialplans and directories
+    (switch_xml); each switch copies its own and reloads.  The new user is then in the
+    switches' directory and its extension answers through them, both ways heard; synced
+    away, it is gone from every switch.  Measured: sync command to every switch knowing it."""
+    require_freeswitch()
+    inv = _with_new_user(tmp_path, "2078")
+    user = _new_user(zpctl_lab, inv, "2078")
+    fl = FeatureLab(zpctl_lab)
+    fl.users["2078@globex"] = user
+    loaded = fl.inv
+    switches = [p.name for p in loaded.nodes() if p.role == Role.SWITCH
+                and any(a.id == "globex" for a in served_accounts(loaded.model, p))]
+    assert len(switches) >= 2
+    assert not any(_switches_know(fl, user, switches).values())
+    pids = {r.name: r.pid for r in zpctl_lab.records() if "switch" in r.name}
+    start = time.monotonic()
+    res = _zpctl(zpctl_lab, "-o", "json", "accounts", "sync", str(inv))
+    try:
+        assert res.returncode == 0, res.stderr
+        written = json.loads(res.stdout)["switch_documents"]["written"]
+        # the globex dialplan and directory of each switch that serves globex, nothing else
+        assert sorted(written) == sorted(f"{s} {sec} {name}" for s in switches for sec, name in (
+            ("dialplan", "acct-globex"), ("directory", user.domain)))
+        assert wait_until(lambda: all(_switches_know(fl, user, switches).values()), 10)
+        took = time.monotonic() - start
+        out = call_and_talk(fl, "2001@globex", "2078@globex", "2078", flow="new-user")
+        assert out.ok, out.problems
+        OUT.mkdir(parents=True, exist_ok=True)  # the figure in docs/CDR.md
+        (OUT / "sync-to-switches.json").write_text(json.dumps({"seconds": round(took, 2)}))
+    finally:
+        back = _zpctl(zpctl_lab, "-o", "json", "accounts", "sync", str(LAB))
+    assert back.returncode == 0, back.stderr
+    assert wait_until(lambda: not any(_switches_know(fl, user, switches).values()), 10)
+    assert {r.name: r.pid for r in zpctl_lab.records() if "switch" in r.name} == pids
 
 
 def _rows(lab: Lab) -> list[tuple[str, str, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -12,6 +13,9 @@ import pytest
 from tests.conftest import INVENTORIES
 from zpctl.accounts import sip_devices, sip_users, sync
 from zpctl.model import load_inventory
+from zpctl.model.schema import Role
+from zpctl.render import render
+from zpctl.render.freeswitch import voicemail_pin
 from zpctl.secrets import Secrets
 
 LAB_FIXTURE = Path(__file__).parent / "fixtures" / "lab"
@@ -114,3 +118,57 @@ def test_devices_command_lists_policies_and_writes_credentials_0600(
     lines = creds.read_text().splitlines()
     dev = {d.username: d for d in sip_devices(load_inventory(LAB_FIXTURE), Secrets.load(secrets))}
     assert f"bob-desk;{dev['bob-desk'].domain};{dev['bob-desk'].password};1002" in lines
+
+
+def _documents(db: Path) -> dict[tuple[str, str, str], str]:
+    with sqlite3.connect(db) as conn:
+        return {(n, s, m): body for n, s, m, body in conn.execute(
+            "SELECT node, section, name, body FROM switch_xml")}
+
+
+def test_sync_writes_each_switch_its_accounts_documents(tmp_path: Path) -> None:
+    """The switches' view of the accounts (switch_xml): each switch's dialplan context and
+    directory domain per account it serves, the deployed files' text with the voicemail
+    PINs written out (a new user has no PIN variable on the switch); rewritten only when
+    they change."""
+    inv_dir = tmp_path / "inv"
+    shutil.copytree(INVENTORIES / "lab", inv_dir)
+    secrets = Secrets(tmp_path / "s.yml")
+    db = tmp_path / "sub.sqlite"
+    loaded = load_inventory(inv_dir)
+    first = sync(loaded, secrets, db)
+    docs = _documents(db)
+    switches = sorted({p.name for p in loaded.nodes() if p.role == Role.SWITCH})
+    assert switches
+    assert {n for n, _, _ in docs} == set(switches)
+    assert sorted(first.switch_written) == sorted(" ".join(k) for k in docs)
+    node = switches[0]
+    acme = next(a for a in loaded.model.accounts if a.id == "acme")
+    domain = loaded.model.account_domain(acme)
+    directory = docs[(node, "directory", domain)]
+    assert '<user id="1001">' in directory
+    assert "$${zp_vm_pin" not in directory
+    pin = voicemail_pin(secrets, acme, "1001")
+    assert f'<param name="vm-password" value="{pin}"/>' in directory
+    # the same text as the deployed file, but for the PINs
+    build = render(loaded, secrets)
+    deployed = build.files[f"{node}/freeswitch/directory/acme.xml"].data.decode()
+    assert re.sub(r'"\$\$\{zp_vm_pin_[^}]+\}"', "PIN", deployed) == re.sub(
+        r'name="vm-password" value="[0-9]+"', 'name="vm-password" value=PIN', directory)
+    assert docs[(node, "dialplan", "acct-acme")] == \
+        build.files[f"{node}/freeswitch/dialplan/acme.xml"].data.decode()
+
+    again = sync(load_inventory(inv_dir), secrets, db)
+    assert (again.switch_written, again.switch_removed) == ([], [])
+
+    with (inv_dir / "accounts" / "globex.yml").open("a") as fh:
+        fh.write('  - {extension: "2077", name: New Hire, site: main}\n')
+    third = sync(load_inventory(inv_dir), secrets, db)
+    globex = next(a for a in loaded.model.accounts if a.id == "globex")
+    gdomain = loaded.model.account_domain(globex)
+    # globex's two documents on each switch that serves it, nothing else
+    assert sorted(third.switch_written) == sorted(
+        f"{n} {s} {m}" for n in switches for s, m in (("dialplan", "acct-globex"),
+                                                       ("directory", gdomain)))
+    assert '<user id="2077">' in _documents(db)[(node, "directory", gdomain)]
+    assert third.switch_removed == []

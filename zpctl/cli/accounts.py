@@ -75,8 +75,10 @@ def sync_cmd(ctx: Context, inventory: Path, db: Path | None, platform_db: bool,
     update and remove users and devices, and rewrite the DID aliases, in one transaction
     (a sync that fails changes nothing).  Other platforms' rows are kept.
 
-    The zone proxies read the database at each request: a change is live as soon as
-    the sync returns, with no restart or redeploy.  A PostgreSQL database must be at
+    The sync also writes what each switch knows of the accounts (their dialplan contexts
+    and directory domains, the switch_xml rows).  The zone proxies read the database at
+    each request, the switches at each lookup: a change is live as soon as the sync
+    returns, with no restart or redeploy.  A PostgreSQL database must be at
     zpctl's schema version (`zpctl db status`); a sqlite file is created or migrated.
     """
     inv = load_inventory(inventory)
@@ -92,7 +94,8 @@ def _summary(result: SyncResult, dry_run: bool) -> str:
     verb = "would " if dry_run else ""
     return (f"{verb}create {len(result.created)}, {verb}update {len(result.updated)}, "
             f"{verb}remove {len(result.removed)} subscribers; {result.unchanged} unchanged; "
-            f"{result.aliases} DID aliases")
+            f"{result.aliases} DID aliases; {verb}write {len(result.switch_written)}, "
+            f"{verb}remove {len(result.switch_removed)} switch documents")
 
 
 @accounts.command("users")

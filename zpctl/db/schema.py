@@ -179,7 +179,24 @@ CREATE INDEX IF NOT EXISTS switch_cdr_originator_idx ON switch_cdr (originator_u
 CREATE INDEX IF NOT EXISTS switch_cdr_start_idx ON switch_cdr (start_us)
 """, after=_records_after)
 
-MIGRATIONS: tuple[Migration, ...] = (SUBSCRIBER, RECORDS)
+# Version 3: what the switches know of each account's users (their directory entries and
+# the account's dialplan context), one XML document per switch node, section and name
+# (the domain, or the context).  ``accounts sync`` writes it; the switches' Lua XML handler
+# reads it at each lookup (docs/CDR.md, "The switches' view of a user").
+SWITCH_XML = Migration(3, "switch_xml", """
+CREATE TABLE IF NOT EXISTS switch_xml (
+    node VARCHAR(64) NOT NULL,
+    section VARCHAR(16) NOT NULL,
+    name VARCHAR(128) NOT NULL,
+    platform VARCHAR(32) NOT NULL,
+    body TEXT NOT NULL,
+    digest VARCHAR(64) NOT NULL,
+    updated_at VARCHAR(32) NOT NULL,
+    CONSTRAINT switch_xml_key UNIQUE (node, section, name)
+)
+""")
+
+MIGRATIONS: tuple[Migration, ...] = (SUBSCRIBER, RECORDS, SWITCH_XML)
 LATEST = MIGRATIONS[-1].version
 
 

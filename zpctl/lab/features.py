@@ -52,6 +52,7 @@ PHONE_SUBNET = "127.0.7"
 # (a flow holds a few at a time).
 _hosts = itertools.cycle(range(200, 255))
 CALLER_HZ = 1400.0   # the caller's tone: apart from the voicemail beep and the hold music
+CALLEE_HZ = 1100.0   # the callee's answer tone
 BEEP_HZ = 640.0      # mod_voicemail's record beep (tone-spec %(1000, 0, 640))
 
 
@@ -110,8 +111,9 @@ class FeatureLab:
             # The user's only phone: a contact left by another phone (the demo's SIPp
             # phones) would ring too and hold the call.
             ua.unregister_all()
-            if ua.register() != 200:
-                raise RuntimeError(f"{key} could not register")
+            status = ua.register()
+            if status != 200:
+                raise RuntimeError(f"{key} could not register ({status or 'no answer'})")
             wait_reachable(self.inv, self.dc, u, ua.ip)
             yield ua
         finally:
@@ -135,21 +137,25 @@ class FeatureLab:
         domain = self.user(f"{extension}@{account}").domain
         return Path(self.lab.dir) / "shared" / "voicemail" / account / domain / extension
 
-    def switch_api(self, command: str, check: bool = True, switch: str | None = None) -> None:
+    def switch_api(self, command: str, check: bool = True, switch: str | None = None
+                   ) -> dict[str, str]:
         """``api <command>`` on every switch of the lab (the lab's ESL password), or on the
-        one named ``switch``; an -ERR answer raises unless ``check`` is false."""
+        one named ``switch``: each switch's answer.  An -ERR answer raises unless ``check``
+        is false."""
         password = self.secrets.get(ESL_PASSWORD_KEY)
         targets = [t for t in targets_for(self.inv) if switch is None or t.name == switch]
         if not targets:
             raise KeyError(f"no switch {switch!r} in the lab")
 
-        async def each() -> None:
+        async def each() -> dict[str, str]:
+            answers = {}
             for t in targets:
                 async with EslConnection(t.host, t.port, password, name=t.name,
                                          timeout=5) as c:
-                    await c.api(command, check=check)
+                    answers[t.name] = await c.api(command, check=check)
+            return answers
 
-        asyncio.run(each())
+        return asyncio.run(each())
 
     @contextmanager
     def clock_at(self, local: datetime.datetime) -> Iterator[None]:
@@ -367,6 +373,27 @@ def _talks(src: RtpMedia, dst: RtpMedia, hz: float, seconds: float = 1.5,
     src.play(tone(hz, seconds))
     wait_until(lambda: dst.tone_heard(hz, mark) >= seconds - 0.5, timeout)
     return dst.tone_heard(hz, mark)
+
+
+def call_and_talk(fl: FeatureLab, caller: str, callee: str, dest: str,
+                  flow: str = "call") -> FeatureOutcome:
+    """``caller`` dials ``dest``, ``callee`` answers, and each hears the other's tone."""
+    out = FeatureOutcome(flow, path=f"{caller} -> switch -> {callee}")
+    with fl.phone(callee) as answering, fl.phone(caller) as phone:
+        answered = _answered_call(out, phone, answering, dest, f"the call to {dest}")
+        if answered is None:
+            return out
+        call, media, theirs = answered
+        try:
+            out.facts["callee_heard_s"] = round(_talks(media, theirs, CALLER_HZ), 2)
+            out.facts["caller_heard_s"] = round(_talks(theirs, media, CALLEE_HZ), 2)
+        finally:
+            call.bye()
+    out.check(out.facts["callee_heard_s"] >= 1.0, f"{callee} did not hear {caller}")
+    out.check(out.facts["caller_heard_s"] >= 1.0, f"{caller} did not hear {callee}")
+    out.detail = (f"{callee} heard {out.facts['callee_heard_s']} s of {CALLER_HZ:g} Hz, "
+                  f"{caller} heard {out.facts['caller_heard_s']} s of {CALLEE_HZ:g} Hz")
+    return out
 
 
 def hold_and_resume(fl: FeatureLab) -> FeatureOutcome:

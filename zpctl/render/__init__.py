@@ -30,7 +30,16 @@ from zpctl.model import LoadedInventory, PlacedNode, catalog, roles
 from zpctl.model.schema import DataCenter, Inventory, Node, Role
 from zpctl.paths import data_dir
 from zpctl.render.build import MANIFEST, Build, check_out_dir
-from zpctl.render.freeswitch import render_switch, rendezvous_numbers, served_accounts
+from zpctl.render.freeswitch import (
+    SwitchDocument,
+    extensions_xml,
+    render_switch,
+    rendezvous_numbers,
+    served_accounts,
+    served_parts,
+    users_xml,
+    xa,
+)
 from zpctl.render.monitoring import MonitoringOptions, add_monitoring, monitoring_files
 from zpctl.render.paths import NodePaths, node_paths
 from zpctl.render.sizing import TRANSACTIONS_PER_CALL, shm_mb
@@ -90,6 +99,8 @@ def environment() -> jinja2.Environment:
     )
     env.globals["scanner_user_agents"] = "|".join(catalog.SCANNER_USER_AGENTS)
     env.globals.update(SRTP_TEMPLATE_GLOBALS)
+    env.globals["extensions_xml"] = extensions_xml
+    env.globals["users_xml"] = users_xml
     return env
 
 
@@ -428,6 +439,31 @@ def _trunk_uri(address: str, port: int, transport: str) -> str:
 def render(loaded: LoadedInventory, secrets: Secrets, lab_root: Path | None = None) -> Build:
     """Render every host of ``loaded``; ``lab_root`` points all paths into a lab directory."""
     return _Renderer(loaded, secrets, lab_root).run()
+
+
+def switch_documents(loaded: LoadedInventory, secrets: Secrets) -> list[SwitchDocument]:
+    """Every switch's account documents (dialplan contexts, directory domains), from the
+    same code and templates as its deployed files.  The switches of a zone have the same
+    ones: the proxies they ring through and the media policy are the zone's.  The secrets
+    those files reference as global variables (voicemail PINs) are written out: a user
+    added after the deploy has no variable on the switch.  Other ``$${name}`` references
+    stay for the switch's XML preprocessor."""
+    env = environment()
+    docs = []
+    by_zone: dict[tuple[str, str | None], list[tuple[str, str, str]]] = {}  # same zone, same docs
+    for p in loaded.nodes():
+        if p.role != Role.SWITCH:
+            continue
+        if (p.dc.id, p.zone) not in by_zone:
+            parts = []
+            for section, name, template, ctx, secret_vars in served_parts(loaded, secrets, p):
+                body = env.get_template(template).render(banner=BANNER, xa=xa, **ctx)
+                for key, value in secret_vars.items():
+                    body = body.replace(f"$${{{key}}}", xa(value))
+                parts.append((section, name, body))
+            by_zone[(p.dc.id, p.zone)] = parts
+        docs += [SwitchDocument(p.name, *part) for part in by_zone[(p.dc.id, p.zone)]]
+    return docs
 
 
 def iter_kamailio_configs(build_root: Path) -> Iterator[Path]:

@@ -32,7 +32,6 @@ from dataclasses import field as dc_field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
-from xml.sax.saxutils import escape
 
 from zpctl.errors import RenderError
 from zpctl.model import LoadedInventory, PlacedNode, catalog
@@ -177,8 +176,11 @@ class RendererLike(Protocol):
 
 
 def xa(value: object) -> str:
-    """Escape for an XML attribute value in double quotes."""
-    return escape(str(value), {'"': "&quot;"})
+    """Escape for an XML attribute value in double quotes (what saxutils.escape with
+    ``{'"': "&quot;"}`` does, without its dictionary walk: a large account's dialplan has
+    tens of thousands of attributes)."""
+    return (str(value).replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
+            .replace('"', "&quot;"))
 
 
 def var_name(*parts: str) -> str:
@@ -312,6 +314,47 @@ class Ext:
     actions: list[tuple[str, str]]  # (application, data)
     cont: bool = False
     inline: frozenset[str] = frozenset()  # apps whose actions run inline (set only)
+
+
+def _cond_attrs(c: Cond) -> str:
+    attrs = f' field="{xa(c.var)}" expression="{xa(c.expression)}"' if c.var else ""
+    return attrs + "".join(f' {k}="{xa(v)}"' for k, v in c.time.items())
+
+
+def extensions_xml(exts: Sequence[Ext]) -> str:
+    """A context's ``<extension>`` elements (built here, not in the template: an account of
+    a thousand users has tens of thousands of them, rendered for every switch and sync)."""
+    out = []
+    for e in exts:
+        cont = ' continue="true"' if e.cont else ""
+        out.append(f'    <extension name="{xa(e.name)}"{cont}>\n')
+        last = len(e.conditions) - 1
+        for i, c in enumerate(e.conditions):
+            if i < last:
+                out.append(f"      <condition{_cond_attrs(c)}/>\n")
+                continue
+            out.append(f"      <condition{_cond_attrs(c)}>\n")
+            for app, data in e.actions:
+                value = f' data="{xa(data)}"' if data else ""
+                inline = ' inline="true"' if app in e.inline else ""
+                out.append(f'        <action application="{app}"{value}{inline}/>\n')
+            out.append("      </condition>\n")
+        out.append("    </extension>\n")
+    return "".join(out)
+
+
+def users_xml(users: Sequence[dict[str, Any]]) -> str:
+    """A directory domain's ``<user>`` elements (built here for the same reason as
+    :func:`extensions_xml`)."""
+    out = []
+    for u in users:
+        out.append(f'          <user id="{u["id"]}">\n            <params>\n')
+        out += [f'              <param name="{k}" value="{xa(v)}"/>\n' for k, v in u["params"]]
+        out.append("            </params>\n            <variables>\n")
+        out += [f'              <variable name="{k}" value="{xa(v)}"/>\n'
+                for k, v in u["variables"]]
+        out.append("            </variables>\n          </user>\n")
+    return "".join(out)
 
 
 class _Account:
@@ -1037,6 +1080,47 @@ def rendezvous_numbers(acct: Account) -> list[str]:
     return sorted(set(out))
 
 
+@dataclass(frozen=True)
+class SwitchDocument:
+    """One account's dialplan context or directory domain as switch ``node`` is to have it:
+    a row of the platform database's switch_xml (written by ``zpctl accounts sync``; the
+    switch's scripts/zp_accounts.lua copies it into its accounts folder and reloads)."""
+
+    node: str
+    section: str  # "dialplan" | "directory"
+    name: str  # the context, or the domain
+    body: str
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.body.encode()).hexdigest()
+
+
+def served_parts(loaded: LoadedInventory, secrets: Secrets, p: PlacedNode
+                 ) -> Iterable[tuple[str, str, str, dict[str, Any], dict[str, str]]]:
+    """What switch ``p`` takes from the platform database, per account: (section, name,
+    template, template context, the secret variables the rendering references).  The same
+    templates and context as the deployed files."""
+    proxies = proxy_uris(loaded, p)
+    for acct in served_accounts(loaded.model, p):
+        a = _Account(loaded.model, acct, p, proxies, secrets)
+        dialplan = {"context": a.ctx, "extensions": a.dialplan(), "account": acct}
+        yield "dialplan", a.ctx, "dialplan/account.xml.j2", dialplan, a.secret_vars
+        directory = {"d": a.directory(), "account": acct}
+        yield "directory", a.domain, "directory/account.xml.j2", directory, a.secret_vars
+
+
+# How often a switch asks the platform database whether its accounts changed (one small
+# query of digests; a changed document is copied and the XML reloaded).
+ACCOUNTS_POLL_MS = 500
+
+
+def accounts_folder(paths: NodePaths) -> str:
+    """Where a switch keeps its copies of the database's account documents (state: they
+    outlive a restart, so a switch that starts with the database down has the last ones)."""
+    return f"{paths.state}/{FS}/accounts"
+
+
 def served_accounts(inv: Inventory, node: PlacedNode) -> list[Account]:
     """Accounts with a site in the switch's data center or in its pair."""
     dcs = {node.dc.id, node.dc.pair}
@@ -1139,7 +1223,7 @@ def render_switch(r: RendererLike, p: PlacedNode) -> None:
     if records:
         modules.append("mod_cdr_pg_csv")
 
-    add("freeswitch.xml", "freeswitch.xml")
+    add("freeswitch.xml", "freeswitch.xml", accounts=accounts_folder(paths) if records else "")
     add("vars.xml", "vars.xml", globals=[
         ("hostname_zp", p.name), ("zp_sounds", f"{paths.state}/{FS}/sounds"),
         ("zp_music", f"{paths.state}/{FS}/music"), ("zp_recordings", f"{paths.state}/{FS}/recordings"),
@@ -1195,7 +1279,12 @@ def render_switch(r: RendererLike, p: PlacedNode) -> None:
         add("autoload_configs/cdr_pg_csv.conf.xml", "autoload_configs/cdr_pg_csv.conf.xml",
             fields=CDR_FIELDS,
             spool_dir=f"{paths.state}/{FS}/cdr-spool")
-    add("autoload_configs/lua.conf.xml", "autoload_configs/lua.conf.xml", conf_dir=conf_dir)
+    add("autoload_configs/lua.conf.xml", "autoload_configs/lua.conf.xml", conf_dir=conf_dir,
+        accounts_from_db=records)
+    if records:  # the accounts' dialplans and directories, live from the platform database
+        add("scripts/zp_accounts.lua", "scripts/zp_accounts.lua",
+            dsn=f"pgsql://{cdr_db_info(inv)}", folder=accounts_folder(paths),
+            interval_ms=ACCOUNTS_POLL_MS)
     add("scripts/zp_mwi.lua", "scripts/zp_mwi.lua", proxy=proxies[0].removeprefix("sip:"))
     add("scripts/zp_vm_auth.lua", "scripts/zp_vm_auth.lua",
         limits=[(a.domain, a.pbx.voicemail.pin.lockout_after) for a in accounts])
