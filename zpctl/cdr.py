@@ -27,7 +27,8 @@ from zpctl.model import LoadedInventory
 from zpctl.model.schema import Role
 
 ACC_COLUMNS = ("method", "callid", "sip_code", "sip_reason", "time_attr", "node", "setup_ts",
-               "src_ip", "from_user", "from_domain", "ruri_user", "dst")
+               "src_ip", "from_user", "from_domain", "ruri_user", "dst", "mos", "jitter_ms",
+               "loss_pct")
 CDR_COLUMNS = ("uuid", "originator_uuid", "bridged_to", "call_id", "direction", "node",
                "account", "caller", "destination", "start_us", "answer_us", "end_us",
                "hangup_cause", "disposition", "sip_status", "read_codec", "write_codec", "srtp",
@@ -74,6 +75,10 @@ class Call:
     end: float | None
     code: str
     reason: str
+    # the media relay's figures (a zone proxy's BYE record; the worst of the call's legs)
+    mos: float | None = None
+    jitter_ms: float | None = None
+    loss_pct: float | None = None
 
     @property
     def result(self) -> str:
@@ -88,6 +93,7 @@ class Call:
         return {"call_id": self.call_id, "start": _iso(self.setup), "account": self.account,
                 "caller": self.caller, "callee": self.callee, "result": self.result,
                 "code": self.code, "reason": self.reason, "seconds": seconds,
+                "mos": self.mos, "jitter_ms": self.jitter_ms, "loss_pct": self.loss_pct,
                 "entry": self.entry, "source": self.source}
 
 
@@ -198,12 +204,14 @@ def calls(db: Db, inv: LoadedInventory, f: Filters = Filters()) -> list[Call]:
     where, params = _calls_query(d, f)
     rows = _acc_rows(db, where, params)
     ends: dict[tuple[str, str], float] = {}
+    quality: dict[str, Quality] = {}
     if rows:
         ids, vals = _in({r["callid"] for r in rows})
         for b in _acc_rows(db, f"method = 'BYE' AND callid IN {ids}", vals):
             ts = _float(b["time_attr"])
             if ts is not None:
                 ends.setdefault((b["node"], b["callid"]), ts)
+            quality.setdefault(b["callid"], Quality()).add(b)
     out = []
     for r in rows:
         caller, callee = r["from_user"] or "", r["ruri_user"] or ""
@@ -214,8 +222,27 @@ def calls(db: Db, inv: LoadedInventory, f: Filters = Filters()) -> list[Call]:
                         d.account_of(r["from_domain"] or "", caller, callee), setup,
                         done if answered else None,
                         ends.get((r["node"], r["callid"]), None if answered else done),
-                        code, r["sip_reason"] or ""))
+                        code, r["sip_reason"] or "", *quality.get(r["callid"], Quality()).worst()))
     return out
+
+
+@dataclass
+class Quality:
+    """The media relay's figures of a call's legs (acc BYE rows); the worst of each."""
+
+    mos: list[float] = field(default_factory=list)
+    jitter_ms: list[float] = field(default_factory=list)
+    loss_pct: list[float] = field(default_factory=list)
+
+    def add(self, row: dict[str, Any]) -> None:
+        for name in ("mos", "jitter_ms", "loss_pct"):
+            value = _float(row[name])
+            if value is not None:
+                getattr(self, name).append(value)
+
+    def worst(self) -> tuple[float | None, float | None, float | None]:
+        return (min(self.mos, default=None), max(self.jitter_ms, default=None),
+                max(self.loss_pct, default=None))
 
 
 def journey(db: Db, inv: LoadedInventory, call_id: str) -> list[Hop]:
@@ -334,6 +361,9 @@ def _sip_hops(db: Db, d: Directory, call_ids: set[str]) -> list[Hop]:
                                                  "callee": r["ruri_user"] or ""})
         elif r["method"] == "BYE" and key in hops and hops[key].end is None:
             hops[key].end = _float(r["time_attr"])
+            if r["mos"] is not None:  # the media relay's figures of this leg (zone proxies)
+                hops[key].detail.update({k: _float(r[k]) for k in ("mos", "jitter_ms",
+                                                                   "loss_pct")})
     return list(hops.values())
 
 
@@ -559,8 +589,11 @@ def recover_spool(db: Db, path: Path, dry_run: bool = False) -> Recovered:
 JOURNAL_KEYS = ("timestamp", "time_attr", "method", "from_tag", "to_tag", "call_id", "code",
                 "reason", "node", "setup_ts", "src_ip", "from_user", "from_domain", "to_user",
                 "ruri_user", "dst")
+# the media relay's figures, last (schema 4; a log from before has none)
+JOURNAL_QUALITY_KEYS = ("mos", "jitter_ms", "loss_pct")
 _JOURNAL = re.compile(r"ACC: [^:]*: " + ";".join(f"{k}=(?P<{k}>.*?)" for k in JOURNAL_KEYS)
-                      + r"\s*$")
+                      + "(?:" + "".join(f";{k}=(?P<{k}>.*?)" for k in JOURNAL_QUALITY_KEYS)
+                      + r")?\s*$")
 
 
 def parse_journal(line: str) -> dict[str, Any] | None:
@@ -581,7 +614,9 @@ def parse_journal(line: str) -> dict[str, Any] | None:
             "time_attr": num(v["time_attr"]), "node": v["node"], "setup_ts": num(v["setup_ts"]),
             "src_ip": v["src_ip"] or None, "from_user": v["from_user"] or None,
             "from_domain": v["from_domain"] or None, "to_user": v["to_user"] or None,
-            "ruri_user": v["ruri_user"] or None, "dst": v["dst"] or None}
+            "ruri_user": v["ruri_user"] or None, "dst": v["dst"] or None,
+            "mos": v["mos"] or None, "jitter_ms": v["jitter_ms"] or None,
+            "loss_pct": v["loss_pct"] or None}
 
 
 def recover_journal(db: Db, path: Path, dry_run: bool = False) -> Recovered:

@@ -20,7 +20,7 @@ import pytest
 from tests.freeswitch_binary import require_freeswitch
 from zpctl import sipp
 from zpctl.accounts import SipUser, sip_users
-from zpctl.cdr import Directory, check_journey, journey
+from zpctl.cdr import Directory, Hop, check_journey, journey
 from zpctl.db import connect
 from zpctl.lab import Lab
 from zpctl.lab.features import FeatureLab, call_and_talk, wait_until
@@ -154,6 +154,40 @@ def test_a_user_added_is_live_on_the_switches_without_a_reload_by_hand(
     assert back.returncode == 0, back.stderr
     assert wait_until(lambda: not any(_switches_know(fl, user, switches).values()), 10)
     assert {r.name: r.pid for r in zpctl_lab.records() if "switch" in r.name} == pids
+
+
+def test_a_call_record_carries_the_media_relays_quality(zpctl_lab: Lab) -> None:
+    """Phones that send RTCP receiver reports (the lab's phones, one every 2 s): at the
+    BYE the zone proxy reads the media relay's MOS, jitter and loss (rtpengine_delete)
+    into the leg's record, for the caller's leg and the callee's; `cdr ls` shows the
+    worst."""
+    require_freeswitch()
+    fl = FeatureLab(zpctl_lab)
+    out = call_and_talk(fl, "1001@acme", "1004@acme", "1004", flow="quality")
+    assert out.ok, out.problems
+    call_id = out.facts["call_id"]
+    inv = zpctl_lab.inventory()
+
+    def rated() -> list[Hop]:
+        with connect(zpctl_lab.db_target()) as db:
+            return [h for h in journey(db, inv, call_id)
+                    if h.role == "proxy" and h.detail.get("mos") is not None]
+
+    assert wait_until(lambda: len(rated()) == 2, 5), journey_text(zpctl_lab, call_id)
+    for hop in rated():
+        # loopback: nothing lost, little jitter, the best an 8 kHz G.711 call rates
+        assert 4.0 <= hop.detail["mos"] <= 5.0, hop.detail
+        assert hop.detail["loss_pct"] == 0, hop.detail
+        assert hop.detail["jitter_ms"] < 20, hop.detail
+    res = _zpctl(zpctl_lab, "-o", "json", "cdr", "ls", str(LAB), "--limit", "20")
+    assert res.returncode == 0, res.stderr
+    row = next(r for r in json.loads(res.stdout) if r["call_id"] == call_id)
+    assert row["mos"] == min(h.detail["mos"] for h in rated())
+
+
+def journey_text(lab: Lab, call_id: str) -> str:
+    with connect(lab.db_target()) as db:
+        return "\n".join(str(h.as_dict()) for h in journey(db, lab.inventory(), call_id))
 
 
 def _rows(lab: Lab) -> list[tuple[str, str, str]]:

@@ -251,6 +251,22 @@ def test_the_journal_fills_in_what_the_database_missed_once(tmp_path: Path) -> N
         assert {c.call_id for c in cdr.calls(db, INV)} == {A, "lost-1"}
 
 
+def test_a_journal_line_with_the_media_relays_quality() -> None:
+    """A proxy's BYE line ends with mos, jitter_ms and loss_pct (empty when unset); a line
+    from before schema 4 has none of them."""
+    line = JOURNAL.format(ts=1, method="BYE", callid="q", node="lab1-a-proxy").rstrip("\n")
+    old = cdr.parse_journal(line)
+    assert old is not None
+    assert (old["dst"], old["mos"]) == ("sip:127.0.1.1;lr;received=sip:127.0.8.11:5060", None)
+    new = cdr.parse_journal(line + ";mos=4.4;jitter_ms=3;loss_pct=0")
+    assert new is not None
+    assert (new["dst"], new["mos"], new["jitter_ms"], new["loss_pct"]) == (
+        "sip:127.0.1.1;lr;received=sip:127.0.8.11:5060", "4.4", "3", "0")
+    unset = cdr.parse_journal(line + ";mos=;jitter_ms=;loss_pct=")
+    assert unset is not None
+    assert (unset["dst"], unset["mos"]) == ("sip:127.0.1.1;lr;received=sip:127.0.8.11:5060", None)
+
+
 def test_a_flows_report_names_a_missing_record_and_a_flow_without_calls(tmp_path: Path) -> None:
     from zpctl.lab.journeys import JourneyReport  # noqa: PLC0415
 

@@ -104,7 +104,8 @@ def ls_cmd(ctx: Context, inventory: Path, account: str | None, user: str | None,
     masked = records.Directory(inv).masked
     rows = [_masked(c.as_dict(), masked) for c in found]
     emit(ctx.output, rows, rows=rows, columns=["start", "account", "caller", "callee",
-                                                "result", "code", "seconds", "entry", "call_id"])
+                                                "result", "code", "seconds", "mos", "entry",
+                                                "call_id"])
 
 
 @cdr_group.command("journey")
@@ -150,6 +151,10 @@ def _media(detail: dict[str, Any]) -> str:
         parts.append("srtp")
     if detail.get("mos") is not None:
         parts.append(f"MOS {detail['mos']:.2f}")
+    if detail.get("loss_pct") is not None:
+        parts.append(f"loss {detail['loss_pct']:g}%")
+    if detail.get("jitter_ms") is not None:
+        parts.append(f"jitter {detail['jitter_ms']:g} ms")
     return " ".join(p for p in parts if p)
 
 

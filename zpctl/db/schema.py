@@ -196,7 +196,16 @@ CREATE TABLE IF NOT EXISTS switch_xml (
 )
 """)
 
-MIGRATIONS: tuple[Migration, ...] = (SUBSCRIBER, RECORDS, SWITCH_XML)
+# Version 4: the media relay's view of a call's quality on the acc rows (a zone proxy's
+# BYE: MOS, jitter in ms, loss in %), from the endpoints' RTCP reports.  Text, as acc
+# writes every extra: a value PostgreSQL refused to cast would lose the record.
+QUALITY = Migration(4, "call_quality", """
+ALTER TABLE acc ADD COLUMN mos VARCHAR(8);
+ALTER TABLE acc ADD COLUMN jitter_ms VARCHAR(16);
+ALTER TABLE acc ADD COLUMN loss_pct VARCHAR(8)
+""")
+
+MIGRATIONS: tuple[Migration, ...] = (SUBSCRIBER, RECORDS, SWITCH_XML, QUALITY)
 LATEST = MIGRATIONS[-1].version
 
 

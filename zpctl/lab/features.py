@@ -384,6 +384,7 @@ def call_and_talk(fl: FeatureLab, caller: str, callee: str, dest: str,
         if answered is None:
             return out
         call, media, theirs = answered
+        out.facts["call_id"] = call.call_id
         try:
             out.facts["callee_heard_s"] = round(_talks(media, theirs, CALLER_HZ), 2)
             out.facts["caller_heard_s"] = round(_talks(theirs, media, CALLEE_HZ), 2)

@@ -31,7 +31,11 @@ from zpctl.lab.audio import (
     ulaw_decode,
     ulaw_encode,
 )
+from zpctl.protocols.rtcp import ReceptionStats, ntp_middle, receiver_report, sender_report_lsr
 
+# A phone's RTCP report interval (RFC 3550 lets a small session go below 5 s; rtpengine
+# counts a second report from a reporter within 1 s as the same sample).
+RTCP_INTERVAL_S = 2.0
 KEY_128 = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVoxMjM0"  # 30 bytes, base64
 KEY_256 = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVoxMjM0NTY3ODkwYWJjZGVmZ2hpams"  # 46 bytes
 
@@ -99,13 +103,25 @@ def sdp_media(body: str) -> tuple[str, int, int] | None:
 
 class RtpMedia:
     """One call's audio: PCMU out every 20 ms (queued samples, else silence; RFC 4733 digits
-    when asked), and everything that arrives kept (samples, digits).  Plain RTP."""
+    when asked), and everything that arrives kept (samples, digits).  Plain RTP, with RTCP
+    on the next port as a phone sends it: a receiver report every
+    :data:`RTCP_INTERVAL_S` about what arrived (loss, jitter), from which the media relay
+    computes the call's quality."""
 
     def __init__(self, ip: str, port: int) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((ip, port))
         self.sock.settimeout(0.1)
+        self.rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.rtcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.rtcp.bind((ip, port + 1))
+        self.rtcp.settimeout(0.1)
+        self.ssrc = secrets.randbits(32)
+        self.cname = f"{secrets.token_hex(4)}@{ip}"
+        self.stats = ReceptionStats()
+        self.reports_sent = 0
+        self._last_sr: tuple[int, float] | None = None  # (LSR, when it arrived)
         self.remote: tuple[str, int] | None = None
         self.te_pt = 101
         self.received: list[int] = []  # linear samples, in arrival order
@@ -120,11 +136,13 @@ class RtpMedia:
         self._threads[0].start()
 
     def start(self, remote: tuple[str, int], te_pt: int = 101) -> None:
-        """Start sending to ``remote`` (the far end's SDP address)."""
+        """Start sending to ``remote`` (the far end's SDP address; its RTCP on the next
+        port)."""
         self.remote, self.te_pt = remote, te_pt
-        t = threading.Thread(target=self._send_loop, daemon=True)
-        self._threads.append(t)
-        t.start()
+        for loop in (self._send_loop, self._rtcp_loop):
+            t = threading.Thread(target=loop, daemon=True)
+            self._threads.append(t)
+            t.start()
 
     def play(self, samples: Sequence[int]) -> None:
         with self._lock:
@@ -158,6 +176,39 @@ class RtpMedia:
         for t in self._threads:
             t.join(1)
         self.sock.close()
+        self.rtcp.close()
+
+    def _rtcp_loop(self) -> None:
+        """Read the far end's sender reports (their time is the LSR of ours); send a
+        receiver report every RTCP_INTERVAL_S, the first one second in."""
+        assert self.remote is not None
+        far = (self.remote[0], self.remote[1] + 1)
+        due = time.monotonic() + 1.0
+        while self._running:
+            try:
+                lsr = sender_report_lsr(self.rtcp.recv(2048))
+                if lsr is not None:
+                    with self._lock:
+                        self._last_sr = (lsr, time.monotonic())
+            except (TimeoutError, OSError):
+                pass
+            if time.monotonic() < due:
+                continue
+            due += RTCP_INTERVAL_S
+            with self._lock:
+                block = None
+                if self.stats.ssrc is not None:
+                    # LSR/DLSR: the far end's last SR and our delay since (1/65536 s);
+                    # before any SR, our own clock (rtpengine drops a report whose LSR or
+                    # DLSR is 0, and its MOS mode LQ needs no round trip).
+                    lsr, at = self._last_sr or (ntp_middle(time.time()), time.monotonic())
+                    dlsr = max(1, int((time.monotonic() - at) * 65536))
+                    block = self.stats.report_block(lsr, dlsr)
+            try:
+                self.rtcp.sendto(receiver_report(self.ssrc, block, self.cname), far)
+                self.reports_sent += 1
+            except OSError:
+                pass
 
     def _recv_loop(self) -> None:
         while self._running:
@@ -170,6 +221,7 @@ class RtpMedia:
                 continue
             with self._lock:
                 self.packets_in += 1
+                self.stats.update(pkt.ssrc, pkt.seq, pkt.ts, time.monotonic())
                 if pkt.pt == 0:
                     self.received.extend(ulaw_decode(pkt.payload))
                 elif pkt.pt == self.te_pt:
@@ -179,7 +231,7 @@ class RtpMedia:
                         self.digits.append(ev[0])
 
     def _send_loop(self) -> None:
-        ssrc = secrets.randbits(32)
+        ssrc = self.ssrc
         seq, ts = secrets.randbits(16), secrets.randbits(32)
         due = time.monotonic()
 
