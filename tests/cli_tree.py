@@ -7,12 +7,13 @@ from collections.abc import Iterator
 
 import click
 
-from zpctl.cli.main import cli
+from zpctl.cli.main import LazyGroup, cli
 
 
 def leaves(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     """Every leaf command's path under ``group``, sorted (e.g. ``("lab", "status")``)."""
-    for name, cmd in sorted(group.commands.items()):
+    commands = group.load_all() if isinstance(group, LazyGroup) else group.commands
+    for name, cmd in sorted(commands.items()):
         if isinstance(cmd, click.Group):
             yield from leaves(cmd, (*prefix, name))
         else:
@@ -21,6 +22,7 @@ def leaves(group: click.Group = cli, prefix: tuple[str, ...] = ()) -> Iterator[t
 
 def command(path: tuple[str, ...]) -> click.Command:
     """The command at ``path``."""
+    cli.load_all()
     cmd: click.Command = cli
     for name in path:
         assert isinstance(cmd, click.Group)

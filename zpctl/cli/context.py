@@ -1,11 +1,11 @@
 """What every zpctl command shares: the output format, verbosity and debug flag.
 
 SREs write flags where they think of them: ``zpctl -o json lab status`` and
-``zpctl lab status -o json`` must mean the same.  The root group declares the options; once
-every command is registered, :func:`spread_global_options` gives each group and command below
-the root the same options.  Given there, an option overrides the root's value (the last one
-written wins, as with any repeated option).  The command modules import :class:`Context` from
-here, not from :mod:`zpctl.cli.main`, so ``main`` can import them at the top (no cycle).
+``zpctl lab status -o json`` must mean the same.  The root group declares the options; as
+each command is loaded (zpctl.cli.main's LazyGroup), :func:`give_global_options` gives it
+and every command below it the same options.  Given there, an option overrides the root's
+value (the last one written wins, as with any repeated option).  The command modules import
+:class:`Context` from here, not from :mod:`zpctl.cli.main` (no cycle).
 """
 
 from __future__ import annotations
@@ -93,9 +93,15 @@ def _global_params() -> list[click.Parameter]:
 def spread_global_options(root: click.Group) -> None:
     """Give every command under ``root`` the root's -o/--output, -v/--verbose and --debug."""
     for cmd in root.commands.values():
-        taken = {opt for p in cmd.params for opt in getattr(p, "opts", [])}
-        for param in _global_params():
-            if not taken & set(param.opts):
-                cmd.params.append(param)
-        if isinstance(cmd, click.Group):
-            spread_global_options(cmd)
+        give_global_options(cmd)
+
+
+def give_global_options(cmd: click.Command) -> None:
+    """Give ``cmd`` (and every command under it) -o/--output, -v/--verbose and --debug,
+    except an option it has of its own."""
+    taken = {opt for p in cmd.params for opt in getattr(p, "opts", [])}
+    for param in _global_params():
+        if not taken & set(param.opts):
+            cmd.params.append(param)
+    if isinstance(cmd, click.Group):
+        spread_global_options(cmd)

@@ -6,38 +6,73 @@ message on stderr and the documented exit code.  ``--debug`` shows the traceback
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
+from collections.abc import MutableMapping
 
 import click
 
 from zpctl import __version__
-from zpctl.cli import (
-    accounts,
-    calls,
-    cdr,
-    control,
-    db,
-    deploy,
-    exporter,
-    inventory,
-    lab,
-    loadtest,
-    pki,
-    queues,
-    recordings,
-    render,
-    switch,
-    voicemail,
-)
-from zpctl.cli.context import Context, OutputChoice, set_verbosity, spread_global_options
+from zpctl.cli.context import Context, OutputChoice, give_global_options, set_verbosity
 from zpctl.errors import ExitCode, InventoryError, ZpctlError
+
+# Each command as "module:attribute", imported when it is run or listed: a command pays
+# only for its own imports (the lab's, the exporter's and deploy's are most of the CLI's
+# start-up), which `zpctl accounts sync` on the day-2 path and scripts notice.
+LAZY_COMMANDS = {
+    "accounts": "zpctl.cli.accounts:accounts",
+    "calls": "zpctl.cli.calls:calls",
+    "cdr": "zpctl.cli.cdr:cdr_group",
+    "db": "zpctl.cli.db:db_group",
+    "dc": "zpctl.cli.control:dc",
+    "deploy": "zpctl.cli.deploy:deploy",
+    "dialogs": "zpctl.cli.control:dialogs",
+    "diff": "zpctl.cli.render:diff_cmd",
+    "exporter": "zpctl.cli.exporter:exporter_cmd",
+    "inventory": "zpctl.cli.inventory:inventory",
+    "lab": "zpctl.cli.lab:lab",
+    "loadtest": "zpctl.cli.loadtest:loadtest_cmd",
+    "node": "zpctl.cli.control:node",
+    "pki": "zpctl.cli.pki:pki_group",
+    "queues": "zpctl.cli.queues:queues",
+    "recordings": "zpctl.cli.recordings:recordings",
+    "registrations": "zpctl.cli.control:registrations",
+    "render": "zpctl.cli.render:render_cmd",
+    "switch": "zpctl.cli.switch:switch",
+    "voicemail": "zpctl.cli.voicemail:voicemail",
+    "zone": "zpctl.cli.control:zone",
+}
+
+
+class LazyGroup(click.Group):
+    """The root group: its commands come from :data:`LAZY_COMMANDS` on first use, each
+    given the global options (-o, -v, --debug) as it is loaded."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
+            module, attr = LAZY_COMMANDS[cmd_name].split(":")
+            cmd = getattr(importlib.import_module(module), attr)
+            give_global_options(cmd)
+            self.add_command(cmd, cmd_name)
+        return self.commands.get(cmd_name)
+
+    def load_all(self) -> MutableMapping[str, click.Command]:
+        """Every command, loaded (for tools that walk the tree)."""
+        ctx = click.Context(self)
+        for name in LAZY_COMMANDS:
+            self.get_command(ctx, name)
+        return self.commands
+
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "ZPCTL",
                     "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.option("-o", "--output", type=OutputChoice(), default="table",
               show_default=True, help="Format of the data printed on stdout.")
 @click.option("-v", "--verbose", count=True, help="More logging on stderr (-vv for debug).")
@@ -67,15 +102,6 @@ def cli(ctx: click.Context, output: str, verbose: int, debug: bool) -> None:
     set_verbosity(verbose)
     ctx.obj = Context(output=output, verbose=verbose, debug=debug)
 
-
-for _group in (inventory.inventory, render.render_cmd, render.diff_cmd, lab.lab,
-               accounts.accounts, loadtest.loadtest_cmd, exporter.exporter_cmd, switch.switch,
-               calls.calls, pki.pki_group, deploy.deploy, control.node, control.registrations,
-               control.dialogs, control.zone, control.dc, voicemail.voicemail,
-               recordings.recordings, queues.queues, db.db_group,
-               cdr.cdr_group):
-    cli.add_command(_group)
-spread_global_options(cli)
 
 
 def main(argv: list[str] | None = None) -> int:
