@@ -95,7 +95,12 @@ def _pydantic_problems(src: Source, exc: ValidationError) -> list[Problem]:
             msg = "required field is missing"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
-        if err["type"] not in ("missing", "extra_forbidden") and "input" in err \
+        written = src.numbers.get(loc)
+        if err["type"] == "string_type" and written is not None:
+            read = ("a number" if written == str(err["input"])
+                    else f"the number {err['input']!r}")
+            msg = f'write it in quotes: "{written}" (unquoted, YAML reads {written} as {read})'
+        elif err["type"] not in ("missing", "extra_forbidden") and "input" in err \
                 and not isinstance(err["input"], dict | list) and repr(err["input"]) not in msg:
             msg = f"{msg} (got {err['input']!r})"
         out.append(src.problem(loc, msg))

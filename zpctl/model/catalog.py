@@ -99,6 +99,18 @@ ADDONS: dict[str, frozenset[str]] = {
 }
 CALLING_PLANS = ("none", "metered", "unlimited", "global-select")
 
+# ISO 4217 currency codes in use (billing.currency).
+_CURRENCY_CODES = """
+AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP
+BYN BZD CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP
+GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR
+KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK
+MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR
+SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS
+UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XOF XPF YER ZAR ZMW ZWL
+"""
+CURRENCIES = frozenset(_CURRENCY_CODES.split())
+
 # India: the six licensed service areas (circles) of the seed, each with the states (by GST
 # state code) it covers and, for the two metro circles, the cities of its local area.
 GST_STATES: dict[str, str] = {

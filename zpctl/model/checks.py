@@ -10,9 +10,12 @@ import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 
+import phonenumbers
+
 from zpctl.model import catalog, pbx_checks
 from zpctl.model.gstin import gstin_problem
 from zpctl.model.schema import DC_ROLES, ZONE_ROLES, Account, Inventory, Node, Role
+from zpctl.model.types import DEFAULT_MANAGEMENT_NETWORK
 
 Finding = tuple[tuple[str | int, ...], str]
 
@@ -110,11 +113,20 @@ def _nodes_unique(inv: Inventory) -> Iterator[Finding]:
     sockets: dict[tuple[str, int, str], str] = {}
     rtp: dict[str, list[tuple[int, int, str]]] = {}
     mgmt_nets = [ipaddress.ip_network(n) for n in inv.platform.management_networks]
+    defaulted = "management_networks" not in inv.platform.model_fields_set
+    outside = []
     for path, node in _all_nodes(inv):
         if not any(ipaddress.ip_address(node.mgmt) in net for net in mgmt_nets):
-            field = "mgmt_address" if node.mgmt_address else "address"
-            yield (*path, field), (f"management address {node.mgmt} of {node.name} is outside "
-                                   "platform.management_networks")
+            outside.append(node.name)
+            if not defaulted:
+                field = "mgmt_address" if node.mgmt_address else "address"
+                yield (*path, field), (
+                    f"management address {node.mgmt} of {node.name} is outside "
+                    f"platform.management_networks ({', '.join(inv.platform.management_networks)})")
+        if node.role == Role.SBC and node.public_address in (None, node.address):
+            yield (*path, "public_address"), (
+                "an SBC needs a public_address of its own (the carriers' side), apart from "
+                "its address (the platform's side)")
         if node.role == Role.MEDIA:
             for addr in sorted({node.address, node.public}):
                 for lo, hi, other in rtp.get(addr, []):
@@ -131,6 +143,14 @@ def _nodes_unique(inv: Inventory) -> Iterator[Finding]:
                 yield (*path, field), (f"{what} {addr}:{port}/{proto} of {node.name} is "
                                        f"also used by {sockets[key]}")
             sockets.setdefault(key, node.name)
+    if defaulted and outside:
+        yield ("platform", "management_networks"), (
+            f"{len(outside)} nodes ({', '.join(outside[:3])}"
+            f"{', ...' if len(outside) > 3 else ''}) have management addresses outside the "
+            f"default management network {DEFAULT_MANAGEMENT_NETWORK} "
+            f"(platform.management_networks is not set): list "
+            f"the networks of your management addresses, e.g. management_networks: "
+            f"[10.0.0.0/8]")
 
 
 def _listeners(node: Node) -> list[tuple[str, int, str, str, str]]:
@@ -214,6 +234,10 @@ def _accounts(inv: Inventory, root: Path | None) -> Iterator[Finding]:
             if site.id in site_ids:
                 yield (*sp, "id"), f"site {site.id!r} is defined twice"
             site_ids.add(site.id)
+            if site.emergency_address.country != site.country:
+                yield (*sp, "emergency_address", "country"), (
+                    f"the emergency address is in {site.emergency_address.country}, the site "
+                    f"in {site.country}: a dispatchable location is the site's own")
             dc = dcs.get(site.datacenter)
             if dc is None:
                 yield (*sp, "datacenter"), f"unknown data center {site.datacenter!r}"
@@ -234,6 +258,7 @@ def _accounts(inv: Inventory, root: Path | None) -> Iterator[Finding]:
                     f"to {dc.region!r}")
         yield from _india(inv, acct, p)
         yield from _users(inv, acct, p, site_ids)
+        yield from _number_countries(acct, p)
 
 
 def _offering(acct: Account, p: tuple[str | int, ...], root: Path | None) -> Iterator[Finding]:
@@ -367,3 +392,34 @@ def _users(inv: Inventory, acct: Account, p: tuple[str | int, ...],
             if dev.encryption == "none" and dev.kind == "app":
                 yield (*up, "devices", dvi, "encryption"), \
                     "apps always encrypt media (AES-256); plain RTP is for SIP devices"
+
+
+def _number_countries(acct: Account, p: tuple[str | int, ...]) -> Iterator[Finding]:
+    """A number's country calling code is its site's country's: an account number with a
+    site, and a user's DID (the user's site, when the number names none)."""
+    sites = {s.id: s for s in acct.sites}
+    number_site = {n.number: n.site for n in acct.numbers}
+
+    def wrong(number: str, site_id: str | None) -> str | None:
+        site = sites.get(site_id or "")
+        if site is None:
+            return None
+        want = phonenumbers.country_code_for_region(site.country)
+        try:
+            got = phonenumbers.parse(number).country_code
+        except phonenumbers.NumberParseException:
+            return None  # the E.164 check reports it
+        if not want or got == want:
+            return None
+        return (f"{number} has country code +{got}, but site {site.id} is in {site.country} "
+                f"(+{want})")
+
+    for ni, n in enumerate(acct.numbers):
+        problem = wrong(n.number, n.site)
+        if problem:
+            yield (*p, "numbers", ni, "number"), problem
+    for ui, u in enumerate(acct.users):
+        for di, did in enumerate(u.dids):
+            problem = None if number_site.get(did) else wrong(did, u.site)
+            if problem:
+                yield (*p, "users", ui, "dids", di), problem

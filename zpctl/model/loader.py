@@ -62,6 +62,7 @@ class Source:
     root: Path
     data: dict[str, Any]
     origins: dict[Path_, Origin] = field(default_factory=dict)
+    numbers: dict[Path_, str] = field(default_factory=dict)  # unquoted YAML numbers' text
 
     def origin(self, path: Path_) -> Origin:
         """The origin of ``path``, or of its nearest ancestor that has one."""
@@ -139,6 +140,9 @@ class _Reader:
         self.problems: list[Problem] = []
         self.unreadable: list[str] = []  # files the OS would not give us (exit 9, not 3)
         self.origins: dict[Path_, Origin] = {}
+        # The text of each unquoted scalar YAML read as a number (0103, +4930123, 29): a
+        # field that wants a string says "quote it" and shows what was written.
+        self.numbers: dict[Path_, str] = {}
 
     @staticmethod
     def rel(file: Path) -> str:
@@ -226,7 +230,11 @@ class _Reader:
             return [
                 self._convert(item, name, mount, (*local, i)) for i, item in enumerate(node.value)
             ]
-        return self._scalar(node)
+        value = self._scalar(node)
+        if isinstance(value, int | float) and not isinstance(value, bool) \
+                and not getattr(node, "style", None):
+            self.numbers[mount + local] = node.value
+        return value
 
     @staticmethod
     def _scalar(node: yaml.Node) -> Any:
@@ -321,7 +329,7 @@ def read_inventory(root: Path, locate: bool = True) -> Source:
         raise EnvironmentProblem("cannot read the inventory:\n  " + "\n  ".join(reader.unreadable))
     if reader.problems:
         raise InventoryError(reader.problems)
-    src = Source(root=root, data=data, origins=reader.origins)
+    src = Source(root=root, data=data, origins=reader.origins, numbers=reader.numbers)
     _apply_layers(src)
     return src
 

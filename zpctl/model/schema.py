@@ -7,7 +7,6 @@ region locks, India rules, licenses) are cross-checks in :mod:`zpctl.model.check
 from __future__ import annotations
 
 import enum
-import ipaddress
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -15,12 +14,17 @@ from pydantic import Field, model_validator
 from zpctl.model import catalog
 from zpctl.model.pbx import Pbx
 from zpctl.model.types import (
+    DEFAULT_MANAGEMENT_NETWORK,
     E164,
     IP,
+    Currency,
+    Date,
     Feature,
+    Hostname,
     Hours,
     Ident,
     Language,
+    Network,
     Port,
     Strict,
     Suite,
@@ -263,22 +267,13 @@ class SwitchRecovery(Strict):
 
 class PlatformInfo(Strict):
     name: Ident
-    sip_domain: str  # accounts get <account>.<sip_domain> unless they set their own
+    sip_domain: Hostname  # accounts get <account>.<sip_domain> unless they set their own
     switch_tier: bool = False  # zones run FreeSWITCH call switches
-    management_networks: list[str] = ["127.0.0.0/8"]
+    management_networks: list[Network] = [DEFAULT_MANAGEMENT_NETWORK]
     # Sources the lbs never rate-limit (load generators, monitoring probes): networks.
-    flood_exempt: list[str] = Field(default_factory=list)
+    flood_exempt: list[Network] = Field(default_factory=list)
     # Requests one source may send per 2 s before the lb bans it for 5 minutes.
     flood_limit: Annotated[int, Field(ge=8, le=100000)] = 400
-
-    @model_validator(mode="after")
-    def _nets(self) -> PlatformInfo:
-        for net in [*self.management_networks, *self.flood_exempt]:
-            try:
-                ipaddress.ip_network(net)
-            except ValueError as exc:
-                raise ValueError(f"management_networks: {exc}") from None
-        return self
 
 
 # --- accounts -------------------------------------------------------------------------------
@@ -293,7 +288,7 @@ class EmergencyAddress(Strict):
 
 class Holiday(Strict):
     name: str
-    date: Annotated[str, Field(pattern=r"^[0-9]{4}-[01][0-9]-[0-3][0-9]$")]
+    date: Date
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -370,14 +365,14 @@ class India(Strict):
 
 
 class Billing(Strict):
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    currency: Currency = "USD"
 
 
 class Account(Strict):
     id: Ident
     name: str
     cluster: str
-    domain: str | None = None  # SIP domain; default <id>.<platform.sip_domain>
+    domain: Hostname | None = None  # SIP domain; default <id>.<platform.sip_domain>
     offering: Literal["native", "byoc-c", "byoc-p"]
     region_lock: Ident | None = None
     billing: Billing = Field(default_factory=Billing)

@@ -4,6 +4,7 @@ languages, features, identifiers)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import re
 import zoneinfo
@@ -20,9 +21,58 @@ class Strict(BaseModel):
 
 def _ip(value: str) -> str:
     try:
-        return str(ipaddress.ip_address(value))
+        address = ipaddress.ip_address(value)
     except ValueError:
         raise ValueError(f"not an IP address: {value!r}") from None
+    if address.version == 6:
+        # Kamailio needs an IPv6 listen address in brackets, FreeSWITCH and rtpengine their
+        # own forms, and nothing here is tested on IPv6 yet: refused, not rendered wrong.
+        raise ValueError(f"IPv6 addresses are not supported yet: {value!r}; use IPv4")
+    return str(address)
+
+
+def _network(value: str) -> str:
+    try:
+        net = ipaddress.ip_network(value)
+    except ValueError as exc:
+        raise ValueError(f"not a network (address/prefix, host bits zero): {exc}") from None
+    if net.version == 6:
+        raise ValueError(f"IPv6 networks are not supported yet: {value!r}; use IPv4")
+    return str(net)
+
+
+# platform.management_networks when the inventory names none: the lab's loopback.
+DEFAULT_MANAGEMENT_NETWORK = "127.0.0.0/8"
+
+
+# A host name or SIP domain (RFC 1123 labels, lower case): it lands in Kamailio's and
+# FreeSWITCH's configs, the TLS certificates and the phones' URIs.
+_HOST_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOSTNAME = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*")
+
+
+def _hostname(value: str) -> str:
+    if len(value) > 253 or not _HOSTNAME.fullmatch(value):
+        hint = "; lower case only" if _HOSTNAME.fullmatch(value.lower()) else ""
+        raise ValueError(f"not a host name or SIP domain (letters, digits and hyphens in "
+                         f"dot-separated labels){hint}: {value!r}")
+    return value
+
+
+def _date(value: str) -> str:
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"not a date (YYYY-MM-DD, a day the month has): {value!r}") from None
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ValueError(f"not a date in the form YYYY-MM-DD: {value!r}")
+    return value
+
+
+def _currency(value: str) -> str:
+    if value not in catalog.CURRENCIES:
+        raise ValueError(f"not an ISO 4217 currency code: {value!r} (e.g. USD, EUR, INR)")
+    return value
 
 
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
@@ -80,4 +130,7 @@ Feature = Annotated[str, AfterValidator(_feature)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")]
 Ext = Annotated[str, Field(pattern=r"^[0-9]{2,8}$")]
-Date = Annotated[str, Field(pattern=r"^[0-9]{4}-[01][0-9]-[0-3][0-9]$")]
+Date = Annotated[str, AfterValidator(_date)]
+Hostname = Annotated[str, AfterValidator(_hostname)]
+Network = Annotated[str, AfterValidator(_network)]
+Currency = Annotated[str, AfterValidator(_currency)]
