@@ -19,6 +19,7 @@ a closed layer: it imports only :mod:`zpctl.model`, ``errors``, ``paths`` and ``
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -321,9 +322,14 @@ class _Renderer:
                                  f"carrier-{c.id}", f"carrier {c.id}", srtp=c.srtp))
                 peers[a.address] = c.id
         account_sets: list[tuple[str, int]] = []
-        setid = 100
+        setids = account_set_ids(self.inv)
         tls = False
-        for acct in sorted(self.inv.accounts, key=lambda a: a.id):
+        # Only the accounts this data center serves (a site here or in the pair): an SBC
+        # trusts no other account's trunk or premises SBC, and carries no other region's.
+        for acct in served_accounts(self.inv, p):
+            if not acct.trunks:
+                continue
+            setid = setids[acct.id]
             for i, t in enumerate(acct.trunks):
                 if i == 0:
                     account_sets.append((acct.id, setid))
@@ -336,8 +342,6 @@ class _Renderer:
                     if t.tls is not None:
                         peers[f"{a.address}::cn"] = t.tls.subject_cn
                 tls = tls or t.tls is not None
-            if acct.trunks:
-                setid += 1
         media = self.loaded.zone_node(p.dc, p.zone, Role.MEDIA)
         assert media is not None
         ctx = {
@@ -414,6 +418,28 @@ def rendezvous_regex(inv: Inventory, p: PlacedNode) -> str:
             domain = inv.account_domain(acct).replace(".", "[.]")
             alts.append(f"({'|'.join(n.replace('*', '[*]') for n in nums)})@{domain}")
     return f"^({'|'.join(alts)})$" if alts else ""
+
+
+# An account's dispatcher set on the SBCs: from its id, so that adding or removing another
+# account renumbers nothing (a fleet-wide config change for no reason).  Sets 1, 2 and 10
+# are the proxies', the SBCs' and the carriers'.
+ACCOUNT_SETS = range(100_000, 1_000_000)
+
+
+def account_set_ids(inv: Inventory) -> dict[str, int]:
+    """Each account with trunks: its set, CRC-32 of its id in :data:`ACCOUNT_SETS`.  Two
+    ids that land on one set: the later id (in sorted order) takes the next free one, so
+    only a colliding pair's order can move a set."""
+    out: dict[str, int] = {}
+    taken: set[int] = set()
+    span = len(ACCOUNT_SETS)
+    for acct in sorted((a for a in inv.accounts if a.trunks), key=lambda a: a.id):
+        offset = zlib.crc32(acct.id.encode()) % span
+        while ACCOUNT_SETS[offset] in taken:
+            offset = (offset + 1) % span
+        out[acct.id] = ACCOUNT_SETS[offset]
+        taken.add(out[acct.id])
+    return out
 
 
 def _dst(setid: int, uri: str, priority: int, duid: str, comment: str,
