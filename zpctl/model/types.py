@@ -108,10 +108,35 @@ def _suite(value: str) -> str:
     return value
 
 
+def canonical_language(value: str) -> str | None:
+    """The catalog's code for ``value`` (BCP 47: the language, and the region only where
+    the prompts differ by region: ``de``, ``fr-FR``), or None.  Other spellings of one
+    language map to it: any case, ``_`` for ``-`` (``en_us`` is ``en-US``), a region
+    where the prompts have none (``de-DE`` is ``de``)."""
+    parts = re.split(r"[-_]", value.strip())
+    if not parts[0] or len(parts) > 2:
+        return None
+    tag = parts[0].lower() + (f"-{parts[1].upper()}" if len(parts) == 2 else "")
+    if tag in catalog.LANGUAGES:
+        return tag
+    if parts[0].lower() in catalog.LANGUAGES:
+        return parts[0].lower()
+    return None
+
+
 def _language(value: str) -> str:
-    if value not in catalog.LANGUAGES:
-        raise ValueError(f"unknown prompt language {value!r}; one of {', '.join(catalog.LANGUAGES)}")
-    return value
+    if value in catalog.LANGUAGES:
+        return value
+    canon = canonical_language(value)
+    if canon is not None:
+        return canon  # the same language, written another way
+    primary = re.split(r"[-_]", value.strip())[0].lower()
+    regional = [c for c in catalog.LANGUAGES if c.split("-")[0] == primary]
+    if regional:
+        raise ValueError(f"prompt language {value!r}: the prompts differ by region; "
+                         f"use {' or '.join(regional)}")
+    raise ValueError(f"unknown prompt language {value!r}; one of {', '.join(catalog.LANGUAGES)} "
+                     "(BCP 47 tags)")
 
 
 def _feature(value: str) -> str:
