@@ -19,7 +19,18 @@ local down = false
 -- reparse of every XML file) does not land on the moment of the sync itself.
 local pending = {}
 
+-- Once, at start (a fork of FreeSWITCH: never in the loop): the folders, and the copies
+-- a previous run left, which the first poll keeps or removes like any other.
 os.execute("mkdir -p '" .. folder .. "/dialplan' '" .. folder .. "/directory'")
+for _, section in ipairs({"dialplan", "directory"}) do
+  local ls = io.popen("ls '" .. folder .. "/" .. section .. "'")
+  for file in ls:lines() do
+    if file:match("%.xml$") then
+      known[section .. "/" .. file:gsub("%.xml$", "")] = "left by a previous run"
+    end
+  end
+  ls:close()
+end
 
 local function read(path)
   local f = io.open(path, "rb")
@@ -84,17 +95,12 @@ local function poll()
     end
   end
   dbh:release()
-  for _, section in ipairs({"dialplan", "directory"}) do
-    local ls = io.popen("ls '" .. folder .. "/" .. section .. "'")
-    for file in ls:lines() do
-      local key = section .. "/" .. file:gsub("%.xml$", "")
-      if file:match("%.xml$") and not seen[key] then
-        os.remove(folder .. "/" .. section .. "/" .. file)
-        known[key] = nil
-        changed[#changed + 1] = key .. " (removed)"
-      end
+  for key in pairs(known) do
+    if not seen[key] then
+      os.remove(folder .. "/" .. key .. ".xml")
+      known[key] = nil
+      changed[#changed + 1] = key .. " (removed)"
     end
-    ls:close()
   end
   if #changed > 0 then
     for _, key in ipairs(changed) do pending[#pending + 1] = key end
