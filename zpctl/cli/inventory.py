@@ -10,9 +10,9 @@ import click
 
 from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.output import emit
-from zpctl.errors import InventoryError
+from zpctl.errors import EnvironmentProblem, InventoryError
 from zpctl.model import LoadedInventory, load_inventory
-from zpctl.model.schema import Inventory
+from zpctl.model.schema import FILE_KINDS, file_schema
 
 INVENTORY_ARG = click.argument("inventory", type=click.Path(path_type=Path), metavar="INVENTORY")
 
@@ -102,10 +102,31 @@ def show_cmd(ctx: Context, inventory: Path, section: str) -> None:
 
 
 @inventory.command("schema")
-def schema_cmd() -> None:
-    """Print the inventory's JSON Schema (for editors: yaml-language-server and friends).
+@click.argument("kind", type=click.Choice(["combined", *FILE_KINDS]), default="combined")
+@click.option("--out-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Write platform.schema.json, datacenter.schema.json and "
+                   "account.schema.json here instead of printing one.")
+def schema_cmd(kind: str, out_dir: Path | None) -> None:
+    """Print the JSON Schema of one kind of inventory file, for editors
+    (yaml-language-server and friends): `platform` (platform.yml), `datacenter` (one
+    datacenters/*.yml), `account` (one accounts/*.yml), or `combined` (the whole
+    inventory as one document).
 
-    The schema describes the combined document; in the directory, platform.yml holds the
-    top-level keys except `datacenters` and `accounts`, whose items are one file each.
+    The schemas carry the enums and patterns zpctl checks (prompt languages, features,
+    currencies, addresses, dates); what relates values to each other is checked by
+    `zpctl inventory validate` only.  Wire one into an editor with a first line such as
+    `# yaml-language-server: $schema=../../schemas/datacenter.schema.json`
+    (docs/INVENTORY.md, "Editors").
     """
-    click.echo(json.dumps(Inventory.model_json_schema(), indent=2, sort_keys=True))
+    if out_dir is None:
+        click.echo(json.dumps(file_schema(kind), indent=2, sort_keys=True))
+        return
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for k in FILE_KINDS:
+            (out_dir / f"{k}.schema.json").write_text(
+                json.dumps(file_schema(k), indent=2, sort_keys=True) + "\n")
+    except OSError as exc:
+        raise EnvironmentProblem(f"{out_dir}: cannot write the schemas: {exc.strerror}") from None
+    click.echo(f"wrote {', '.join(f'{k}.schema.json' for k in FILE_KINDS)} to {out_dir}",
+               err=True)

@@ -404,3 +404,67 @@ class Inventory(Strict):
 
     def account_domain(self, account: Account) -> str:
         return account.domain or f"{account.id}.{self.platform.sip_domain}"
+
+
+# The inventory's files and the part of the combined document each holds (the JSON Schema
+# of each for editors: `zpctl inventory schema KIND`, the files in schemas/).
+FILE_KINDS = ("platform", "datacenter", "account")
+
+
+def file_schema(kind: str) -> dict[str, object]:
+    """The JSON Schema of one kind of inventory file: platform.yml (the top-level keys but
+    ``datacenters`` and ``accounts``), datacenters/*.yml (one data center), accounts/*.yml
+    (one account); ``combined`` for the whole document."""
+    if kind == "datacenter":
+        out = DataCenter.model_json_schema()
+    elif kind == "account":
+        out = Account.model_json_schema()
+    else:
+        out = Inventory.model_json_schema()
+        if kind == "platform":
+            props = out["properties"]
+            assert isinstance(props, dict)
+            for key in ("datacenters", "accounts"):
+                props.pop(key, None)
+            required = out.get("required", [])
+            assert isinstance(required, list)
+            out["required"] = [r for r in required if r not in ("datacenters", "accounts")]
+            out["title"] = "platform.yml"
+    _closed_maps(out)
+    _prune_defs(out)
+    out["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return out
+
+
+def _prune_defs(schema: dict[str, object]) -> None:
+    """Drop the definitions nothing in ``schema`` refers to any more."""
+    defs = schema.get("$defs")
+    if not isinstance(defs, dict):
+        return
+    used: set[str] = set()
+    todo: list[object] = [{k: v for k, v in schema.items() if k != "$defs"}]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                name = ref.removeprefix("#/$defs/")
+                if name not in used and name in defs:
+                    used.add(name)
+                    todo.append(defs[name])
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    schema["$defs"] = {k: v for k, v in defs.items() if k in used}
+
+
+def _closed_maps(node: object) -> None:
+    """A mapping whose keys have a pattern (zones) allows no other keys: as zpctl does."""
+    if isinstance(node, dict):
+        if "patternProperties" in node:
+            node.setdefault("additionalProperties", False)
+        for value in node.values():
+            _closed_maps(value)
+    elif isinstance(node, list):
+        for value in node:
+            _closed_maps(value)

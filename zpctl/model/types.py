@@ -8,7 +8,7 @@ import datetime as dt
 import ipaddress
 import re
 import zoneinfo
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -145,17 +145,40 @@ def _feature(value: str) -> str:
     return value
 
 
-IP = Annotated[str, AfterValidator(_ip)]
-E164 = Annotated[str, AfterValidator(_e164)]
-TimeZone = Annotated[str, AfterValidator(_tz)]
-Hours = Annotated[str, AfterValidator(_hours)]
-Suite = Annotated[str, AfterValidator(_suite)]
-Language = Annotated[str, AfterValidator(_language)]
-Feature = Annotated[str, AfterValidator(_feature)]
+def _editor(description: str, **schema: Any) -> Any:
+    """What the editors' JSON Schema says of a value (``zpctl inventory schema``): its
+    description and the enum or pattern the validator above checks.  Schema only: the
+    validator's message stays the one users see."""
+    return Field(description=description, json_schema_extra=dict(schema))
+
+
+_IPV4 = r"^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$"
+
+IP = Annotated[str, AfterValidator(_ip), _editor("An IPv4 address.", pattern=_IPV4)]
+E164 = Annotated[str, AfterValidator(_e164),
+                 _editor("An E.164 number, in quotes: + and 7 to 15 digits.",
+                         pattern=r"^\+[1-9][0-9]{6,14}$")]
+TimeZone = Annotated[str, AfterValidator(_tz), _editor("An IANA time zone, e.g. Europe/Berlin.")]
+Hours = Annotated[str, AfterValidator(_hours),
+                  _editor("Opening hours HH:MM-HH:MM, the end after the start.",
+                          pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]$")]
+Suite = Annotated[str, AfterValidator(_suite),
+                  _editor("An SRTP crypto suite.", enum=list(catalog.SRTP_SUITES))]
+Language = Annotated[str, AfterValidator(_language),
+                     _editor("A prompt language (BCP 47 as the catalog spells it).",
+                             enum=list(catalog.LANGUAGES))]
+Feature = Annotated[str, AfterValidator(_feature),
+                    _editor("A user feature.", enum=list(catalog.FEATURES))]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")]
 Ext = Annotated[str, Field(pattern=r"^[0-9]{2,8}$")]
-Date = Annotated[str, AfterValidator(_date)]
-Hostname = Annotated[str, AfterValidator(_hostname)]
-Network = Annotated[str, AfterValidator(_network)]
-Currency = Annotated[str, AfterValidator(_currency)]
+Date = Annotated[str, AfterValidator(_date),
+                 _editor("A date, YYYY-MM-DD, in quotes.", pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+Hostname = Annotated[str, AfterValidator(_hostname),
+                     _editor("A host name or SIP domain (RFC 1123 labels, lower case).",
+                             pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")]
+Network = Annotated[str, AfterValidator(_network),
+                    _editor("An IPv4 network, address/prefix.",
+                            pattern=r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$")]
+Currency = Annotated[str, AfterValidator(_currency),
+                     _editor("An ISO 4217 currency code.", enum=sorted(catalog.CURRENCIES))]
