@@ -7,6 +7,9 @@ region locks, India rules, licenses) are cross-checks in :mod:`zpctl.model.check
 from __future__ import annotations
 
 import enum
+import inspect
+import re
+import sys
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -432,6 +435,7 @@ def file_schema(kind: str) -> dict[str, object]:
             out["title"] = "platform.yml"
     _closed_maps(out)
     _prune_defs(out)
+    _describe(out)
     out["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return out
 
@@ -468,3 +472,43 @@ def _closed_maps(node: object) -> None:
     elif isinstance(node, list):
         for value in node:
             _closed_maps(value)
+
+
+def field_comments() -> dict[tuple[str, str], str]:
+    """(class, field) -> the comment the model's source gives the field: the ``#`` comment
+    after it on its line, else the comment lines right above it.  The schema's field
+    descriptions come from there, so the model's comments are the one place to write them."""
+    out: dict[tuple[str, str], str] = {}
+    for module in (sys.modules[__name__], sys.modules[Pbx.__module__]):
+        cls, above = "", list[str]()
+        for line in inspect.getsource(module).splitlines():
+            if m := re.match(r"class (\w+)\(", line):
+                cls, above = m[1], []
+                continue
+            stripped = line.strip()
+            if line.startswith("    #") and not line.startswith("     "):
+                above.append(stripped.lstrip("# ").strip())
+                continue
+            m = re.match(r"    (\w+): [^#]*?(?:#\s*(.*))?$", line)
+            if cls and m and not line.startswith("     "):
+                text = m[2] or " ".join(above)
+                if text and not text.startswith(("noqa", "type:")):
+                    out[(cls, m[1])] = text
+            above = []
+    return out
+
+
+def _describe(schema: dict[str, object]) -> None:
+    """Give each property of the schema's classes the comment of its field."""
+    comments = field_comments()
+    defs = schema.get("$defs")
+    classes = dict(defs) if isinstance(defs, dict) else {}
+    classes[str(schema.get("title", ""))] = schema
+    for name, node in classes.items():
+        props = node.get("properties") if isinstance(node, dict) else None
+        if not isinstance(props, dict):
+            continue
+        for field, prop in props.items():
+            text = comments.get((name, field))
+            if text and isinstance(prop, dict) and "description" not in prop:
+                prop["description"] = text
