@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -61,12 +63,17 @@ SECRETS = click.option("--secrets", "secrets_file", type=click.Path(path_type=Pa
                        help="Secrets file with the SIP passwords.")
 
 
+def db_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The four options that name the platform database: --db (a sqlite file), --platform
+    (the inventory's PostgreSQL), --lab-dir (the running lab's) and --secrets."""
+    for option in (SECRETS, LAB_DIR, PLATFORM_DB, DB):
+        f = option(f)
+    return f
+
+
 @accounts.command("sync")
 @INVENTORY_ARG
-@DB
-@PLATFORM_DB
-@LAB_DIR
-@SECRETS
+@db_options
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
 @pass_ctx
 def sync_cmd(ctx: Context, inventory: Path, db: Path | None, platform_db: bool,

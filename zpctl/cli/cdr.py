@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from zpctl import cdr as records
-from zpctl.cli.accounts import DB, LAB_DIR, PLATFORM_DB, SECRETS, db_target
+from zpctl.cli.accounts import db_options, db_target
 from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.inventory import INVENTORY_ARG
 from zpctl.cli.output import emit
@@ -83,10 +83,7 @@ def _masked(row: dict[str, Any], masked: set[str]) -> dict[str, Any]:
               help="Only calls that ended so (failed: every call not answered).")
 @click.option("--limit", type=click.IntRange(1, 100000), default=100, show_default=True,
               help="At most this many calls, newest first.")
-@DB
-@PLATFORM_DB
-@LAB_DIR
-@SECRETS
+@db_options
 @pass_ctx
 def ls_cmd(ctx: Context, inventory: Path, account: str | None, user: str | None,
            number: str | None, since: str | None, until: str | None, result: str | None,
@@ -111,10 +108,7 @@ def ls_cmd(ctx: Context, inventory: Path, account: str | None, user: str | None,
 @cdr_group.command("journey")
 @INVENTORY_ARG
 @click.argument("call_id")
-@DB
-@PLATFORM_DB
-@LAB_DIR
-@SECRETS
+@db_options
 @pass_ctx
 def journey_cmd(ctx: Context, inventory: Path, call_id: str, db: Path | None, platform_db: bool,
                 lab_dir: Path | None, secrets_file: Path | None) -> None:
@@ -163,10 +157,7 @@ def _media(detail: dict[str, Any]) -> str:
 @click.option("--older-than", "older_than", type=click.IntRange(1, 3650),
               help="Days to keep (default: the inventory's database.record_retention_days).")
 @click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
-@DB
-@PLATFORM_DB
-@LAB_DIR
-@SECRETS
+@db_options
 @pass_ctx
 def purge_cmd(ctx: Context, inventory: Path, older_than: int | None, dry_run: bool,
               db: Path | None, platform_db: bool, lab_dir: Path | None,
@@ -194,10 +185,7 @@ def purge_cmd(ctx: Context, inventory: Path, older_than: int | None, dry_run: bo
               help="A Kamailio node's log with its ACC lines (repeatable; default: every "
                    "lab lb's, proxy's and SBC's kamailio.log).")
 @click.option("--dry-run", is_flag=True, help="Count what would be loaded; load nothing.")
-@DB
-@PLATFORM_DB
-@LAB_DIR
-@SECRETS
+@db_options
 @pass_ctx
 def recover_cmd(ctx: Context, inventory: Path, spools: tuple[Path, ...],
                 journals: tuple[Path, ...], dry_run: bool, db: Path | None, platform_db: bool,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from zpctl.cli.accounts import DB, LAB_DIR, PLATFORM_DB, SECRETS, db_target
+from zpctl.cli.accounts import db_options, db_target
 from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.inventory import INVENTORY_ARG
 from zpctl.cli.output import emit, info
@@ -31,10 +31,7 @@ def db_group() -> None:
 
 @db_group.command("status")
 @INVENTORY_ARG
-@DB
-@PLATFORM_DB
-@LAB_DIR
-@SECRETS
+@db_options
 @pass_ctx
 def status_cmd(ctx: Context, inventory: Path, db: Path | None, platform_db: bool,
                lab_dir: Path | None, secrets_file: Path | None) -> None:
@@ -51,10 +48,7 @@ def status_cmd(ctx: Context, inventory: Path, db: Path | None, platform_db: bool
 
 @db_group.command("migrate")
 @INVENTORY_ARG
-@DB
-@PLATFORM_DB
-@LAB_DIR
-@SECRETS
+@db_options
 @click.option("--dry-run", is_flag=True, help="List the migrations it would apply; apply none.")
 @pass_ctx
 def migrate_cmd(ctx: Context, inventory: Path, db: Path | None, platform_db: bool,
