@@ -18,7 +18,8 @@ What is changed in the scratch copy, and nothing else:
   127.0.0.1/32 (RTP ports are bound only by calls, and none is made);
 - the core database: ``core-db-dsn`` is removed from ``switch.conf.xml`` (the platform's
   PostgreSQL is the hosts' to reach); the instance keeps it in sqlite, and ``mod_pgsql``
-  is still loaded first, as the hosts load it;
+  is still loaded first, as the hosts load it; for the same reason the accounts' copier
+  (``zp_accounts.lua``, a mod_lua ``startup-script``) is left out of ``lua.conf.xml``;
 - the host folders: every path of the node's ``node.json`` (config, state, run, log) in every
   file and on the command line, and the sofia ``tls-cert-dir``, point into the scratch
   folder, which :func:`zpctl.freeswitch.provision.provision` fills (a throwaway CA and
@@ -231,6 +232,9 @@ def _ports(files: Mapping[str, bytes]) -> list[str]:
 # The switch's core database on the platform's PostgreSQL (switch_recovery): not this
 # machine's to reach, so the scratch instance keeps its core database in sqlite.
 _CORE_DB_DSN = re.compile(r'[ \t]*<param\s+name="core-db-dsn"\s+value="[^"]*"\s*/>[ \t]*\n?')
+# The accounts' copier (scripts/zp_accounts.lua, a startup script): it polls the platform
+# database, which is the hosts' to reach, like the core database.
+_ACCOUNTS_SCRIPT = re.compile(r'\s*<param name="startup-script" value="[^"]*zp_accounts\.lua"\s*/>')
 
 
 def _rewrite(node: str, files: Mapping[str, bytes], manifest: Mapping[str, Any], root: str,
@@ -261,6 +265,8 @@ def _rewrite(node: str, files: Mapping[str, bytes], manifest: Mapping[str, Any],
                                       "apply-inbound-acl": f"{LOCAL}/32"})
         elif rel == "autoload_configs/switch.conf.xml":
             text = _CORE_DB_DSN.sub("", text)
+        elif rel == "autoload_configs/lua.conf.xml":
+            text = _ACCOUNTS_SCRIPT.sub("", text)
         out[rel] = text.encode()
     service = next((s for s in manifest.get("services") or () if s.get("name") == FS), None)
     if service is not None:
