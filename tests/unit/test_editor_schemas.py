@@ -66,6 +66,8 @@ MISTAKES = [
     ("unknown currency", "accounts/acme.yml", "billing: {currency: USD}", "billing: {currency: ABC}"),
     ("unquoted extension (YAML octal)", "accounts/acme.yml", 'extension: "1001"', "extension: 0101"),
     ("unknown feature", "accounts/acme.yml", "call_recording_adhoc]", "call_recording_adhok]"),
+    ("unknown India circle", "../india/accounts/aravalli.yml", "  circle: delhi\n",
+     "  circle: new-delhi\n"),
     ("unknown key", "platform.yml", "  switch_tier: true\n", "  switch_tier: true\n  tier: 2\n"),
 ]
 

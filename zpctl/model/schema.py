@@ -361,7 +361,7 @@ class Entity(Strict):
 
 
 class India(Strict):
-    circle: str
+    circle: Annotated[str, Field(json_schema_extra={"enum": sorted(catalog.INDIA_CIRCLES)})]
     entity: Entity
     gstin: str
     authorised_signatory: str
