@@ -344,12 +344,19 @@ def _sip_hops(db: Db, d: Directory, call_ids: set[str]) -> list[Hop]:
     ids, vals = _in(call_ids)
     rows = _acc_rows(db, f"callid IN {ids}", vals)
     hops: dict[tuple[str, str], Hop] = {}
-    for r in sorted(rows, key=lambda x: _float(x["time_attr"]) or 0.0):
+    # by time, and at one time a 2xx last: it wins over a refusal recorded in the same ms
+    for r in sorted(rows, key=lambda x: (_float(x["time_attr"]) or 0.0,
+                                         str(x["sip_code"] or "").startswith("2"))):
         key = (r["node"] or "?", r["callid"])
         if r["method"] == "INVITE":
             if r["sip_code"] in CHALLENGES:
                 continue
             code = r["sip_code"] or ""
+            if key in hops and hops[key].result.startswith("2") and not code.startswith("2"):
+                # answered here, and also refused by this node while it relayed the answer
+                # (a media node that did not answer for the 200's SDP): the answer is the
+                # hop, its source the one that sent the INVITE
+                continue
             done = _float(r["time_attr"])
             hops[key] = Hop(key[0], d.roles.get(key[0], "?"), r["callid"],
                             setup=_float(r["setup_ts"]),

@@ -267,6 +267,26 @@ def test_a_journal_line_with_the_media_relays_quality() -> None:
     assert (unset["dst"], unset["mos"]) == ("sip:127.0.1.1;lr;received=sip:127.0.8.11:5060", None)
 
 
+@pytest.mark.parametrize("refusal_first", [True, False])
+def test_a_refusal_recorded_while_relaying_the_answer_does_not_hide_the_hop(
+        tmp_path: Path, refusal_first: bool) -> None:
+    """The proxy's media node did not answer for the callee's 200 (its SDP): the proxy
+    recorded a 503 from the reply's source, in the same millisecond as the 200 it relayed.
+    The hop is the answered one, reached from the switch, whichever row comes first."""
+    acc, legs = _extension_call()
+    lb = ADDR["lab1-lb"]
+    refusal = {**_acc("lab1-a-proxy", B, 0.048, 0.055, lb, ""), "sip_code": "503",
+               "sip_reason": "Media Unavailable"}
+    at = next(i for i, r in enumerate(acc) if r["node"] == "lab1-a-proxy" and r["callid"] == B)
+    acc.insert(at if refusal_first else at + 1, refusal)
+    target = _db(tmp_path, acc, legs)
+    with connect(target) as db:
+        hops = cdr.journey(db, INV, A)
+    proxy_b = next(h for h in hops if h.node == "lab1-a-proxy" and h.call_id == B)
+    assert (proxy_b.result, proxy_b.detail["from"]) == ("200", ADDR["lab1-a-switch1"])
+    assert cdr.check_journey(hops, cdr.Directory(INV)) == []
+
+
 def test_a_flows_report_names_a_missing_record_and_a_flow_without_calls(tmp_path: Path) -> None:
     from zpctl.lab.journeys import JourneyReport  # noqa: PLC0415
 
