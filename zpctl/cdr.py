@@ -344,9 +344,7 @@ def _sip_hops(db: Db, d: Directory, call_ids: set[str]) -> list[Hop]:
     ids, vals = _in(call_ids)
     rows = _acc_rows(db, f"callid IN {ids}", vals)
     hops: dict[tuple[str, str], Hop] = {}
-    # by time, and at one time a 2xx last: it wins over a refusal recorded in the same ms
-    for r in sorted(rows, key=lambda x: (_float(x["time_attr"]) or 0.0,
-                                         str(x["sip_code"] or "").startswith("2"))):
+    for r in sorted(rows, key=lambda x: _float(x["time_attr"]) or 0.0):
         key = (r["node"] or "?", r["callid"])
         if r["method"] == "INVITE":
             if r["sip_code"] in CHALLENGES:
