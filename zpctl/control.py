@@ -483,6 +483,32 @@ class Control:
                 "requests": [r.as_dict() for r in self.sent]}
 
 
+    def admission(self, dc_id: str, cps: int | None = None,
+                  registrations: int | None = None) -> list[dict[str, Any]]:
+        """Each lb's admission rates (new calls and registrations per second, beyond which
+        it answers 503 with Retry-After), the inventory's figures, and what it has shed since
+        it started; with ``cps`` or ``registrations``, set them first (until a restart: the
+        inventory's ``capacity`` is what a deploy puts back)."""
+        rows = []
+        for lb in self.lbs(self.dc(dc_id)):
+            for var, value in (("admit_cps", cps), ("admit_rps", registrations)):
+                if value is not None:
+                    self.change(lb, "pv.shvSet", var, "int", value)
+            if self.dry_run:
+                continue
+            now = {}
+            for var in ("admit_cps", "admit_rps"):
+                got = self.call(lb, "pv.shvGet", var)
+                got = got[0] if isinstance(got, list) and got else got
+                now[var] = int(got["value"]) if isinstance(got, dict) else None
+            rows.append({"lb": lb.name, "cps": now["admit_cps"], "registrations": now["admit_rps"],
+                         "inventory_cps": lb.capacity.cps,
+                         "inventory_registrations": lb.capacity.rps,
+                         "shed_rate": self.stat(lb, "script:zp_shed_rate"),
+                         "shed_memory": self.stat(lb, "script:zp_shed_memory")})
+        return rows
+
+
 REGISTRATION_KEYS = ("aor", "contact", "expires_s", "user_agent", "path")
 DIALOG_KEYS = ("call_id", "from_tag", "to_tag", "from", "to", "state", "start_ts", "h_entry",
                "h_id")

@@ -50,6 +50,7 @@ BASE: dict[tuple[str, ...], list[str]] = {
     ("calls", "transfer"): [US01, "0f0e-uuid", "1002", "--dry-run", *ESL],
     ("calls", "unhold"): [US01, "0f0e-uuid", "--dry-run", *ESL],
     ("calls", "watch"): [US01, "--duration", "1", *ESL],
+    ("dc", "admission"): ["lab1", "--cps", "5", "--dry-run", "--inventory", LAB],
     ("dc", "failover"): ["--from", "lab1", "--to", "lab2", "--dry-run", "--inventory", LAB],
     ("dc", "status"): ["lab1", "--inventory", LAB],
     ("deploy", "history"): [],

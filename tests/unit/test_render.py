@@ -10,19 +10,36 @@ import pytest
 from tests.conftest import INVENTORIES, shipped_inventories
 from zpctl.cli.main import main
 from zpctl.model import load_inventory
+from zpctl.model.schema import Capacity
 from zpctl.render import render
 from zpctl.render.diff import diff_build
-from zpctl.render.sizing import TRANSACTIONS_PER_CALL, shm_mb
+from zpctl.render.sizing import (
+    TRANSACTIONS_PER_CALL,
+    TRANSACTIONS_PER_REGISTRATION,
+    shm_mb,
+    shm_reserve_bytes,
+)
 from zpctl.secrets import Secrets
 
 
 @pytest.mark.parametrize(("cps", "role", "mb"), [
     (1, "sbc", 64), (200, "sbc", 64), (500, "sbc", 112), (2000, "sbc", 352), (5000, "sbc", 832),
-    (200, "proxy", 80), (200, "lb", 112), (2000, "lb", 832)])
+    (200, "proxy", 400), (200, "lb", 272), (2000, "lb", 2416)])
 def test_shm_sizing(cps: int, role: str, mb: int) -> None:
     assert shm_mb(cps, role) == mb
-    # never below the transactions it must hold: cps * T * 5 s * 13 kB
-    assert mb * 1024 >= cps * TRANSACTIONS_PER_CALL[role] * 5 * 13
+    # never below the transactions it must hold: (cps * T + 5 * cps * R) * 5 s * 13 kB
+    held = cps * TRANSACTIONS_PER_CALL[role] + 5 * cps * TRANSACTIONS_PER_REGISTRATION[role]
+    assert mb * 1024 >= held * 5 * 13
+
+
+def test_declared_registrations_size_shared_memory() -> None:
+    # The lab's lb before this sizing: 112 MB for 200 calls/s ran out at 700 REGISTER/s.
+    small = Capacity(cps=200, registrations=100)
+    large = Capacity(cps=200, registrations=2000)
+    assert shm_mb(small, "lb") < shm_mb(Capacity(cps=200), "lb") < shm_mb(large, "lb")
+    assert shm_mb(large, "lb") * 1024 >= (200 * 5 + 2000 * 2) * 5 * 13
+    assert shm_mb(large, "sbc") == shm_mb(small, "sbc")  # an sbc takes no registrations
+    assert shm_reserve_bytes(large, "lb") == int(shm_mb(large, "lb") * 0.2) << 20
 
 
 def _secrets(tmp_path: Path) -> Secrets:

@@ -244,7 +244,7 @@ def zone_restore(ctx: Context, spec: str, dry_run: bool, inventory: Path | None,
 
 @click.group()
 def dc() -> None:
-    """Data centers: status and failover to the pair."""
+    """Data centers: status, admission and failover to the pair."""
 
 
 @dc.command("status")
@@ -274,3 +274,42 @@ def dc_failover(ctx: Context, from_dc: str, to_dc: str, dry_run: bool, inventory
         _dry(ctx, c, f"failover {from_dc} -> {to_dc}")
         return
     emit(ctx.output, result, text=f"{from_dc} takes no new requests; traffic goes to {to_dc}")
+
+
+@dc.command("admission")
+@click.argument("dc_id", metavar="DC")
+@click.option("--cps", type=click.IntRange(1, 100000), metavar="N",
+              help="New calls per second each lb admits.")
+@click.option("--registrations", type=click.IntRange(1, 1000000), metavar="N",
+              help="New registrations per second each lb admits.")
+@click.option("--dry-run", is_flag=True, help="Print the requests; change nothing.")
+@_options
+@pass_ctx
+def dc_admission(ctx: Context, dc_id: str, cps: int | None, registrations: int | None,
+                 dry_run: bool, inventory: Path | None, lab_dir: Path | None, timeout: float,
+                 local: bool) -> None:
+    """Show or set what the data center's lbs admit.
+
+    Each lb takes new calls and new registrations up to a rate per second (the inventory's
+    capacity.cps and capacity.registrations) and answers the rest 503 with Retry-After,
+    before any transaction is made; below 20 % free shared memory it answers every new
+    request so.  SHED_RATE and SHED_MEMORY count those answers since the lb started.
+
+    Lower the rates during an incident (a slow database, a zone short of switches), raise
+    them for a known event; they hold until the lb restarts, when the inventory's figures
+    come back.
+
+    \b
+    Examples:
+      zpctl dc admission lab1
+      zpctl dc admission lab1 --cps 50 --dry-run
+      zpctl -o json dc admission lab1 --registrations 300
+    """
+    c = _control(inventory, lab_dir, timeout, local, dry_run)
+    rows = c.admission(dc_id, cps, registrations)
+    if dry_run:
+        _dry(ctx, c, f"admission of {dc_id}")
+        return
+    emit(ctx.output, rows, rows=rows, columns=["lb", "cps", "registrations", "inventory_cps",
+                                              "inventory_registrations", "shed_rate",
+                                              "shed_memory"])

@@ -127,7 +127,7 @@ def _table_args(placed: PlacedNode, svc: dict[str, Any], paths: dict[str, str]) 
         raise ZpctlError(f"{placed.name}: node.json names a service {svc.get('name')!r} "
                           f"that a {placed.role.value} node does not run", ExitCode.DEPLOY_FAILED)
     return spec.args({**paths,
-                      "shm_mb": svc.get("shm_mb") or shm_mb(placed.node.capacity.cps, placed.role),
+                      "shm_mb": svc.get("shm_mb") or shm_mb(placed.node.capacity, placed.role),
                       "pkg_mb": svc.get("pkg_mb") or placed.node.kamailio.pkg_mb})
 
 

@@ -55,6 +55,10 @@ class RoleSpec:
     # Sizing input: the SIP transactions one call makes at this node (Kamailio shm); None
     # for a role that runs no Kamailio.
     transactions_per_call: int | None = None
+    # ... and the transactions one registration makes there: the challenged REGISTER and
+    # the answered one; a proxy also replicates it to its sister zone and takes the
+    # sister's replication (DMQ).
+    transactions_per_registration: int = 0
     lab_order: int = 9  # start order in the lab: media first, then proxies, sbcs, lbs
     in_lab: bool = True  # `zpctl lab up` runs its services
 
@@ -118,9 +122,11 @@ FREESWITCH = ServiceSpec(
 
 ROLES: dict[Role, RoleSpec] = {
     Role.LB: RoleSpec(Role.LB, (_kamailio(Role.LB),), "kamailio", probed=True,
-                      transactions_per_call=5, lab_order=3),
+                      transactions_per_call=5,
+                      transactions_per_registration=2, lab_order=3),
     Role.PROXY: RoleSpec(Role.PROXY, (_kamailio(Role.PROXY),), "kamailio", probed=True,
-                         transactions_per_call=3, lab_order=1),
+                         transactions_per_call=3,
+                         transactions_per_registration=4, lab_order=1),
     Role.SBC: RoleSpec(Role.SBC, (_kamailio(Role.SBC),), "kamailio", probed=True,
                        transactions_per_call=2, lab_order=2),
     # Redis before rtpengine: rtpengine restores its calls from Redis when it starts.
@@ -137,7 +143,7 @@ ROLES: dict[Role, RoleSpec] = {
     Role.MONITOR: RoleSpec(Role.MONITOR, (), "monitor", probed=False),
     # Accepted by the schema; nothing is rendered or run for it yet (issue 21).
     Role.SURVIVABILITY: RoleSpec(Role.SURVIVABILITY, (), "survivability", probed=False,
-                                 transactions_per_call=3),
+                                 transactions_per_call=3, transactions_per_registration=2),
 }
 # Ansible roles a monitor node gets (they are not services of node.json; see above).
 MONITOR_ANSIBLE_ROLES = ["prometheus", "zpctl_exporter"]

@@ -82,8 +82,22 @@ class KamailioSettings(Strict):
     pkg_mb: Annotated[int, Field(ge=4, le=1024)] = 16
 
 
+#: Registrations per second a node takes per call per second, when the inventory does not
+#: say (a registration is two short transactions, no dialog, no media; docs/PERFORMANCE.md).
+REGISTERS_PER_CALL = 5
+
+
 class Capacity(Strict):
     cps: Annotated[int, Field(ge=1, le=100000)] = 200  # calls per second per node
+    # REGISTERs (challenge and answer: one registration) per second per node; 5 x cps if
+    # left out.  An lb admits new calls and registrations up to these two rates and answers
+    # the rest 503 with Retry-After; both size Kamailio's shared memory.
+    registrations: Annotated[int, Field(ge=1, le=1000000)] | None = None
+
+    @property
+    def rps(self) -> int:
+        """Registrations per second: the declared figure, or REGISTERS_PER_CALL x cps."""
+        return self.registrations or REGISTERS_PER_CALL * self.cps
 
 
 class Node(Strict):

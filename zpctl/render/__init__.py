@@ -43,7 +43,12 @@ from zpctl.render.freeswitch import (
 )
 from zpctl.render.monitoring import MonitoringOptions, add_monitoring, monitoring_files
 from zpctl.render.paths import NodePaths, node_paths
-from zpctl.render.sizing import TRANSACTIONS_PER_CALL, shm_mb
+from zpctl.render.sizing import (
+    TRANSACTIONS_PER_CALL,
+    TRANSACTIONS_PER_REGISTRATION,
+    shm_mb,
+    shm_reserve_bytes,
+)
 from zpctl.secrets import DB_PASSWORD_KEY, Secrets
 
 # Build, MANIFEST and check_out_dir live in zpctl.render.build; callers take them from here.
@@ -86,6 +91,9 @@ def switch_offer(inv: Inventory, dc: DataCenter) -> str:
 LB_ZONE_FR_TIMER_MS = 1000
 LB_PING_INTERVAL_S = 1
 LB_PROBING_THRESHOLD = 1
+# An lb over its admission rate answers 503 with Retry-After: a random 1..N seconds, so a
+# storm of phones told to wait does not come back all in the same second.
+LB_RETRY_AFTER_S = 5
 
 
 def environment() -> jinja2.Environment:
@@ -149,9 +157,10 @@ class _Renderer:
         return {
             "node": p.node, "dc": p.dc, "zone": p.zone, "paths": self.paths(p.name),
             "mgmt_networks": ",".join(self.inv.platform.management_networks),
-            "sizing": {"cps": p.node.capacity.cps,
+            "sizing": {"cps": p.node.capacity.cps, "rps": p.node.capacity.rps,
                        "tpc": TRANSACTIONS_PER_CALL.get(p.role.value, 2),
-                       "shm_mb": shm_mb(p.node.capacity.cps, p.role)},
+                       "tpr": TRANSACTIONS_PER_REGISTRATION.get(p.role.value, 0),
+                       "shm_mb": shm_mb(p.node.capacity, p.role)},
         }
 
     def db_url(self) -> str:
@@ -183,7 +192,10 @@ class _Renderer:
                                                    *self.inv.platform.flood_exempt]),
                          "zone_fr_timer_ms": LB_ZONE_FR_TIMER_MS,
                          "ping_interval_s": LB_PING_INTERVAL_S,
-                         "probing_threshold": LB_PROBING_THRESHOLD}
+                         "probing_threshold": LB_PROBING_THRESHOLD,
+                         "admit_cps": p.node.capacity.cps, "admit_rps": p.node.capacity.rps,
+                         "shm_reserve": shm_reserve_bytes(p.node.capacity, p.role),
+                         "retry_after_s": LB_RETRY_AFTER_S}
             for zname in sorted(p.dc.zones):
                 proxy = self.loaded.zone_node(p.dc, zname, Role.PROXY)
                 if proxy is not None:
@@ -380,7 +392,7 @@ class _Renderer:
         each service's program, command line, listeners, health check and stop signal,
         resolved for this node.  The lab runner, deploy and the Ansible roles read it."""
         paths = self.paths(p.name)
-        sizing = {"shm_mb": shm_mb(p.node.capacity.cps, p.role),
+        sizing = {"shm_mb": shm_mb(p.node.capacity, p.role),
                   "pkg_mb": p.node.kamailio.pkg_mb}
         where = {"config": paths.config, "run": paths.run, "log": paths.log,
                  "state": paths.state, **sizing}
