@@ -70,7 +70,15 @@ def actions(build: Build, ext: str) -> list[tuple[str, str]]:
     root = xml(build, "dialplan/acme.xml")
     e = root.find(f".//extension[@name='{ext}']")
     assert e is not None, ext
-    return [(a.get("application", ""), a.get("data", "")) for a in e.iter("action")]
+    out = []
+    for a in e.iter("action"):
+        app, data = a.get("application", ""), a.get("data", "")
+        if app == "multiset":  # "^^|a=1|b=2": the sets it stands for, in order
+            assert data.startswith("^^|"), data
+            out += [("set", d) for d in data[3:].split("|")]
+        else:
+            out.append((app, data))
+    return out
 
 
 def test_every_switch_gets_a_full_tree(build: Build, mini: LoadedInventory) -> None:

@@ -146,7 +146,8 @@ CONDITION_ATTRS = ("field", "expression", "break", "require-nested", "regex", "w
 PREPROCESS_CMDS = ("include", "set", "exec-set", "env-set", "stun-set")
 # Dialplan applications zpctl uses, and the module that provides each.
 APP_MODULES = {
-    "answer": "mod_dptools", "set": "mod_dptools", "export": "mod_dptools",
+    "answer": "mod_dptools", "set": "mod_dptools", "multiset": "mod_dptools",
+    "export": "mod_dptools",
     "hangup": "mod_dptools", "transfer": "mod_dptools", "bridge": "mod_dptools",
     "playback": "mod_dptools", "record_session": "mod_dptools", "bind_meta_app": "mod_dptools",
     "eavesdrop": "mod_dptools", "park": "mod_dptools", "ivr": "mod_dptools",
@@ -1112,6 +1113,12 @@ def _app(c: _Conf, ix: _Index, n: _Node, app: str, data: str, what: str,
     elif app == "hangup":
         if data and not data.startswith("${") and data not in HANGUP_CAUSES:
             c.bad(n.file, n.path, f"{what}: unknown hangup cause {data!r}")
+    elif app == "multiset":
+        # "^^<sep>a=1<sep>b=2" (or space-separated): each part is checked as a set
+        parts = data[3:].split(data[2]) if data.startswith("^^") and len(data) > 2 \
+            else data.split()
+        for part in parts:
+            _app(c, ix, n, "set", part, what, groups)
     elif app in ("set", "export"):
         name, eq, value = data.removeprefix("nolocal:").partition("=")
         if not eq:
