@@ -9,6 +9,7 @@ left: the message trace (what this endpoint saw), the log (``final CODE`` lines 
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 import signal
 import subprocess
@@ -34,6 +35,20 @@ def scenario(name: str) -> Path:
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in SCENARIOS.glob("*.xml")))
         raise EnvironmentProblem(f"unknown SIPp scenario {name!r}; known: {known}")
+    return path
+
+
+#: A scenario name with this suffix is the scenario without its media: the ``<nop>`` actions
+#: that start and stop SIPp's RTP stream are left out (signalling-only load).
+NO_MEDIA = "+nomedia"
+_RTP_ACTION = re.compile(r"\s*<nop>\s*<action>\s*<exec rtp_stream=[^>]*/>\s*</action>\s*</nop>")
+
+
+def signalling_only(name: str, workdir: Path) -> Path:
+    """Scenario ``name`` without its RTP stream, written into ``workdir``."""
+    text = scenario(name).read_text()
+    path = workdir / f"{name}-nomedia.xml"
+    path.write_text(_RTP_ACTION.sub("", text))
     return path
 
 
@@ -153,8 +168,11 @@ def command(scenario_name: str, target: str | None, *, workdir: Path, name: str,
             media_port: int | None = None, rtp_echo: bool = False, timeout_s: float | None = None,
             hold_ms: int | None = None,
             trace: bool = True, stats_period_s: int = 1, extra: Sequence[str] = ()) -> list[str]:
-    """The SIPp command line for a run of one of zpctl's scenarios."""
-    argv = [sipp_binary(), "-sf", str(scenario(scenario_name)), "-i", local_ip, "-mi", local_ip,
+    """The SIPp command line for a run of one of zpctl's scenarios (``NAME+nomedia``: the
+    scenario without its RTP stream)."""
+    base, nomedia, _ = scenario_name.partition(NO_MEDIA)
+    sf = signalling_only(base, workdir) if nomedia else scenario(base)
+    argv = [sipp_binary(), "-sf", str(sf), "-i", local_ip, "-mi", local_ip,
             "-nostdin", "-t", "u1"]
     if target:
         argv.append(target)

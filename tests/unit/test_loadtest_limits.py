@@ -89,7 +89,7 @@ def test_pstn_did_and_register_paths(capsys: pytest.CaptureFixture[str]) -> None
                       "--dry-run", "--rate", "1001")
     assert rc == 2
     assert "1000/s" in err
-    assert "x 5 for registrations" in err
+    assert "capacity.registrations 1000" in err
     sbc = next(p.node for p in inv.nodes() if p.role.value == "sbc")
     assert ceiling(inv, "did", f"{sbc.public}:5060").why.startswith("sbc ")
 

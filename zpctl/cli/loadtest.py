@@ -114,6 +114,8 @@ def loadtest_cmd(ctx: Context, scenario: str, target: str, rate: float, duration
     Scenarios:
       register   REGISTER with digest auth, every user in turn
       ext-call   authenticated extension-to-extension calls with RTP, a callee answering
+      ext-call-signalling
+                 the same calls with SDP but no RTP: the signalling path's capacity
       pstn       authenticated outbound PSTN calls with RTP to the carrier
       did        inbound calls from a carrier to a user's DID
       storm      every user registers at once (after an outage)
@@ -152,7 +154,7 @@ def loadtest_cmd(ctx: Context, scenario: str, target: str, rate: float, duration
         raise ZpctlError("give --users FILE or --inventory INV for a non-lab target",
                          ExitCode.USAGE)
     plan_callee = _pick_callee(users, callee, scenario) if sc.needs_callee else None
-    if scenario in ("ext-call",) and plan_callee is not None:
+    if scenario in ("ext-call", "ext-call-signalling") and plan_callee is not None:
         users = [u for u in users if u.domain == plan_callee.domain]
     if scenario == "pstn" and inv is not None:
         allowed = _pstn_allowed(inv)

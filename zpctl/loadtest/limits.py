@@ -6,9 +6,10 @@ a run is the weakest hop on its path: the node it is sent to (an lb, or a zone's
 inbound DID calls), then the data center's zone proxies, which share the load (the lb splits
 it over both zones), then for PSTN calls the zones' sbcs.  A target the inventory does not
 describe gets :data:`DEFAULT_CEILING_CPS`, the capacity a node has when the inventory says
-nothing.  A registration costs a node far less than a call (two short transactions, no dialog,
-no media): register load may go :data:`REGISTERS_PER_CALL` times as fast.  Going beyond is
-possible, but only on purpose (``--force``).
+nothing.  Register load is held to each node's ``capacity.registrations`` instead (a
+registration costs a node far less than a call: two short transactions, no dialog, no
+media; by default :data:`REGISTERS_PER_CALL` times cps).  Going beyond is possible, but only
+on purpose (``--force``); the lb then sheds what it does not admit (503).
 
 Whatever the rate, a run ends on time: SIPp is told to stop starting calls once the planned
 duration (and :data:`STOP_SLACK_S`) has passed, and is killed if calls still hang
@@ -20,14 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zpctl.model import LoadedInventory
-from zpctl.model.schema import DataCenter, Node, Role
+from zpctl.model.schema import REGISTERS_PER_CALL, DataCenter, Node, Role
 
 #: Ceiling for a target without an inventory describing it: the schema's default
 #: ``capacity.cps`` of a node (zpctl/model/schema.py).
 DEFAULT_CEILING_CPS = 200
-#: Registrations per second a node takes per call per second of capacity (measured on the
-#: lab's full path: 10 times as many REGISTERs as calls, docs/PERFORMANCE.md; half of that).
-REGISTERS_PER_CALL = 5
 #: Seconds SIPp may lag behind its schedule before it is told to start no more calls.
 STOP_SLACK_S = 2.0
 #: Seconds calls in progress get to finish after that, on top of the hold time.
@@ -42,13 +40,13 @@ class Ceiling:
     why: str
 
 
-def _hop(nodes: list[Node], what: str, factor: int) -> Ceiling | None:
+def _hop(nodes: list[Node], what: str, registrations: bool) -> Ceiling | None:
     if not nodes:
         return None
-    total = sum(n.capacity.cps for n in nodes)
+    total = sum(n.capacity.rps if registrations else n.capacity.cps for n in nodes)
     names = "+".join(n.name for n in nodes)
-    times = f" x {factor} for registrations" if factor != 1 else ""
-    return Ceiling(total * factor, f"{what} {names} (capacity.cps {total}{times})")
+    field = "capacity.registrations" if registrations else "capacity.cps"
+    return Ceiling(total, f"{what} {names} ({field} {total})")
 
 
 def _zone_nodes(dc: DataCenter, role: Role) -> list[Node]:
@@ -58,17 +56,18 @@ def _zone_nodes(dc: DataCenter, role: Role) -> list[Node]:
 def ceiling(inv: LoadedInventory | None, scenario: str, target: str) -> Ceiling:
     """The rate ``target`` (HOST:PORT) can take for ``scenario``, from the inventory."""
     host = target.rpartition(":")[0] or target
-    factor = REGISTERS_PER_CALL if scenario in ("register", "storm") else 1
+    registrations = scenario in ("register", "storm")
     if inv is not None:
         for p in inv.nodes():
             n = p.node
             if host not in (n.address, n.public) or p.role not in (Role.LB, Role.SBC):
                 continue
-            hops = [_hop([n], p.role.value, factor),
-                    _hop(_zone_nodes(p.dc, Role.PROXY), "zone proxies", factor)]
+            hops = [_hop([n], p.role.value, registrations),
+                    _hop(_zone_nodes(p.dc, Role.PROXY), "zone proxies", registrations)]
             if scenario == "pstn":
-                hops.append(_hop(_zone_nodes(p.dc, Role.SBC), "zone sbcs", factor))
+                hops.append(_hop(_zone_nodes(p.dc, Role.SBC), "zone sbcs", registrations))
             return min((h for h in hops if h is not None), key=lambda h: h.cps)
+    factor = REGISTERS_PER_CALL if registrations else 1
     times = f" x {factor} for registrations" if factor != 1 else ""
     return Ceiling(DEFAULT_CEILING_CPS * factor, "a target the inventory does not describe "
                    f"(default ceiling {DEFAULT_CEILING_CPS}/s{times})")

@@ -39,12 +39,16 @@ class Scenario:
     needs_callee: bool = False
     number: str | None = None  # the number dialled (PSTN), else the callee's extension
     storm: bool = False  # every user at once
+    media: bool = True  # RTP both ways (the callee echoes); False: signalling only
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("register", "register", "REGISTER with digest auth (401 then 200), users cycling"),
     Scenario("ext-call", "call", "extension to extension call with digest auth and RTP "
              "(PCMU), callee answering with RTP echo", needs_callee=True),
+    Scenario("ext-call-signalling", "call+nomedia", "extension to extension call with "
+             "digest auth and SDP but no RTP: the signalling path's capacity",
+             needs_callee=True, media=False),
     Scenario("pstn", "call", "outbound PSTN call with digest auth and RTP to the carrier",
              number="+15550009999"),
     Scenario("did", "trunk_call", "inbound call from a carrier to a user's DID, with RTP",
@@ -222,7 +226,7 @@ def _start_callee(plan: Plan, work: Path) -> sipp.SippRun:
                          f"register: {reg.errors.read_text(errors='replace')[-500:]}",
                          ExitCode.REMOTE_ERROR)
     uas = sipp.start("uas", None, workdir=work, name="callee", local_ip=ip, local_port=5060,
-                     calls=None, media_port=25000, rtp_echo=True, trace=False)
+                     calls=None, media_port=25000, rtp_echo=plan.scenario.media, trace=False)
     time.sleep(0.3)
     return uas
 
