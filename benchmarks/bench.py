@@ -359,6 +359,10 @@ def main() -> int:
         results["registration_cost"] = {
             "contacts": contacts, "shm_grown_bytes": grown,
             "bytes_per_contact": round(grown / contacts) if contacts else None}
+        # A fresh platform for the calls: the REGISTER search's overloaded probes leave
+        # retransmissions and expiring contacts behind for minutes.
+        lab.down()
+        lab.up(inv_dir, progress=lambda s: None, timeout=60)
         # Warm-up, not counted: each switch's first calls after a start are slower.
         full_path(lab, callers, CALL, 2, work, callee)
         results["full_call"] = search("full path call", precision, 25,

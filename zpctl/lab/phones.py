@@ -19,6 +19,7 @@ from zpctl.clients.kamailio import KamailioRpc
 from zpctl.clients.probes import ng_command
 from zpctl.errors import ExitCode, RemoteFailure, Unreachable, ZpctlError
 from zpctl.lab.services import udp_bound
+from zpctl.lab.sipua import Ua
 from zpctl.model import LoadedInventory
 from zpctl.model.schema import DataCenter, Role
 
@@ -97,9 +98,21 @@ class Phones:
                         local_port=port, users=self._csv(u), keys={"expires": str(expires)},
                         wait_s=15)
 
+    def unregister_all(self, key: str, ip: str) -> None:
+        """Remove every contact ``key`` has (``Contact: *``): a contact an earlier test left
+        on an address since reused would ring too, and might answer."""
+        u = self.user(key)
+        host, _, port = self.lb.partition(":")
+        ua = Ua(ip, 5060, u.username, u.username, u.domain, u.password, (host, int(port)))
+        try:
+            ua.unregister_all()
+        finally:
+            ua.close()
+
     def answer(self, key: str, ip: str | None = None, media_port: int = 21000) -> sipp.SippRun:
         """Register ``key`` and keep answering its calls until :meth:`stop_all`."""
         ip = ip or self.ip()
+        self.unregister_all(key, ip)
         reg = self.register(key, ip)
         if reg.returncode != 0:
             raise RemoteFailure(f"{key} did not register: {reg.errors.read_text()[-600:]}")
