@@ -26,7 +26,7 @@ from zpctl.secrets import Secrets
     (1, "sbc", 64), (200, "sbc", 64), (500, "sbc", 112), (2000, "sbc", 352), (5000, "sbc", 832),
     (200, "proxy", 400), (200, "lb", 272), (2000, "lb", 2416)])
 def test_shm_sizing(cps: int, role: str, mb: int) -> None:
-    assert shm_mb(cps, role) == mb
+    assert shm_mb(Capacity(cps=cps), role) == mb
     # never below the transactions it must hold: (cps * T + 5 * cps * R) * 5 s * 13 kB
     held = cps * TRANSACTIONS_PER_CALL[role] + 5 * cps * TRANSACTIONS_PER_REGISTRATION[role]
     assert mb * 1024 >= held * 5 * 13
@@ -39,7 +39,7 @@ def test_declared_registrations_size_shared_memory() -> None:
     assert shm_mb(small, "lb") < shm_mb(Capacity(cps=200), "lb") < shm_mb(large, "lb")
     assert shm_mb(large, "lb") * 1024 >= (200 * 5 + 2000 * 2) * 5 * 13
     assert shm_mb(large, "sbc") == shm_mb(small, "sbc")  # an sbc takes no registrations
-    assert shm_reserve_bytes(large, "lb") == int(shm_mb(large, "lb") * 0.2) << 20
+    assert shm_reserve_bytes(shm_mb(large, "lb")) == int(shm_mb(large, "lb") * 0.2) << 20
 
 
 def _secrets(tmp_path: Path) -> Secrets:

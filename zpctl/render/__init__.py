@@ -125,6 +125,7 @@ class _Renderer:
         self.lab_root = lab_root
         self.env = environment()
         self.build = Build()
+        self._shm: dict[str, int] = {}
 
     def tpl(self, name: str, **ctx: Any) -> str:
         try:
@@ -153,6 +154,12 @@ class _Renderer:
 
     # -- common -----------------------------------------------------------------------------
 
+    def shm_mb(self, p: PlacedNode) -> int:
+        """The node's Kamailio shared memory (MB), sized once per render."""
+        if p.name not in self._shm:
+            self._shm[p.name] = shm_mb(p.node.capacity, p.role)
+        return self._shm[p.name]
+
     def base_ctx(self, p: PlacedNode) -> dict[str, Any]:
         return {
             "node": p.node, "dc": p.dc, "zone": p.zone, "paths": self.paths(p.name),
@@ -160,7 +167,7 @@ class _Renderer:
             "sizing": {"cps": p.node.capacity.cps, "rps": p.node.capacity.rps,
                        "tpc": TRANSACTIONS_PER_CALL.get(p.role.value, 2),
                        "tpr": TRANSACTIONS_PER_REGISTRATION.get(p.role.value, 0),
-                       "shm_mb": shm_mb(p.node.capacity, p.role)},
+                       "shm_mb": self.shm_mb(p)},
         }
 
     def db_url(self) -> str:
@@ -194,7 +201,7 @@ class _Renderer:
                          "ping_interval_s": LB_PING_INTERVAL_S,
                          "probing_threshold": LB_PROBING_THRESHOLD,
                          "admit_cps": p.node.capacity.cps, "admit_rps": p.node.capacity.rps,
-                         "shm_reserve": shm_reserve_bytes(p.node.capacity, p.role),
+                         "shm_reserve": shm_reserve_bytes(self.shm_mb(p)),
                          "retry_after_s": LB_RETRY_AFTER_S}
             for zname in sorted(p.dc.zones):
                 proxy = self.loaded.zone_node(p.dc, zname, Role.PROXY)
@@ -392,8 +399,7 @@ class _Renderer:
         each service's program, command line, listeners, health check and stop signal,
         resolved for this node.  The lab runner, deploy and the Ansible roles read it."""
         paths = self.paths(p.name)
-        sizing = {"shm_mb": shm_mb(p.node.capacity, p.role),
-                  "pkg_mb": p.node.kamailio.pkg_mb}
+        sizing = {"shm_mb": self.shm_mb(p), "pkg_mb": p.node.kamailio.pkg_mb}
         where = {"config": paths.config, "run": paths.run, "log": paths.log,
                  "state": paths.state, **sizing}
         services: list[dict[str, Any]] = []

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 
 from zpctl.model.roles import ROLES
-from zpctl.model.schema import REGISTERS_PER_CALL, Capacity, Role
+from zpctl.model.schema import Capacity, Role
 
 TRANSACTION_KB = 13
 # The per-role figures live in the role table (zpctl.model.roles); by role name here.
@@ -37,17 +37,17 @@ MIN_MB = 64
 SHM_RESERVE = 0.2
 
 
-def shm_mb(capacity: Capacity | int, role: Role | str = Role.SBC) -> int:
-    """Shared memory (MB, Kamailio's -m) for a ``role`` node of ``capacity`` (or just cps)."""
-    cps = capacity if isinstance(capacity, int) else capacity.cps
-    rps = REGISTERS_PER_CALL * cps if isinstance(capacity, int) else capacity.rps
+def shm_mb(capacity: Capacity, role: Role | str = Role.SBC) -> int:
+    """Shared memory (MB, Kamailio's -m) for a ``role`` node of ``capacity``."""
     name = Role(role).value
-    per_s = cps * TRANSACTIONS_PER_CALL.get(name, 2) + rps * TRANSACTIONS_PER_REGISTRATION.get(name, 0)
+    per_s = (capacity.cps * TRANSACTIONS_PER_CALL.get(name, 2)
+             + capacity.rps * TRANSACTIONS_PER_REGISTRATION.get(name, 0))
     kb = per_s * WAIT_SECONDS * TRANSACTION_KB * HEADROOM
     mb = BASE_MB + kb / 1024
     return max(MIN_MB, 16 * math.ceil(mb / 16))
 
 
-def shm_reserve_bytes(capacity: Capacity, role: Role | str) -> int:
-    """Free shared memory below which an lb stops admitting (:data:`SHM_RESERVE` of it)."""
-    return int(shm_mb(capacity, role) * SHM_RESERVE) << 20
+def shm_reserve_bytes(mb: int) -> int:
+    """Free shared memory below which an lb of ``mb`` MB (:func:`shm_mb`) stops admitting:
+    :data:`SHM_RESERVE` of it."""
+    return int(mb * SHM_RESERVE) << 20
