@@ -10,7 +10,10 @@
          (the reference), on the same machine in the same run.
 2. Times load + validate + render of a generated inventory: 20 data centers x 2 zones,
    1,000 accounts, 50,000 users.
-Prints a table, writes bench.json and the figures block of docs/PERFORMANCE.md.
+3. Media capacity: concurrent RTP sessions through one rtpengine and through one
+   FreeSWITCH switch, searched the same way (benchmarks/media.py; `--only media` runs
+   this part alone).
+Prints a table, writes bench.json and the figures blocks of docs/PERFORMANCE.md.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import cost
+import media
 from geninv import generate
 
 from zpctl.accounts import SipUser, sip_users
@@ -82,50 +86,47 @@ def bench_inventory(dest: Path, users: int) -> Path:
 
 def search(name: str, precision: float, start: int, attempt: Any,
            cap: int = 64000) -> dict[str, Any]:
-    """The highest offered rate meeting the SLO, to within PRECISION: double from ``start``
-    until a rate fails (halve if ``start`` fails), then bisect.  Every probe is kept."""
+    """The highest load meeting the SLO, to within PRECISION: double from ``start`` until
+    a load fails (halve if ``start`` fails), then bisect.  ``attempt(load)`` returns one
+    probe's record with ``ok`` and a ``line`` to print.  Every probe is kept."""
     steps: list[dict[str, Any]] = []
 
-    def once(rate: int) -> bool:
-        res = attempt(rate)
-        ok = bool(res["slo_met"])
-        steps.append({"offered": rate, "achieved": res["rate"], "success": res["success"],
-                      "p99_ms": res["setup_p99_ms"], "retrans": res["retransmissions"],
-                      "ok": ok})
-        log(f"  {name:<26} offered {rate:>5}/s  achieved {res['rate']:>8}/s  success "
-            f"{res['success']:>7}%  p99 {res['setup_p99_ms']} ms  {'ok' if ok else 'FAIL'}")
-        return ok
+    def once(load: int) -> bool:
+        step = attempt(load)
+        steps.append(step)
+        log(f"  {name:<26} {step.pop('line')}  {'ok' if step['ok'] else 'FAIL'}")
+        return bool(step["ok"])
 
-    def probe(rate: int) -> bool:
+    def probe(load: int) -> bool:
         # A miss is confirmed after a pause: on shared cores one stall makes a p99, and an
         # overloaded probe leaves work behind that would sink the next one.
-        if once(rate):
+        if once(load):
             return True
         time.sleep(COOL_DOWN_S)
-        confirmed = not once(rate)
+        confirmed = not once(load)
         if confirmed:
             time.sleep(COOL_DOWN_S)
         return not confirmed
 
     lo: int | None = None
     hi: int | None = None
-    rate = start
-    if probe(rate):
-        lo = rate
-        while rate * 2 <= cap:
-            rate *= 2
-            if not probe(rate):
-                hi = rate
+    load = start
+    if probe(load):
+        lo = load
+        while load * 2 <= cap:
+            load *= 2
+            if not probe(load):
+                hi = load
                 break
-            lo = rate
+            lo = load
     else:
-        hi = rate
-        while rate > 1:
-            rate //= 2
-            if probe(rate):
-                lo = rate
+        hi = load
+        while load > 1:
+            load //= 2
+            if probe(load):
+                lo = load
                 break
-            hi = rate
+            hi = load
     while lo is not None and hi is not None and (hi - lo) / lo > precision:
         mid = (lo + hi) // 2
         if mid in (lo, hi):
@@ -135,8 +136,20 @@ def search(name: str, precision: float, start: int, attempt: Any,
         else:
             hi = mid
     best = max((st for st in steps if st["offered"] == lo and st["ok"]),
-               key=lambda st: float(st["achieved"] or 0), default=None)
+               key=lambda st: float(st.get("achieved") or 0), default=None)
     return {"best": best, "passing": lo, "failing": hi, "steps": steps}
+
+
+def sip_probe(run_at: Any) -> Any:
+    """A SIPp run at a rate as a probe of :func:`search`."""
+    def attempt(rate: int) -> dict[str, Any]:
+        res = run_at(rate)
+        return {"offered": rate, "achieved": res["rate"], "success": res["success"],
+                "p99_ms": res["setup_p99_ms"], "retrans": res["retransmissions"],
+                "ok": bool(res["slo_met"]),
+                "line": f"offered {rate:>5}/s  achieved {res['rate']:>8}/s  success "
+                        f"{res['success']:>7}%  p99 {res['setup_p99_ms']} ms"}
+    return attempt
 
 
 def probe_calls(rate: int) -> int:
@@ -328,9 +341,22 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer, shorter steps")
     ap.add_argument("--out", default=str(REPO / "bench.json"))
+    ap.add_argument("--only", choices=("media",),
+                    help="run only this part; its figures replace that part of --out and of "
+                         "docs/PERFORMANCE.md")
     args = ap.parse_args()
     precision = 0.5 if args.quick else PRECISION
     work = Path(tempfile.mkdtemp(prefix="zpctl-bench-"))
+    if args.only == "media":
+        out = Path(args.out)
+        kept = json.loads(out.read_text()) if out.exists() else {"machine": machine()}
+        kept["media"] = {"date": time.strftime("%Y-%m-%d"),
+                         **media.measure(work, search, precision)}
+        out.write_text(json.dumps(kept, indent=2) + "\n")
+        print("\n".join(media.table(kept["media"])))
+        update_performance_md("\n".join(media.table(kept["media"])), "bench-media")
+        shutil.rmtree(work, ignore_errors=True)
+        return 0
     results: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d"),
                                "slo": "success>=99.9%, call-setup p99<=100 ms"}
     log("bench: large inventory (20 DCs x 2 zones, 1,000 accounts, 50,000 users)")
@@ -350,9 +376,9 @@ def main() -> int:
         log("bench: full path")
         proxies = [p.node for p in inv.nodes() if p.role.value == "proxy" and p.dc.id == "lab1"]
         shm_before = sum(_shm_used(n) for n in proxies)
-        results["full_register"] = search("full path REGISTER", precision, 250,
-                                          lambda r: full_path(lab, callers, "register", r, work,
-                                                              None))
+        results["full_register"] = search(
+            "full path REGISTER", precision, 250,
+            sip_probe(lambda r: full_path(lab, callers, "register", r, work, None)))
         time.sleep(6)  # transactions leave shared memory 5 s after they end (wait timer)
         contacts = sum(_contacts(n) for n in proxies)
         grown = sum(_shm_used(n) for n in proxies) - shm_before
@@ -365,14 +391,15 @@ def main() -> int:
         lab.up(inv_dir, progress=lambda s: None, timeout=60)
         # Warm-up, not counted: each switch's first calls after a start are slower.
         full_path(lab, callers, CALL, 2, work, callee)
-        results["full_call"] = search("full path call", precision, 25,
-                                      lambda r: full_path(lab, callers, CALL, r, work, callee))
+        results["full_call"] = search(
+            "full path call", precision, 25,
+            sip_probe(lambda r: full_path(lab, callers, CALL, r, work, callee)))
         # Through two B2BUA legs the unloaded setup time is already 50-100 ms (the first
         # INVITE's challenge, four Kamailio hops and rtpengine twice each way, the switch's
         # two legs): the same search against a 300 ms p99 shows where the knee is.
         results["full_call_300"] = search(
             "full path call (p99 300)", precision, 25,
-            lambda r: full_path(lab, callers, CALL, r, work, callee, SLO_300))
+            sip_probe(lambda r: full_path(lab, callers, CALL, r, work, callee, SLO_300)))
         knee = results["full_call_300"]["passing"]
         if knee:
             results["cost"] = cost_curve(lab, callers, callee, work, knee)
@@ -384,17 +411,18 @@ def main() -> int:
                  for u in users]
     proc = start_reference(work, password)
     try:
-        results["ref_register"] = search("reference REGISTER", precision, 1000,
-                                         lambda r: reference(ref_users[1:], "register", r, work,
-                                                             None))
-        results["ref_call"] = search("reference call", precision, 250,
-                                     lambda r: reference(ref_users[1:], CALL, r, work,
-                                                         ref_users[0]))
+        results["ref_register"] = search(
+            "reference REGISTER", precision, 1000,
+            sip_probe(lambda r: reference(ref_users[1:], "register", r, work, None)))
+        results["ref_call"] = search(
+            "reference call", precision, 250,
+            sip_probe(lambda r: reference(ref_users[1:], CALL, r, work, ref_users[0])))
     finally:
         proc.terminate()
         proc.wait(10)
     log("bench: registrations held (reference hop, usrloc in memory)")
     results["registrations_held"] = registrations_held(work, password, (10000, 100000))
+    results["media"] = {"date": results["date"], **media.measure(work, search, precision)}
 
     def best(key: str) -> float:
         b = results[key]["best"]
@@ -417,6 +445,7 @@ def main() -> int:
     table = figures_table(results)
     print(table)
     update_performance_md(table)
+    update_performance_md("\n".join(media.table(results["media"])), "bench-media")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
@@ -483,10 +512,10 @@ def cost_table(rows: list[dict[str, Any]]) -> list[str]:
     return [*out, ""]
 
 
-def update_performance_md(table: str) -> None:
+def update_performance_md(table: str, marker: str = "bench") -> None:
     path = REPO / "docs" / "PERFORMANCE.md"
     text = path.read_text() if path.exists() else ""
-    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
     block = f"{begin}\n{table}\n{end}"
     if begin in text and end in text:
         text = re.sub(re.escape(begin) + ".*?" + re.escape(end), block, text, flags=re.S)
