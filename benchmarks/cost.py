@@ -23,7 +23,7 @@ HZ = os.sysconf("SC_CLK_TCK")
 _NODE = re.compile(r"/build/([a-z0-9.-]+)/")
 
 
-def _procs() -> dict[int, tuple[str, int]]:
+def procs() -> dict[int, tuple[str, int]]:
     """pid -> (command line, CPU ticks so far)."""
     out = {}
     for entry in Path("/proc").iterdir():
@@ -80,7 +80,7 @@ def measure(run: Callable[[Callable[[str], None]], dict[str, Any]], roles: dict[
         if state["mid"] is None and time.monotonic() - state["t0"] >= at_s:
             state["mid"] = sample()
 
-    before = _procs()
+    before = procs()
     result = run(progress)
-    cpu = cpu_seconds(before, _procs(), roles)
+    cpu = cpu_seconds(before, procs(), roles)
     return {"result": result, "cpu_s": cpu, "mid": state["mid"] or {}}
