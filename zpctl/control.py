@@ -30,6 +30,7 @@ from zpctl.model import LoadedInventory, PlacedNode
 from zpctl.model.roles import KAMAILIO_ROLES
 from zpctl.model.schema import DataCenter, Node, Role
 from zpctl.protocols import jsonrpc
+from zpctl.render import CREDENTIAL_FIELDS
 
 Progress = Callable[[str], None]
 
@@ -186,6 +187,38 @@ class Control:
         if scope and not out:
             raise ZpctlError(f"no zone proxy in {scope!r}", ExitCode.USAGE)
         return out
+
+    def forget_credentials(self, users: Sequence[str]) -> list[dict[str, Any]]:
+        """Delete what every zone proxy remembers of ``users`` (``user@domain``): their next
+        request is checked against the database (route AUTH_FRESH of the proxy's config).
+        ``accounts sync`` calls it for the users it changed or removed.  For more than
+        :data:`FORGET_ALL_OVER` users a proxy's whole cache is flushed instead (one request
+        rather than ten per user).  One row per proxy; ``error`` when it answered with an
+        error or not at all (a proxy that is not running remembers nothing)."""
+        def one(item: tuple[str, Node]) -> dict[str, Any]:
+            where, proxy = item
+            try:
+                if len(users) > FORGET_ALL_OVER:
+                    self.change(proxy, "htable.flush", "authcache")
+                else:
+                    for user in users:
+                        for f in reversed(CREDENTIAL_FIELDS):  # `at` first: no longer fresh
+                            self._forget(proxy, f"{user}::{f}")
+            except ZpctlError as exc:
+                if failure_state(exc).startswith("down"):
+                    # not running: it remembers nothing, and starts with an empty cache
+                    return {"zone": where, "proxy": proxy.name, "forgotten": "not running"}
+                return _error_row(where, proxy, exc, ("forgotten",))
+            return {"zone": where, "proxy": proxy.name,
+                    "forgotten": "all" if len(users) > FORGET_ALL_OVER else len(users)}
+        return parallel(one, self.proxies()) if users else []
+
+    def _forget(self, proxy: Node, key: str) -> None:
+        try:
+            self.change(proxy, "htable.delete", "authcache", key)
+        except RemoteFailure as exc:
+            if exc.code != KEY_NOT_FOUND:  # not remembered: nothing to forget
+                raise
 
     def switch_dispatch(self, switches: Sequence[str], state: str) -> list[dict[str, Any]]:
         """Set ``state`` on every dispatcher entry of the ``switches`` (their zone's set, the
@@ -563,6 +596,10 @@ def not_up(rows: list[dict[str, Any]], key: str = "node") -> ZpctlError | None:
 
 T = TypeVar("T")
 R = TypeVar("R")
+# Past this many users, forget_credentials flushes a proxy's cache instead.
+FORGET_ALL_OVER = 100
+# htable.delete's answer for a key the table does not hold.
+KEY_NOT_FOUND = 404
 
 
 def parallel(fn: Callable[[T], R], items: list[T]) -> list[R]:

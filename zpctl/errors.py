@@ -89,6 +89,7 @@ class Unreachable(ZpctlError):
 
 
 class RemoteFailure(ZpctlError):
-    """A node answered with an error."""
+    """A node answered with an error (``code``: the JSON-RPC error code, when it gave one)."""
 
     exit_code = ExitCode.REMOTE_ERROR
+    code: int | None = None

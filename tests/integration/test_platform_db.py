@@ -13,14 +13,16 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tests.freeswitch_binary import require_freeswitch
 from zpctl import sipp
-from zpctl.accounts import SipUser, sip_users
+from zpctl.accounts import SipUser, password_key, sip_users
 from zpctl.cdr import Directory, Hop, check_journey, journey
+from zpctl.control import Control
 from zpctl.db import connect
 from zpctl.lab import Lab
 from zpctl.lab.features import FeatureLab, call_and_talk, wait_until
@@ -103,12 +105,67 @@ def test_a_user_added_registers_at_once_and_a_removed_one_is_refused(
         assert run.returncode == 0, run.errors.read_text()[-400:]
         OUT.mkdir(parents=True, exist_ok=True)  # the figure in docs/CDR.md
         (OUT / "sync-to-register.json").write_text(json.dumps({"seconds": round(took, 2)}))
+        # Both zones' proxies remember it now (the lb spreads REGISTERs by Call-ID) ...
+        for _ in range(3):
+            assert zpctl_phones.register("2077@globex").returncode == 0
     finally:
         back = _zpctl(zpctl_lab, "-o", "json", "accounts", "sync", str(LAB))
     assert back.returncode == 0, back.stderr
     assert json.loads(back.stdout)["removed"] == [f"2077@{user.domain}"]
-    assert zpctl_phones.register("2077@globex").returncode != 0
+    # ... and forget it with the sync: refused whichever proxy a REGISTER reaches.
+    for _ in range(3):
+        assert zpctl_phones.register("2077@globex").returncode != 0
     assert _proxy_pids(zpctl_lab) == pids  # nothing restarted
+
+
+def _auth_counts(lab: Lab) -> dict[str, int]:
+    """Authentications the lab's zone proxies answered from memory and from the database."""
+    ctl = Control(lab.inventory())
+    proxies = [node for _, node in ctl.proxies()]
+    return {where: sum(ctl.stat(n, f"script:zp_auth_{where}") for n in proxies)
+            for where in ("memory", "database")}
+
+
+def test_a_changed_password_is_live_at_once_though_the_proxies_remember_credentials(
+        zpctl_lab: Lab, zpctl_phones: Phones, tmp_path: Path) -> None:
+    """The zone proxies check credentials they read in the last 15 minutes in memory, with
+    no database query; the sync that changes a password deletes what every proxy
+    remembers of that user, so the old password is refused at once and the new one works."""
+    inv = _with_new_user(tmp_path, "2079")
+    user = _new_user(zpctl_lab, inv, "2079")
+    res = _zpctl(zpctl_lab, "-o", "json", "accounts", "sync", str(inv))
+    assert res.returncode == 0, res.stderr
+    try:
+        zpctl_phones.users["2079@globex"] = user
+        # The lb spreads REGISTERs over the two zones by Call-ID: once each proxy has read
+        # the user from the database, it answers from memory.
+        before = _auth_counts(zpctl_lab)
+        for _ in range(6):
+            assert zpctl_phones.register("2079@globex").returncode == 0
+        after = _auth_counts(zpctl_lab)
+        assert after["database"] - before["database"] in (1, 2)  # a query per proxy, once
+        assert after["memory"] - before["memory"] == 6 - (after["database"] - before["database"])
+
+        secrets = zpctl_lab.secrets()
+        new_password = "changed-" + secrets.values[password_key("2079", user.domain)][:12]
+        secrets.values[password_key("2079", user.domain)] = new_password
+        secrets.dirty = True
+        secrets.save()
+        res = _zpctl(zpctl_lab, "-o", "json", "accounts", "sync", str(inv))
+        assert res.returncode == 0, res.stderr
+        out = json.loads(res.stdout)
+        assert out["updated"] == [f"2079@{user.domain}"]
+        assert {r["proxy"]: r["forgotten"] for r in out["credentials_forgotten"]} == {
+            n.name: 1 for _, n in Control(zpctl_lab.inventory()).proxies()}
+
+        old = zpctl_phones.register("2079@globex")
+        assert old.returncode != 0  # the remembered password is gone with the sync
+        assert len(old.received("SIP/2.0 401")) == 2  # the old password challenged again
+        zpctl_phones.users["2079@globex"] = replace(user, password=new_password)
+        assert zpctl_phones.register("2079@globex").returncode == 0
+    finally:
+        back = _zpctl(zpctl_lab, "-o", "json", "accounts", "sync", str(LAB))
+        assert back.returncode == 0, back.stderr
 
 
 def _switches_know(fl: FeatureLab, user: SipUser, switches: list[str]) -> dict[str, bool]:

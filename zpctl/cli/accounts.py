@@ -12,11 +12,14 @@ import click
 from zpctl.accounts import SyncResult, sip_devices, sip_users, sync
 from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.inventory import INVENTORY_ARG
-from zpctl.cli.output import emit
+from zpctl.cli.output import emit, info
+from zpctl.clients.guard import AddressGuard
+from zpctl.control import Control, unanswered
 from zpctl.db import DbTarget
 from zpctl.errors import ExitCode, ZpctlError
 from zpctl.lab import Lab
 from zpctl.model import LoadedInventory, load_inventory
+from zpctl.render import AUTH_FRESH_S
 from zpctl.secrets import Secrets, default_path
 from zpctl.sipp import users_csv
 
@@ -83,18 +86,34 @@ def sync_cmd(ctx: Context, inventory: Path, db: Path | None, platform_db: bool,
     (a sync that fails changes nothing).  Other platforms' rows are kept.
 
     The sync also writes what each switch knows of the accounts (their dialplan contexts
-    and directory domains, the switch_xml rows).  The zone proxies read the database at
-    each request, the switches at each lookup: a change is live as soon as the sync
-    returns, with no restart or redeploy.  A PostgreSQL database must be at
+    and directory domains, the switch_xml rows).  The zone proxies check the credentials
+    they read in the last 15 minutes in memory; the sync deletes the changed and removed
+    users' entries on every proxy (exit 7, and the proxies named, when one does not
+    answer), and the switches read the database at each lookup: a change is live as soon
+    as the sync returns, with no restart or redeploy.  A PostgreSQL database must be at
     zpctl's schema version (`zpctl db status`); a sqlite file is created or migrated.
     """
     inv = load_inventory(inventory)
     target, secrets = db_target(inv, db, lab_dir, secrets_file, platform_db)
     result = sync(inv, secrets, target, dry_run=dry_run)
+    forgotten: list[dict[str, Any]] = []
     if not dry_run:
         secrets.save()
-    emit(ctx.output, {"db": target.label, "dry_run": dry_run, **result.as_dict()},
+        # The proxies of the platform whose database this is: the running lab's, or INVENTORY's.
+        lab = Lab(lab_dir)
+        nodes = lab.inventory() if db is None and not platform_db else inv
+        forgotten = Control(nodes, guard=AddressGuard(nodes)).forget_credentials(
+            result.updated + result.removed)
+    emit(ctx.output, {"db": target.label, "dry_run": dry_run, **result.as_dict(),
+                      "credentials_forgotten": forgotten},
          text=f"{target.label}: {_summary(result, dry_run)}")
+    for r in forgotten:
+        if r.get("error"):
+            info(f"{r['proxy']} ({r['zone']}) did not forget the changed users' credentials: "
+                 f"{r['error']}; it trusts them for up to {AUTH_FRESH_S // 60} minutes")
+    failed = unanswered(forgotten)
+    if failed is not None:
+        raise failed
 
 
 def _summary(result: SyncResult, dry_run: bool) -> str:

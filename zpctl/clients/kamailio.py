@@ -36,7 +36,9 @@ class KamailioRpc:
         try:
             return jsonrpc.parse_reply(raw, rid, method)
         except jsonrpc.RemoteError as exc:
-            raise RemoteFailure(f"{self.endpoint}: {exc}") from None
+            err = RemoteFailure(f"{self.endpoint}: {exc}")
+            err.code = exc.code
+            raise err from None
         except jsonrpc.JsonRpcProtocolError as exc:
             raise RemoteFailure(f"{self.endpoint}: {method}: {exc}") from None
 

@@ -34,7 +34,7 @@ from zpctl.accounts import SipUser, SyncResult, sip_users, sync
 from zpctl.clients.esl import EslConnection
 from zpctl.clients.kamailio import KamailioRpc
 from zpctl.clients.probes import ng_command
-from zpctl.control import parallel
+from zpctl.control import Control, parallel, unanswered
 from zpctl.db import DbTarget, connect, create_sqlite, migrate
 from zpctl.errors import EnvironmentProblem, ExitCode, Unreachable, ZpctlError
 from zpctl.freeswitch.control import SwitchResult, astatus, targets_for
@@ -245,6 +245,11 @@ class Lab:
         own = self.inventory() if self.state() is not None else inv
         result = sync(inv, secrets, self.db_target(own, secrets), dry_run=dry_run)
         secrets.save()
+        if not dry_run and self.state() is not None:
+            # the running proxies must not go on trusting what they remember of them
+            failed = unanswered(Control(own).forget_credentials(result.updated + result.removed))
+            if failed is not None:
+                raise failed
         return result
 
     @property

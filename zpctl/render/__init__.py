@@ -60,6 +60,15 @@ BANNER = "managed by zpctl — do not edit; rendered from the inventory"
 
 # Switches a call is offered to before it takes the direct path to the user.
 SWITCH_TRIES = 3
+# A zone proxy checks credentials it read from the database less than this long ago in its
+# own memory, without a query (route AUTH_FRESH).  `zpctl accounts sync` deletes a changed
+# user's entries on every proxy at once; this bounds a proxy the sync could not reach.
+AUTH_FRESH_S = 900
+# The entries of a user in a proxy's `authcache` htable, each keyed "user@realm::field".
+# `at` (when the database was read) is written last and deleted first: without it no
+# entry is fresh.
+CREDENTIAL_FIELDS = ("ha1", "account", "offering", "region", "plan", "country", "cid", "aor",
+                     "srtp", "at")
 # Proxy branch flags from here on name SRTP suites (below: 6 and 7 are taken).
 FLB_SRTP_FIRST = 8
 # The media policy's rtpengine flags and flag numbers: the same for every node.
@@ -265,6 +274,7 @@ class _Renderer:
             "switch_tier": bool(self.inv.platform.switch_tier and switches),
             "switch_nets": ",".join(f"{n.address}/32" for n in switches),
             "switch_tries": SWITCH_TRIES,
+            "auth_fresh_s": AUTH_FRESH_S, "credential_fields": CREDENTIAL_FIELDS,
             "tls": {"cert": f"{paths.pki}/{p.name}.crt", "key": f"{paths.pki}/{p.name}.key",
                     "ca": f"{paths.pki}/ca.crt",
                     "method": "TLSv1.2+" if self.inv.security.tls.min_version == "TLSv1.2"
