@@ -52,6 +52,7 @@ from zpctl.secrets import Secrets
 SLO = parse_slo("success>=99.9,setup_p99_ms<=100")
 SLO_300 = parse_slo("success>=99.9,setup_p99_ms<=300")
 REF_ADDR = "127.0.5.200"
+LB = "127.0.1.1:5060"  # the lab's first lb: where phones send
 BENCH_USERS = 2000
 CALL = "ext-call-signalling"  # SDP, no RTP: SIPp's RTP caps a run near 100 calls/s
 STEP_SECONDS = 8
@@ -163,9 +164,9 @@ def probe_calls(rate: int) -> int:
 
 
 def full_path(lab: Lab, users: list[SipUser], scenario: str, rate: int, work: Path,
-              callee: SipUser | None, slo: Any = SLO) -> dict[str, Any]:
+              callee: SipUser | None, slo: Any = SLO, target: str = LB) -> dict[str, Any]:
     sc = SCENARIOS[scenario]
-    plan = Plan(sc, "127.0.1.1:5060", users, "127.0.6.1", float(rate), probe_calls(rate),
+    plan = Plan(sc, target, users, "127.0.6.1", float(rate), probe_calls(rate),
                 None, 500, callee, workdir=work / f"{scenario}-{rate}-{time.time()}")
     return run(plan, slo)
 
@@ -191,7 +192,7 @@ def cost_curve(lab: Lab, callers: list[SipUser], callee: SipUser, work: Path,
         return {"dialogs": dialogs, "proxy_shm": sum(_shm_used(ctl, n) for n in proxies),
                 "switch_rss_kb": sum(cost.rss_kb(pid) for pid in fs_pids())}
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for share in (0.1, 0.5, 0.9):
         # The baseline of each row once the last load's transactions have left shared
         # memory (tm's wait timer, 5 s; the search's overloaded probes leave dialogs that
@@ -372,6 +373,13 @@ def main() -> int:
         results["registration_cost"] = {
             "contacts": contacts, "shm_grown_bytes": grown,
             "bytes_per_contact": round(grown / contacts) if contacts else None}
+        # The zone proxy alone (auth, usrloc, DMQ; no lb in front): SIPp straight at zone a.
+        zone_a = next(f"{p.node.address}:5060" for p in inv.nodes()
+                      if p.role.value == "proxy" and p.dc.id == "lab1" and p.zone == "a")
+        results["proxy_register"] = search(
+            "zone proxy alone REGISTER", precision, 250,
+            sip_probe(lambda r: full_path(lab, callers, "register", r, work, None,
+                                          target=zone_a)))
         # A fresh platform for the calls: the REGISTER search's overloaded probes leave
         # retransmissions and expiring contacts behind for minutes.
         lab.down()
@@ -454,6 +462,8 @@ def figures_table(r: dict[str, Any]) -> str:
         "| scenario | highest sustained rate | success | call-setup p99 | search |",
         "| --- | --- | --- | --- | --- |",
         row("REGISTER, full path (lb -> proxy, DMQ on)", "full_register"),
+        *([row("REGISTER, zone proxy alone (no lb; auth, DMQ on)", "proxy_register")]
+          if "proxy_register" in r else []),
         row("REGISTER, reference (one stateful hop, in-memory auth)", "ref_register"),
         row("ext -> ext call, full path (lb, proxy, switch, proxy, lb; no RTP)", "full_call"),
         row("the same, SLO p99 <= 300 ms", "full_call_300"),
