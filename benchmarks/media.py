@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cost import rss_kb
+
 from zpctl.errors import Unreachable
 from zpctl.loadtest.relays import (
     SwitchCalls,
@@ -59,13 +61,6 @@ PUBLISHED = {
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def _stop(proc: subprocess.Popen[bytes], grace: float = 20.0) -> None:
