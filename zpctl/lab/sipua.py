@@ -271,6 +271,22 @@ class RtpMedia:
             ts += FRAME
 
 
+
+def reply_text(req: Msg, status: str, contact: str, body: str = "", to_tag: str = "") -> str:
+    """A response to ``req``: its Via, Record-Route, From, To (with ``to_tag`` when it has
+    none), Call-ID and CSeq, this Contact, and an SDP ``body`` if any."""
+    to = req.get("To") or ""
+    if to_tag and ";tag=" not in to:
+        to += f";tag={to_tag}"
+    lines = [f"SIP/2.0 {status}", *(f"Via: {v}" for v in req.all("Via")),
+             *(f"Record-Route: {r}" for r in req.all("Record-Route")),
+             f"From: {req.get('From')}", f"To: {to}", f"Call-ID: {req.get('Call-ID')}",
+             f"CSeq: {req.get('CSeq')}", f"Contact: {contact}"]
+    if body:
+        lines.append("Content-Type: application/sdp")
+    lines.append(f"Content-Length: {len(body.encode())}")
+    return "\r\n".join(lines) + "\r\n\r\n" + body
+
 def offer_sdp(ip: str, port: int, suites: list[str]) -> str:
     """An audio offer: plain RTP when ``suites`` is empty, else SRTP with those suites."""
     proto = "RTP/SAVP" if suites else "RTP/AVP"
@@ -596,24 +612,14 @@ class Ua:
         self._thread.start()
 
     def _reply(self, req: Msg, status: str, body: str = "", to_tag: str = "") -> None:
-        to = req.get("To") or ""
-        if to_tag and ";tag=" not in to:
-            to += f";tag={to_tag}"
-        lines = [f"SIP/2.0 {status}", *(f"Via: {v}" for v in req.all("Via")),
-                 *(f"Record-Route: {r}" for r in req.all("Record-Route")),
-                 f"From: {req.get('From')}", f"To: {to}", f"Call-ID: {req.get('Call-ID')}",
-                 f"CSeq: {req.get('CSeq')}",
-                 f"Contact: <sip:{self.aor}@{self.ip}:{self.port}>"]
-        if body:
-            lines.append("Content-Type: application/sdp")
-        lines.append(f"Content-Length: {len(body.encode())}")
+        text = reply_text(req, status, f"<sip:{self.aor}@{self.ip}:{self.port}>", body, to_tag)
         via = (req.get("Via") or "").split(",")[0]
         m = re.search(r"SIP/2.0/UDP ([\d.]+):?(\d*)", via)
         rport = re.search(r"rport=(\d+)", via)
         received = re.search(r"received=([\d.]+)", via)
         host = received[1] if received else (m[1] if m else self.proxy[0])
         port = int(rport[1]) if rport else int(m[2]) if m and m[2] else 5060
-        self._send("\r\n".join(lines) + "\r\n\r\n" + body, (host, port))
+        self._send(text, (host, port))
 
     def _on_request(self, req: Msg) -> None:
         call_id = req.get("Call-ID") or ""

@@ -31,17 +31,11 @@ from typing import Any
 from zpctl.clients.esl import EslConnection
 from zpctl.clients.probes import ng_command
 from zpctl.errors import Unreachable
-from zpctl.lab.sipua import Msg, parse, sdp_media
+from zpctl.lab.sipua import Msg, offer_sdp, parse, reply_text, sdp_media
 from zpctl.loadtest.rtpload import Session, endpoint_port
 
 SWITCH_PROFILE = "bench"
 SWITCH_ESL_PASSWORD = "bench"  # noqa: S105 - a loopback-only bench switch
-
-
-def _sdp(ip: str, port: int) -> str:
-    return "\r\n".join(["v=0", f"o=- {secrets.randbelow(10**9)} 1 IN IP4 {ip}", "s=-",
-                        f"c=IN IP4 {ip}", "t=0 0", f"m=audio {port} RTP/AVP 0",
-                        "a=rtpmap:0 PCMU/8000", "a=ptime:20", "a=sendrecv"]) + "\r\n"
 
 
 def _media_of(sdp: object) -> tuple[str, int]:
@@ -97,9 +91,9 @@ def rtpengine_sessions(ng: tuple[str, int], count: int, a_ip: str, b_ip: str, ba
     for i in range(count):
         port = endpoint_port(base_port, i, workers)
         call = f"{tag}-{i}"
-        offer = _ng(ng, "offer", {"call-id": call, "from-tag": "a", "sdp": _sdp(a_ip, port)})
+        offer = _ng(ng, "offer", {"call-id": call, "from-tag": "a", "sdp": offer_sdp(a_ip, port, [])})
         answer = _ng(ng, "answer", {"call-id": call, "from-tag": "a", "to-tag": "b",
-                                    "sdp": _sdp(b_ip, port)})
+                                    "sdp": offer_sdp(b_ip, port, [])})
         if offer.get("result") != "ok" or answer.get("result") != "ok":
             raise Unreachable(f"rtpengine refused session {call}: {offer} {answer}")
         out.append(Session(a_to=_media_of(answer.get("sdp")), b_to=_media_of(offer.get("sdp"))))
@@ -147,7 +141,6 @@ class SwitchCalls:
         self.uas, self.a_ip, self.b_ip = uas, a_ip, b_ip
         self.base_port, self.workers = base_port, workers
         self.legs: dict[tuple[str, int], tuple[str, int]] = {}
-        self.byes = 0
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind(uas)
         self._sock.settimeout(0.2)
@@ -171,7 +164,6 @@ class SwitchCalls:
                     self._invite(req, src)
                 elif req.method in ("BYE", "OPTIONS", "CANCEL", "UPDATE"):
                     self._reply(req, src, "200 OK")
-                    self.byes += req.method == "BYE"
             except OSError:
                 return  # closed while answering
 
@@ -184,20 +176,13 @@ class SwitchCalls:
         leg, i = m[1], int(m[2])
         ip = self.a_ip if leg == "a" else self.b_ip
         self.legs[(leg, i)] = far[:2]
-        self._reply(req, src, "200 OK", _sdp(ip, endpoint_port(self.base_port, i,
-                                                                self.workers)))
+        port = endpoint_port(self.base_port, i, self.workers)
+        self._reply(req, src, "200 OK", offer_sdp(ip, port, []))
 
     def _reply(self, req: Msg, src: tuple[str, int], status: str, body: str = "") -> None:
-        to = req.get("To") or ""
-        if ";tag=" not in to:
-            to += f";tag={secrets.token_hex(4)}"
-        lines = [f"SIP/2.0 {status}", *(f"Via: {v}" for v in req.all("Via")),
-                 f"From: {req.get('From')}", f"To: {to}", f"Call-ID: {req.get('Call-ID')}",
-                 f"CSeq: {req.get('CSeq')}", f"Contact: <sip:uas@{self.uas[0]}:{self.uas[1]}>"]
-        if body:
-            lines.append("Content-Type: application/sdp")
-        lines.append(f"Content-Length: {len(body.encode())}")
-        self._sock.sendto(("\r\n".join(lines) + "\r\n\r\n" + body).encode(), src)
+        contact = f"<sip:uas@{self.uas[0]}:{self.uas[1]}>"
+        text = reply_text(req, status, contact, body, secrets.token_hex(4))
+        self._sock.sendto(text.encode(), src)
 
     async def _originate(self, count: int, per_second: float, timeout: float) -> None:
         target = f"{self.uas[0]}:{self.uas[1]}"
