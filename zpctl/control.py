@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from zpctl.accounts import SyncResult, sync
 from zpctl.clients.guard import AddressGuard
 from zpctl.clients.kamailio import KamailioRpc, NoAnswer
 from zpctl.errors import ExitCode, RemoteFailure, Unreachable, ZpctlError
@@ -31,6 +32,7 @@ from zpctl.model.roles import KAMAILIO_ROLES
 from zpctl.model.schema import DataCenter, Node, Role
 from zpctl.protocols import jsonrpc
 from zpctl.render import CREDENTIAL_FIELDS
+from zpctl.secrets import Secrets
 
 Progress = Callable[[str], None]
 
@@ -545,6 +547,22 @@ class Control:
 REGISTRATION_KEYS = ("aor", "contact", "expires_s", "user_agent", "path")
 DIALOG_KEYS = ("call_id", "from_tag", "to_tag", "from", "to", "state", "start_ts", "h_entry",
                "h_id")
+
+
+def sync_accounts(inv: LoadedInventory, secrets: Secrets, target: Any,
+                  proxies: Control | None, dry_run: bool = False,
+                  ) -> tuple[SyncResult, list[dict[str, Any]]]:
+    """:func:`zpctl.accounts.sync`, then (unless ``dry_run``) the secrets saved and every
+    zone proxy of ``proxies`` told to forget the changed and removed users, so that none
+    goes on trusting what it remembers of them (:meth:`Control.forget_credentials`'s rows;
+    none when ``proxies`` is None: no platform is running)."""
+    result = sync(inv, secrets, target, dry_run=dry_run)
+    if dry_run:
+        return result, []
+    secrets.save()
+    if proxies is None:
+        return result, []
+    return result, proxies.forget_credentials(result.updated + result.removed)
 
 
 def failure_state(exc: ZpctlError) -> str:

@@ -9,12 +9,12 @@ from typing import Any
 
 import click
 
-from zpctl.accounts import SyncResult, sip_devices, sip_users, sync
+from zpctl.accounts import SyncResult, sip_devices, sip_users
 from zpctl.cli.context import Context, pass_ctx
 from zpctl.cli.inventory import INVENTORY_ARG
 from zpctl.cli.output import emit, info
 from zpctl.clients.guard import AddressGuard
-from zpctl.control import Control, unanswered
+from zpctl.control import Control, sync_accounts, unanswered
 from zpctl.db import DbTarget
 from zpctl.errors import ExitCode, ZpctlError
 from zpctl.lab import Lab
@@ -95,15 +95,10 @@ def sync_cmd(ctx: Context, inventory: Path, db: Path | None, platform_db: bool,
     """
     inv = load_inventory(inventory)
     target, secrets = db_target(inv, db, lab_dir, secrets_file, platform_db)
-    result = sync(inv, secrets, target, dry_run=dry_run)
-    forgotten: list[dict[str, Any]] = []
-    if not dry_run:
-        secrets.save()
-        # The proxies of the platform whose database this is: the running lab's, or INVENTORY's.
-        lab = Lab(lab_dir)
-        nodes = lab.inventory() if db is None and not platform_db else inv
-        forgotten = Control(nodes, guard=AddressGuard(nodes)).forget_credentials(
-            result.updated + result.removed)
+    # The proxies of the platform whose database this is: the running lab's, or INVENTORY's.
+    nodes = Lab(lab_dir).inventory() if db is None and not platform_db and not dry_run else inv
+    result, forgotten = sync_accounts(inv, secrets, target,
+                                      Control(nodes, guard=AddressGuard(nodes)), dry_run)
     emit(ctx.output, {"db": target.label, "dry_run": dry_run, **result.as_dict(),
                       "credentials_forgotten": forgotten},
          text=f"{target.label}: {_summary(result, dry_run)}")

@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from zpctl import pki
-from zpctl.accounts import SipUser, SyncResult, sip_users, sync
+from zpctl.accounts import SipUser, SyncResult, sip_users
 from zpctl.clients.esl import EslConnection
 from zpctl.clients.kamailio import KamailioRpc
 from zpctl.clients.probes import ng_command
-from zpctl.control import Control, parallel, unanswered
+from zpctl.control import Control, parallel, sync_accounts, unanswered
 from zpctl.db import DbTarget, connect, create_sqlite, migrate
 from zpctl.errors import EnvironmentProblem, ExitCode, Unreachable, ZpctlError
 from zpctl.freeswitch.control import SwitchResult, astatus, targets_for
@@ -243,13 +243,12 @@ class Lab:
         lab's own inventory names: another inventory's accounts go in beside them)."""
         secrets = secrets or self.secrets()
         own = self.inventory() if self.state() is not None else inv
-        result = sync(inv, secrets, self.db_target(own, secrets), dry_run=dry_run)
-        secrets.save()
-        if not dry_run and self.state() is not None:
-            # the running proxies must not go on trusting what they remember of them
-            failed = unanswered(Control(own).forget_credentials(result.updated + result.removed))
-            if failed is not None:
-                raise failed
+        proxies = Control(own) if self.state() is not None else None
+        result, forgotten = sync_accounts(inv, secrets, self.db_target(own, secrets), proxies,
+                                          dry_run)
+        failed = unanswered(forgotten)
+        if failed is not None:
+            raise failed
         return result
 
     @property
