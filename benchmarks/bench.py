@@ -25,6 +25,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -52,13 +53,16 @@ from zpctl.secrets import Secrets
 SLO = parse_slo("success>=99.9,setup_p99_ms<=100")
 SLO_300 = parse_slo("success>=99.9,setup_p99_ms<=300")
 REF_ADDR = "127.0.5.200"
+REF_PASSWORD = "bench-password"
 LB = "127.0.1.1:5060"  # the lab's first lb: where phones send
 BENCH_USERS = 2000
 CALL = "ext-call-signalling"  # SDP, no RTP: SIPp's RTP caps a run near 100 calls/s
 STEP_SECONDS = 8
 MIN_PROBE_CALLS = 100  # a p99 needs samples: slow probes run longer, up to MAX_PROBE_S
 MAX_PROBE_S = 30
-COOL_DOWN_S = 10  # after a missed probe, before the next
+COOL_DOWN_S = 10  # after a missed probe, before the next (at least)
+SETTLE_MAX_S = 120  # ... and then until the machine is quiet again, at most this long
+SETTLE_MARGIN = 0.1  # quiet: idle CPU within this of what it was before the search
 PRECISION = 0.05  # the search stops when the passing and failing rates are this close
 
 
@@ -85,12 +89,43 @@ def bench_inventory(dest: Path, users: int) -> Path:
     return dest
 
 
+def with_password(users: list[SipUser], password: str) -> list[SipUser]:
+    """The same users with one password, for the hops that hold it in memory."""
+    return [SipUser(u.username, u.domain, password, u.account, u.offering, u.dids)
+            for u in users]
+
+
+def _cpu_idle(window: float = 1.0) -> float:
+    """The share of the machine's CPU time that was idle over ``window`` seconds."""
+    def read() -> tuple[int, int]:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return ticks[3] + ticks[4], sum(ticks)  # idle + iowait, all
+    idle0, all0 = read()
+    time.sleep(window)
+    idle1, all1 = read()
+    return (idle1 - idle0) / max(1, all1 - all0)
+
+
+def settle(quiet: float) -> float:
+    """Wait COOL_DOWN_S, then until the machine's idle CPU is back within SETTLE_MARGIN of
+    ``quiet`` (the platform has drained what an overloaded probe left: retransmissions,
+    DMQ and database backlogs), at most SETTLE_MAX_S.  A fixed pause was not enough: after
+    an overload at twice the knee, rates that pass on a fresh platform failed for minutes.
+    The seconds waited."""
+    t0 = time.monotonic()
+    time.sleep(COOL_DOWN_S)
+    while time.monotonic() - t0 < SETTLE_MAX_S and _cpu_idle() < quiet - SETTLE_MARGIN:
+        pass
+    return round(time.monotonic() - t0, 1)
+
+
 def search(name: str, precision: float, start: int, attempt: Any,
            cap: int = 64000) -> dict[str, Any]:
     """The highest load meeting the SLO, to within PRECISION: double from ``start`` until
     a load fails (halve if ``start`` fails), then bisect.  ``attempt(load)`` returns one
     probe's record with ``ok`` and a ``line`` to print.  Every probe is kept."""
     steps: list[dict[str, Any]] = []
+    quiet = _cpu_idle(2.0)  # the platform idle, before any load
 
     def once(load: int) -> bool:
         step = attempt(load)
@@ -99,14 +134,14 @@ def search(name: str, precision: float, start: int, attempt: Any,
         return bool(step["ok"])
 
     def probe(load: int) -> bool:
-        # A miss is confirmed after a pause: on shared cores one stall makes a p99, and an
-        # overloaded probe leaves work behind that would sink the next one.
+        # A miss is confirmed after the machine settles: on shared cores one stall makes a
+        # p99, and an overloaded probe leaves work behind that would sink the next one.
         if once(load):
             return True
-        time.sleep(COOL_DOWN_S)
+        steps[-1]["settled_s"] = settle(quiet)
         confirmed = not once(load)
         if confirmed:
-            time.sleep(COOL_DOWN_S)
+            steps[-1]["settled_s"] = settle(quiet)
         return not confirmed
 
     lo: int | None = None
@@ -266,21 +301,74 @@ def registrations_held(work: Path, password: str, counts: tuple[int, ...]) -> li
     return rows
 
 
-def start_reference(work: Path, password: str) -> subprocess.Popen[bytes]:
-    cfg = work / "reference.cfg"
+def start_reference(work: Path, password: str, addresses: tuple[str, ...] = (REF_ADDR,),
+                    behind_lb: bool = False) -> subprocess.Popen[bytes]:
+    """The reference hop, listening on ``addresses``; ``behind_lb``: as the lb's stub zone
+    (it keeps the lb's Path, so calls to a phone go back out through the lb)."""
+    name = "stub-zone" if behind_lb else "reference"
+    cfg = work / f"{name}.cfg"
     cfg.write_text(environment().get_template("bench/reference.cfg.j2").render(
-        banner=BANNER, address=REF_ADDR, secret="bench-secret", password=password,
-        ctl=work / "ref-ctl"))
+        banner=BANNER, addresses=addresses, secret="bench-secret", password=password,
+        ctl=work / "ref-ctl", behind_lb=behind_lb))
     (work / "ref-run").mkdir(exist_ok=True)
-    with open(work / "reference.log", "wb") as out:
+    with open(work / f"{name}.log", "wb") as out:
         proc = subprocess.Popen(["kamailio", "-DD", "-E", "-f", str(cfg), "-Y",
-                                 str(work / "ref-run"), "-m", "1024", "-M", "16"],
+                                 str(work / "ref-run"), "-m", "1024", "-M", "16", "-x", "tlsf"],
                                 stdout=out, stderr=subprocess.STDOUT)
     time.sleep(1.5)
     if proc.poll() is not None:
-        raise SystemExit(f"the reference Kamailio did not start:\n"
-                         f"{(work / 'reference.log').read_text()[-1500:]}")
+        raise SystemExit(f"the {name} Kamailio did not start:\n"
+                         f"{(work / f'{name}.log').read_text()[-1500:]}")
     return proc
+
+
+def tiers_alone(lab: Lab, users: list[SipUser], ref_users: list[SipUser], work: Path,
+                precision: float) -> dict[str, Any]:
+    """The zone proxy alone (REGISTER: SIPp straight at zone a; auth, usrloc, DMQ) and the
+    lb alone (:func:`lb_alone`).  The lb's part leaves lab1's zone proxies stopped."""
+    inv = lab.inventory()
+    zone_a = next(f"{p.node.address}:5060" for p in inv.nodes()
+                  if p.role.value == "proxy" and p.dc.id == "lab1" and p.zone == "a")
+    out = {"proxy_register": search(
+        "zone proxy alone REGISTER", precision, 250,
+        sip_probe(lambda r: full_path(lab, users[1:], "register", r, work, None,
+                                      target=zone_a)))}
+    time.sleep(COOL_DOWN_S)
+    log("bench: the lb alone (a stub zone behind it)")
+    out["lb_alone"] = lb_alone(lab, ref_users, work, precision)
+    return out
+
+
+def lb_alone(lab: Lab, users: list[SipUser], work: Path, precision: float) -> dict[str, Any]:
+    """The lab1 lb with a stub zone behind it: both zone proxies stopped, and the reference
+    hop (in-memory auth and usrloc, no database, no DMQ, no switch) answering on both their
+    addresses.  The lb does all it does on the full path (admission, flood checks, Path,
+    record-route, zone choice by dispatcher, stateful relay both ways); what lies behind
+    it costs what the reference costs.  The lb's admission is lifted for the search."""
+    inv = lab.inventory()
+    zones = [p for p in inv.nodes() if p.role.value == "proxy" and p.dc.id == "lab1"]
+    for p in zones:
+        lab.kill(p.node.name, signal.SIGTERM)
+    time.sleep(1)
+    proc = start_reference(work, users[0].password, tuple(p.node.address for p in zones),
+                           behind_lb=True)
+    time.sleep(3)  # the lb's prober (every second) sees the stub answer at both addresses
+    ctl = Control(inv, timeout=10)
+    ctl.admission("lab1", cps=10**6, registrations=10**6)
+    try:
+        callee, callers = users[0], users[1:]
+        out = {"register": search(
+            "lb alone REGISTER", precision, 1000,
+            sip_probe(lambda r: full_path(lab, callers, "register", r, work, None)))}
+        time.sleep(COOL_DOWN_S)
+        full_path(lab, callers, CALL, 10, work, callee)  # warm-up, not counted
+        out["call"] = search(
+            "lb alone call", precision, 250,
+            sip_probe(lambda r: full_path(lab, callers, CALL, r, work, callee)))
+        return out
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def reference(users: list[SipUser], scenario: str, rate: int, work: Path,
@@ -327,7 +415,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer, shorter steps")
     ap.add_argument("--out", default=str(REPO / "bench.json"))
-    ap.add_argument("--only", choices=("media",),
+    ap.add_argument("--only", choices=("media", "tiers"),
                     help="run only this part; its figures replace that part of --out and of "
                          "docs/PERFORMANCE.md")
     args = ap.parse_args()
@@ -341,6 +429,24 @@ def main() -> int:
         out.write_text(json.dumps(kept, indent=2) + "\n")
         print("\n".join(media.table(kept["media"])))
         update_performance_md("\n".join(media.table(kept["media"])), "bench-media")
+        shutil.rmtree(work, ignore_errors=True)
+        return 0
+    if args.only == "tiers":
+        out = Path(args.out)
+        kept = json.loads(out.read_text()) if out.exists() else {"machine": machine()}
+        lab = Lab(work / "lab")
+        lab.up(bench_inventory(work / "inv", BENCH_USERS), progress=lambda s: None, timeout=60)
+        try:
+            users = [u for u in sip_users(lab.inventory(), lab.secrets())
+                     if u.account == "benchco"]
+            kept.update(tiers_alone(lab, users, with_password(users, REF_PASSWORD), work,
+                                    precision))
+        finally:
+            lab.down()
+        kept["tiers_date"] = time.strftime("%Y-%m-%d")
+        out.write_text(json.dumps(kept, indent=2) + "\n")
+        print(tiers_table(kept))
+        update_performance_md(tiers_table(kept), "bench-tiers")
         shutil.rmtree(work, ignore_errors=True)
         return 0
     results: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d"),
@@ -359,6 +465,7 @@ def main() -> int:
         users = [u for u in sip_users(inv, lab.secrets()) if u.account == "benchco"]
         callee = users[0]
         callers = users[1:]
+        ref_users = with_password(users, REF_PASSWORD)
         log("bench: full path")
         proxies = [p.node for p in inv.nodes() if p.role.value == "proxy" and p.dc.id == "lab1"]
         ctl = Control(inv, timeout=10)
@@ -373,13 +480,7 @@ def main() -> int:
         results["registration_cost"] = {
             "contacts": contacts, "shm_grown_bytes": grown,
             "bytes_per_contact": round(grown / contacts) if contacts else None}
-        # The zone proxy alone (auth, usrloc, DMQ; no lb in front): SIPp straight at zone a.
-        zone_a = next(f"{p.node.address}:5060" for p in inv.nodes()
-                      if p.role.value == "proxy" and p.dc.id == "lab1" and p.zone == "a")
-        results["proxy_register"] = search(
-            "zone proxy alone REGISTER", precision, 250,
-            sip_probe(lambda r: full_path(lab, callers, "register", r, work, None,
-                                          target=zone_a)))
+        results.update(tiers_alone(lab, users, ref_users, work, precision))
         # A fresh platform for the calls: the REGISTER search's overloaded probes leave
         # retransmissions and expiring contacts behind for minutes.
         lab.down()
@@ -401,10 +502,7 @@ def main() -> int:
     finally:
         lab.down()
     log("bench: reference (single stateful hop, in-memory auth)")
-    password = "bench-password"
-    ref_users = [SipUser(u.username, u.domain, password, u.account, u.offering, u.dids)
-                 for u in users]
-    proc = start_reference(work, password)
+    proc = start_reference(work, REF_PASSWORD)
     try:
         results["ref_register"] = search(
             "reference REGISTER", precision, 1000,
@@ -416,12 +514,11 @@ def main() -> int:
         proc.terminate()
         proc.wait(10)
     log("bench: registrations held (reference hop, usrloc in memory)")
-    results["registrations_held"] = registrations_held(work, password, (10000, 100000))
+    results["registrations_held"] = registrations_held(work, REF_PASSWORD, (10000, 100000))
     results["media"] = {"date": results["date"], **media.measure(work, search, precision)}
 
     def best(key: str) -> float:
-        b = results[key]["best"]
-        return float(b["achieved"]) if b else 0.0
+        return _best(results[key])
 
     results["ratios"] = {
         "register_full_vs_ref": round(best("full_register") / best("ref_register"), 2)
@@ -441,18 +538,55 @@ def main() -> int:
     print(table)
     update_performance_md(table)
     update_performance_md("\n".join(media.table(results["media"])), "bench-media")
+    update_performance_md(tiers_table(results), "bench-tiers")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
+def _row(name: str, found: dict[str, Any]) -> str:
+    """A table row for one search's result."""
+    b = found["best"]
+    bracket = f"{found['passing']}/s passes, {found['failing']}/s fails"
+    if not b:
+        return f"| {name} | none passed | | | {bracket} |"
+    return f"| {name} | {b['achieved']}/s | {b['success']} % | {b['p99_ms']} ms | {bracket} |"
+
+
+def _best(found: dict[str, Any] | None) -> float:
+    b = (found or {}).get("best")
+    return float(b["achieved"]) if b else 0.0
+
+
+def tiers_table(r: dict[str, Any]) -> str:
+    """Each tier alone: searched rates, and the tier's own share where the stub behind it
+    is the reference hop measured in the same run (CPU per request adds up on shared cores:
+    1/lb = 1/(lb + stub) - 1/reference)."""
+    lb = r.get("lb_alone") or {}
+    lines = [f"Measured {r.get('tiers_date', r.get('date', '?'))}, SLO as above.", "",
+             "| tier | highest sustained rate | success | call-setup p99 | search |",
+             "| --- | --- | --- | --- | --- |"]
+    if "proxy_register" in r:
+        lines.append(_row("REGISTER, zone proxy alone (no lb; auth, usrloc, DMQ on)",
+                          r["proxy_register"]))
+    for key, what in (("register", "REGISTER"), ("call", "ext -> ext call (no RTP)")):
+        if key in lb:
+            lines.append(_row(f"{what}, lb alone (stub zone: the reference hop behind it)",
+                              lb[key]))
+    shares = []
+    for key, ref_key, what in (("register", "ref_register", "REGISTER"),
+                               ("call", "ref_call", "calls")):
+        both, ref = _best(lb.get(key)), _best(r.get(ref_key))
+        if both and ref and ref > both:
+            shares.append(f"{what} {1 / (1 / both - 1 / ref):,.0f}/s")
+    if shares:
+        lines += ["", "The lb's own share (the stub's cost taken out, using the reference hop's "
+                  "figures above): " + ", ".join(shares) + "."]
+    return "\n".join(lines)
+
+
 def figures_table(r: dict[str, Any]) -> str:
     def row(name: str, key: str) -> str:
-        b = r[key]["best"]
-        bracket = f"{r[key]['passing']}/s passes, {r[key]['failing']}/s fails"
-        if not b:
-            return f"| {name} | none passed | | | {bracket} |"
-        return (f"| {name} | {b['achieved']}/s | {b['success']} % | {b['p99_ms']} ms | "
-                f"{bracket} |")
+        return _row(name, r[key])
 
     m = r["machine"]
     lines = [
@@ -462,8 +596,6 @@ def figures_table(r: dict[str, Any]) -> str:
         "| scenario | highest sustained rate | success | call-setup p99 | search |",
         "| --- | --- | --- | --- | --- |",
         row("REGISTER, full path (lb -> proxy, DMQ on)", "full_register"),
-        *([row("REGISTER, zone proxy alone (no lb; auth, DMQ on)", "proxy_register")]
-          if "proxy_register" in r else []),
         row("REGISTER, reference (one stateful hop, in-memory auth)", "ref_register"),
         row("ext -> ext call, full path (lb, proxy, switch, proxy, lb; no RTP)", "full_call"),
         row("the same, SLO p99 <= 300 ms", "full_call_300"),
@@ -525,7 +657,7 @@ def update_performance_md(table: str, marker: str = "bench") -> None:
     begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
     block = f"{begin}\n{table}\n{end}"
     if begin in text and end in text:
-        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), block, text, flags=re.S)
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
     else:
         text += "\n## Latest figures\n\n" + block + "\n"
     path.write_text(text)
