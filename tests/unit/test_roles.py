@@ -52,7 +52,9 @@ def test_node_json_carries_each_service_resolved_for_the_node(us01_build: tuple)
             assert svc["config"].startswith(doc["paths"]["config"] + "/")
             if svc["name"] == "kamailio":
                 # the memory sizing is on the command line the hosts run
-                assert svc["args"][-4:] == ["-m", str(svc["shm_mb"]), "-M", str(svc["pkg_mb"])]
+                assert svc["args"][-6:-2] == ["-m", str(svc["shm_mb"]), "-M", str(svc["pkg_mb"])]
+                # and the TLSF allocator for both memories (docs/PERFORMANCE.md)
+                assert svc["args"][-2:] == ["-x", "tlsf"]
 
 
 def test_deploy_passes_node_json_command_lines_to_the_roles(us01_build: tuple,

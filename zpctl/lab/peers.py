@@ -77,7 +77,7 @@ def peer_services(inv: LoadedInventory, lab_dir: Path, bin_path: str | None = No
             out.append(Service(
                 peer.name, "premises", peer.name,
                 [kam, "-DD", "-E", "-f", str(cfg), "-Y", str(home / "run"), "-m", "64",
-                 "-M", "8"],
+                 "-M", "8", "-x", "tlsf"],
                 [(peer.address, peer.tls_port, "tcp"), (peer.address, peer.port, "udp")],
                 sip_health(peer.address, peer.port), cwd=home / "run"))
     return out
