@@ -266,7 +266,12 @@ def test_queue_metrics_come_from_the_rendezvous_switch_over_esl(fl: FeatureLab) 
         # second, had not moved, or the source had no answer: the failure did not say which).
         after = wait_for("the answered call in the metrics", lambda: (
             q if (q := support()) and q.answered_total > before.answered_total else None), 30)
-        assert after.waiting == 0
+        # mod_callcenter counts the answer before it updates the member's row: one reading
+        # (a full run's) had the counter moved and the caller still listed as waiting.  The
+        # caller, who has hung up, must leave the queue within a few polls.
+        gone = wait_for("the caller gone from the queue", lambda: (
+            q if (q := support()) and q.waiting == 0 else None), 10)
+        assert gone.answered_total >= after.answered_total
         assert sum(after.agents.values()) == 2   # both agents opted in
     finally:
         src.close()
