@@ -271,7 +271,6 @@ class RtpMedia:
             ts += FRAME
 
 
-
 def reply_text(req: Msg, status: str, contact: str, body: str = "", to_tag: str = "") -> str:
     """A response to ``req``: its Via, Record-Route, From, To (with ``to_tag`` when it has
     none), Call-ID and CSeq, this Contact, and an SDP ``body`` if any."""
@@ -286,6 +285,7 @@ def reply_text(req: Msg, status: str, contact: str, body: str = "", to_tag: str 
         lines.append("Content-Type: application/sdp")
     lines.append(f"Content-Length: {len(body.encode())}")
     return "\r\n".join(lines) + "\r\n\r\n" + body
+
 
 def offer_sdp(ip: str, port: int, suites: list[str]) -> str:
     """An audio offer: plain RTP when ``suites`` is empty, else SRTP with those suites."""
