@@ -558,9 +558,10 @@ def _best(found: dict[str, Any] | None) -> float:
 
 
 def tiers_table(r: dict[str, Any]) -> str:
-    """Each tier alone: searched rates, and the tier's own share where the stub behind it
-    is the reference hop measured in the same run (CPU per request adds up on shared cores:
-    1/lb = 1/(lb + stub) - 1/reference)."""
+    """Each tier alone: searched rates, and the lb's own share, the stub behind it being the
+    reference hop whose figures ``r`` holds (this run's in ``make bench``; the last full
+    run's with ``--only tiers``).  CPU per request adds up on shared cores:
+    1/lb = 1/(lb + stub) - 1/reference."""
     lb = r.get("lb_alone") or {}
     lines = [f"Measured {r.get('tiers_date', r.get('date', '?'))}, SLO as above.", "",
              "| tier | highest sustained rate | success | call-setup p99 | search |",
