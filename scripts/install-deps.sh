@@ -14,6 +14,7 @@ PACKAGES=(
   espeak-ng  # the switches' voice prompts, spoken offline (docs/PROMPTS.md)
   postgresql-15 postgresql-client-15  # the switches' core databases (switch_recovery)
   gcc libc6-dev  # the OpenSSL fork guard the lab preloads into Kamailio 5.6 (zpctl/native)
+  nsd keepalived  # the edge: the lab's authoritative DNS, VRRP for lb pairs (docs/EDGE.md)
 )
 
 missing=()
@@ -36,7 +37,8 @@ else
   # Keep the packaged services from grabbing SIP/RTP ports: the lab runs its own processes.
   apt-get install -y -q --no-install-recommends "${missing[@]}"
   if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-    systemctl disable --now kamailio rtpengine-daemon postgresql >/dev/null 2>&1 || true
+    systemctl disable --now kamailio rtpengine-daemon postgresql nsd keepalived \
+      >/dev/null 2>&1 || true
   fi
 fi
 

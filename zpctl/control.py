@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from zpctl.accounts import SyncResult, sync
 from zpctl.clients.guard import AddressGuard
 from zpctl.clients.kamailio import KamailioRpc, NoAnswer
+from zpctl.clients.probes import sip_options
 from zpctl.errors import ExitCode, RemoteFailure, Unreachable, ZpctlError
 from zpctl.freeswitch import control as fs
 from zpctl.model import LoadedInventory, PlacedNode
@@ -495,6 +496,8 @@ class Control:
                 lbs[lb.name] = "down"
         serving = any(z["serving"] for z in zones.values()) and "up" in lbs.values()
         return {"datacenter": dc.id, "role": dc.role, "pair": dc.pair, "lbs": lbs,
+                "service_address": dc.service_address,
+                "address_held_by": address_holder(dc, min(self.timeout, 2.0)),
                 "zones": zones, "serving": serving}
 
     def dc_failover(self, from_dc: str, to_dc: str, progress: Progress = lambda s: None,
@@ -599,6 +602,20 @@ def unanswered(rows: list[dict[str, Any]], key: str = "proxy") -> ZpctlError | N
     return _failed([str(r["error"]) for r in failed],
                    f"{len(dead)} node(s) failed: {', '.join(dead)} "
                    "(what is shown comes from the others)")
+
+
+def address_holder(dc: DataCenter, timeout: float = 2.0) -> str | None:
+    """The lb that answers at the data center's service address: of an lb pair, the one
+    that holds it now.  Asked by SIP OPTIONS from the management network, which the lb
+    answers with its name (X-ZP-Node); None when nothing answers there."""
+    address, lbs = dc.service_address, dc.lbs
+    if address is None or not lbs:
+        return None
+    try:
+        reply = sip_options(address, lbs[0].ports.sip, timeout, source="0.0.0.0")  # noqa: S104
+    except Unreachable:
+        return None
+    return reply.header("X-ZP-Node")
 
 
 def not_up(rows: list[dict[str, Any]], key: str = "node") -> ZpctlError | None:

@@ -51,6 +51,76 @@ def _ip(*args: str, ns: str | None = None) -> None:
         raise RuntimeError(f"{' '.join(argv)}: {r.stderr.strip()}")
 
 
+def add_namespace(ns: str, veth: str, bridge: str, addrs: list[str], prefix: int = PREFIX
+                  ) -> None:
+    """A namespace ``ns`` whose ``eth0`` is one end of a veth pair, the other end
+    (``veth``) on ``bridge`` in the root namespace; ``addrs`` on its eth0, lo up."""
+    _ip("netns", "add", ns)
+    _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+    _ip("link", "set", veth, "master", bridge)
+    _ip("link", "set", veth, "up")
+    _ip("link", "set", "lo", "up", ns=ns)
+    for a in addrs:
+        _ip("addr", "add", f"{a}/{prefix}", "dev", "eth0", ns=ns)
+    _ip("link", "set", "eth0", "up", ns=ns)
+
+
+def namespace_pids(ns: str) -> list[int]:
+    r = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, check=False)
+    return [int(p) for p in r.stdout.split()]
+
+
+def kill_namespace(ns: str) -> None:
+    """SIGKILL every process in ``ns`` (a few rounds: a dying parent may fork)."""
+    for _ in range(3):
+        pids = namespace_pids(ns)
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+
+
+@dataclass
+class Namespaces:
+    """Bare network namespaces on a bridge of their own, no sshd: ``up({ns: addresses})``;
+    ``down()`` kills their processes and removes them and the bridge."""
+
+    bridge: str
+    controller: list[str]
+    names: list[str] = field(default_factory=list)
+
+    def up(self, hosts: dict[str, list[str]]) -> Namespaces:
+        self._lock = open(LOCK, "w")  # noqa: SIM115 - held until down()
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        _ip("link", "add", self.bridge, "type", "bridge")
+        for a in self.controller:
+            _ip("addr", "add", f"{a}/{PREFIX}", "dev", self.bridge)
+        _ip("link", "set", self.bridge, "up")
+        for i, (ns, addrs) in enumerate(sorted(hosts.items())):
+            self.names.append(ns)
+            add_namespace(ns, f"{self.bridge[:8]}-v{i}", self.bridge, addrs)
+        return self
+
+    def exec_argv(self, ns: str, argv: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", ns, *argv]
+
+    def run(self, ns: str, *argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.exec_argv(ns, list(argv)), capture_output=True, text=True,
+                              check=False)
+
+    def down(self) -> None:
+        for ns in self.names:
+            kill_namespace(ns)
+        for ns in self.names:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.close()
+
+
 @dataclass
 class Host:
     node: str
@@ -105,14 +175,7 @@ class NsHosts:
             root.mkdir(parents=True)
             host = Host(node, ns, addrs, ssh_addr, root)
             self.hosts[node] = host
-            _ip("netns", "add", ns)
-            _ip("link", "add", f"zpd-v{i}", "type", "veth", "peer", "name", "eth0", "netns", ns)
-            _ip("link", "set", f"zpd-v{i}", "master", BRIDGE)
-            _ip("link", "set", f"zpd-v{i}", "up")
-            _ip("link", "set", "lo", "up", ns=ns)
-            for a in addrs:
-                _ip("addr", "add", f"{a}/{PREFIX}", "dev", "eth0", ns=ns)
-            _ip("link", "set", "eth0", "up", ns=ns)
+            add_namespace(ns, f"zpd-v{i}", BRIDGE, addrs)
             self._sshd(host)
         for host in self.hosts.values():
             self._wait_ssh(host)
@@ -151,16 +214,7 @@ class NsHosts:
     def down(self) -> None:
         """Kill everything in the namespaces, remove them, the bridge and the mount point."""
         for host in self.hosts.values():
-            for _ in range(3):
-                r = subprocess.run(["ip", "netns", "pids", host.ns], capture_output=True,
-                                   text=True, check=False)
-                pids = [int(p) for p in r.stdout.split()]
-                if not pids:
-                    break
-                for pid in pids:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                time.sleep(0.2)
+            kill_namespace(host.ns)
             if host.sshd is not None:
                 with contextlib.suppress(Exception):
                     host.sshd.wait(2)

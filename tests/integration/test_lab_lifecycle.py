@@ -35,6 +35,7 @@ def _shifted_inventory(dest: Path) -> Path:
     shutil.copytree(INVENTORIES / "lab", dest)
     for f in dest.rglob("*.yml"):
         text = re.sub(r"127\.(0|1)\.([129])\.", lambda m: f"127.{m[1]}.1{m[2]}.", f.read_text())
+        text = text.replace("127.0.53.1", "127.0.53.11")  # the lab's DNS server
         f.write_text(text.replace("127.1.0.5", "127.1.10.5"))  # the switches' database
     return dest
 
@@ -76,14 +77,17 @@ def _listeners(inventory: Path) -> list[tuple[str, int, str]]:
 
 def test_every_node_is_up(lab: Lab, shifted: Path) -> None:
     rows = lab.status(shifted)
-    # 21 platform nodes (2 of them standby switches), the switches' database, 2 carriers, a
-    # premises SBC and a PBX
-    assert len(rows) == 26
-    assert sorted(r["role"] for r in rows[21:]) == ["carrier", "carrier", "pbx", "postgres",
-                                                    "premises"]
+    # 21 platform nodes (2 of them standby switches), the switches' database, the DNS
+    # server, 2 carriers, a premises SBC and a PBX
+    assert len(rows) == 27
+    assert sorted(r["role"] for r in rows[21:]) == ["carrier", "carrier", "dns", "pbx",
+                                                    "postgres", "premises"]
+    # A lone lb answers at its own address, the one DNS publishes.
+    assert [r["state"] for r in rows if r["role"] == "lb"] == [
+        "up (holds 127.0.11.1)", "up (holds 127.0.12.1)"]
     standby = [r for r in rows if r["role"] == "switch-standby"]
     assert [r["state"] for r in standby] == ["standby (idle)"] * 2
-    assert [r["node"] for r in rows if r["state"] != "up" and r not in standby] == []
+    assert [r["node"] for r in rows if not r["state"].startswith("up") and r not in standby] == []
     proxies = [r for r in rows if r["role"] == "proxy"]
     assert all(r["registrations"] == 0 and r["dialogs"] == 0 for r in proxies)
     # The switches (FreeSWITCH, asked over ESL) are idle.

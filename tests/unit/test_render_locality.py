@@ -75,7 +75,9 @@ def test_adding_an_account_changes_only_the_files_that_must(tmp_path: Path) -> N
                or before.files[path].data != after.files[path].data}
     assert changed
     au = {p.name for p in after_inv.nodes() if p.dc.cluster == "AU01"}
-    assert {path.split("/", 1)[0] for path in changed} <= au
+    # ... and the DNS zone, which gains the account's NAPTR records (docs/EDGE.md)
+    assert {path.split("/", 1)[0] for path in changed} <= au | {"_dns"}
+    assert [p for p in changed if p.startswith("_dns/")] == ["_dns/regional.zpctl.example.zone"]
     # no other account's dispatcher set moved
     old, new = account_set_ids(before_inv.model), account_set_ids(after_inv.model)
     assert {a: new[a] for a in old} == old

@@ -253,7 +253,8 @@ def dc() -> None:
 @pass_ctx
 def dc_status(ctx: Context, dc_id: str, inventory: Path | None, lab_dir: Path | None,
               timeout: float, local: bool) -> None:
-    """The data center's lbs and zones, and whether it serves calls."""
+    """The data center's lbs and zones, whether it serves calls, and which lb answers at
+    its service address (address_held_by: of an lb pair, the one that holds it)."""
     st = _control(inventory, lab_dir, timeout, local).dc_status(dc_id)
     emit(ctx.output, st)
 

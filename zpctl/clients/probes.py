@@ -11,10 +11,14 @@ from zpctl.protocols import ng, sip
 
 def sip_options(address: str, port: int = 5060, timeout: float = 2.0,
                 source: str = "127.0.0.1") -> sip.Response:
-    """Send one OPTIONS over UDP and return the final response (100s are skipped)."""
+    """Send one OPTIONS over UDP and return the final response (100s are skipped).
+    ``source`` "0.0.0.0": from the address the kernel routes towards ``address``."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((source, 0))
-        data, call_id = sip.options_request(address, port, source, s.getsockname()[1])
+        if source == "0.0.0.0":  # noqa: S104 - bound, then narrowed by the route
+            s.connect((address, port))
+        local, local_port = s.getsockname()
+        data, call_id = sip.options_request(address, port, local, local_port)
         s.sendto(data, (address, port))
         deadline = time.monotonic() + timeout
         while True:

@@ -34,7 +34,7 @@ from zpctl.accounts import SipUser, SyncResult, sip_users
 from zpctl.clients.esl import EslConnection
 from zpctl.clients.kamailio import KamailioRpc
 from zpctl.clients.probes import ng_command
-from zpctl.control import Control, parallel, sync_accounts, unanswered
+from zpctl.control import Control, address_holder, parallel, sync_accounts, unanswered
 from zpctl.db import DbTarget, connect, create_sqlite, migrate
 from zpctl.errors import EnvironmentProblem, ExitCode, Unreachable, ZpctlError
 from zpctl.freeswitch.control import SwitchResult, astatus, targets_for
@@ -48,6 +48,7 @@ from zpctl.lab.database import (
     prepare_database,
     remove_database,
 )
+from zpctl.lab.dns import dns_services
 from zpctl.lab.peers import (
     LOOPBACK,
     Peer,
@@ -64,6 +65,7 @@ from zpctl.model.schema import Role
 from zpctl.native import build_fork_guard, needs_fork_guard, preload_env
 from zpctl.paths import default_inventory, state_dir
 from zpctl.render import render
+from zpctl.render.dns import DNS
 from zpctl.secrets import ESL_PASSWORD_KEY, Secrets
 
 DEFAULT_INVENTORY = "inventories/lab"  # as help texts name it; see paths.default_inventory
@@ -175,6 +177,9 @@ class Lab:
             for a in {p.node.address, p.node.public, p.node.mgmt}:
                 if ipaddress.ip_address(a) not in LOOPBACK:
                     bad.append(f"{p.name}: {a}")
+        for s in inv.model.dns.servers if inv.model.dns else []:
+            if ipaddress.ip_address(s.address) not in LOOPBACK:
+                bad.append(f"name server {s.name}: {s.address}")
         if bad:
             raise ZpctlError("the lab runs only inventories whose addresses are all on loopback "
                              "(127.0.0.0/8); not: " + ", ".join(bad[:5]), ExitCode.USAGE)
@@ -207,6 +212,9 @@ class Lab:
         for p in inv.nodes():
             for sub in ("run", "log", "state"):
                 private_dir(self.dir / "nodes" / p.name / sub)
+        for s in inv.model.dns.servers if inv.model.dns else []:
+            private_dir(self.dir / "nodes" / DNS)
+            private_dir(self.dir / "nodes" / DNS / s.name)
         self.prepare_switches(inv)
         self.prepare_peers(inv)
         prepare_database(inv, self.dir)
@@ -268,10 +276,11 @@ class Lab:
 
     def services(self, inv: LoadedInventory) -> list[Service]:
         """Every process of the lab, in start order: the switches' database (when the
-        inventory names one), the platform's, as each node's node.json says (see
+        inventory names one), the DNS servers (``dns:``), the platform's, as each node's node.json says (see
         :meth:`manifests`), then the simulated peers'."""
         db = db_service(inv, self.dir)
         return ([db] if db is not None else []) \
+            + dns_services(inv, self.dir, self.bin_path) \
             + node_services(inv, self.manifests(inv), self.bin_path) \
             + peer_services(inv, self.dir, self.bin_path)
 
@@ -560,6 +569,13 @@ class Lab:
                          "address": db.listeners[0][0], "state": "up" if alive else "down",
                          "pid": str(rec.pid) if rec is not None and alive else None,
                          "registrations": None, "dialogs": None, "sessions": None})
+        for s in dns_services(inv, self.dir, self.bin_path):
+            rec = recs.get(s.name)
+            alive = rec is not None and rec.alive()
+            rows.append({"node": s.home, "role": "dns", "dc": "-", "zone": "-",
+                         "address": s.listeners[0][0], "state": "up" if alive else "down",
+                         "pid": str(rec.pid) if rec is not None and alive else None,
+                         "registrations": None, "dialogs": None, "sessions": None})
         for peer in self.peers(inv):
             rec = recs.get(peer.name)
             alive = rec is not None and rec.alive()
@@ -620,6 +636,8 @@ class Lab:
                     row["dialogs"] = _stat(rpc, "dialog:active_dialogs")
                 else:
                     rpc.call("core.uptime")
+                if p.role == Role.LB and address_holder(p.dc, 1.0) == p.name:
+                    row["state"] = f"up (holds {p.dc.service_address})"
             except ZpctlError as exc:
                 row["state"] = f"not answering (rpc: {exc.message})"
         elif alive and p.role == Role.SWITCH:

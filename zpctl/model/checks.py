@@ -23,7 +23,8 @@ Finding = tuple[tuple[str | int, ...], str]
 def run_all(inv: Inventory, root: Path | None = None) -> list[Finding]:
     """Every cross-check; ``root`` is the inventory directory (for files it names)."""
     out: list[Finding] = []
-    for check in (_datacenters, _nodes_unique, _numbers_unique, _carriers, _standby):
+    for check in (_datacenters, _nodes_unique, _numbers_unique, _carriers, _standby, _edges,
+                  _dns):
         out.extend(check(inv))
     out.extend(_accounts(inv, root))
     out.extend(pbx_checks.check(inv))
@@ -52,6 +53,71 @@ def _standby(inv: Inventory) -> Iterator[Finding]:
                                "recovered SRTP leg is hung up (docs/FREESWITCH.md)")
                 if not any(m.role == Role.SWITCH for m in zone.nodes):
                     yield at, f"standby {n.name} has no switch to stand in for in its zone"
+
+
+def _edges(inv: Inventory) -> Iterator[Finding]:
+    """An lb pair shares one service address: exactly two lbs, on its network, and an
+    address no node has as its own; one VRRP router id per pair on a network."""
+    owners = {a: n.name for _, n in _all_nodes(inv) for a in (n.address, n.public, n.mgmt)}
+    seen: list[tuple[ipaddress.IPv4Network, int, str]] = []
+    for di, dc in enumerate(inv.datacenters):
+        lbs = dc.lbs
+        if dc.edge is None:
+            if len(lbs) > 1:
+                yield ("datacenters", di, "nodes"), (
+                    f"data center {dc.id} has {len(lbs)} lb nodes: an lb pair needs "
+                    "edge.address, the service address they share (docs/EDGE.md)")
+            continue
+        at = ("datacenters", di, "edge")
+        addr = dc.edge.address
+        if len(lbs) != 2:
+            yield (*at, "address"), (
+                f"edge.address {addr} is held by a pair of lbs, and data center {dc.id} has "
+                f"{len(lbs)} lb node(s): no node would hold the address its DNS records "
+                "point at")
+        if addr in owners:
+            yield (*at, "address"), (f"edge.address {addr} is also the own address of "
+                                     f"{owners[addr]}; the shared address must be apart")
+        net = ipaddress.IPv4Network(f"{addr}/{dc.edge.prefix}", strict=False)
+        for n in lbs:
+            if ipaddress.ip_address(n.address) not in net:
+                yield (*at, "prefix"), (f"lb {n.name} ({n.address}) is not on the network of "
+                                        f"edge.address ({net}): VRRP runs between the two "
+                                        "lbs on that network")
+        for other_net, vrid, other in seen:
+            if vrid == dc.edge.vrid and net.overlaps(other_net):
+                yield (*at, "vrid"), (f"VRRP router id {vrid} is also data center {other}'s "
+                                      f"on {other_net}: give each pair its own edge.vrid")
+        seen.append((net, dc.edge.vrid, dc.id))
+
+
+def _dns(inv: Inventory) -> Iterator[Finding]:
+    """DNS offers a secondary after its primary, and its names do not collide."""
+    if inv.dns is None:
+        return
+    by_id = {d.id: d for d in inv.datacenters}
+    for di, dc in enumerate(inv.datacenters):
+        primary = by_id.get(dc.pair)
+        if dc.role != "secondary" or primary is None:
+            continue
+        if dc.srv_priority <= primary.srv_priority:
+            yield ("datacenters", di, "dns_priority"), (
+                f"overlapping priorities: secondary {dc.id} has SRV priority "
+                f"{dc.srv_priority} and its primary {primary.id} {primary.srv_priority}; the "
+                "secondary must come after (a higher number)")
+    zone = inv.dns_zone()
+    services = {d.id for d in inv.datacenters} | {c.id.lower() for c in inv.clusters} | {
+        "edge", *(s.name.removesuffix(f".{zone}") for s in inv.dns.servers)}
+    for ai, acct in enumerate(inv.accounts):
+        label = inv.account_domain(acct).removesuffix(f".{zone}")
+        if label in services:
+            yield ("accounts", ai, "domain" if acct.domain else "id"), (
+                f"account domain {inv.account_domain(acct)} is also a name the DNS zone "
+                "gives a data center, cluster or server: rename the account's domain")
+    names = [s.name for s in inv.dns.servers]
+    for si, s in enumerate(inv.dns.servers):
+        if names.index(s.name) != si:
+            yield ("dns", "servers", si, "name"), f"name server {s.name} is listed twice"
 
 
 def _datacenters(inv: Inventory) -> Iterator[Finding]:

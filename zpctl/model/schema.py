@@ -134,6 +134,22 @@ class Zone(Strict):
     nodes: list[Node] = Field(default_factory=list)
 
 
+class Edge(Strict):
+    """A data center's redundant lb pair: two lb nodes share one service address, which
+    VRRP (keepalived) keeps on the lb that is alive (docs/EDGE.md)."""
+
+    # The data center's service address: what its DNS records publish and what phones and
+    # carriers reach; one lb of the pair holds it at a time.
+    address: IP
+    prefix: Annotated[int, Field(ge=8, le=32)] = 24  # its network prefix on the interface
+    interface: Annotated[str, Field(pattern=r"^[a-zA-Z0-9._-]{1,15}$")] = "eth0"
+    # VRRP virtual router id: unique among the pairs that share a network.
+    vrid: Annotated[int, Field(ge=1, le=255)] = 51
+    # VRRP advertisement interval: the backup takes the address after about three missed
+    # advertisements (3 x 0.5 s + skew: under 2 s).
+    advert_ms: Annotated[int, Field(ge=100, le=10000)] = 500
+
+
 class DataCenter(Strict):
     id: Ident
     city: str
@@ -145,8 +161,33 @@ class DataCenter(Strict):
     defaults: Defaults | None = None
     # The switches' legs in this data center (default: security.srtp.switch_legs).
     switch_legs: Literal["srtp", "plain"] | None = None
+    # Two lb nodes and the address they share; without it the data center has one lb, whose
+    # own address is the one published.
+    edge: Edge | None = None
+    # SRV priority of this data center in DNS (lower is tried first): 10 for a primary and
+    # 20 for a secondary unless set; a secondary must come after its primary.
+    dns_priority: Annotated[int, Field(ge=0, le=65535)] | None = None
     nodes: list[Node] = Field(default_factory=list)
     zones: dict[Ident, Zone]
+
+    @property
+    def lbs(self) -> list[Node]:
+        return [n for n in self.nodes if n.role == Role.LB]
+
+    @property
+    def service_address(self) -> str | None:
+        """What phones and carriers reach: the edge pair's shared address, or the one lb's
+        own (None: no lb)."""
+        if self.edge is not None:
+            return self.edge.address
+        lbs = self.lbs
+        return lbs[0].address if lbs else None
+
+    @property
+    def srv_priority(self) -> int:
+        if self.dns_priority is not None:
+            return self.dns_priority
+        return 10 if self.role == "primary" else 20
 
 
 class Cluster(Strict):
@@ -282,6 +323,23 @@ class SwitchRecovery(Strict):
     db_user: Ident = "freeswitch"
 
 
+class NameServer(Strict):
+    name: Hostname  # its host name (NS record); under the zone, it gets an A record there
+    address: IP
+
+
+class Dns(Strict):
+    """The platform's DNS zone: NAPTR, SRV and A records that lead phones and carriers to
+    each cluster's and data center's lbs, primary first (docs/EDGE.md).  zpctl renders the
+    zone file and an NSD config under ``_dns/``; the lab serves them with NSD."""
+
+    zone: Hostname | None = None  # default: platform.sip_domain
+    # TTL of every record (s): how long a resolver may keep an answer, so the longest a
+    # phone that re-resolves keeps using an edge that DNS no longer prefers.
+    ttl: Annotated[int, Field(ge=5, le=86400)] = 30
+    servers: Annotated[list[NameServer], Field(min_length=1)]  # the authoritative servers
+
+
 class PlatformInfo(Strict):
     name: Ident
     sip_domain: Hostname  # accounts get <account>.<sip_domain> unless they set their own
@@ -411,6 +469,7 @@ class Inventory(Strict):
     paths: Paths = Field(default_factory=Paths)
     database: Database = Field(default_factory=Database)
     switch_recovery: SwitchRecovery | None = None
+    dns: Dns | None = None
     defaults: Defaults = Field(default_factory=Defaults)
     datacenters: list[DataCenter]
     accounts: list[Account] = Field(default_factory=list)
@@ -421,6 +480,10 @@ class Inventory(Strict):
 
     def account_domain(self, account: Account) -> str:
         return account.domain or f"{account.id}.{self.platform.sip_domain}"
+
+    def dns_zone(self) -> str | None:
+        """The DNS zone zpctl renders (None: no dns section)."""
+        return None if self.dns is None else (self.dns.zone or self.platform.sip_domain)
 
 
 # The inventory's files and the part of the combined document each holds (the JSON Schema

@@ -31,6 +31,7 @@ from zpctl.model import LoadedInventory, PlacedNode, catalog, roles
 from zpctl.model.schema import DataCenter, Inventory, Node, Role
 from zpctl.paths import data_dir
 from zpctl.render.build import MANIFEST, Build, check_out_dir
+from zpctl.render.dns import DNS, dns_files
 from zpctl.render.freeswitch import (
     SwitchDocument,
     extensions_xml,
@@ -159,7 +160,16 @@ class _Renderer:
                 renderer(placed)
             self.node_manifest(placed)
         add_monitoring(self.build, self.loaded, self.tpl)
+        for path, text in dns_files(self.inv, self.tpl, self.dns_paths).items():
+            self.build.add(path, text)
         return self.build
+
+    def dns_paths(self, server: str) -> tuple[str, str]:
+        """A DNS server's config folder (where ``_dns/`` is installed) and state folder."""
+        if self.lab_root is not None:
+            base = Path(self.lab_root)
+            return str(base / "build" / DNS), str(base / "nodes" / DNS / server)
+        return f"{self.inv.paths.config_dir}/dns", f"{self.inv.paths.state_dir}/nsd"
 
     # -- common -----------------------------------------------------------------------------
 
@@ -211,12 +221,16 @@ class _Renderer:
                          "probing_threshold": LB_PROBING_THRESHOLD,
                          "admit_cps": p.node.capacity.cps, "admit_rps": p.node.capacity.rps,
                          "shm_reserve": shm_reserve_bytes(self.shm_mb(p)),
-                         "retry_after_s": LB_RETRY_AFTER_S}
+                         "retry_after_s": LB_RETRY_AFTER_S,
+                         "sip_address": p.dc.service_address or p.node.address}
+            ctx["edge"] = edge_ctx(p)
+            # An lb of a pair keeps its zone keepalives on its own address (route EDGE_SOCKET).
+            own = f";socket=udp:{p.node.address}:{p.node.ports.sip}" if ctx["edge"] else ""
             for zname in sorted(p.dc.zones):
                 proxy = self.loaded.zone_node(p.dc, zname, Role.PROXY)
                 if proxy is not None:
                     dispatcher.append(_dst(1, f"sip:{proxy.address}:{proxy.ports.sip}", 0,
-                                           f"zone-{zname}", f"zone {p.dc.id}/{zname}"))
+                                           f"zone-{zname}", f"zone {p.dc.id}/{zname}", extra=own))
         elif p.role == Role.PROXY:
             ctx["proxy"] = self.proxy_ctx(p)
             dispatcher = self.sbc_dsts(p) + self.switch_dsts(p)
@@ -231,6 +245,11 @@ class _Renderer:
                    "auth_secret": self.secrets.get("auth_nonce_secret")}
         self.build.add(f"{name}/kamailio/secrets.cfg",
                        self.tpl("secrets.cfg.j2", secrets=secrets, **ctx), mode=0o600)
+        if ctx.get("edge"):
+            self.build.add(f"{name}/keepalived/keepalived.conf",
+                           self.tpl("keepalived.conf.j2", **ctx))
+            self.build.add(f"{name}/keepalived/kamailio-answers",
+                           self.tpl("kamailio-answers.j2", **ctx), mode=0o755)
         if p.role == Role.LB:
             # The lb reaches a switch itself only around a dead zone proxy (in-dialog
             # requests): with the platform's certificate, which the switches require.
@@ -287,7 +306,9 @@ class _Renderer:
             "emergency": {c: catalog.EMERGENCY_NUMBERS[c] for c in countries
                           if c in catalog.EMERGENCY_NUMBERS},
             # The data center's lbs: they pass a phone's own address in X-ZP-Source.
-            "lb_nets": ",".join(f"{n.address}/32" for n in self._dc_lbs(p)),
+            "lb_nets": ",".join(f"{a}/32" for a in [
+                *(n.address for n in self._dc_lbs(p)),
+                *([p.dc.edge.address] if p.dc.edge else [])]),
             "auth_bans": self.inv.security.auth_bans,
             "rendezvous": rendezvous_regex(self.inv, p),
             "switch_offer": switch_offer(self.inv, p.dc),
@@ -436,6 +457,21 @@ class _Renderer:
         self.build.add(f"{p.name}/node.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
+def edge_ctx(p: PlacedNode) -> dict[str, Any] | None:
+    """An lb of a pair: the shared address and its VRRP settings (None: a lone lb).  The
+    first lb by name starts with the higher priority; neither takes the address back from
+    the other (nopreempt), so a recovered lb does not move it a second time."""
+    edge = p.dc.edge
+    lbs = sorted(p.dc.lbs, key=lambda n: n.name)
+    if edge is None or len(lbs) != 2:
+        return None
+    peer = next(n for n in lbs if n.name != p.name)
+    return {"address": edge.address, "prefix": edge.prefix, "interface": edge.interface,
+            "vrid": edge.vrid, "advert_s": f"{edge.advert_ms / 1000:g}",
+            "priority": 150 if lbs[0].name == p.name else 100,
+            "peer": peer.address, "peer_name": peer.name}
+
+
 def rendezvous_regex(inv: Inventory, p: PlacedNode) -> str:
     """A POSIX regex of ``user@domain`` for every rendezvous number (conference, park lot
     and slot, paging group) of the accounts this data center serves; "" when none."""
@@ -471,9 +507,11 @@ def account_set_ids(inv: Inventory) -> dict[str, int]:
 
 
 def _dst(setid: int, uri: str, priority: int, duid: str, comment: str,
-         srtp: bool | None = None) -> dict[str, Any]:
-    """A dispatcher destination; a trunk's carries ``srtp=0|1`` (the media its leg gets)."""
-    attrs = f"name={comment.replace(' ', '_')}" + ("" if srtp is None else f";srtp={int(srtp)}")
+         srtp: bool | None = None, extra: str = "") -> dict[str, Any]:
+    """A dispatcher destination; a trunk's carries ``srtp=0|1`` (the media its leg gets);
+    ``extra``: more attributes (``;socket=...``)."""
+    attrs = f"name={comment.replace(' ', '_')}" + ("" if srtp is None else f";srtp={int(srtp)}") \
+        + extra
     return {"set": setid, "uri": uri, "priority": priority, "duid": duid, "comment": attrs}
 
 

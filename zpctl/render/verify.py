@@ -5,7 +5,8 @@ disk: :func:`verify_rendered` runs the FreeSWITCH validator before anything is w
 violation is a RenderError, exit 4, and nothing is written); :func:`verify_written` runs the
 real binaries on the written tree: ``kamailio -c`` on every Kamailio config (or those of the
 nodes in scope), and ``promtool check config`` (which loads the rule files too) on the
-monitoring files when promtool is installed (Prometheus is optional on a controller).
+monitoring files when promtool is installed (Prometheus is optional on a controller),
+and ``nsd-checkzone`` and ``nsd-checkconf`` on the DNS files when NSD is installed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from zpctl.errors import EnvironmentProblem
 from zpctl.render import iter_kamailio_configs
 from zpctl.render.build import Build
+from zpctl.render.dns import DNS
 from zpctl.render.freeswitch_validate import check_build as check_freeswitch_build
 from zpctl.render.monitoring import MONITORING
 
@@ -44,7 +46,31 @@ def verify_written(build_root: Path, nodes: Collection[str] | None = None
         if not ok:
             failures.append({"check": "promtool check config", "config": str(config),
                              "output": output})
-    return failures
+    return failures + check_dns_build(Path(build_root))
+
+
+def check_dns_build(build_root: Path) -> list[dict[str, str]]:
+    """``nsd-checkzone`` on the rendered zone and ``nsd-checkconf`` on each server's
+    config, when NSD is installed (a controller need not have it); the failures."""
+    out = []
+    checkzone, checkconf = shutil.which("nsd-checkzone"), shutil.which("nsd-checkconf")
+    for zonefile in sorted((build_root / DNS).glob("*.zone")):
+        if checkzone is None:
+            break
+        proc = subprocess.run([checkzone, zonefile.name.removesuffix(".zone"), str(zonefile)],
+                              capture_output=True, text=True, timeout=60, check=False)
+        if proc.returncode != 0:
+            out.append({"check": "nsd-checkzone", "config": str(zonefile),
+                        "output": (proc.stdout + proc.stderr).strip()})
+    for conf in sorted((build_root / DNS).glob("*/nsd.conf")):
+        if checkconf is None:
+            break
+        proc = subprocess.run([checkconf, str(conf)], capture_output=True, text=True,
+                              timeout=60, check=False)
+        if proc.returncode != 0:
+            out.append({"check": "nsd-checkconf", "config": str(conf),
+                        "output": (proc.stdout + proc.stderr).strip()})
+    return out
 
 
 def kamailio_binary() -> str:

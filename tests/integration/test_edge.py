@@ -1,0 +1,268 @@
+"""The edge: an lb pair sharing one service address by VRRP, and the DNS that publishes it.
+
+Data center em1 of tests/integration/fixtures/edge-mini runs in three network namespaces on
+a bridge of the test's own: one per lb (Kamailio and keepalived), one for the rest of the
+data center (proxies, media, sbcs, and NSD serving the rendered zone).  SIPp runs on the
+bridge, in the root namespace, as the phones: registrations and calls go to the service
+address that DNS publishes, and the lb that holds it is killed under that load.  Skips
+(with the reason) when not root or without ``ip netns``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.rdatatype
+import dns.resolver
+import pytest
+
+from tests.integration.netns import Namespaces, kill_namespace, namespace_pids, why_not
+from zpctl import sipp
+from zpctl.accounts import sip_users
+from zpctl.clients.probes import sip_options
+from zpctl.control import Control, address_holder
+from zpctl.errors import Unreachable
+from zpctl.lab import Lab, Service
+from zpctl.lab.procs import ProcRecord, launch
+from zpctl.loadtest import results
+from zpctl.model import LoadedInventory, load_inventory
+
+pytestmark = pytest.mark.integration
+
+FIXTURE = Path(__file__).parent / "fixtures" / "edge-mini"
+CONTROLLER = ["10.199.5.250", "10.199.5.251", "10.199.5.252"]
+SERVICE = "10.199.5.100"
+NS_OF = {"em1-lb1": "zpe-lb1", "em1-lb2": "zpe-lb2"}  # everything else of em1: zpe-core
+CORE = "zpe-core"
+
+_reason = why_not()
+if _reason is not None:
+    print(f"\nSKIP test_edge: {_reason}")
+    pytest.skip(_reason, allow_module_level=True)
+if shutil.which("keepalived") is None or shutil.which("nsd") is None:
+    pytest.fail("keepalived and nsd are not installed: run `make install`")
+
+
+@dataclass
+class Edge:
+    tmp: Path
+    inv: LoadedInventory
+    lab: Lab
+    nets: Namespaces
+    procs: dict[str, ProcRecord]
+    dead: tuple[str, ...] = ()
+
+    def power_off(self, ns: str) -> None:
+        """An lb host dies: every process of its namespace (SIGKILL), then its link."""
+        kill_namespace(ns)
+        self.nets.run(ns, "ip", "link", "set", "eth0", "down")
+        self.dead += (ns,)
+
+    def holder_ns(self) -> str | None:
+        """The live namespace whose eth0 has the service address."""
+        for ns in ("zpe-lb1", "zpe-lb2"):
+            shown = self.nets.run(ns, "ip", "-4", "addr", "show", "eth0").stdout
+            if ns not in self.dead and f" {SERVICE}/" in shown:
+                return ns
+        return None
+
+
+def _wait(check: Callable[[], None], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            check()
+            return
+        except Exception as exc:
+            last = exc
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not up within {timeout:g} s: {last}")
+
+
+def _health(s: Service) -> Callable[[], None]:
+    """The lab's health check, but a SIP OPTIONS from the bridge (the lab's comes from
+    127.0.0.1, which cannot reach a namespace)."""
+    if s.kind != "kamailio":
+        return s.health
+    address, port = next((a, p) for a, p, proto in s.listeners if proto == "udp")
+
+    def check() -> None:
+        sip_options(address, port, 0.5, source="0.0.0.0")
+    return check
+
+
+@pytest.fixture(scope="module")
+def edge() -> Iterator[Edge]:
+    tmp = Path(tempfile.mkdtemp(prefix="zpctl-edge-test-"))
+    shutil.copytree(FIXTURE, tmp / "inv")
+    inv = load_inventory(tmp / "inv")
+    em1 = [p for p in inv.nodes() if p.dc.id == "em1"]
+    core = sorted({a for p in em1 if p.name not in NS_OF
+                   for a in (p.node.address, p.node.public, p.node.mgmt)})
+    assert inv.model.dns is not None
+    core += [s.address for s in inv.model.dns.servers]
+    hosts = {CORE: core}
+    for p in em1:
+        if p.name in NS_OF:
+            hosts[NS_OF[p.name]] = [p.node.address, p.node.mgmt]
+    nets = Namespaces("zpe-br0", CONTROLLER)
+    procs: dict[str, ProcRecord] = {}
+    try:
+        nets.up(hosts)
+        lab = Lab(tmp / "lab")
+        lab.prepare(inv)
+        names = {p.name for p in em1}
+        for s in lab.services(inv):
+            if s.home not in names and not s.home.startswith("_dns"):
+                continue
+            ns = NS_OF.get(s.home, CORE)
+            argv = s.argv + (["-A", "WARMUP_S=0"] if s.name.endswith("proxy/kamailio") else [])
+            procs[s.name] = launch(s.name, nets.exec_argv(ns, argv), lab.console_log(s), s.cwd,
+                                   env=lab.launch_env(s))
+            _wait(_health(s), 30, s.name)
+        for lb, ns in NS_OF.items():
+            conf = tmp / "lab" / "build" / lb / "keepalived" / "keepalived.conf"
+            run = tmp / "lab" / "nodes" / lb / "run"
+            argv = ["keepalived", "-n", "-l", "-D", "-f", str(conf), "-p",
+                    str(run / "keepalived.pid"), "-r", str(run / "vrrp.pid")]
+            procs[f"{lb}/keepalived"] = launch(f"{lb}/keepalived", nets.exec_argv(ns, argv),
+                                               tmp / "lab" / "nodes" / lb / "log" / "keepalived.log",
+                                               run)
+        e = Edge(tmp, inv, lab, nets, procs)
+        def answered() -> None:
+            if address_holder(inv.dc("em1"), 0.5) is None:
+                raise Unreachable("no lb answers at the service address")
+        _wait(answered, 20, "the service address")
+        yield e
+    finally:
+        nets.down()
+        if os.environ.get("ZPCTL_KEEP_EDGE_TEST") is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"edge test files kept in {tmp}")
+
+
+def test_dns_publishes_the_service_address_primary_first(edge: Edge) -> None:
+    """A real resolver (dnspython, RFC 3263 order) against NSD serving the rendered zone:
+    the account's domain -> NAPTR (TLS first) -> SRV em1 then em2 -> em1's shared address."""
+    server = edge.inv.model.dns.servers[0].address  # type: ignore[union-attr]
+    res = dns.resolver.Resolver(configure=False)
+    res.nameservers = [server]
+    naptr = sorted(res.resolve("miniload.edge.zpctl.test", "NAPTR"),
+                   key=lambda r: (r.order, r.preference))
+    assert [r.service.decode() for r in naptr] == ["SIPS+D2T", "SIP+D2T", "SIP+D2U"]
+    udp = next(r for r in naptr if r.service == b"SIP+D2U").replacement.to_text()
+    assert udp == "_sip._udp.em1.edge.zpctl.test."
+    srv = sorted(res.resolve(udp, "SRV"), key=lambda r: r.priority)
+    assert [(r.priority, r.port, r.target.to_text()) for r in srv] == [
+        (10, 5060, "edge.em1.edge.zpctl.test."), (20, 5060, "edge.em2.edge.zpctl.test.")]
+    assert [a.address for a in res.resolve(srv[0].target, "A")] == [SERVICE]
+    tls = sorted(res.resolve("_sips._tcp.us01.edge.zpctl.test", "SRV"), key=lambda r: r.priority)
+    assert [r.port for r in tls] == [5061, 5061]
+    # An authoritative answer with the rendered TTL.
+    reply = dns.query.udp(dns.message.make_query("edge.em1.edge.zpctl.test", "A"), server, 2)
+    assert reply.flags & dns.flags.AA
+    assert reply.answer[0].ttl == edge.inv.model.dns.ttl  # type: ignore[union-attr]
+
+
+def test_status_names_the_lb_that_holds_the_address(edge: Edge) -> None:
+    holder_ns = edge.holder_ns()
+    assert holder_ns is not None
+    holder = next(lb for lb, ns in NS_OF.items() if ns == holder_ns)
+    st = Control(edge.inv).dc_status("em1")
+    assert st["service_address"] == SERVICE
+    assert st["address_held_by"] == holder
+    assert st["lbs"] == {"em1-lb1": "up", "em1-lb2": "up"}
+
+
+def _count_registered(inv: LoadedInventory) -> int:
+    return int(Control(inv).zone_status("em1/a")["registrations"])
+
+
+def test_killing_the_active_lb_under_load_moves_the_address(edge: Edge) -> None:
+    """Registrations and calls run to the service address; the lb that holds it dies
+    (every process of its namespace, SIGKILL, and its link goes down).  The other lb takes
+    the address within 3 s, no registration is lost, at least 99 % of the calls succeed,
+    and the calls that were up when it died end with a BYE that the surviving lb routes."""
+    inv = edge.inv
+    users = [u for u in sip_users(inv, edge.lab.secrets()) if u.account == "miniload"]
+    callee, phones = users[0], users[1:]
+    work = edge.tmp / "load"
+    work.mkdir()
+    target = f"{SERVICE}:5060"
+    csv = sipp.users_csv(work / "callee.csv", [(callee.username, callee.domain, callee.password)])
+    reg = sipp.run("register", target, workdir=work, name="callee-register",
+                   local_ip=CONTROLLER[1], local_port=5060, users=csv,
+                   keys={"expires": "3600"}, wait_s=15)
+    assert reg.returncode == 0, reg.output
+    uas = sipp.start("uas", None, workdir=work, name="callee", local_ip=CONTROLLER[1],
+                     local_port=5060, calls=None, media_port=25000, rtp_echo=True, trace=False)
+    phones_csv = sipp.users_csv(work / "phones.csv",
+                                [(u.username, u.domain, u.password) for u in phones])
+    rate, seconds = 10.0, 24.0
+    regs = sipp.start_argv(sipp.command(
+        "register", target, workdir=work, name="registrations", local_ip=CONTROLLER[0],
+        local_port=5070, users=phones_csv, keys={"expires": "120"},
+        calls=int(rate * seconds), rate=rate, trace=False,
+        extra=["-trace_err", "-error_file", str(work / "registrations.errors.log")]),
+        work, "registrations")
+    calls = sipp.start_argv(sipp.command(
+        "call", target, workdir=work, name="calls", local_ip=CONTROLLER[2], local_port=5300,
+        users=phones_csv, service=callee.username, calls=int(rate * seconds), rate=rate,
+        media_port=24000, hold_ms=3000, trace=False, timeout_s=seconds + 60,
+        extra=["-trace_err", "-error_file", str(work / "calls.errors.log")]), work, "calls")
+    try:
+        time.sleep(8)
+        holder_ns = edge.holder_ns()
+        assert holder_ns is not None
+        other_ns = next(ns for ns in NS_OF.values() if ns != holder_ns)
+        other = next(lb for lb, ns in NS_OF.items() if ns == other_ns)
+        up_before = int(results.last_row(calls.stats).get("CurrentCall", 0) or 0)
+        t0 = time.monotonic()
+        edge.power_off(holder_ns)
+        moved = None
+        while time.monotonic() - t0 < 10:
+            if edge.holder_ns() == other_ns:
+                moved = time.monotonic() - t0
+                break
+            time.sleep(0.02)
+        answered = None
+        while time.monotonic() - t0 < 15:
+            if address_holder(inv.dc("em1"), 0.3) == other:
+                answered = time.monotonic() - t0
+                break
+        assert not namespace_pids(holder_ns)
+        assert regs.wait(seconds + 60) is not None
+        calls.wait(seconds + 90)
+    finally:
+        regs.stop()
+        calls.stop()
+        uas.stop()
+    print(f"lb failover: address on {other} after {moved} s, answering SIP after "
+          f"{answered} s; {up_before} calls up when the holder died")
+    assert moved is not None and moved <= 3.0, moved
+    assert answered is not None
+    reg_stats = results.last_row(regs.stats)
+    call_stats = results.last_row(calls.stats)
+    print(f"registrations: {reg_stats.get('SuccessfulCall(C)')} ok, "
+          f"{reg_stats.get('FailedCall(C)')} failed; calls: "
+          f"{call_stats.get('SuccessfulCall(C)')}/{call_stats.get('TotalCallCreated')} ok")
+    assert int(reg_stats["FailedCall(C)"]) == 0
+    assert int(reg_stats["SuccessfulCall(C)"]) == int(rate * seconds)
+    created = int(call_stats["TotalCallCreated"])
+    assert created == int(rate * seconds)
+    assert int(call_stats["SuccessfulCall(C)"]) / created >= 0.99
+    assert up_before > 0  # calls were up when the holder died: their BYEs went via the other
+    # Every phone and the callee are registered at the zones (DMQ-replicated: one count).
+    assert _count_registered(inv) == len(phones) + 1
+    assert Control(inv).dc_status("em1")["address_held_by"] == other
