@@ -193,8 +193,8 @@ def test_down_leaves_nothing_behind(lab: Lab, shifted: Path,
     """Runs last in this module: stops the module's lab from the CLI and checks, the moment
     it returns, that no process of it runs and no address of it is taken."""
     records = lab.records()
-    # 10 Kamailio + 4 rtpengine + 4 Redis + 5 FreeSWITCH + PostgreSQL + 4 peers
-    assert len(records) == 28
+    # 10 Kamailio + 4 rtpengine + 4 Redis + 5 FreeSWITCH + PostgreSQL + NSD + 4 peers
+    assert len(records) == 29
     capsys.readouterr()
     assert main(["lab", "down", "--lab-dir", str(lab.dir), "-o", "json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -205,7 +205,8 @@ def test_down_leaves_nothing_behind(lab: Lab, shifted: Path,
     assert all(not r.alive() for r in records)
     assert lab.records() == []
     peers = [("127.0.19.1", 5060, "udp"), ("127.0.19.2", 5060, "udp"),
-             ("127.0.19.10", 5061, "tcp"), ("127.0.19.11", 5060, "udp")]
+             ("127.0.19.10", 5061, "tcp"), ("127.0.19.11", 5060, "udp"),
+             ("127.0.53.11", 53, "udp"), ("127.0.53.11", 53, "tcp")]  # the DNS server
     for addr, port, proto in _listeners(shifted) + peers:
         assert port_free(addr, port, proto), f"{addr}:{port}/{proto} still taken"
     with pytest.raises(Unreachable):
