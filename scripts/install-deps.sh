@@ -10,11 +10,11 @@ PACKAGES=(
   sip-tester rtpengine-daemon redis-server prometheus
   sqlite3 openssl iproute2 procps curl python3-venv python3-pip
   openssh-server openssh-client
-  sslscan sipvicious
+  sslscan sipvicious nmap  # attack tests; the edge test's port scan (docs/EDGE.md)
   espeak-ng  # the switches' voice prompts, spoken offline (docs/PROMPTS.md)
   postgresql-15 postgresql-client-15  # the switches' core databases (switch_recovery)
   gcc libc6-dev  # the OpenSSL fork guard the lab preloads into Kamailio 5.6 (zpctl/native)
-  nsd keepalived  # the edge: the lab's authoritative DNS, VRRP for lb pairs (docs/EDGE.md)
+  nsd keepalived nftables  # the edge: DNS, VRRP for lb pairs, firewalls (docs/EDGE.md)
 )
 
 missing=()

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 import dns.flags
 import dns.message
@@ -25,6 +27,7 @@ import dns.rdatatype
 import dns.resolver
 import pytest
 
+from tests.conftest import INVENTORIES
 from tests.integration.netns import Namespaces, kill_namespace, namespace_pids, why_not
 from zpctl import sipp
 from zpctl.accounts import sip_users
@@ -34,12 +37,16 @@ from zpctl.errors import Unreachable
 from zpctl.lab import Lab, Service
 from zpctl.lab.procs import ProcRecord, launch
 from zpctl.loadtest import results
-from zpctl.model import LoadedInventory, load_inventory
+from zpctl.model import LoadedInventory, PlacedNode, load_inventory
+from zpctl.render import render
+from zpctl.render.verify import check_firewall_build
+from zpctl.secrets import Secrets
 
 pytestmark = pytest.mark.integration
 
 FIXTURE = Path(__file__).parent / "fixtures" / "edge-mini"
 CONTROLLER = ["10.199.5.250", "10.199.5.251", "10.199.5.252"]
+SCANNER = "10.199.5.150"  # on the bridge too, outside the management networks
 SERVICE = "10.199.5.100"
 NS_OF = {"em1-lb1": "zpe-lb1", "em1-lb2": "zpe-lb2"}  # everything else of em1: zpe-core
 CORE = "zpe-core"
@@ -48,8 +55,9 @@ _reason = why_not()
 if _reason is not None:
     print(f"\nSKIP test_edge: {_reason}")
     pytest.skip(_reason, allow_module_level=True)
-if shutil.which("keepalived") is None or shutil.which("nsd") is None:
-    pytest.fail("keepalived and nsd are not installed: run `make install`")
+_missing = [b for b in ("keepalived", "nsd", "nft", "nmap") if shutil.which(b) is None]
+if _missing:
+    pytest.fail(f"{', '.join(_missing)} not installed: run `make install`")
 
 
 @dataclass
@@ -101,6 +109,33 @@ def _health(s: Service) -> Callable[[], None]:
     return check
 
 
+def _firewalls(nets: Namespaces, build: Path, nodes: list[PlacedNode]) -> None:
+    """Each node's rendered firewall, loaded in its namespace.  The nodes that share the
+    core namespace get one table with all their rules: each rule names its node's
+    addresses (ip daddr), so together they act as each node's own."""
+    core: list[str] = []
+    for p in nodes:
+        text = (build / p.name / "nftables" / "zpctl.nft").read_text()
+        if p.name in NS_OF:
+            r = nets.run(NS_OF[p.name], "nft", "-f", str(build / p.name / "nftables" / "zpctl.nft"))
+            assert r.returncode == 0, r.stderr
+        else:
+            core += [ln for ln in text.splitlines() if ln.strip().startswith("ip ")]
+    # NSD stands in for the platform's authoritative servers, which are not nodes: their
+    # hosts' firewalls are not zpctl's.
+    dns_server = "10.199.5.53"
+    core += [f'ip daddr {dns_server} {proto} dport 53 accept comment "DNS"'
+             for proto in ("udp", "tcp")]
+    # The first core node's file with its rule lines replaced by every core node's.
+    first = next(p for p in nodes if p.name not in NS_OF)
+    lines = (build / first.name / "nftables" / "zpctl.nft").read_text().splitlines()
+    at = [i for i, ln in enumerate(lines) if ln.strip().startswith("ip ")]
+    merged = build.parent / "core.nft"
+    merged.write_text("\n".join(lines[:at[0]] + core + lines[at[-1] + 1:]) + "\n")
+    r = nets.run(CORE, "nft", "-f", str(merged))
+    assert r.returncode == 0, r.stderr + merged.read_text()
+
+
 @pytest.fixture(scope="module")
 def edge() -> Iterator[Edge]:
     tmp = Path(tempfile.mkdtemp(prefix="zpctl-edge-test-"))
@@ -115,7 +150,7 @@ def edge() -> Iterator[Edge]:
     for p in em1:
         if p.name in NS_OF:
             hosts[NS_OF[p.name]] = [p.node.address, p.node.mgmt]
-    nets = Namespaces("zpe-br0", CONTROLLER)
+    nets = Namespaces("zpe-br0", [*CONTROLLER, SCANNER])
     procs: dict[str, ProcRecord] = {}
     try:
         nets.up(hosts)
@@ -138,6 +173,7 @@ def edge() -> Iterator[Edge]:
             procs[f"{lb}/keepalived"] = launch(f"{lb}/keepalived", nets.exec_argv(ns, argv),
                                                tmp / "lab" / "nodes" / lb / "log" / "keepalived.log",
                                                run)
+        _firewalls(nets, tmp / "lab" / "build", em1)
         e = Edge(tmp, inv, lab, nets, procs)
         def answered() -> None:
             if address_holder(inv.dc("em1"), 0.5) is None:
@@ -183,6 +219,49 @@ def test_status_names_the_lb_that_holds_the_address(edge: Edge) -> None:
     assert st["service_address"] == SERVICE
     assert st["address_held_by"] == holder
     assert st["lbs"] == {"em1-lb1": "up", "em1-lb2": "up"}
+
+
+def test_a_port_scan_from_outside_finds_only_sip_at_the_edge(edge: Edge) -> None:
+    """nmap, from an address outside the management networks: every TCP port of the
+    edge (the lbs' own and management addresses and the service address), and ports 1-1024
+    plus every port a node uses on every other address of em1.  Only
+    the lbs' SIP and SIP over TLS ports answer.  The management ports answer the
+    management networks (the status test above used JSON-RPC), and the zone proxies' SIP
+    answers the lbs, not the outside."""
+    em1 = [p for p in edge.inv.nodes() if p.dc.id == "em1"]
+    edge_addrs = sorted({a for p in em1 if p.name in NS_OF for a in (p.node.address, p.node.mgmt)}
+                        | {SERVICE})
+    others = sorted({a for p in em1 if p.name not in NS_OF
+                     for a in (p.node.address, p.node.public, p.node.mgmt)})
+    ports = sorted({port for p in em1 for port in p.node.ports.model_dump().values()} | {22})
+    t0 = time.monotonic()
+    out = _nmap(["-p-", *edge_addrs]) + _nmap(
+        ["-p", ",".join(["1-1024", *map(str, ports)]), *others])
+    open_ports = set()
+    for report in out:
+        open_ports |= {(host.find("address").get("addr"), int(port.get("portid")))  # type: ignore[union-attr,arg-type]
+                       for host in report.findall("host") for port in host.iter("port")
+                       if port.find("state").get("state") == "open"}  # type: ignore[union-attr]
+    assert sum(len(r.findall("host")) for r in out) == len(edge_addrs) + len(others)
+    print(f"nmap: {len(edge_addrs)} edge addresses x 65,535 TCP ports, {len(others)} others: "
+          f"{time.monotonic() - t0:.0f} s")
+    lbs = [SERVICE, "10.199.5.1", "10.199.5.2"]
+    assert open_ports == {(a, port) for a in lbs for port in (5060, 5061)}, out
+    # UDP: SIP answers at the service address, not at a zone proxy.
+    assert sip_options(SERVICE, 5060, 1.0, source=SCANNER).status == 200
+    with pytest.raises(Unreachable):
+        sip_options("10.199.5.11", 5060, 1.0, source=SCANNER)
+    # From the management networks, the proxy answers its management port.
+    assert Control(edge.inv).zone_status("em1/a")["proxy_state"] == "up"
+
+
+def _nmap(args: list[str]) -> list[ElementTree.Element]:
+    """A TCP SYN scan from the scanner's address; nmap's XML report."""
+    out = subprocess.run(
+        ["nmap", "-sS", "-Pn", "-n", "--min-rate", "20000", "--max-retries", "1",
+         "-e", "zpe-br0", "-S", SCANNER, "-oX", "-", *args],
+        capture_output=True, text=True, timeout=600, check=True).stdout
+    return [ElementTree.fromstring(out)]
 
 
 def _count_registered(inv: LoadedInventory) -> int:
@@ -266,3 +345,12 @@ def test_killing_the_active_lb_under_load_moves_the_address(edge: Edge) -> None:
     # Every phone and the callee are registered at the zones (DMQ-replicated: one count).
     assert _count_registered(inv) == len(phones) + 1
     assert Control(inv).dc_status("em1")["address_held_by"] == other
+
+
+def test_every_shipped_node_firewall_passes_nft_check(tmp_path: Path) -> None:
+    """The rendered firewalls of the largest shipped inventory, checked by nft against
+    this kernel (nft -c: parsed and checked, nothing applied)."""
+    inv = load_inventory(INVENTORIES / "us01")
+    render(inv, Secrets.load(tmp_path / "s.yml")).write(tmp_path / "build")
+    assert len(list((tmp_path / "build").glob("*/nftables/zpctl.nft"))) == len(list(inv.nodes()))
+    assert check_firewall_build(tmp_path / "build") == []

@@ -24,7 +24,7 @@ def run_all(inv: Inventory, root: Path | None = None) -> list[Finding]:
     """Every cross-check; ``root`` is the inventory directory (for files it names)."""
     out: list[Finding] = []
     for check in (_datacenters, _nodes_unique, _numbers_unique, _carriers, _standby, _edges,
-                  _dns):
+                  _dns, _firewall):
         out.extend(check(inv))
     out.extend(_accounts(inv, root))
     out.extend(pbx_checks.check(inv))
@@ -89,6 +89,34 @@ def _edges(inv: Inventory) -> Iterator[Finding]:
                 yield (*at, "vrid"), (f"VRRP router id {vrid} is also data center {other}'s "
                                       f"on {other_net}: give each pair its own edge.vrid")
         seen.append((net, dc.edge.vrid, dc.id))
+
+
+def _firewall(inv: Inventory) -> Iterator[Finding]:
+    """A needed path the firewall would close: sources the platform relies on that fall
+    outside what the firewall lets in."""
+    def inside(addr: str, nets: list[str]) -> bool:
+        a = ipaddress.ip_network(addr, strict=False)
+        return any(a.subnet_of(ipaddress.IPv4Network(n)) for n in nets
+                   if isinstance(a, ipaddress.IPv4Network))
+    fw = inv.firewall
+    for i, net in enumerate(inv.platform.flood_exempt):
+        if not inside(net, fw.sip_from):
+            yield ("platform", "flood_exempt", i), (
+                f"{net} is exempt from flood limits, but firewall.sip_from "
+                f"({', '.join(fw.sip_from)}) closes the lbs' SIP ports to it")
+    for ci, c in enumerate(inv.carriers):
+        for ai, a in enumerate(c.addresses):
+            if not inside(a.address, fw.rtp_from):
+                yield ("carriers", ci, "addresses", ai, "address"), (
+                    f"carrier {c.id} sends its media from {a.address}, but firewall.rtp_from "
+                    f"({', '.join(fw.rtp_from)}) closes the media nodes' RTP ports to it")
+    for ai, acct in enumerate(inv.accounts):
+        for ti, t in enumerate(acct.trunks):
+            for xi, a in enumerate(t.addresses):
+                if not inside(a.address, fw.rtp_from):
+                    yield ("accounts", ai, "trunks", ti, "addresses", xi, "address"), (
+                        f"trunk {t.id} sends its media from {a.address}, but firewall.rtp_from "
+                        f"({', '.join(fw.rtp_from)}) closes the media nodes' RTP ports to it")
 
 
 def _dns(inv: Inventory) -> Iterator[Finding]:

@@ -340,6 +340,16 @@ class Dns(Strict):
     servers: Annotated[list[NameServer], Field(min_length=1)]  # the authoritative servers
 
 
+class Firewall(Strict):
+    """What each node's nftables rules let in from outside the platform (docs/EDGE.md):
+    the rest is derived from the inventory (who talks to whom)."""
+
+    # Sources that may reach the lbs' SIP and SIP over TLS ports: phones and apps.
+    sip_from: Annotated[list[Network], Field(min_length=1)] = ["0.0.0.0/0"]
+    # Sources that may send RTP to the media nodes' public addresses: phones and carriers.
+    rtp_from: Annotated[list[Network], Field(min_length=1)] = ["0.0.0.0/0"]
+
+
 class PlatformInfo(Strict):
     name: Ident
     sip_domain: Hostname  # accounts get <account>.<sip_domain> unless they set their own
@@ -470,6 +480,7 @@ class Inventory(Strict):
     database: Database = Field(default_factory=Database)
     switch_recovery: SwitchRecovery | None = None
     dns: Dns | None = None
+    firewall: Firewall = Field(default_factory=Firewall)
     defaults: Defaults = Field(default_factory=Defaults)
     datacenters: list[DataCenter]
     accounts: list[Account] = Field(default_factory=list)

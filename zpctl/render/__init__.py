@@ -32,6 +32,7 @@ from zpctl.model.schema import DataCenter, Inventory, Node, Role
 from zpctl.paths import data_dir
 from zpctl.render.build import MANIFEST, Build, check_out_dir
 from zpctl.render.dns import DNS, dns_files
+from zpctl.render.firewall import firewall_rules
 from zpctl.render.freeswitch import (
     SwitchDocument,
     extensions_xml,
@@ -159,6 +160,9 @@ class _Renderer:
             if renderer is not None:
                 renderer(placed)
             self.node_manifest(placed)
+            self.build.add(f"{placed.name}/nftables/zpctl.nft",
+                           self.tpl("nftables.nft.j2", node=placed.node, dc=placed.dc,
+                                    rules=firewall_rules(self.loaded, placed)))
         add_monitoring(self.build, self.loaded, self.tpl)
         for path, text in dns_files(self.inv, self.tpl, self.dns_paths).items():
             self.build.add(path, text)

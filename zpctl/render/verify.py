@@ -6,11 +6,13 @@ violation is a RenderError, exit 4, and nothing is written); :func:`verify_writt
 real binaries on the written tree: ``kamailio -c`` on every Kamailio config (or those of the
 nodes in scope), and ``promtool check config`` (which loads the rule files too) on the
 monitoring files when promtool is installed (Prometheus is optional on a controller),
-and ``nsd-checkzone`` and ``nsd-checkconf`` on the DNS files when NSD is installed.
+``nsd-checkzone`` and ``nsd-checkconf`` on the DNS files when NSD is installed, and
+``nft -c`` on each node's firewall when nft is installed and zpctl runs as root.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -46,7 +48,27 @@ def verify_written(build_root: Path, nodes: Collection[str] | None = None
         if not ok:
             failures.append({"check": "promtool check config", "config": str(config),
                              "output": output})
-    return failures + check_dns_build(Path(build_root))
+    return failures + check_dns_build(Path(build_root)) + check_firewall_build(
+        Path(build_root), nodes)
+
+
+def check_firewall_build(build_root: Path, nodes: Collection[str] | None = None
+                         ) -> list[dict[str, str]]:
+    """``nft -c`` (parse and check against the kernel, apply nothing) on each node's
+    firewall, when nft is installed and zpctl runs as root (nft needs it); the failures."""
+    nft = shutil.which("nft") or ("/usr/sbin/nft" if Path("/usr/sbin/nft").exists() else None)
+    if nft is None or os.geteuid() != 0:
+        return []
+    out = []
+    for rules in sorted(Path(build_root).glob("*/nftables/zpctl.nft")):
+        if nodes is not None and rules.parent.parent.name not in nodes:
+            continue
+        proc = subprocess.run([nft, "-c", "-f", str(rules)], capture_output=True, text=True,
+                              timeout=60, check=False)
+        if proc.returncode != 0:
+            out.append({"check": "nft -c", "config": str(rules),
+                        "output": (proc.stdout + proc.stderr).strip()})
+    return out
 
 
 def check_dns_build(build_root: Path) -> list[dict[str, str]]:
