@@ -90,10 +90,19 @@ class Namespaces:
     bridge: str
     controller: list[str]
     names: list[str] = field(default_factory=list)
+    etc: list[Path] = field(default_factory=list)
 
-    def up(self, hosts: dict[str, list[str]]) -> Namespaces:
+    def up(self, hosts: dict[str, list[str]], resolvers: dict[str, str] | None = None
+           ) -> Namespaces:
+        """``resolvers``: namespace -> the name server its processes use (``ip netns
+        exec`` mounts /etc/netns/NS/resolv.conf over /etc/resolv.conf)."""
         self._lock = open(LOCK, "w")  # noqa: SIM115 - held until down()
         fcntl.flock(self._lock, fcntl.LOCK_EX)
+        for ns, server in (resolvers or {}).items():
+            folder = Path("/etc/netns") / ns
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "resolv.conf").write_text(f"nameserver {server}\n")
+            self.etc.append(folder)
         _ip("link", "add", self.bridge, "type", "bridge")
         for a in self.controller:
             _ip("addr", "add", f"{a}/{PREFIX}", "dev", self.bridge)
@@ -116,6 +125,8 @@ class Namespaces:
         for ns in self.names:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
+        for folder in self.etc:
+            shutil.rmtree(folder, ignore_errors=True)
         lock = getattr(self, "_lock", None)
         if lock is not None:
             lock.close()

@@ -10,8 +10,10 @@ address that DNS publishes, and the lb that holds it is killed under that load. 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -47,6 +49,7 @@ pytestmark = pytest.mark.integration
 FIXTURE = Path(__file__).parent / "fixtures" / "edge-mini"
 CONTROLLER = ["10.199.5.250", "10.199.5.251", "10.199.5.252"]
 SCANNER = "10.199.5.150"  # on the bridge too, outside the management networks
+CARRIER, SILENT_CARRIER = "10.199.5.240", "10.199.5.241"  # the carrier's SRV targets
 SERVICE = "10.199.5.100"
 NS_OF = {"em1-lb1": "zpe-lb1", "em1-lb2": "zpe-lb2"}  # everything else of em1: zpe-core
 CORE = "zpe-core"
@@ -150,10 +153,11 @@ def edge() -> Iterator[Edge]:
     for p in em1:
         if p.name in NS_OF:
             hosts[NS_OF[p.name]] = [p.node.address, p.node.mgmt]
-    nets = Namespaces("zpe-br0", [*CONTROLLER, SCANNER])
+    nets = Namespaces("zpe-br0", [*CONTROLLER, SCANNER, CARRIER, SILENT_CARRIER])
     procs: dict[str, ProcRecord] = {}
     try:
-        nets.up(hosts)
+        # The core's processes (the sbcs) resolve through the lab's NSD.
+        nets.up(hosts, resolvers={CORE: inv.model.dns.servers[0].address})
         lab = Lab(tmp / "lab")
         lab.prepare(inv)
         names = {p.name for p in em1}
@@ -253,6 +257,42 @@ def test_a_port_scan_from_outside_finds_only_sip_at_the_edge(edge: Edge) -> None
         sip_options("10.199.5.11", 5060, 1.0, source=SCANNER)
     # From the management networks, the proxy answers its management port.
     assert Control(edge.inv).zone_status("em1/a")["proxy_state"] == "up"
+
+
+def test_the_sbc_reaches_a_carrier_by_srv_and_fails_over(edge: Edge) -> None:
+    """The carrier is named by its domain.  The sbc asks DNS (NSD, through its host's
+    resolver) for the SRV records, sends the call to the first target, which never
+    answers, and when its transaction times out, to the second, which answers: Kamailio's
+    own DNS failover."""
+    users = [u for u in sip_users(edge.inv, edge.lab.secrets()) if u.account == "miniload"]
+    work = edge.tmp / "carrier"
+    work.mkdir()
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind((SILENT_CARRIER, 5060))
+    silent.settimeout(0.2)
+    uas = sipp.start("uas", None, workdir=work, name="carrier", local_ip=CARRIER,
+                     local_port=5060, calls=None, media_port=26000, rtp_echo=True)
+    try:
+        time.sleep(0.3)
+        csv = sipp.users_csv(work / "caller.csv",
+                             [(users[5].username, users[5].domain, users[5].password)])
+        call = sipp.run("call", f"{SERVICE}:5060", workdir=work, name="caller",
+                        local_ip=CONTROLLER[2], local_port=5400, users=csv,
+                        service="+15557770001", calls=1, media_port=27000, hold_ms=1000,
+                        wait_s=60)
+        got = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                got.append(silent.recv(65535).decode(errors="replace"))
+    finally:
+        uas.stop()
+        silent.close()
+    assert call.returncode == 0, call.output
+    # The first SRV target got the INVITE (and its retransmissions), never answered.
+    assert any(m.startswith("INVITE sip:+15557770001@carrier.edge.zpctl.test") for m in got), got
+    # The second answered: the call was set up there, and hung up there.
+    assert len(uas.received("INVITE sip:+15557770001@carrier.edge.zpctl.test")) == 1
+    assert len(uas.received("BYE ")) == 1
 
 
 def _nmap(args: list[str]) -> list[ElementTree.Element]:

@@ -89,3 +89,20 @@ def test_an_lb_pair_shares_the_service_address(tmp_path: Path) -> None:
     # A lone lb (em2) keeps its own address and no VRRP.
     assert "em2-lb/keepalived/keepalived.conf" not in build
     assert "ip_free_bind" not in text["em2-lb/kamailio/kamailio.cfg"]
+
+
+def test_a_carrier_named_by_its_domain_is_reached_by_srv(tmp_path: Path) -> None:
+    inv = load_inventory(EDGE_MINI)
+    build = render(inv, Secrets.load(tmp_path / "s.yml")).files
+    text = {k: v.data.decode() for k, v in build.items()}
+    # one destination, not resolved at load (flag 16): SRV at each send, then failover
+    assert "10 sip:carrier.edge.zpctl.test;transport=udp 16 0 duid=carrier-mini-carrier" \
+        in text["em1-a-sbc/kamailio/dispatcher.list"]
+    sbc = text["em1-a-sbc/kamailio/kamailio.cfg"]
+    assert "use_dns_cache=on" in sbc and "use_dns_failover=on" in sbc
+    # the lab's carrier, named by address, keeps the DNS cache off
+    lab = render(load_inventory(INVENTORIES / "lab"), Secrets.load(tmp_path / "l.yml")).files
+    assert "use_dns_cache=no" in lab["lab1-a-sbc/kamailio/kamailio.cfg"].data.decode()
+    # the zone stands in for the carrier's own records: its addresses, in order
+    assert _srv(EDGE_MINI, "_sip._udp.carrier") == [(10, 5060, "t1.carrier"),
+                                                   (20, 5060, "t2.carrier")]

@@ -268,6 +268,10 @@ class TrunkAddress(Strict):
 class Carrier(Strict):
     id: Ident
     name: str
+    # The carrier's SIP domain: the sbcs send to it by SRV (the first address's transport)
+    # and Kamailio fails over between its targets.  Without it, the sbcs send to the
+    # addresses in turn.  Either way the addresses are the sources the sbcs accept.
+    host: Hostname | None = None
     addresses: Annotated[list[TrunkAddress], Field(min_length=1)]
     codecs: list[Literal["opus", "pcmu", "pcma", "g729"]] = ["pcmu", "pcma"]
     srtp: bool = False

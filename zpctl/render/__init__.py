@@ -60,6 +60,9 @@ __all__ = ["BANNER", "MANIFEST", "TEMPLATE_DIRS", "Build", "check_out_dir", "env
 TEMPLATE_DIRS = tuple(data_dir(d) for d in ("kamailio", "templates", "freeswitch"))
 BANNER = "managed by zpctl — do not edit; rendered from the inventory"
 
+# A dispatcher destination's flag: its host is not resolved when the list is loaded (a
+# carrier named by its SIP domain is resolved by SRV when each request is sent).
+DS_NO_DNS_AT_LOAD = 16
 # Switches a call is offered to before it takes the direct path to the user.
 SWITCH_TRIES = 3
 # A zone proxy checks credentials it read from the database less than this long ago in its
@@ -371,9 +374,15 @@ class _Renderer:
         if carrier_codecs:
             set_codecs.append((10, _codec_flags(carrier_codecs)))
         for c in sorted(self.inv.carriers, key=lambda c: c.id):
+            if c.host is not None:  # one destination, its targets from DNS (SRV)
+                # flag 16: not resolved when loaded (an A lookup), but at each send (SRV)
+                dsts.append({**_dst(10, f"sip:{c.host};transport={c.addresses[0].transport}",
+                                    0, f"carrier-{c.id}", f"carrier {c.id}", srtp=c.srtp),
+                             "flags": DS_NO_DNS_AT_LOAD})
             for a in c.addresses:
-                dsts.append(_dst(10, _trunk_uri(a.address, a.port, a.transport), 0,
-                                 f"carrier-{c.id}", f"carrier {c.id}", srtp=c.srtp))
+                if c.host is None:
+                    dsts.append(_dst(10, _trunk_uri(a.address, a.port, a.transport), 0,
+                                     f"carrier-{c.id}", f"carrier {c.id}", srtp=c.srtp))
                 peers[a.address] = c.id
         account_sets: list[tuple[str, int]] = []
         setids = account_set_ids(self.inv)
@@ -405,6 +414,8 @@ class _Renderer:
             "peers": sorted(peers.items()),
             "set_codecs": set_codecs,
             "tls": tls,
+            # carriers reached by SRV: Kamailio's DNS cache and failover between targets
+            "dns": any(c.host is not None for c in self.inv.carriers),
             # the platform side: a switch, when there is a switch tier
             "platform_offer": switch_offer(self.inv, p.dc),
         }

@@ -14,6 +14,8 @@ service address (the lb pair's shared address, or the one lb's own).
 * ``<cluster>.<zone>`` (lower case): every data center of the cluster, primaries first.
   A regional cluster has no cluster-wide name, which would lead across its region's
   border: ``<region>.<cluster>.<zone>`` lists only that region's data centers.
+* A carrier whose ``host`` is under the zone (the lab's): SRV records for its addresses in
+  the order the inventory lists them.  A real carrier publishes its own.
 * Each account domain under the zone: NAPTR records leading to its home data center's
   SRV names (the data center of its first site, or that one's primary), so a phone that
   resolves the domain of its own SIP URI finds its home and then the secondary.
@@ -119,6 +121,17 @@ def records(inv: Inventory) -> list[Record]:
                 port = getattr(dc.lbs[0].ports, port_key)
                 out.append(Record(f"{prefix}.{name}", "SRV",
                                   f"{dc.srv_priority} {SRV_WEIGHT} {port} {edge_name(dc)}"))
+    for c in sorted(inv.carriers, key=lambda c: c.id):
+        rel = relative(inv, c.host) if c.host else None
+        if rel is None or rel == "@":
+            continue
+        for i, a in enumerate(c.addresses):
+            prefix = {"udp": "_sip._udp", "tcp": "_sip._tcp", "tls": "_sips._tcp"}[a.transport]
+            out.append(Record(f"t{i + 1}.{rel}", "A", a.address,
+                              f"carrier {c.id}, in the order it lists its addresses" if i == 0
+                              else ""))
+            out.append(Record(f"{prefix}.{rel}", "SRV",
+                              f"{10 * (i + 1)} {SRV_WEIGHT} {a.port} t{i + 1}.{rel}"))
     for acct in sorted(inv.accounts, key=lambda a: a.id):
         rel = relative(inv, inv.account_domain(acct))
         home = home_service(inv, acct.sites[0].datacenter)
