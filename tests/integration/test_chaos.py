@@ -270,55 +270,6 @@ def test_e_datacenter_failover_converges(zpctl_lab: Lab, control: Control,
     assert converged is not None
 
 
-def test_g_datacenter_failover_by_dns(zpctl_lab: Lab, control: Control,
-                                      tmp_path: Path) -> None:
-    """Phones that follow DNS: each resolves its account's domain at the lab's DNS (NSD
-    serving the rendered zone): NAPTR -> SRV -> A lists lab1's edge, then lab2's.  lab1's
-    edge dies (its lb, SIGKILL).  At their next registration the phones get no answer
-    from the first target within their failover timer (2 s) and register at the second.
-    All 1,000 must end up on lab2; the time from the fault is recorded (docs/EDGE.md)."""
-    inv = zpctl_lab.inventory()
-    assert inv.model.dns is not None
-    users = [u for u in zpctl_lab.users() if u.account == "loadco"]
-    assert len(users) == 1000
-    targets = sip_targets(users[0].domain, inv.model.dns.servers[0].address, "udp")
-    lab1_lb, lab2_lb = inv.dc("lab1").lbs[0], inv.dc("lab2").lbs[0]
-    assert targets == [(lab1_lb.address, 5060), (lab2_lb.address, 5060)]
-    (primary, _), (secondary, secondary_port) = targets
-    csv = sipp.users_csv(tmp_path / "phones.csv", [(u.username, u.domain, u.password)
-                                                   for u in users])
-    keys = {"secondary_host": secondary, "secondary_port": str(secondary_port)}
-    first = sipp.run("register_failover", f"{primary}:5060", workdir=tmp_path,
-                     name="on-primary", local_ip="127.0.6.8", local_port=5600, users=csv,
-                     calls=1000, rate=500, keys=keys, wait_s=60, trace=False)
-    assert first.returncode == 0
-    lab2_before = sum(_contacts(control, f"lab2/{z}") for z in ("a", "b")) // 2
-    fault = time.time()
-    zpctl_lab.kill("lab1-lb")  # the primary's edge goes down
-    # The phones' next registration (here all of them, at 500/s): the targets DNS gave.
-    again = sipp.run("register_failover", f"{primary}:5060", workdir=tmp_path,
-                     name="failover", local_ip="127.0.6.8", local_port=5600, users=csv,
-                     calls=1000, rate=500, keys=keys, wait_s=120, trace=False,
-                     extra=["-trace_logs", "-log_file", str(tmp_path / "failover.log")])
-    converged = None
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        counts = [_contacts(control, f"lab2/{z}") for z in ("a", "b")]
-        if min(counts) - lab2_before >= 1000:
-            converged = time.time() - fault
-            break
-        time.sleep(0.2)
-    log = (tmp_path / "failover.log").read_text() if (tmp_path / "failover.log").exists() else ""
-    record("g-dc-failover-dns", {"phones": 1000, "rate": 500, "ttl_s": inv.model.dns.ttl,
-                                 "failover_timer_s": 2, "targets": targets,
-                                 "converged_s": round(converged, 2) if converged else None,
-                                 "registered_secondary": log.count("registered secondary"),
-                                 "sipp_rc": again.returncode})
-    assert again.returncode == 0
-    assert log.count("registered secondary") == 1000
-    assert converged is not None
-
-
 def test_f_switch_drain_loses_no_call(zpctl_lab: Lab, control: Control,
                                       steady: Callable[..., SteadyLoad],
                                       capsys: pytest.CaptureFixture[str]) -> None:
@@ -395,3 +346,52 @@ def test_g_switch_killed_under_load_new_calls_go_to_the_others(
     assert calls["attempted"] == 400
     # Every failure beyond the calls the switch carried is a new call that failed.
     assert calls["failed"] - lost_in_progress <= 2, (lost_in_progress, calls)  # 0.5 % of 400
+
+
+def test_h_datacenter_failover_by_dns(zpctl_lab: Lab, control: Control,
+                                      tmp_path: Path) -> None:
+    """Phones that follow DNS: each resolves its account's domain at the lab's DNS (NSD
+    serving the rendered zone): NAPTR -> SRV -> A lists lab1's edge, then lab2's.  lab1's
+    edge dies (its lb, SIGKILL).  At their next registration the phones get no answer
+    from the first target within their failover timer (2 s) and register at the second.
+    All 1,000 must end up on lab2; the time from the fault is recorded (docs/EDGE.md)."""
+    inv = zpctl_lab.inventory()
+    assert inv.model.dns is not None
+    users = [u for u in zpctl_lab.users() if u.account == "loadco"]
+    assert len(users) == 1000
+    targets = sip_targets(users[0].domain, inv.model.dns.servers[0].address, "udp")
+    lab1_lb, lab2_lb = inv.dc("lab1").lbs[0], inv.dc("lab2").lbs[0]
+    assert targets == [(lab1_lb.address, 5060), (lab2_lb.address, 5060)]
+    (primary, _), (secondary, secondary_port) = targets
+    csv = sipp.users_csv(tmp_path / "phones.csv", [(u.username, u.domain, u.password)
+                                                   for u in users])
+    keys = {"secondary_host": secondary, "secondary_port": str(secondary_port)}
+    first = sipp.run("register_failover", f"{primary}:5060", workdir=tmp_path,
+                     name="on-primary", local_ip="127.0.6.8", local_port=5600, users=csv,
+                     calls=1000, rate=500, keys=keys, wait_s=60, trace=False)
+    assert first.returncode == 0
+    lab2_before = sum(_contacts(control, f"lab2/{z}") for z in ("a", "b")) // 2
+    fault = time.time()
+    zpctl_lab.kill("lab1-lb")  # the primary's edge goes down
+    # The phones' next registration (here all of them, at 500/s): the targets DNS gave.
+    again = sipp.run("register_failover", f"{primary}:5060", workdir=tmp_path,
+                     name="failover", local_ip="127.0.6.8", local_port=5600, users=csv,
+                     calls=1000, rate=500, keys=keys, wait_s=120, trace=False,
+                     extra=["-trace_logs", "-log_file", str(tmp_path / "failover.log")])
+    converged = None
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        counts = [_contacts(control, f"lab2/{z}") for z in ("a", "b")]
+        if min(counts) - lab2_before >= 1000:
+            converged = time.time() - fault
+            break
+        time.sleep(0.2)
+    log = (tmp_path / "failover.log").read_text() if (tmp_path / "failover.log").exists() else ""
+    record("h-dc-failover-dns", {"phones": 1000, "rate": 500, "ttl_s": inv.model.dns.ttl,
+                                 "failover_timer_s": 2, "targets": targets,
+                                 "converged_s": round(converged, 2) if converged else None,
+                                 "registered_secondary": log.count("registered secondary"),
+                                 "sipp_rc": again.returncode})
+    assert again.returncode == 0
+    assert log.count("registered secondary") == 1000
+    assert converged is not None

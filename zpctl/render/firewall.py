@@ -7,7 +7,8 @@ Everything else is dropped.  Public -- open to ``firewall.sip_from`` and
 - SIP (UDP and TCP 5060) and SIP over TLS (5061) at the lbs;
 - RTP at the media nodes' public addresses.
 
-The sbcs' public side answers only the carriers' and the accounts' trunk addresses.  The
+The sbcs' public side answers only the carriers' and the trunk addresses of the accounts
+its data center serves.  The
 management ports (JSON-RPC and metrics, ESL, Redis, rtpengine's ng, SSH) answer the
 management networks, and the internal SIP, DMQ, TLS and RTP paths answer the nodes of
 the same data center that use them.  Connections a node opens itself come back as
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 from zpctl.model import LoadedInventory, PlacedNode
 from zpctl.model.schema import Node, Role
+from zpctl.render.freeswitch import served_accounts
 
 ANY = "0.0.0.0/0"
 SSH_PORT = 22
@@ -93,15 +95,20 @@ def firewall_rules(loaded: LoadedInventory, p: PlacedNode) -> list[Rule]:
             rules.append(Rule("SIP over TLS from the switches", "tcp", str(ports.sips),
                               (n.address,), switches))
     elif p.role == Role.SBC:
-        internal = _addrs(by_role[Role.PROXY])
-        rules += [Rule("SIP from the zone proxies", "udp", str(ports.sip), (n.address,),
-                       internal),
-                  Rule("SIP from the zone proxies", "tcp", str(ports.sip), (n.address,),
-                       internal)]
+        # The lbs too: around a dead zone proxy, an lb sends in-dialog requests to the far
+        # end itself (route INDLG_ZONE_DEAD), which for a PSTN call is this sbc.
+        internal = _addrs(by_role[Role.PROXY]) + lb_sources
+        rules += [Rule("SIP from the zone proxies and lbs", "udp", str(ports.sip),
+                       (n.address,), internal),
+                  Rule("SIP from the zone proxies and lbs", "tcp", str(ports.sip),
+                       (n.address,), internal)]
+        # The platform's carriers, and the trunks of the accounts this data center serves
+        # (as the sbc's own peer table: no other account's trunk is trusted here).
+        served = served_accounts(inv, p)
         trunks = tuple(sorted({a.address for c in inv.carriers for a in c.addresses}
-                             | {a.address for acct in inv.accounts for t in acct.trunks
-                                for a in t.addresses}))
-        tls_peers = tuple(sorted({a.address for acct in inv.accounts for t in acct.trunks
+                              | {a.address for acct in served for t in acct.trunks
+                                 for a in t.addresses}))
+        tls_peers = tuple(sorted({a.address for acct in served for t in acct.trunks
                                   if t.tls is not None for a in t.addresses}))
         if trunks:
             rules += [Rule("SIP from carriers and trunks", "udp", str(ports.sip),
