@@ -38,7 +38,7 @@ pytestmark = pytest.mark.integration
 
 FIXTURE = Path(__file__).parent / "fixtures" / "deploy-mini"
 CONTROLLER = ["10.199.1.254", "10.199.1.253", "10.199.1.252"]
-SERVICES = ("kamailio", "rtpengine", "redis")
+SERVICES = ("kamailio", "rtpengine", "redis", "keepalived", "nftables")
 
 _reason = why_not()
 if _reason is not None:

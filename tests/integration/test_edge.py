@@ -169,14 +169,6 @@ def edge() -> Iterator[Edge]:
             procs[s.name] = launch(s.name, nets.exec_argv(ns, argv), lab.console_log(s), s.cwd,
                                    env=lab.launch_env(s))
             _wait(_health(s), 30, s.name)
-        for lb, ns in NS_OF.items():
-            conf = tmp / "lab" / "build" / lb / "keepalived" / "keepalived.conf"
-            run = tmp / "lab" / "nodes" / lb / "run"
-            argv = ["keepalived", "-n", "-l", "-D", "-f", str(conf), "-p",
-                    str(run / "keepalived.pid"), "-r", str(run / "vrrp.pid")]
-            procs[f"{lb}/keepalived"] = launch(f"{lb}/keepalived", nets.exec_argv(ns, argv),
-                                               tmp / "lab" / "nodes" / lb / "log" / "keepalived.log",
-                                               run)
         _firewalls(nets, tmp / "lab" / "build", em1)
         e = Edge(tmp, inv, lab, nets, procs)
         def answered() -> None:

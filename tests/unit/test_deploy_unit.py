@@ -1,17 +1,24 @@
-"""zpctl.deploy without hosts: the plan, the deploy.yml host mapping, deterministic bundles."""
+"""zpctl.deploy without hosts: the plan, the deploy.yml host mapping, deterministic bundles,
+the play and its roles (ansible-lint)."""
 
 from __future__ import annotations
 
 import hashlib
 import shutil
+import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import INVENTORIES
 from zpctl.deploy import DeployHosts, plan
-from zpctl.deploy.runner import write_bundle
+from zpctl.deploy.runner import PLAYBOOK, ROLES_DIR, host_vars, write_bundle
 from zpctl.errors import ExitCode, ZpctlError
 from zpctl.model import load_inventory
+from zpctl.render import render
+from zpctl.secrets import Secrets
 
 MINI = Path(__file__).parents[1] / "integration" / "fixtures" / "deploy-mini"
 
@@ -70,3 +77,27 @@ def test_bundle_is_byte_identical_and_keeps_modes(tmp_path: Path) -> None:
         modes = {m.name: m.mode for m in tar.getmembers()}
     assert modes["kamailio/secrets.cfg"] == 0o600
     assert modes["kamailio/kamailio.cfg"] == 0o644
+
+
+def test_every_ansible_role_passes_ansible_lint() -> None:
+    """The roles, the ones no test host runs included (systemd units, freeswitch,
+    prometheus, the exporter): ansible-lint's production profile."""
+    lint = Path(sys.executable).parent / "ansible-lint"
+    out = subprocess.run([str(lint), "--offline", "--nocolor", str(ROLES_DIR)],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+
+
+def test_every_host_gets_its_firewall_last(tmp_path: Path) -> None:
+    """The play's last role is the firewall, for every host; each node's bundle holds its
+    rendered rules, and an lb without a pair gets no keepalived files."""
+    assert PLAYBOOK[0]["roles"][-1] == {"role": "nftables"}
+    inv = load_inventory(INVENTORIES / "lab")
+    build = tmp_path / "build"
+    render(inv, Secrets.load(tmp_path / "s.yml")).write(build)
+    hv = host_vars(inv, "lab1-lb", build, None, tmp_path / "bundles")
+    with tarfile.open(hv["nftables_bundle"]) as tar:
+        assert tar.getnames() == ["nftables", "nftables/zpctl.nft"]
+    with tarfile.open(hv["keepalived_bundle"]) as tar:
+        assert tar.getnames() == []
+    assert "keepalived_args" not in hv  # the role does nothing on a lone lb

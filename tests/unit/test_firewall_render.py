@@ -47,8 +47,10 @@ def test_management_ports_answer_only_the_management_networks(lab: LoadedInvento
 def test_internal_paths_answer_only_the_nodes_that_use_them(lab: LoadedInventory) -> None:
     proxy = _rules(lab, "lab1-a-proxy")
     sip = proxy[("udp", "5060", "127.0.1.11")]
-    # the lb, the sbcs and both proxies of lab1; nothing of lab2, nothing public
-    assert sip.saddr == ("127.0.1.1", "127.0.1.13", "127.0.1.23", "127.0.1.11", "127.0.1.21")
+    # the lb, the sbcs and both proxies of lab1, and the management networks' health
+    # checks; nothing of lab2, nothing public
+    assert sip.saddr == ("127.0.1.1", "127.0.1.13", "127.0.1.23", "127.0.1.11", "127.0.1.21",
+                         "127.0.0.1/32", "127.1.0.0/16")
     assert proxy[("udp", "5090", "127.0.1.11")].saddr == ("127.0.1.21",)  # DMQ: the sister
     assert proxy[("tcp", "5061", "127.0.1.11")].saddr == (
         "127.0.1.14", "127.0.1.15", "127.0.1.16", "127.0.1.24", "127.0.1.26")  # the switches

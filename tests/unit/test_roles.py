@@ -44,8 +44,8 @@ def test_node_json_carries_each_service_resolved_for_the_node(us01_build: tuple)
     for p in inv.nodes():
         doc = json.loads((out / p.name / "node.json").read_text())
         spec = roles.spec(p.role)
-        assert [s["name"] for s in doc["services"]] == [s.name for s in spec.services]
-        for svc, table in zip(doc["services"], spec.services, strict=True):
+        assert [s["name"] for s in doc["services"]] == [s.name for s in spec.services_in(p.dc)]
+        for svc, table in zip(doc["services"], spec.services_in(p.dc), strict=True):
             assert svc["binary"] == table.binary
             assert svc["listeners"] == [list(x) for x in table.listeners(p.node)]
             assert svc["health"]["kind"] == table.health

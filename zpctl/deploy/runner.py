@@ -25,7 +25,7 @@ import yaml
 from zpctl.deploy.hosts import DeployHosts
 from zpctl.errors import EnvironmentProblem, ExitCode, ZpctlError
 from zpctl.model import LoadedInventory, PlacedNode
-from zpctl.model.roles import MONITOR_ANSIBLE_ROLES, ROLES
+from zpctl.model.roles import FIREWALL_ANSIBLE_ROLE, MONITOR_ANSIBLE_ROLES, ROLES
 from zpctl.model.schema import Role
 from zpctl.native import build_fork_guard
 from zpctl.paths import data_dir
@@ -42,11 +42,13 @@ GROUPS: dict[Role, tuple[str, list[str]]] = {
 }
 # One play, so that every host of a run works in parallel (plays run one after another);
 # each Ansible role runs on the hosts of its group, in the role table's order.
+# Last, on every host: its firewall (the rules let in what the services above need).
 _ROLE_GROUPS = list(dict.fromkeys((r, g) for g, rs in GROUPS.values() for r in rs))
 PLAYBOOK: list[dict[str, Any]] = [{
     "name": "zpctl hosts: install rendered bytes, validate, run",
     "hosts": "all", "gather_facts": False, "strategy": "free",
-    "roles": [{"role": r, "when": f"'{g}' in group_names"} for r, g in _ROLE_GROUPS],
+    "roles": [{"role": r, "when": f"'{g}' in group_names"} for r, g in _ROLE_GROUPS]
+    + [{"role": FIREWALL_ANSIBLE_ROLE}],
 }]
 
 # What each role ships from the node's rendered tree.
@@ -57,6 +59,8 @@ BUNDLES: dict[str, list[str]] = {
     "freeswitch": ["freeswitch", "node.json"],
     "prometheus": ["prometheus"],
     "zpctl_exporter": ["node.json"],
+    "keepalived": ["keepalived"],
+    FIREWALL_ANSIBLE_ROLE: ["nftables"],
 }
 
 
@@ -95,17 +99,18 @@ def host_vars(inv: LoadedInventory, node: str, build_dir: Path, seed_dir: Path |
                                  "run": inv.model.paths.run_dir, "log": inv.model.paths.log_dir,
                                  "state": inv.model.paths.state_dir}
     out: dict[str, Any] = {"zpctl_node": node, "zpctl_build": build_dir.name}
-    _, roles = GROUPS[placed.role]
+    _, group_roles = GROUPS[placed.role]
+    roles = [*group_roles, FIREWALL_ANSIBLE_ROLE]
     for role in roles:
         bundle = bundles / node / f"{role}.tar"
-        write_bundle(src if placed.role != Role.MONITOR else build_dir / "_monitoring",
-                     BUNDLES[role], bundle)
+        monitoring = placed.role == Role.MONITOR and role != FIREWALL_ANSIBLE_ROLE
+        write_bundle(build_dir / "_monitoring" if monitoring else src, BUNDLES[role], bundle)
         out.update({f"{role}_source_dir": str(src), f"{role}_bundle": str(bundle),
                     f"{role}_config_dir": paths["config"],
                     f"{role}_run_dir": paths["run"], f"{role}_log_dir": paths["log"],
                     f"{role}_state_dir": paths["state"]})
     if placed.role == Role.MONITOR:
-        for role in roles:
+        for role in group_roles:
             out[f"{role}_source_dir"] = str(build_dir / "_monitoring")
     # How each service runs, as render wrote it into node.json: the role starts
     # <role>_binary with these arguments (and never works them out itself).
@@ -251,7 +256,8 @@ class AnsibleRun:
         used = {g for g, spec in groups.items() if spec["hosts"]}
         group_of = {r: g for g, rs in GROUPS.values() for r in rs}
         play = {**PLAYBOOK[0], "roles": [r for r in PLAYBOOK[0]["roles"]
-                                          if group_of[r["role"]] in used]}
+                                          if r["role"] == FIREWALL_ANSIBLE_ROLE
+                                          or group_of[r["role"]] in used]}
         (self.data_dir / "project" / "deploy.yml").write_text(
             "---\n" + yaml.safe_dump([play], sort_keys=False))
         envvars = {"ANSIBLE_ROLES_PATH": str(ROLES_DIR), "ANSIBLE_HOST_KEY_CHECKING": "False",

@@ -619,7 +619,7 @@ class Lab:
                     "zone": p.zone or "-", "address": p.node.address,
                     "state": f"not run by the lab ({what})", "pid": None,
                     "registrations": None, "dialogs": None, "sessions": None}
-        names = [f"{p.name}/{s.name}" for s in spec.services]
+        names = [f"{p.name}/{s.name}" for s in spec.services_in(p.dc)]
         procs = [recs.get(n) for n in names]
         alive = all(r is not None and r.alive() for r in procs)
         row: dict[str, Any] = {

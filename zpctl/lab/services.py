@@ -137,8 +137,14 @@ def esl_health(addr: str, port: int) -> Callable[[], None]:
     return check
 
 
+def process_health(addr: str, port: int) -> Callable[[], None]:
+    """A process with nothing to ask: that it runs is checked by its record."""
+    return lambda: None
+
+
 # The health check of each kind the role table names (zpctl.model.roles.HEALTH_*).
 HEALTH: dict[str, Callable[[str, int], Callable[[], None]]] = {
+    roles.HEALTH_PROCESS: process_health,
     roles.HEALTH_SIP_OPTIONS: sip_health,
     roles.HEALTH_RTPENGINE_PING: ng_health,
     roles.HEALTH_REDIS_PING: redis_health,

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from zpctl.model.schema import Node, Role
+from zpctl.model.schema import DataCenter, Node, Role
 
 # Where a service's command line points: the node's config, run, log and state folders,
 # and its memory sizing (Kamailio).
@@ -28,6 +28,11 @@ HEALTH_SIP_OPTIONS = "sip-options"  # answers OPTIONS with 200 (or 503 Warming U
 HEALTH_RTPENGINE_PING = "rtpengine-ping"  # ng "ping" answers "pong"
 HEALTH_REDIS_PING = "redis-ping"  # PING answers PONG
 HEALTH_ESL = "esl"  # the event socket greets (auth/request)
+HEALTH_PROCESS = "process"  # no port to ask: running is all there is to check (keepalived)
+
+
+def _always(dc: DataCenter) -> bool:
+    return True
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,8 @@ class ServiceSpec:
     health: str  # one of the HEALTH_* kinds
     health_target: Callable[[Node], tuple[str, int]]  # where the health check asks
     stop_signal: str = "TERM"  # then KILL after a grace period
+    # Whether a node of the role in this data center runs it (keepalived: an lb pair's).
+    needed: Callable[[DataCenter], bool] = _always
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,10 @@ class RoleSpec:
     @property
     def ansible_roles(self) -> list[str]:
         return [s.name for s in self.services]
+
+    def services_in(self, dc: DataCenter) -> tuple[ServiceSpec, ...]:
+        """The services a node of this role runs in ``dc``."""
+        return tuple(s for s in self.services if s.needed(dc))
 
 
 def _kamailio_args(c: dict[str, Any]) -> list[str]:
@@ -124,8 +135,18 @@ FREESWITCH = ServiceSpec(
     lambda n: [(n.address, n.ports.sips, "tcp"), (n.mgmt, n.ports.esl, "tcp")],
     HEALTH_ESL, lambda n: (n.mgmt, n.ports.esl))
 
+# VRRP for an lb pair (a data center with `edge:`): only its VRRP part (--vrrp), in the
+# foreground, with pid files of its own in the node's run folder.
+KEEPALIVED = ServiceSpec(
+    "keepalived", "keepalived", "keepalived/keepalived.conf",
+    lambda c: ["--dont-fork", "--log-console", "--log-detail", "--vrrp",
+               "-f", f"{c['config']}/keepalived/keepalived.conf",
+               "-p", f"{c['run']}/keepalived.pid", "-r", f"{c['run']}/keepalived-vrrp.pid"],
+    lambda n: [], HEALTH_PROCESS, lambda n: (n.mgmt, n.ports.mgmt_http),
+    needed=lambda dc: dc.edge is not None)
+
 ROLES: dict[Role, RoleSpec] = {
-    Role.LB: RoleSpec(Role.LB, (_kamailio(Role.LB),), "kamailio", probed=True,
+    Role.LB: RoleSpec(Role.LB, (_kamailio(Role.LB), KEEPALIVED), "kamailio", probed=True,
                       transactions_per_call=5,
                       transactions_per_registration=2, lab_order=3),
     Role.PROXY: RoleSpec(Role.PROXY, (_kamailio(Role.PROXY),), "kamailio", probed=True,
@@ -151,6 +172,8 @@ ROLES: dict[Role, RoleSpec] = {
 }
 # Ansible roles a monitor node gets (they are not services of node.json; see above).
 MONITOR_ANSIBLE_ROLES = ["prometheus", "zpctl_exporter"]
+# The Ansible role every deployed node gets last: its firewall (nftables/zpctl.nft).
+FIREWALL_ANSIBLE_ROLE = "nftables"
 
 
 def spec(role: Role) -> RoleSpec:

@@ -449,7 +449,7 @@ class _Renderer:
         where = {"config": paths.config, "run": paths.run, "log": paths.log,
                  "state": paths.state, **sizing}
         services: list[dict[str, Any]] = []
-        for svc in roles.spec(p.role).services:
+        for svc in roles.spec(p.role).services_in(p.dc):
             host, port = svc.health_target(p.node)
             services.append({
                 "name": svc.name, "binary": svc.binary,

@@ -11,7 +11,8 @@ The sbcs' public side answers only the carriers' and the trunk addresses of the 
 its data center serves.  The
 management ports (JSON-RPC and metrics, ESL, Redis, rtpengine's ng, SSH) answer the
 management networks, and the internal SIP, DMQ, TLS and RTP paths answer the nodes of
-the same data center that use them.  Connections a node opens itself come back as
+the same data center that use them (internal SIP also the management networks: health
+checks send OPTIONS there).  Connections a node opens itself come back as
 established traffic.
 """
 
@@ -83,10 +84,12 @@ def firewall_rules(loaded: LoadedInventory, p: PlacedNode) -> list[Rule]:
     elif p.role == Role.PROXY:
         internal = lb_sources + _addrs(by_role[Role.SBC]) + _addrs(by_role[Role.PROXY])
         sister = _addrs(q for q in by_role[Role.PROXY] if q.name != n.name)
-        rules += [Rule("SIP from the lbs, sbcs and the sister proxy", "udp", str(ports.sip),
-                       (n.address,), internal),
-                  Rule("SIP from the lbs, sbcs and the sister proxy", "tcp", str(ports.sip),
-                       (n.address,), internal)]
+        # and the management networks: health checks (deploy, the exporter) send OPTIONS
+        internal += mgmt
+        rules += [Rule("SIP from the lbs, sbcs, proxies and management", "udp",
+                       str(ports.sip), (n.address,), internal),
+                  Rule("SIP from the lbs, sbcs, proxies and management", "tcp",
+                       str(ports.sip), (n.address,), internal)]
         if sister:
             rules.append(Rule("DMQ from the sister proxy", "udp", str(ports.dmq), (n.address,),
                               sister))
@@ -97,10 +100,11 @@ def firewall_rules(loaded: LoadedInventory, p: PlacedNode) -> list[Rule]:
     elif p.role == Role.SBC:
         # The lbs too: around a dead zone proxy, an lb sends in-dialog requests to the far
         # end itself (route INDLG_ZONE_DEAD), which for a PSTN call is this sbc.
-        internal = _addrs(by_role[Role.PROXY]) + lb_sources
-        rules += [Rule("SIP from the zone proxies and lbs", "udp", str(ports.sip),
+        # And the management networks' health checks (OPTIONS).
+        internal = _addrs(by_role[Role.PROXY]) + lb_sources + mgmt
+        rules += [Rule("SIP from the zone proxies, lbs and management", "udp", str(ports.sip),
                        (n.address,), internal),
-                  Rule("SIP from the zone proxies and lbs", "tcp", str(ports.sip),
+                  Rule("SIP from the zone proxies, lbs and management", "tcp", str(ports.sip),
                        (n.address,), internal)]
         # The platform's carriers, and the trunks of the accounts this data center serves
         # (as the sbc's own peer table: no other account's trunk is trusted here).
