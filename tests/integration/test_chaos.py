@@ -21,12 +21,12 @@ import pytest
 
 from zpctl import sipp
 from zpctl.cli.main import main
+from zpctl.clients.dns import sip_targets
 from zpctl.clients.esl import EslConnection
 from zpctl.clients.probes import ng_command
 from zpctl.control import Control
 from zpctl.freeswitch import control as fsc
 from zpctl.lab import Lab
-from zpctl.lab.dns import sip_targets
 from zpctl.lab.journeys import answered_from, recover_lab
 from zpctl.lab.phones import Phones
 from zpctl.loadtest.steady import SteadyLoad

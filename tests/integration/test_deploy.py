@@ -166,6 +166,12 @@ def test_first_deploy(platform: Platform, capsys: pytest.CaptureFixture[str]) ->
     assert not lb.file(f"{MOUNT_POINT}/etc/rtpengine").exists
     status = Control(load_inventory(platform.inv_dir)).zone_status("dm1/a")
     assert status["serving"], status
+    # Every host loaded its rendered firewall, last (the deploy's checks above ran through it).
+    for node in ("dm1-lb", "dm1-a-proxy", "dm1-b-media"):
+        table = platform.host(node).run("nft list table inet zpctl")
+        assert table.rc == 0, table.stderr
+        assert "policy drop" in table.stdout
+    assert 'comment "SIP from phones"' in lb.run("nft list table inet zpctl").stdout
 
 
 def test_second_deploy_changes_nothing(platform: Platform,

@@ -11,6 +11,7 @@ address that DNS publishes, and the lb that holds it is killed under that load. 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -33,6 +34,7 @@ from tests.conftest import INVENTORIES
 from tests.integration.netns import Namespaces, kill_namespace, namespace_pids, why_not
 from zpctl import sipp
 from zpctl.accounts import sip_users
+from zpctl.cli.main import main
 from zpctl.clients.probes import sip_options
 from zpctl.control import Control, address_holder
 from zpctl.errors import Unreachable
@@ -205,6 +207,21 @@ def test_dns_publishes_the_service_address_primary_first(edge: Edge) -> None:
     reply = dns.query.udp(dns.message.make_query("edge.em1.edge.zpctl.test", "A"), server, 2)
     assert reply.flags & dns.flags.AA
     assert reply.answer[0].ttl == edge.inv.model.dns.ttl  # type: ignore[union-attr]
+
+
+def test_zpctl_dns_resolve_follows_the_records_as_a_phone(
+        edge: Edge, capsys: pytest.CaptureFixture[str]) -> None:
+    server = edge.inv.model.dns.servers[0].address  # type: ignore[union-attr]
+    capsys.readouterr()
+    assert main(["-o", "json", "dns", "resolve", "miniload.edge.zpctl.test",
+                 "--server", server, "--transport", "tls"]) == 0
+    route = json.loads(capsys.readouterr().out)
+    assert [(t["priority"], t["host"], t["address"], t["port"]) for t in route] == [
+        (10, "edge.em1.edge.zpctl.test.", SERVICE, 5061),
+        (20, "edge.em2.edge.zpctl.test.", "10.199.6.1", 5061)]
+    # A name the zone does not have: a clear error, exit 7.
+    assert main(["dns", "resolve", "nobody.edge.zpctl.test", "--server", server]) == 7
+    assert "nobody.edge.zpctl.test" in capsys.readouterr().err
 
 
 def test_status_names_the_lb_that_holds_the_address(edge: Edge) -> None:

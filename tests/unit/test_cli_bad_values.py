@@ -59,6 +59,9 @@ BASE: dict[tuple[str, ...], list[str]] = {
     ("dialogs", "end"): ["no-such-call", "--dry-run", "--inventory", LAB],
     ("dialogs", "ls"): ["--inventory", LAB],
     ("diff",): [LAB, "--build", "{tmp}/build"],
+    ("dns", "records"): [LAB],
+    ("dns", "resolve"): ["acme.lab.zpctl.test", "--server", "127.0.0.1", "--port", "9",
+                         "--timeout", "0.2"],
     ("exporter",): [LAB, "--once"],
     ("inventory", "schema"): [],
     ("inventory", "show"): [LAB],
@@ -150,6 +153,9 @@ UNKNOWN_NAMES: list[tuple[tuple[str, ...], list[str]]] = [
     (("recordings", "ls"), [LAB, "acme", "--dry-run", "--switch", "no-such-switch", *ESL]),
     (("recordings", "ls"), [LAB, "--dry-run", "--zone", "nodc/a", *ESL]),
     (("inventory", "show"), ["{tmp}/no-such-inventory"]),
+    (("dns", "records"), [LAB, "--name", "no-such-name"]),
+    (("dns", "records"), ["{tmp}/no-such-inventory"]),
+    (("dns", "resolve"), ["acme.lab.zpctl.test", "--server", "not-an-address"]),
     (("render",), ["{tmp}/no-such-inventory", "--out", "{tmp}/build", "--dry-run"]),
 ]
 

@@ -29,6 +29,7 @@ LAZY_COMMANDS = {
     "deploy": "zpctl.cli.deploy:deploy",
     "dialogs": "zpctl.cli.control:dialogs",
     "diff": "zpctl.cli.render:diff_cmd",
+    "dns": "zpctl.cli.dns:dns_group",
     "exporter": "zpctl.cli.exporter:exporter_cmd",
     "inventory": "zpctl.cli.inventory:inventory",
     "lab": "zpctl.cli.lab:lab",

@@ -12,7 +12,6 @@ import dns.flags
 import dns.message
 import dns.query
 import dns.rdatatype
-import dns.resolver
 
 from zpctl.errors import Unreachable
 from zpctl.lab.services import Service, which
@@ -53,31 +52,3 @@ def soa_health(address: str, zone: str, port: int = 53) -> Callable[[], None]:
         if not reply.answer or not reply.flags & dns.flags.AA:
             raise Unreachable(f"DNS {address} does not answer for {zone} with authority")
     return check
-
-
-# RFC 3263 NAPTR services by transport.
-NAPTR_SERVICES = {"tls": "SIPS+D2T", "tcp": "SIP+D2T", "udp": "SIP+D2U"}
-
-
-def sip_targets(domain: str, server: str, transport: str = "udp", port: int = 53,
-                timeout: float = 2.0) -> list[tuple[str, int]]:
-    """Where a phone that follows RFC 3263 sends its requests for ``domain``, in the order
-    it tries them: the NAPTR record of ``transport`` -> its SRV records by priority ->
-    each target's A records.  Asked of ``server`` (an authoritative server, as the lab's
-    phones do).  Raises :class:`Unreachable` when the chain is broken."""
-    res = dns.resolver.Resolver(configure=False)
-    res.nameservers = [server]
-    res.port = port
-    res.lifetime = timeout
-    try:
-        naptr = [r for r in res.resolve(domain, "NAPTR")
-                 if r.service.decode().upper() == NAPTR_SERVICES[transport]]
-        if not naptr:
-            raise Unreachable(f"{domain}: no NAPTR record for SIP over {transport}")
-        srv_name = min(naptr, key=lambda r: (r.order, r.preference)).replacement
-        out = []
-        for srv in sorted(res.resolve(srv_name, "SRV"), key=lambda r: (r.priority, -r.weight)):
-            out += [(a.address, int(srv.port)) for a in res.resolve(srv.target, "A")]
-        return out
-    except dns.exception.DNSException as exc:
-        raise Unreachable(f"{domain}: {exc}") from None
