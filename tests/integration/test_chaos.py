@@ -350,9 +350,10 @@ def test_g_switch_killed_under_load_new_calls_go_to_the_others(
 
 def test_h_datacenter_failover_by_dns(zpctl_lab: Lab, control: Control,
                                       tmp_path: Path) -> None:
-    """Phones that follow DNS: each resolves its account's domain at the lab's DNS (NSD
-    serving the rendered zone): NAPTR -> SRV -> A lists lab1's edge, then lab2's.  lab1's
-    edge dies (its lb, SIGKILL).  At their next registration the phones get no answer
+    """Phones that follow DNS: their account's domain is resolved at the lab's DNS (NSD
+    serving the rendered zone) as an RFC 3263 phone does -- NAPTR -> SRV -> A lists lab1's
+    edge, then lab2's -- and the phones (SIPp, which cannot resolve SRV itself) get those
+    targets in that order.  lab1's edge dies (its lb, SIGKILL).  At their next registration the phones get no answer
     from the first target within their failover timer (2 s) and register at the second.
     All 1,000 must end up on lab2; the time from the fault is recorded (docs/EDGE.md)."""
     inv = zpctl_lab.inventory()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -313,6 +314,11 @@ def _nmap(args: list[str]) -> list[ElementTree.Element]:
     return [ElementTree.fromstring(out)]
 
 
+def _call_ids(messages: list[str]) -> set[str]:
+    return {m[1] for m in (re.search(r"^Call-ID:\s*(\S+)", msg, re.M | re.I)
+                           for msg in messages) if m}
+
+
 def _count_registered(inv: LoadedInventory) -> int:
     return int(Control(inv).zone_status("em1/a")["registrations"])
 
@@ -334,7 +340,7 @@ def test_killing_the_active_lb_under_load_moves_the_address(edge: Edge) -> None:
                    keys={"expires": "3600"}, wait_s=15)
     assert reg.returncode == 0, reg.output
     uas = sipp.start("uas", None, workdir=work, name="callee", local_ip=CONTROLLER[1],
-                     local_port=5060, calls=None, media_port=25000, rtp_echo=True, trace=False)
+                     local_port=5060, calls=None, media_port=25000, rtp_echo=True)
     phones_csv = sipp.users_csv(work / "phones.csv",
                                 [(u.username, u.domain, u.password) for u in phones])
     rate, seconds = 10.0, 24.0
@@ -391,6 +397,11 @@ def test_killing_the_active_lb_under_load_moves_the_address(edge: Edge) -> None:
     assert created == int(rate * seconds)
     assert int(call_stats["SuccessfulCall(C)"]) / created >= 0.99
     assert up_before > 0  # calls were up when the holder died: their BYEs went via the other
+    # Every call that reached the callee was hung up there (the BYEs of the calls up at the
+    # kill went through the surviving lb), but for a call that failed.
+    invited, hung_up = _call_ids(uas.received("INVITE ")), _call_ids(uas.received("BYE "))
+    assert len(invited) >= created - int(call_stats["FailedCall(C)"])
+    assert len(invited - hung_up) <= int(call_stats["FailedCall(C)"]), invited - hung_up
     # Every phone and the callee are registered at the zones (DMQ-replicated: one count).
     assert _count_registered(inv) == len(phones) + 1
     assert Control(inv).dc_status("em1")["address_held_by"] == other

@@ -7,7 +7,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import INVENTORIES
+from zpctl.errors import ExitCode, ZpctlError
+from zpctl.lab import Lab
 from zpctl.model import load_inventory
 from zpctl.render import render
 from zpctl.render.dns import records, service_names, zone_text
@@ -106,3 +110,15 @@ def test_a_carrier_named_by_its_domain_is_reached_by_srv(tmp_path: Path) -> None
     # the zone stands in for the carrier's own records: its addresses, in order
     assert _srv(EDGE_MINI, "_sip._udp.carrier") == [(10, 5060, "t1.carrier"),
                                                    (20, 5060, "t2.carrier")]
+
+
+def test_an_account_name_answers_srv_queries_too() -> None:
+    """Phones that skip NAPTR ask _sips._tcp.<their domain>: the home's records."""
+    assert _srv(INVENTORIES / "lab", "_sips._tcp.acme") == _srv(INVENTORIES / "lab",
+                                                               "_sips._tcp.lab1")
+
+
+def test_the_lab_refuses_an_lb_pair(tmp_path: Path) -> None:
+    with pytest.raises(ZpctlError, match="lb pair") as err:
+        Lab(tmp_path / "lab").check_loopback(load_inventory(EDGE_MINI))
+    assert err.value.exit_code == ExitCode.USAGE

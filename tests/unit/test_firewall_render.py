@@ -41,7 +41,11 @@ def test_management_ports_answer_only_the_management_networks(lab: LoadedInvento
         for r in firewall_rules(lab, p):
             if r.ports in ("22", "8080", "8021", "6379"):
                 assert r.saddr == mgmt, (p.name, r)
-                assert r.daddr == (p.node.mgmt,), (p.name, r)
+                if r.ports == "22":  # on any of the node's addresses: deploy may use any
+                    own = {p.node.address, p.node.public, p.node.mgmt}
+                    assert r.daddr == tuple(sorted(own)), (p.name, r)
+                elif p.role.value != "switch-standby":  # which also takes others' (below)
+                    assert r.daddr == (p.node.mgmt,), (p.name, r)
 
 
 def test_internal_paths_answer_only_the_nodes_that_use_them(lab: LoadedInventory) -> None:
@@ -74,3 +78,22 @@ def test_an_lb_pair_takes_sip_on_the_shared_address_and_vrrp_from_its_peer() -> 
     # the zone proxies accept what the pair sends from the shared address
     proxy = _rules(inv, "em1-a-proxy")
     assert "10.199.5.100" in proxy[("udp", "5060", "10.199.5.11")].saddr
+
+
+def test_a_standby_switch_lets_in_what_the_switches_it_may_replace_need(
+        lab: LoadedInventory) -> None:
+    rules = _rules(lab, "lab1-a-standby")
+    tls = next(r for r in rules.values() if r.ports == "5061")
+    assert tls.daddr == ("127.0.1.14", "127.0.1.15", "127.0.1.16")  # zone a's switches too
+    esl = next(r for r in rules.values() if r.ports == "8021")
+    assert esl.daddr == ("127.1.1.14", "127.1.1.15", "127.1.1.16")
+
+
+def test_health_checks_reach_every_kamailio_node_from_the_management_networks(
+        lab: LoadedInventory) -> None:
+    mgmt = set(lab.model.platform.management_networks)
+    for name in ("lab1-lb", "lab1-a-proxy", "lab1-a-sbc"):
+        node = lab.node(name).node
+        sip = [r for r in firewall_rules(lab, lab.node(name))
+               if r.ports == "5060" and r.proto == "udp" and node.address in r.daddr]
+        assert sip and (mgmt <= set(sip[0].saddr) or sip[0].public), name

@@ -14,12 +14,16 @@ def sip_options(address: str, port: int = 5060, timeout: float = 2.0,
     """Send one OPTIONS over UDP and return the final response (100s are skipped).
     ``source`` "0.0.0.0": from the address the kernel routes towards ``address``."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((source, 0))
-        if source == "0.0.0.0":  # noqa: S104 - bound, then narrowed by the route
-            s.connect((address, port))
-        local, local_port = s.getsockname()
-        data, call_id = sip.options_request(address, port, local, local_port)
-        s.sendto(data, (address, port))
+        s.bind((source, 0))  # OSError: not an address of this machine (the caller's)
+        try:
+            if source == "0.0.0.0":  # noqa: S104 - bound, then narrowed by the route
+                s.connect((address, port))
+            local, local_port = s.getsockname()
+            data, call_id = sip.options_request(address, port, local, local_port)
+            s.sendto(data, (address, port))
+        except OSError as exc:  # no route, an address not ours, a firewall's EPERM
+            raise Unreachable(f"cannot send SIP to {address}:{port}: {exc.strerror or exc}"
+                              ) from None
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()

@@ -180,6 +180,12 @@ class Lab:
         for s in inv.model.dns.servers if inv.model.dns else []:
             if ipaddress.ip_address(s.address) not in LOOPBACK:
                 bad.append(f"name server {s.name}: {s.address}")
+        pairs = [dc.id for dc in inv.model.datacenters if dc.edge is not None]
+        if pairs:
+            raise ZpctlError(
+                f"the lab runs every node on loopback, and an lb pair needs an interface per lb "
+                f"for VRRP: data center(s) {', '.join(pairs)} have edge: (network-namespace "
+                "hosts run pairs: tests/integration/test_edge.py, docs/EDGE.md)", ExitCode.USAGE)
         if bad:
             raise ZpctlError("the lab runs only inventories whose addresses are all on loopback "
                              "(127.0.0.0/8); not: " + ", ".join(bad[:5]), ExitCode.USAGE)

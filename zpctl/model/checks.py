@@ -13,6 +13,7 @@ from pathlib import Path
 import phonenumbers
 
 from zpctl.model import catalog, pbx_checks
+from zpctl.model.dns_names import claimed_names
 from zpctl.model.gstin import gstin_problem
 from zpctl.model.schema import DC_ROLES, ZONE_ROLES, Account, Inventory, Node, Role
 from zpctl.model.types import DEFAULT_MANAGEMENT_NETWORK
@@ -133,15 +134,12 @@ def _dns(inv: Inventory) -> Iterator[Finding]:
                 f"overlapping priorities: secondary {dc.id} has SRV priority "
                 f"{dc.srv_priority} and its primary {primary.id} {primary.srv_priority}; the "
                 "secondary must come after (a higher number)")
-    zone = inv.dns_zone()
-    services = {d.id for d in inv.datacenters} | {c.id.lower() for c in inv.clusters} | {
-        "edge", *(s.name.removesuffix(f".{zone}") for s in inv.dns.servers)}
-    for ai, acct in enumerate(inv.accounts):
-        label = inv.account_domain(acct).removesuffix(f".{zone}")
-        if label in services:
-            yield ("accounts", ai, "domain" if acct.domain else "id"), (
-                f"account domain {inv.account_domain(acct)} is also a name the DNS zone "
-                "gives a data center, cluster or server: rename the account's domain")
+    owners: dict[str, str] = {}
+    for name, owner, at in claimed_names(inv):
+        if name in owners and owners[name] != owner:
+            yield at, (f"{name}.{inv.dns_zone()} would be both {owners[name]}'s and {owner}'s "
+                       "name in the DNS zone: rename one")
+        owners.setdefault(name, owner)
     names = [s.name for s in inv.dns.servers]
     for si, s in enumerate(inv.dns.servers):
         if names.index(s.name) != si:

@@ -18,7 +18,8 @@ service address (the lb pair's shared address, or the one lb's own).
   the order the inventory lists them.  A real carrier publishes its own.
 * Each account domain under the zone: NAPTR records leading to its home data center's
   SRV names (the data center of its first site, or that one's primary), so a phone that
-  resolves the domain of its own SIP URI finds its home and then the secondary.
+  resolves the domain of its own SIP URI finds its home and then the secondary; and the
+  same SRV records at the account's own names, for phones that ask SRV directly.
 
 The serial is a CRC-32 of the records: the same inventory gives the same file.  Every
 server loads the file itself (no zone transfer), so the serial need not grow.
@@ -30,7 +31,11 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from zpctl.model.dns_names import home_service, ordered, relative, service_names
 from zpctl.model.schema import DataCenter, Inventory
+
+__all__ = ["DNS", "Record", "dns_files", "edge_name", "ordered", "records", "relative",
+           "service_names", "zone_text"]
 
 DNS = "_dns"
 SRV_WEIGHT = 10
@@ -56,54 +61,10 @@ def edge_name(dc: DataCenter) -> str:
     return f"edge.{dc.id}"
 
 
-def ordered(dcs: list[DataCenter]) -> list[DataCenter]:
-    """Data centers in the order DNS offers them: priority, then id."""
-    return sorted(dcs, key=lambda d: (d.srv_priority, d.id))
-
-
-def service_names(inv: Inventory) -> dict[str, list[DataCenter]]:
-    """Each service name (relative to the zone) -> the data centers its SRV records list,
-    in priority order."""
-    by_id = {d.id: d for d in inv.datacenters}
-    out: dict[str, list[DataCenter]] = {}
-    for dc in inv.datacenters:
-        pair = by_id.get(dc.pair)
-        if dc.role == "primary" and pair is not None:
-            out[dc.id] = ordered([dc, pair])
-    for cluster in inv.clusters:
-        members = [d for d in inv.datacenters if d.cluster == cluster.id]
-        if not cluster.regional:
-            out[cluster.id.lower()] = ordered(members)
-            continue
-        for region in sorted({d.region for d in members}):
-            out[f"{region}.{cluster.id.lower()}"] = ordered(
-                [d for d in members if d.region == region])
-    return {k: v for k, v in out.items() if v}
-
-
-def home_service(inv: Inventory, dc_id: str) -> str | None:
-    """The service name of a site's data center: its own, or its primary's."""
-    by_id = {d.id: d for d in inv.datacenters}
-    dc = by_id.get(dc_id)
-    if dc is None:
-        return None
-    return dc.id if dc.role == "primary" else dc.pair
-
-
-def relative(inv: Inventory, fqdn: str) -> str | None:
-    """``fqdn`` relative to the zone, or None when it is outside it."""
-    zone = inv.dns_zone()
-    if zone is None:
-        return None
-    if fqdn == zone:
-        return "@"
-    return fqdn[: -len(zone) - 1] if fqdn.endswith("." + zone) else None
-
-
 def records(inv: Inventory) -> list[Record]:
     """Every record of the zone but SOA, in file order."""
     assert inv.dns is not None
-    out: list[Record] = [Record("@", "NS", f"{_fqdn(inv, s.name)}") for s in inv.dns.servers]
+    out: list[Record] = [Record("@", "NS", _fqdn(s.name)) for s in inv.dns.servers]
     for s in inv.dns.servers:
         rel = relative(inv, s.name)
         if rel is not None:
@@ -116,11 +77,7 @@ def records(inv: Inventory) -> list[Record]:
     for name in sorted(names):
         dcs = [d for d in names[name] if d.service_address is not None and d.lbs]
         out += _naptr(name, name, f"{name}: " + ", then ".join(d.id for d in dcs))
-        for _, prefix, port_key in SERVICES:
-            for dc in dcs:
-                port = getattr(dc.lbs[0].ports, port_key)
-                out.append(Record(f"{prefix}.{name}", "SRV",
-                                  f"{dc.srv_priority} {SRV_WEIGHT} {port} {edge_name(dc)}"))
+        out += _srv(name, dcs)
     for c in sorted(inv.carriers, key=lambda c: c.id):
         rel = relative(inv, c.host) if c.host else None
         if rel is None or rel == "@":
@@ -137,7 +94,21 @@ def records(inv: Inventory) -> list[Record]:
         home = home_service(inv, acct.sites[0].datacenter)
         if rel is None or rel == "@" or home is None or home not in names:
             continue
+        # NAPTR to the home's SRV names, and the same SRV records at the account's own
+        # names, for phones that ask SRV directly (_sips._tcp.<domain>) and skip NAPTR.
         out += _naptr(rel, home, f"account {acct.id}: its home, {home}")
+        out += _srv(rel, [d for d in names[home] if d.service_address is not None and d.lbs])
+    return out
+
+
+def _srv(name: str, dcs: list[DataCenter]) -> list[Record]:
+    """The SRV records of ``name`` for each service, the data centers in the given order."""
+    out = []
+    for _, prefix, port_key in SERVICES:
+        for dc in dcs:
+            port = getattr(dc.lbs[0].ports, port_key)
+            out.append(Record(f"{prefix}.{name}", "SRV",
+                              f"{dc.srv_priority} {SRV_WEIGHT} {port} {edge_name(dc)}"))
     return out
 
 
@@ -147,7 +118,7 @@ def _naptr(name: str, target: str, comment: str) -> list[Record]:
             for i, (svc, prefix, _) in enumerate(SERVICES)]
 
 
-def _fqdn(inv: Inventory, name: str) -> str:
+def _fqdn(name: str) -> str:
     return name if name.endswith(".") else name + "."
 
 
@@ -162,7 +133,7 @@ def zone_text(inv: Inventory, banner: str) -> str:
         body.append(r.line())
     text = "\n".join(body) + "\n"
     serial = zlib.crc32(text.encode()) or 1
-    ns = _fqdn(inv, inv.dns.servers[0].name)
+    ns = _fqdn(inv.dns.servers[0].name)
     ttl = inv.dns.ttl
     head = (f"; {banner}\n$ORIGIN {zone}.\n$TTL {ttl}\n"
             f"@ IN SOA {ns} hostmaster.{zone}. {serial} 3600 600 604800 {ttl}\n")

@@ -67,13 +67,17 @@ def firewall_rules(loaded: LoadedInventory, p: PlacedNode) -> list[Rule]:
     by_role = {r: [q for q in dc_nodes if q.role == r] for r in Role}
     lbs = by_role[Role.LB]
     lb_sources = _addrs(lbs) + ((p.dc.edge.address,) if p.dc.edge else ())
-    rules = [Rule("ssh from the management networks", "tcp", str(SSH_PORT), (n.mgmt,), mgmt)]
+    # SSH on every address of the node (a deploy may reach a host by any of them), from the
+    # management networks only: the controller sits there (it already must for JSON-RPC).
+    own = tuple(sorted({n.address, n.public, n.mgmt}))
+    rules = [Rule("ssh from the management networks", "tcp", str(SSH_PORT), own, mgmt)]
     if p.role in (Role.LB, Role.PROXY, Role.SBC):
         rules.append(Rule("JSON-RPC and metrics from the management networks", "tcp",
                           str(ports.mgmt_http), (n.mgmt,), mgmt))
     if p.role == Role.LB:
         service = (p.dc.service_address or n.address, n.address)
-        sources = tuple(fw.sip_from) + _addrs(by_role[Role.PROXY])
+        # phones, the zone proxies, and the management networks' health checks (OPTIONS)
+        sources = tuple(fw.sip_from) + _addrs(by_role[Role.PROXY]) + mgmt
         rules += [Rule("SIP from phones", "udp", str(ports.sip), service, sources),
                   Rule("SIP from phones", "tcp", str(ports.sip), service, sources),
                   Rule("SIP over TLS from phones", "tcp", str(ports.sips), service, sources)]
@@ -135,10 +139,16 @@ def firewall_rules(loaded: LoadedInventory, p: PlacedNode) -> list[Rule]:
                        (n.mgmt,), mgmt)]
     elif p.role in (Role.SWITCH, Role.SWITCH_STANDBY):
         rtp = f"{n.rtp.port_min}-{n.rtp.port_max}"
+        # A standby takes over a dead switch of its zone with that switch's addresses: its
+        # rules name theirs too.
+        takes = [n] + ([q for q in by_role[Role.SWITCH] if q in (p.dc.zones[p.zone].nodes
+                                                                  if p.zone else [])]
+                       if p.role == Role.SWITCH_STANDBY else [])
+        addresses, mgmts = _addrs(takes), tuple(sorted({q.mgmt for q in takes}))
         rules += [Rule("SIP over TLS from the proxies and lbs", "tcp", str(ports.sips),
-                       (n.address,), _addrs(by_role[Role.PROXY]) + lb_sources),
-                  Rule("RTP from the media nodes", "udp", rtp, (n.address,),
+                       addresses, _addrs(by_role[Role.PROXY]) + lb_sources),
+                  Rule("RTP from the media nodes", "udp", rtp, addresses,
                        _addrs(by_role[Role.MEDIA])),
-                  Rule("ESL from the management networks", "tcp", str(ports.esl), (n.mgmt,),
+                  Rule("ESL from the management networks", "tcp", str(ports.esl), mgmts,
                        mgmt)]
     return rules
