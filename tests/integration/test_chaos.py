@@ -353,8 +353,9 @@ def test_h_datacenter_failover_by_dns(zpctl_lab: Lab, control: Control,
     """Phones that follow DNS: their account's domain is resolved at the lab's DNS (NSD
     serving the rendered zone) as an RFC 3263 phone does -- NAPTR -> SRV -> A lists lab1's
     edge, then lab2's -- and the phones (SIPp, which cannot resolve SRV itself) get those
-    targets in that order.  lab1's edge dies (its lb, SIGKILL).  At their next registration the phones get no answer
-    from the first target within their failover timer (2 s) and register at the second.
+    targets in that order.  lab1's edge dies (its lb, SIGKILL).  At their next
+    registration the phones get no answer from the first target within their failover
+    timer (2 s) and register at the second.
     All 1,000 must end up on lab2; the time from the fault is recorded (docs/EDGE.md)."""
     inv = zpctl_lab.inventory()
     assert inv.model.dns is not None
