@@ -29,6 +29,7 @@ def _switch_lab(dest: Path) -> Path:
     (dest / "accounts" / "loadco.yml").unlink()
     for f in dest.rglob("*.yml"):
         text = re.sub(r"127\.(0|1)\.([129])\.", lambda m: f"127.{m[1]}.6{m[2]}.", f.read_text())
+        text = text.replace("127.0.53.1", "127.0.53.61")  # the lab's DNS server
         f.write_text(text.replace("127.1.0.5", "127.1.60.5"))  # the switches' database
     for dc in ("lab1", "lab2"):
         f = dest / "datacenters" / f"{dc}.yml"
