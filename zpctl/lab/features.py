@@ -1295,10 +1295,12 @@ def call_monitoring(fl: FeatureLab) -> FeatureOutcome:
     return out
 
 
-def _call_row(fl: FeatureLab, caller: str, dest: str, timeout: float = 5.0
+def _call_row(fl: FeatureLab, caller: str, dest: str, timeout: float = 15.0
               ) -> dict[str, str] | None:
     """The `show calls` row (with its switch) of the call ``caller`` -> ``dest``, once a
-    switch shows it; None if none does within ``timeout``."""
+    switch shows it; None if none does within ``timeout``.  A switch whose core database
+    is PostgreSQL (switch_recovery) lists a call once its row is written there: on two busy
+    cores a fresh-clone run once saw none within 5 s."""
     password = fl.secrets.get(ESL_PASSWORD_KEY)
     found: list[dict[str, str]] = []
 
