@@ -40,6 +40,19 @@ pytestmark = pytest.mark.skipif(bool(missing_binaries(("kamailio", "rtpengine", 
 OUT = Path(__file__).resolve().parents[2] / "build" / "chaos"
 
 
+def _on_lab2_after(control: Control, before: int, fault: float, phones: int = 1000
+                   ) -> float | None:
+    """Seconds from ``fault`` until both of lab2's zones hold ``phones`` more contacts than
+    ``before``; None if not within 60 s."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        counts = [_contacts(control, f"lab2/{z}") for z in ("a", "b")]
+        if min(counts) - before >= phones:
+            return time.time() - fault
+        time.sleep(0.2)
+    return None
+
+
 def record(name: str, data: dict[str, Any]) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
@@ -252,14 +265,7 @@ def test_e_datacenter_failover_converges(zpctl_lab: Lab, control: Control,
                      name="failover", local_ip="127.0.6.7", local_port=5600, users=csv,
                      calls=1000, rate=500, keys=keys, wait_s=120, trace=False,
                      extra=["-trace_logs", "-log_file", str(tmp_path / "failover.log")])
-    converged = None
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        counts = [_contacts(control, f"lab2/{z}") for z in ("a", "b")]
-        if min(counts) - lab2_before >= 1000:
-            converged = time.time() - fault
-            break
-        time.sleep(0.2)
+    converged = _on_lab2_after(control, lab2_before, fault)
     log = (tmp_path / "failover.log").read_text() if (tmp_path / "failover.log").exists() else ""
     record("e-dc-failover", {"phones": 1000, "rate": 500, "converged_s":
                              round(converged, 2) if converged else None,
@@ -380,14 +386,7 @@ def test_h_datacenter_failover_by_dns(zpctl_lab: Lab, control: Control,
                      name="failover", local_ip="127.0.6.8", local_port=5600, users=csv,
                      calls=1000, rate=500, keys=keys, wait_s=120, trace=False,
                      extra=["-trace_logs", "-log_file", str(tmp_path / "failover.log")])
-    converged = None
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        counts = [_contacts(control, f"lab2/{z}") for z in ("a", "b")]
-        if min(counts) - lab2_before >= 1000:
-            converged = time.time() - fault
-            break
-        time.sleep(0.2)
+    converged = _on_lab2_after(control, lab2_before, fault)
     log = (tmp_path / "failover.log").read_text() if (tmp_path / "failover.log").exists() else ""
     record("h-dc-failover-dns", {"phones": 1000, "rate": 500, "ttl_s": inv.model.dns.ttl,
                                  "failover_timer_s": 2, "targets": targets,

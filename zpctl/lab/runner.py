@@ -566,29 +566,20 @@ class Lab:
     def peer_status(self, inv: LoadedInventory) -> list[dict[str, Any]]:
         """Rows of what the lab runs besides the nodes: the database, the peers."""
         recs = {r.name: r for r in self.records()}
-        rows = []
+
+        def row(service: str, node: str, role: str, address: str) -> dict[str, Any]:
+            rec = recs.get(service)
+            alive = rec is not None and rec.alive()
+            return {"node": node, "role": role, "dc": "-", "zone": "-", "address": address,
+                    "state": "up" if alive else "down",
+                    "pid": str(rec.pid) if rec is not None and alive else None,
+                    "registrations": None, "dialogs": None, "sessions": None}
+
         db = db_service(inv, self.dir)
-        if db is not None:
-            rec = recs.get(db.name)
-            alive = rec is not None and rec.alive()
-            rows.append({"node": db.home, "role": "postgres", "dc": "-", "zone": "-",
-                         "address": db.listeners[0][0], "state": "up" if alive else "down",
-                         "pid": str(rec.pid) if rec is not None and alive else None,
-                         "registrations": None, "dialogs": None, "sessions": None})
-        for s in dns_services(inv, self.dir, self.bin_path):
-            rec = recs.get(s.name)
-            alive = rec is not None and rec.alive()
-            rows.append({"node": s.home, "role": "dns", "dc": "-", "zone": "-",
-                         "address": s.listeners[0][0], "state": "up" if alive else "down",
-                         "pid": str(rec.pid) if rec is not None and alive else None,
-                         "registrations": None, "dialogs": None, "sessions": None})
-        for peer in self.peers(inv):
-            rec = recs.get(peer.name)
-            alive = rec is not None and rec.alive()
-            rows.append({"node": peer.name, "role": peer.kind, "dc": "-", "zone": "-",
-                         "address": peer.address, "state": "up" if alive else "down",
-                         "pid": str(rec.pid) if rec is not None and alive else None,
-                         "registrations": None, "dialogs": None, "sessions": None})
+        rows = [row(db.name, db.home, "postgres", db.listeners[0][0])] if db is not None else []
+        rows += [row(s.name, s.home, "dns", s.listeners[0][0])
+                 for s in dns_services(inv, self.dir, self.bin_path)]
+        rows += [row(p.name, p.name, p.kind, p.address) for p in self.peers(inv)]
         return rows
 
     def status(self, inventory: Path | None = None) -> list[dict[str, Any]]:
