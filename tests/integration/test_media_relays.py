@@ -79,8 +79,11 @@ def test_a_freeswitch_bridge_carries_every_stream_both_ways(tmp_path: Path) -> N
         res = run_media(sessions, A, B, BASE, SECONDS)
         assert res.packets_sent == 10 * 2 * 50 * (SECONDS - 1)
         # the switch renumbers the RTP header; the payload's tags say what arrived.  It
-        # drops a packet now and then on these shared cores (2 of 2,000 in one CI run).
-        assert res.loss <= 0.005 and res.worst_stream_loss <= 0.02
+        # drops packets when it falls behind: rtp-autoflush-during-bridge (sofia's default)
+        # discards a bridged leg's backlog to keep latency down, so a busy machine loses a
+        # few (2 of 2,000 in one CI run, 11 in another, with the generator late in 23 of
+        # 3,000 slots).  Every stream must still flow both ways.
+        assert res.loss <= 0.01 and res.worst_stream_loss <= 0.02
         assert res.jitter_ms_p99 < 10.0
     finally:
         calls.close()

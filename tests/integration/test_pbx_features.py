@@ -260,12 +260,15 @@ def test_queue_metrics_come_from_the_rendezvous_switch_over_esl(fl: FeatureLab) 
             call = alice.dial("8600", timeout=30)
             try:
                 wait_for("an agent to answer", lambda: bool(bob.answered), 20)
+                # The caller stays on until the counter moves: mod_callcenter counts a call
+                # answered only when the caller leaves its wait loop still up, bridged to the
+                # agent.  One who hangs up first (the test once did, right after the agent's
+                # 200 OK, in a full CI run) is counted abandoned.
+                after = wait_for("the answered call in the metrics", lambda: (
+                    q if (q := support()) and q.answered_total > before.answered_total
+                    else None), 30)
             finally:
                 call.bye()
-        # 30 s: 15 s once ran out in a full run (the counter of mod_callcenter, polled every
-        # second, had not moved, or the source had no answer: the failure did not say which).
-        after = wait_for("the answered call in the metrics", lambda: (
-            q if (q := support()) and q.answered_total > before.answered_total else None), 30)
         # mod_callcenter counts the answer before it updates the member's row: one reading
         # (a full run's) had the counter moved and the caller still listed as waiting.  The
         # caller, who has hung up, must leave the queue within a few polls.
