@@ -22,6 +22,9 @@ from zpctl.cli.types import FiniteFloat
 
 LAB = str(INVENTORIES / "lab")
 US01 = str(INVENTORIES / "us01")
+# An inventory with a survivable site (its node is in a network namespace the integration
+# test makes: here it does not answer).
+SITE = str(Path(__file__).parents[1] / "integration" / "fixtures" / "site-mini")
 # Fast failure instead of a connection timeout for the ESL commands.
 ESL = ["--esl-address", "127.0.0.1:1"]
 
@@ -87,6 +90,9 @@ BASE: dict[tuple[str, ...], list[str]] = {
     ("switch", "drain"): [US01, "us-east-ny-a-switch1", "--dry-run"],
     ("switch", "pause"): [US01, "--dry-run", *ESL],
     ("switch", "resume"): [US01, "--dry-run", *ESL],
+    ("survivability", "status"): ["sitecorp/hq", "--inventory", SITE, "--timeout", "0.2"],
+    ("survivability", "sync"): ["sitecorp/hq", "--inventory", SITE, "--dry-run", "--db",
+                                "{tmp}/db.sqlite", "--to", "{tmp}/node.sqlite"],
     ("switch", "status"): [US01, "--dry-run", *ESL],
     ("voicemail", "status"): [LAB, "acme", "1002", "--dry-run", *ESL],
     ("voicemail", "unlock"): [LAB, "acme", "1002", "--dry-run", *ESL],
@@ -118,6 +124,10 @@ UNKNOWN_NAMES: list[tuple[tuple[str, ...], list[str]]] = [
     (("zone", "drain"), ["garbage", "--dry-run", "--inventory", LAB]),
     (("zone", "restore"), ["lab1/nozone", "--dry-run", "--inventory", LAB]),
     (("dc", "status"), ["nodc", "--inventory", LAB]),
+    (("survivability", "status"), ["nosite", "--inventory", SITE, "--timeout", "0.2"]),
+    (("survivability", "status"), ["acme/hq", "--inventory", LAB, "--timeout", "0.2"]),
+    (("survivability", "sync"), ["nosite", "--inventory", SITE, "--dry-run", "--db",
+                                 "{tmp}/db.sqlite", "--to", "{tmp}/node.sqlite"]),
     (("dc", "failover"), ["--from", "nodc", "--to", "lab2", "--dry-run", "--inventory", LAB]),
     (("dc", "failover"), ["--from", "lab1", "--to", "nodc", "--dry-run", "--inventory", LAB]),
     (("pki", "rotate"), ["no-such-node", "--dry-run"]),

@@ -50,6 +50,11 @@ def _control(inventory: Path | None, lab_dir: Path | None, timeout: float, local
                    guard=AddressGuard(inv), secrets_file=secrets)
 
 
+# For other command groups that control nodes (zpctl survivability).
+control_options = _options
+make_control = _control
+
+
 def _partial(ctx: Context, rows: list[dict[str, Any]], columns: list[str]) -> None:
     """Rows of the proxies that answered; those that did not are named on stderr, kept in
     JSON/YAML as rows with ``error``, and make the exit code 7."""

@@ -40,6 +40,7 @@ LAZY_COMMANDS = {
     "recordings": "zpctl.cli.recordings:recordings",
     "registrations": "zpctl.cli.control:registrations",
     "render": "zpctl.cli.render:render_cmd",
+    "survivability": "zpctl.cli.survivability:survivability",
     "switch": "zpctl.cli.switch:switch",
     "voicemail": "zpctl.cli.voicemail:voicemail",
     "zone": "zpctl.cli.control:zone",

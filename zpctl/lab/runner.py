@@ -62,11 +62,13 @@ from zpctl.lab.services import Service, node_services, port_free, switch_env
 from zpctl.lab.standby import standing_in, stands_in_for
 from zpctl.model import LoadedInventory, PlacedNode, load_inventory, roles
 from zpctl.model.schema import Role
+from zpctl.model.survivable import DB_FILE as SURVIVABILITY_DB
 from zpctl.native import build_fork_guard, needs_fork_guard, preload_env
 from zpctl.paths import default_inventory, state_dir
 from zpctl.render import render
 from zpctl.render.dns import DNS
 from zpctl.secrets import ESL_PASSWORD_KEY, Secrets
+from zpctl.survivability import create_node_db
 
 DEFAULT_INVENTORY = "inventories/lab"  # as help texts name it; see paths.default_inventory
 
@@ -221,6 +223,9 @@ class Lab:
         for s in inv.model.dns.servers if inv.model.dns else []:
             private_dir(self.dir / "nodes" / DNS)
             private_dir(self.dir / "nodes" / DNS / s.name)
+        for p in inv.nodes():
+            if p.role == Role.SURVIVABILITY:  # users arrive by `zpctl survivability sync`
+                create_node_db(self.dir / "nodes" / p.name / "state" / SURVIVABILITY_DB)
         self.prepare_switches(inv)
         self.prepare_peers(inv)
         prepare_database(inv, self.dir)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import phonenumbers
 
-from zpctl.model import catalog, pbx_checks
+from zpctl.model import catalog, pbx_checks, survivability_checks
 from zpctl.model.dns_names import claimed_names
 from zpctl.model.gstin import gstin_problem
 from zpctl.model.schema import DC_ROLES, ZONE_ROLES, Account, Inventory, Node, Role
@@ -29,6 +29,7 @@ def run_all(inv: Inventory, root: Path | None = None) -> list[Finding]:
         out.extend(check(inv))
     out.extend(_accounts(inv, root))
     out.extend(pbx_checks.check(inv))
+    out.extend(survivability_checks.check(inv))
     return out
 
 

@@ -166,9 +166,13 @@ ROLES: dict[Role, RoleSpec] = {
     # The monitor's Prometheus and exporter run from the _monitoring build with host
     # settings (listen address, inventory path): their roles build their command lines.
     Role.MONITOR: RoleSpec(Role.MONITOR, (), "monitor", probed=False),
-    # Accepted by the schema; nothing is rendered or run for it yet (issue 21).
-    Role.SURVIVABILITY: RoleSpec(Role.SURVIVABILITY, (), "survivability", probed=False,
-                                 transactions_per_call=3, transactions_per_registration=2),
+    # At a customer site: the registrar its phones fall back to when the cloud is out of
+    # reach (docs/SURVIVABILITY.md).  Not probed: the exporter cannot reach a site that is
+    # cut off, and `zpctl survivability status` asks it directly.
+    Role.SURVIVABILITY: RoleSpec(Role.SURVIVABILITY, (_kamailio(Role.SURVIVABILITY),),
+                                 "survivability", probed=False,
+                                 transactions_per_call=3, transactions_per_registration=2,
+                                 lab_order=4),
 }
 # Ansible roles a monitor node gets (they are not services of node.json; see above).
 MONITOR_ANSIBLE_ROLES = ["prometheus", "zpctl_exporter"]

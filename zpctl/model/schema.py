@@ -383,6 +383,40 @@ class Holiday(Strict):
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
+class SurvivabilityGroup(Strict):
+    """A survivability distribution group: an extension that rings its members when the
+    site is cut off from the cloud (ring-all: every member at once; in-order: one after
+    another, ``ring_seconds`` each)."""
+
+    extension: Annotated[str, Field(pattern=r"^[0-9]{2,8}$")]
+    name: str
+    strategy: Literal["ring-all", "in-order"] = "ring-all"
+    members: Annotated[list[Annotated[str, Field(pattern=r"^[0-9]{2,8}$")]],
+                       Field(min_length=1)]  # extensions of the site's users
+    ring_seconds: Annotated[int, Field(ge=5, le=120)] = 20
+
+
+class SiteSbc(Strict):
+    """The site's own SBC, on its LAN, with a carrier behind it: PSTN calls leave through
+    it while the site is cut off."""
+
+    address: IP
+    port: Port = 5060
+    transport: Literal["udp", "tcp"] = "udp"
+
+
+class Survivability(Strict):
+    """Local survivability for one site: a node at the site (a ``survivability`` node of
+    the site's data center) where its phones register when they cannot reach the cloud
+    (docs/SURVIVABILITY.md)."""
+
+    node: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$")]
+    sbc: SiteSbc | None = None  # none: PSTN calls get the announcement
+    groups: list[SurvivabilityGroup] = Field(default_factory=list)
+    # How old the node's copy of the users may be before status and validate report it.
+    max_sync_age_hours: Annotated[int, Field(ge=1, le=8760)] = 24
+
+
 class Site(Strict):
     id: Ident
     name: str
@@ -395,6 +429,7 @@ class Site(Strict):
     emergency_address: EmergencyAddress
     business_hours: dict[Weekday, list[Hours]] = Field(default_factory=dict)
     holidays: list[Holiday] = Field(default_factory=list)
+    survivability: Survivability | None = None
 
 
 class Device(Strict):

@@ -29,6 +29,8 @@ import jinja2
 from zpctl.errors import RenderError
 from zpctl.model import LoadedInventory, PlacedNode, catalog, roles
 from zpctl.model.schema import DataCenter, Inventory, Node, Role
+from zpctl.model.survivable import DB_FILE as SURVIVABILITY_DB
+from zpctl.model.survivable import site_of_node
 from zpctl.paths import data_dir
 from zpctl.render.build import MANIFEST, Build, check_out_dir
 from zpctl.render.dns import DNS, dns_files
@@ -154,7 +156,8 @@ class _Renderer:
         """The renderer of each role of the role table (zpctl.model.roles) that has one:
         a role with services must have one (tests/unit/test_roles.py)."""
         return {Role.LB: self.kamailio, Role.PROXY: self.kamailio, Role.SBC: self.kamailio,
-                Role.MEDIA: self.media, Role.SWITCH: lambda p: render_switch(self, p)}
+                Role.MEDIA: self.media, Role.SWITCH: lambda p: render_switch(self, p),
+                Role.SURVIVABILITY: self.survivability}
 
     def run(self) -> Build:
         renderers = self.renderers()
@@ -274,6 +277,26 @@ class _Renderer:
         domain = self.inv.platform.sip_domain
         self.build.add(f"{name}/kamcli/kamcli.ini",
                        self.tpl("kamcli.ini.j2", domain=domain, kamcli=self.kamcli_db(), **ctx))
+
+    def survivability(self, p: PlacedNode) -> None:
+        """A site's survivability node: its Kamailio config and its own secrets.  It sits
+        at a customer's site, so it gets no platform-wide key: a nonce secret of its own,
+        and no database URL (its users are in a local file that sync writes)."""
+        site = site_of_node(self.inv, p.name)
+        if site is None:  # validate refuses it (survivability_checks)
+            raise RenderError(f"survivability node {p.name} serves no site")
+        ctx = self.base_ctx(p)
+        ctx["site"] = {
+            "where": site.where, "domain": site.domain, "country": site.site.country,
+            "db": f"{self.paths(p.name).state}/{SURVIVABILITY_DB}",
+            "sbc": site.config.sbc, "groups": site.config.groups,
+            "users": site.extensions, "dids": site.dids, "emergency": site.emergency,
+            "announcer": None,
+        }
+        self.build.add(f"{p.name}/kamailio/kamailio.cfg", self.tpl("survivability.cfg.j2", **ctx))
+        secrets = {"auth_secret": self.secrets.get(f"auth_nonce_secret:{p.name}")}
+        self.build.add(f"{p.name}/kamailio/secrets.cfg",
+                       self.tpl("secrets.cfg.j2", secrets=secrets, **ctx), mode=0o600)
 
     def acc_ctx(self, p: PlacedNode) -> dict[str, Any] | None:
         """Call records (acc) at the lb, the proxies and the SBCs: into the platform

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from zpctl.model import LoadedInventory, PlacedNode
 from zpctl.model.schema import Node, Role
+from zpctl.model.survivable import site_of_node
 from zpctl.render.freeswitch import served_accounts
 
 ANY = "0.0.0.0/0"
@@ -71,7 +72,7 @@ def firewall_rules(loaded: LoadedInventory, p: PlacedNode) -> list[Rule]:
     # management networks only: the controller sits there (it already must for JSON-RPC).
     own = tuple(sorted({n.address, n.public, n.mgmt}))
     rules = [Rule("ssh from the management networks", "tcp", str(SSH_PORT), own, mgmt)]
-    if p.role in (Role.LB, Role.PROXY, Role.SBC):
+    if p.role in (Role.LB, Role.PROXY, Role.SBC, Role.SURVIVABILITY):
         rules.append(Rule("JSON-RPC and metrics from the management networks", "tcp",
                           str(ports.mgmt_http), (n.mgmt,), mgmt))
     if p.role == Role.LB:
@@ -126,6 +127,16 @@ def firewall_rules(loaded: LoadedInventory, p: PlacedNode) -> list[Rule]:
         if tls_peers:
             rules.append(Rule("SIP over mutual TLS from premises SBCs (BYOC-P)", "tcp",
                               str(ports.sips), (n.public,), tls_peers))
+    elif p.role == Role.SURVIVABILITY:
+        # The site's phones (firewall.sip_from: the node cannot know the site's LAN), its
+        # SBC, and the management networks' health checks.
+        site = site_of_node(inv, n.name)
+        sbc = (site.config.sbc.address,) if site and site.config.sbc else ()
+        sources = tuple(fw.sip_from) + sbc + mgmt
+        rules += [Rule("SIP from the site's phones and SBC", "udp", str(ports.sip),
+                       (n.address,), sources),
+                  Rule("SIP from the site's phones and SBC", "tcp", str(ports.sip),
+                       (n.address,), sources)]
     elif p.role == Role.MEDIA:
         rtp = f"{n.rtp.port_min}-{n.rtp.port_max}"
         kamailio = _addrs(by_role[Role.PROXY] + by_role[Role.SBC])
