@@ -204,14 +204,15 @@ def sync(inv: LoadedInventory, site: SurvivableSite, source: DbTarget, to: Path,
     return report
 
 
-def _site_contacts(control: Control, site: SurvivableSite, proxy: Any) -> set[str]:
-    """The site's extensions with a contact at ``proxy`` (a proxy or the node)."""
+def _site_contacts(control: Control, site: SurvivableSite, proxy: Any) -> dict[str, int]:
+    """The site's extensions with a contact at ``proxy`` (a zone proxy or the node), each
+    with the time its freshest contact was registered or refreshed (Last-Modified)."""
     exts = set(site.extensions)
-    out = set()
-    for aor in control.contacts(proxy):
+    out: dict[str, int] = {}
+    for aor, contacts in control.contacts(proxy).items():
         user, _, domain = aor.partition("@")
-        if domain == site.domain and user in exts:
-            out.add(user)
+        if domain == site.domain and user in exts and contacts:
+            out[user] = max(int(c.get("Last-Modified") or 0) for c in contacts)
     return out
 
 
@@ -221,10 +222,10 @@ def status(inv: LoadedInventory, site: SurvivableSite, control: Control,
     now = now if now is not None else time.time()
     node = inv.node(site.config.node).node
     problems: list[str] = []
-    local: set[str] | None = None
+    at_node: dict[str, int] | None = None
     record: dict[str, str] = {}
     try:
-        local = _site_contacts(control, site, node)
+        at_node = _site_contacts(control, site, node)
         for key in ("synced_at", "users", "digest", "source"):
             got = control.call(node, "htable.get", "site", key)
             value = got.get("item", {}).get("value") if isinstance(got, dict) else None
@@ -232,7 +233,7 @@ def status(inv: LoadedInventory, site: SurvivableSite, control: Control,
                 record[key] = str(value)
     except ZpctlError as exc:
         problems.append(f"node {node.name} does not answer: {exc}")
-    cloud: set[str] | None = set()
+    in_cloud: dict[str, int] = {}
     dc = inv.dc(site.site.datacenter)
     answered = False
     for zname in sorted(dc.zones):
@@ -240,13 +241,17 @@ def status(inv: LoadedInventory, site: SurvivableSite, control: Control,
         if proxy is None:
             continue
         try:
-            assert cloud is not None
-            cloud |= _site_contacts(control, site, proxy)
+            for ext, at in _site_contacts(control, site, proxy).items():
+                in_cloud[ext] = max(at, in_cloud.get(ext, 0))
             answered = True
         except ZpctlError:
             continue
-    if not answered:
-        cloud = None
+    # A phone is where it registered last: the cloud keeps a phone that moved to the node
+    # until that registration expires, and the node one that went home until it says so.
+    local = None if at_node is None else {e for e, at in at_node.items()
+                                           if at >= in_cloud.get(e, 0)}
+    cloud = None if not answered else {e for e, at in in_cloud.items()
+                                       if at > (at_node or {}).get(e, 0)}
     synced_at = int(record["synced_at"]) if record.get("synced_at", "").isdigit() else None
     age = None if synced_at is None else max(0, int(now) - synced_at)
     limit = site.config.max_sync_age_hours * 3600

@@ -12,6 +12,7 @@ namespaces, links and the mount point; it runs even when a test fails.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import os
 import shutil
@@ -19,8 +20,13 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 BRIDGE = "zpd-br0"
 MOUNT_POINT = Path("/run/zpctl-testhost")
@@ -237,3 +243,35 @@ class NsHosts:
         lock = getattr(self, "_lock", None)
         if lock is not None:
             lock.close()  # releases the flock
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+def _enter_netns(ns: str) -> None:
+    """Move the calling thread into network namespace ``ns`` (setns(2): per thread)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, _CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns {ns}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+class InNamespace:
+    """Run Python in network namespace ``ns``: ``inside(fn, *args)`` calls ``fn`` on a
+    thread that lives there and returns its result (its exception is raised here).
+    Sockets opened there, and threads started from there, stay in ``ns``: the test's phones
+    sit on the site's LAN this way, in the test's own process."""
+
+    def __init__(self, ns: str, workers: int = 4) -> None:
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix=f"in-{ns}",
+                                       initializer=_enter_netns, initargs=(ns,))
+
+    def __call__(self, fn: Callable[..., T], *args: Any) -> T:
+        return self.pool.submit(fn, *args).result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)

@@ -1,13 +1,20 @@
-"""Local survivability: a site's node, serving the site's phones on its own.
+"""Local survivability: a site keeps calling when its link to the cloud is cut.
 
-Site hq of tests/integration/fixtures/site-mini: its survivability node (Kamailio, rendered
-by zpctl) runs in network namespace zps-site on the test's bridge.  The phones (zpctl's
-test UA, plain RTP) and the site's SBC (a SIPp UAS that echoes RTP) sit on the bridge
-beside it, in the root namespace.  The users reach the node only by `zpctl survivability
-sync`, from the cloud's database (the lab's sqlite file): HA1 hashes, checked by the real
-Kamailio.  What reached the far end is asserted: RTP both ways, tones, the INVITEs each
-group member got and in what order.  Skips (with the reason) when not root or without
-``ip netns``.
+tests/integration/fixtures/site-mini, in network namespaces on the test's bridge:
+``zps-cloud`` holds data center sm1 (lb, proxies, media, sbcs, and a FreeSWITCH per zone),
+and ``zps-site`` is site hq: its LAN addresses (the phones, the survivability node, the
+site's SBC) on its loopback, and one link, eth0, to the bridge: its WAN.  The test cuts
+that link at the bridge (the site's eth0 stays up and its packets to the cloud are lost,
+as behind a dead uplink), then restores it.
+
+The phones are zpctl's test UA, in the test's own process, on threads that live in the
+site's namespace (:class:`tests.integration.netns.InNamespace`), each provisioned as real
+phones are with a primary registrar (the cloud's lb) and a secondary (the site's node):
+:class:`FailoverPhone`.  The users reach the node only by ``zpctl survivability sync``, from
+the cloud's database: HA1 hashes, checked by the real Kamailio.  What reached the far end is
+asserted: RTP both ways, tones, the INVITEs each group member got and in what order, the
+voicemail greeting heard, the forwarded call at the carrier.  Skips (with the reason) when
+not root or without ``ip netns``.
 """
 
 from __future__ import annotations
@@ -15,24 +22,27 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.integration.netns import Namespaces, why_not
+from tests.integration.netns import InNamespace, Namespaces, why_not
 from zpctl import sipp
 from zpctl.accounts import SipUser, sip_users
 from zpctl.cli.main import main
 from zpctl.clients.probes import sip_options
 from zpctl.control import Control
-from zpctl.lab import Lab
-from zpctl.lab.audio import tone
+from zpctl.lab import Lab, Service
+from zpctl.lab.audio import envelope, tone
 from zpctl.lab.procs import ProcRecord, launch
 from zpctl.lab.sipua import Ua
 from zpctl.model import LoadedInventory, load_inventory
@@ -46,7 +56,14 @@ NODE, NODE_ADDR = "sm1-hq-local", "10.199.9.2"
 SBC = "10.199.9.3"  # the site's SBC: a SIPp UAS echoing RTP
 INBOUND = "10.199.9.3"  # the SBC's address again, on another port: calls in from the PSTN
 PHONES = [f"10.199.9.{100 + i}" for i in range(20)]
-CONTROLLER = "10.199.9.250"
+WAN = "10.199.8.70"  # the site's end of its link to the cloud
+CONTROLLER = "10.199.8.250"  # the operator, on the bridge (a management network)
+CARRIER = "10.199.8.240"  # the PSTN as the cloud sees it (the fixture's carrier)
+LB = ("10.199.8.1", 5060)  # the phones' primary registrar
+SITE_NS, CLOUD_NS, BRIDGE = "zps-site", "zps-cloud", "zps-br0"
+# The phones' timers: keepalive to the registrar in use, how long they wait for its answer,
+# how often a phone on its secondary asks the primary, and the registration expiry.
+KEEPALIVE_S, ANSWER_S, PROBE_S, EXPIRES_S = 2.0, 1.0, 3.0, 60
 
 _reason = why_not()
 if _reason is not None:
@@ -64,16 +81,29 @@ class Site:
     users: dict[str, SipUser]
     node_db: Path
     control: Control
+    inside: InNamespace  # runs a function on the site's LAN
+    uplink: str  # the bridge's end of the site's WAN link
 
     def phone(self, ext: str, answer_mode: str = "answer") -> Ua:
-        """User ``ext``'s phone at its own address, registered at the node."""
-        u = self.users[ext]
-        i = int(ext) - 2001
-        ua = Ua(PHONES[i], 5060, u.username, u.username, u.domain, u.password,
-                (NODE_ADDR, 5060), media_port=40000 + 100 * i, answer_mode=answer_mode)
+        """User ``ext``'s phone on the site's LAN, registered at the node (call inside)."""
+        ua = _ua(self, ext, (NODE_ADDR, 5060), answer_mode)
         status_code = ua.register(expires=300)
         assert status_code == 200, f"{ext} registering at the node: {status_code}"
         return ua
+
+    def status(self, where: str = "controller") -> dict[str, Any]:
+        """The site's status as the operator sees it, or (``site``) as seen on the site's
+        LAN, which still reaches the node when the cloud cannot."""
+        if where == "site":
+            return self.inside(status, self.inv, self.site, self.control)
+        return status(self.inv, self.site, self.control)
+
+
+def _ua(site: Site, ext: str, registrar: tuple[str, int], answer_mode: str = "answer") -> Ua:
+    u = site.users[ext]
+    i = int(ext) - 2001
+    return Ua(PHONES[i], 5060, u.username, u.username, u.domain, u.password, registrar,
+              media_port=40000 + 100 * i, answer_mode=answer_mode)
 
 
 def _wait(check: Callable[[], object], timeout: float, what: str) -> None:
@@ -89,45 +119,83 @@ def _wait(check: Callable[[], object], timeout: float, what: str) -> None:
     raise AssertionError(f"{what} not within {timeout:g} s: {last}")
 
 
+def _health(s: Service) -> Callable[[], object]:
+    """The lab's health check, but SIP OPTIONS from the bridge (the lab's comes from
+    127.0.0.1, which cannot reach a namespace)."""
+    if s.kind != "kamailio":
+        return s.health
+    address, port = next((a, p) for a, p, proto in s.listeners if proto == "udp")
+    return lambda: sip_options(address, port, 0.5, source="0.0.0.0")
+
+
 @pytest.fixture(scope="module")
 def site() -> Iterator[Site]:
     tmp = Path(tempfile.mkdtemp(prefix="zpctl-site-test-"))
     shutil.copytree(FIXTURE, tmp / "inv")
     inv = load_inventory(tmp / "inv")
-    nets = Namespaces("zps-br0", [*PHONES, CONTROLLER, SBC])
+    sm1 = [p for p in inv.nodes() if p.dc.id == "sm1" and p.name != NODE]
+    cloud = sorted({a for p in sm1 for a in (p.node.address, p.node.public, p.node.mgmt)})
+    nets = Namespaces(BRIDGE, [CONTROLLER, CARRIER])
     procs: dict[str, ProcRecord] = {}
+    inside: InNamespace | None = None
     try:
-        nets.up({"zps-site": [NODE_ADDR]})
+        nets.up({CLOUD_NS: cloud, SITE_NS: [WAN]})
+        # The site's LAN: its addresses on the site's loopback, reached through its WAN.
+        for a in [NODE_ADDR, SBC, *PHONES]:
+            r = nets.run(SITE_NS, "ip", "addr", "add", f"{a}/32", "dev", "lo")
+            assert r.returncode == 0, r.stderr
+        subprocess_ok(["ip", "route", "add", "10.199.9.0/24", "via", WAN])
+        r = nets.run(CLOUD_NS, "ip", "route", "add", "10.199.9.0/24", "via", WAN)
+        assert r.returncode == 0, r.stderr
         lab = Lab(tmp / "lab")
         lab.prepare(inv)  # renders, and syncs the accounts into the cloud's database
-        svc = next(s for s in lab.services(inv) if s.home == NODE)
-        procs[svc.name] = launch(svc.name, nets.exec_argv("zps-site", svc.argv),
-                                 lab.console_log(svc), svc.cwd, env=lab.launch_env(svc))
-        _wait(lambda: sip_options(NODE_ADDR, 5060, 0.5, source=CONTROLLER), 20, "the node")
+        names = {p.name for p in sm1}
+        for svc in lab.services(inv):
+            if svc.home not in names and svc.home != NODE:
+                continue
+            ns = SITE_NS if svc.home == NODE else CLOUD_NS
+            argv = svc.argv + (["-A", "WARMUP_S=0"] if svc.name.endswith("proxy/kamailio")
+                               else [])
+            procs[svc.name] = launch(svc.name, nets.exec_argv(ns, argv), lab.console_log(svc),
+                                     svc.cwd, env=lab.launch_env(svc))
+            _wait(_health(svc), 40, svc.name)
         s = find_site(inv.model, "sitecorp/hq")
         users = {u.username: u for u in sip_users(inv, lab.secrets()) if u.account == "sitecorp"}
         node_db = tmp / "lab" / "nodes" / NODE / "state" / DB_FILE
-        yield Site(tmp, inv, lab, nets, s, users, node_db, Control(inv, timeout=2.0))
+        inside = InNamespace(SITE_NS, workers=8)
+        uplink = f"{BRIDGE[:8]}-v{sorted([CLOUD_NS, SITE_NS]).index(SITE_NS)}"
+        yield Site(tmp, inv, lab, nets, s, users, node_db, Control(inv, timeout=2.0), inside,
+                   uplink)
     finally:
+        if inside is not None:
+            inside.close()
         nets.down()
+        subprocess_ok(["ip", "route", "del", "10.199.9.0/24"], check=False)
         if os.environ.get("ZPCTL_KEEP_SITE_TEST") is None:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print(f"site test files kept in {tmp}")
 
 
+def subprocess_ok(argv: list[str], check: bool = True) -> None:
+    r = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if check:
+        assert r.returncode == 0, f"{' '.join(argv)}: {r.stderr}"
+
+
 def test_a_node_with_no_users_synced_is_reported(site: Site) -> None:
-    """Before any sync: nobody can register, and status names the problem (exit 7)."""
-    st = status(site.inv, site.site, site.control)
-    assert st["state"] == "cloud"
-    assert st["registered_locally"] == []
+    """Before any sync: nobody can register at the node, and status names the problem."""
+    st = site.status()
+    assert st["state"] == "cloud" and st["registered_locally"] == []
     assert any("no users synced" in p for p in st["problems"]), st
-    u = site.users["2001"]
-    ua = Ua(PHONES[0], 5060, u.username, u.username, u.domain, u.password, (NODE_ADDR, 5060))
-    try:
-        assert ua.register(expires=60) in (401, 403, 500, 0)
-    finally:
-        ua.close()
+
+    def try_register() -> int:
+        ua = _ua(site, "2001", (NODE_ADDR, 5060))
+        try:
+            return ua.register(expires=60)
+        finally:
+            ua.close()
+    assert site.inside(try_register) != 200
 
 
 def test_sync_pushes_hashes_and_the_node_reads_the_record(
@@ -141,7 +209,7 @@ def test_sync_pushes_hashes_and_the_node_reads_the_record(
     text = site.node_db.read_bytes()
     assert all(u.password.encode() not in text for u in site.users.values())
     assert read_record(site.node_db)["users"] == "20"
-    st = status(site.inv, site.site, site.control)
+    st = site.status()
     assert st["problems"] == [] and st["users_synced"] == 20
     assert st["synced_at"] is not None and st["synced_at"] >= int(before)
     # The same data again: nothing changed, and the CLI says so.
@@ -155,6 +223,76 @@ def test_sync_pushes_hashes_and_the_node_reads_the_record(
     late = status(site.inv, site.site, site.control,
                   now=st["synced_at"] + site.site.config.max_sync_age_hours * 3600 + 60)
     assert any("over the limit" in p for p in late["problems"]), late
+
+
+@dataclass
+class FailoverPhone:
+    """A phone with a primary registrar (the cloud) and a secondary (the site's node), as
+    desk phones are provisioned (Yealink, Poly: "failover" and "failback").  It sends its
+    registrar a keepalive (OPTIONS) every KEEPALIVE_S; when one goes unanswered for
+    ANSWER_S it registers at the other; on the secondary it asks the primary every PROBE_S
+    and, once the primary answers, registers there and leaves the secondary (REGISTER with
+    expiry 0).  Made, and started, inside the site's namespace."""
+
+    ua: Ua
+    primary: tuple[str, int] = LB
+    secondary: tuple[str, int] = (NODE_ADDR, 5060)
+    on: str = ""  # "cloud" | "node"
+    moves: list[tuple[str, float]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # registrations refused or unanswered
+
+    def start(self) -> None:
+        self.ua.answer_calls()
+        self._running = True
+        self._registered_at = 0.0
+        deadline = time.monotonic() + 20
+        while not self._register(self.primary):
+            assert time.monotonic() < deadline, f"{self.ua.aor} never registered in the cloud"
+            time.sleep(0.5)
+        self.on = "cloud"
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _register(self, registrar: tuple[str, int], expires: int = EXPIRES_S) -> bool:
+        self.ua.proxy = registrar
+        try:
+            ok = self.ua.register(expires=expires) == 200
+        except OSError:
+            ok = False
+        if ok:
+            self._registered_at = time.monotonic()
+        elif expires:
+            self.failures.append(f"{self.ua.aor} at {registrar[0]}")
+        return ok
+
+    def _loop(self) -> None:
+        while self._running:
+            time.sleep(KEEPALIVE_S if self.on == "cloud" else PROBE_S)
+            if not self._running:
+                return
+            current = self.primary if self.on == "cloud" else self.secondary
+            if self.on == "cloud" and self.ua.options(self.primary, ANSWER_S) == 0:
+                if self._register(self.secondary):
+                    self.on = "node"
+                    self.moves.append(("node", time.monotonic()))
+                else:
+                    self.ua.proxy = self.primary
+            elif self.on == "node" and self.ua.options(self.primary, ANSWER_S) == 200:
+                if self._register(self.primary):
+                    self.on = "cloud"
+                    self.moves.append(("cloud", time.monotonic()))
+                    self._register(self.secondary, 0)  # leave the node
+                    self.ua.proxy = self.primary
+                else:
+                    self.ua.proxy = self.secondary
+            elif time.monotonic() - self._registered_at > EXPIRES_S / 2:
+                self._register(current)  # refresh where it is
+
+    def stop(self) -> None:
+        self._running = False
+        self._thread.join(PROBE_S + 6)
+        self._register(self.primary if self.on == "cloud" else self.secondary, 0)
+        self.ua.close()
 
 
 def _call_with_media(caller: Ua, callee: Ua, number: str, seconds: float = 0.6) -> bool:
@@ -172,38 +310,132 @@ def _call_with_media(caller: Ua, callee: Ua, number: str, seconds: float = 0.6) 
         dialog.bye()
 
 
-def test_phones_register_and_call_each_other_with_audio(site: Site) -> None:
-    """Every phone of the site registers with its own credentials (HA1 from the sync);
-    100 calls between them, 5 at a time, each with RTP both ways; at least 99 % succeed."""
-    with ExitStack() as stack:
-        phones = {e: stack.enter_context(_Phone(site.phone(e))) for e in sorted(site.users)}
-        for ua in phones.values():
-            ua.answer_calls()
-        st = status(site.inv, site.site, site.control)
-        assert st["registered_locally"] == sorted(site.users)
-        assert st["state"] == "survivable"  # the cloud (not started here) does not answer
-        # The first call, heard: a 1 kHz tone one way, 600 Hz the other.
-        dialog = phones["2010"].dial("2011", timeout=8.0)
-        assert dialog.established and dialog.media is not None
-        far = phones["2011"].answered[-1]
-        dialog.media.play(tone(1000, 1.0))
-        far.play(tone(600, 1.0))
-        time.sleep(1.5)
-        assert far.tone_heard(1000) > 0.6 and dialog.media.tone_heard(600) > 0.6
-        dialog.bye()
-        pairs = [(f"20{7 + 2 * k:02d}", f"20{8 + 2 * k:02d}") for k in range(5)]
+def _internal_calls(phones: dict[str, Ua]) -> int:
+    """100 calls between the site's phones, 5 at a time (run inside): how many carried
+    RTP both ways.  The first is heard: 1 kHz one way, 600 Hz the other."""
+    dialog = phones["2010"].dial("2011", timeout=8.0)
+    assert dialog.established and dialog.media is not None, dialog.call
+    far = phones["2011"].answered[-1]
+    dialog.media.play(tone(1000, 1.0))
+    far.play(tone(600, 1.0))
+    time.sleep(1.5)
+    assert far.tone_heard(1000) > 0.6 and dialog.media.tone_heard(600) > 0.6
+    dialog.bye()
+    pairs = [(f"20{7 + 2 * k:02d}", f"20{8 + 2 * k:02d}") for k in range(5)]
+    with ThreadPoolExecutor(5) as pool:
+        results = list(pool.map(
+            lambda p: [_call_with_media(phones[p[0]], phones[p[1]], p[1]) for _ in range(20)],
+            pairs))
+    return sum(sum(r) for r in results)
+
+
+def _outside_calls(site: Site) -> dict[str, Any]:
+    """Calls from the PSTN (the carrier, on the bridge) to two of the site's DIDs while it
+    is cut off: the cloud answers them as the inventory says.  2001 has voicemail: the
+    caller hears its greeting.  2002 forwards when unavailable: the forwarded call arrives
+    at the carrier, which answers it."""
+    carrier = Ua(CARRIER, 5060, "+15557770001", "x", "carrier.invalid", "x",
+                 ("10.199.8.113", 5060), media_port=28000)
+    try:
+        carrier.answer_calls()
+        vm = carrier.dial("+15550200011", timeout=40.0)
+        assert vm.established and vm.media is not None, ("voicemail", vm.call)
+        time.sleep(3.0)
+        heard = vm.media.heard()
+        vm.bye()
+        fwd = carrier.dial("+15550200012", timeout=40.0)
+        forwarded = [m for m in carrier.received_invites
+                     if m.first.startswith("INVITE sip:+15557770099@")]
+        fwd_ok = fwd.established
+        fwd.bye()
+        # 20 ms frames louder than -40 dBFS: the greeting, spoken (silence and comfort
+        # noise stay far below)
+        return {"voicemail_loud_s": sum(1 for rms in envelope(heard) if rms > 0.01) * 0.02,
+                "forwarded_invites": len(forwarded), "forwarded_answered": fwd_ok}
+    finally:
+        carrier.close()
+
+
+def test_the_site_survives_a_cut_link_and_comes_back(site: Site) -> None:
+    """20 phones registered in the cloud; the site's link is cut.  Every phone registers
+    at the node; internal calls (100, RTP both ways), a PSTN call through the site's SBC
+    work there, while the cloud answers the site's DIDs (voicemail, forwarding).  The link
+    comes back: every phone returns to the cloud and leaves the node, none lost."""
+    exts = sorted(site.users)
+    phones: list[FailoverPhone] = site.inside(lambda: [FailoverPhone(_ua(site, e, LB))
+                                                       for e in exts])
+    work = site.tmp / "sbc"
+    sbc = sipp.start_argv(
+        site.nets.exec_argv(SITE_NS, sipp.command(
+            "uas", None, workdir=work, name="sbc", local_ip=SBC, local_port=5060,
+            calls=None, media_port=26000, rtp_echo=True)), work, "sbc")
+    figures: dict[str, Any] = {}
+    try:
+        for ph in phones:
+            site.inside(ph.start)
+        st = site.status()
+        assert st["state"] == "cloud" and st["registered_in_cloud"] == exts, st
+
+        # The cut.
         t0 = time.monotonic()
-        with ThreadPoolExecutor(5) as pool:
-            results = list(pool.map(
-                lambda p: [_call_with_media(phones[p[0]], phones[p[1]], p[1])
-                           for _ in range(20)], pairs))
-        ok = sum(sum(r) for r in results)
-        print(f"internal calls at the node: {ok}/100 with RTP both ways, "
-              f"{time.monotonic() - t0:.1f} s")
-        assert ok >= 99
+        subprocess_ok(["ip", "link", "set", site.uplink, "down"])
+        _wait(lambda: _assert(site.status("site")["registered_locally"] == exts), 30,
+              "every phone at the node")
+        figures["all_at_node_s"] = round(time.monotonic() - t0, 2)
+        figures["last_move_s"] = round(max(t for ph in phones for w, t in ph.moves
+                                           if w == "node") - t0, 2)
+        st = site.status("site")
+        assert st["state"] == "survivable" and not st["cloud_answered"], st
+
+        by_ext = {ph.ua.aor: ph.ua for ph in phones}
+        ok = site.inside(_internal_calls, by_ext)
+        figures["internal_calls_ok"] = ok
+        assert ok >= 99, figures
+
+        def pstn() -> float:
+            dialog = by_ext["2001"].dial("+15557770001", timeout=8.0)
+            assert dialog.established and dialog.media is not None, dialog.call
+            dialog.media.play(tone(1000, 1.0))
+            time.sleep(1.3)
+            heard = dialog.media.tone_heard(1000)
+            dialog.bye()
+            return heard
+        assert site.inside(pstn) > 0.5
+        assert len(sbc.received("INVITE sip:+15557770001@")) == 1
+
+        outside = _outside_calls(site)
+        figures.update(outside)
+        assert outside["voicemail_loud_s"] > 1.0, outside
+        assert outside["forwarded_invites"] == 1 and outside["forwarded_answered"], outside
+
+        # The link comes back.
+        t1 = time.monotonic()
+        subprocess_ok(["ip", "link", "set", site.uplink, "up"])
+        _wait(lambda: _assert(site.status()["registered_in_cloud"] == exts
+                              and site.status()["registered_locally"] == []), 60,
+              "every phone back in the cloud")
+        figures["all_back_s"] = round(time.monotonic() - t1, 2)
+        figures["last_return_s"] = round(max(t for ph in phones for w, t in ph.moves
+                                             if w == "cloud") - t1, 2)
+        st = site.status()
+        assert st["state"] == "cloud", st
+        assert all([w for w, _ in ph.moves] == ["node", "cloud"] for ph in phones), \
+            [ph.moves for ph in phones]
+        assert [f for ph in phones for f in ph.failures] == []
+    finally:
+        subprocess_ok(["ip", "link", "set", site.uplink, "up"], check=False)
+        sbc.stop()
+        for ph in phones:
+            if getattr(ph, "_running", False):
+                site.inside(ph.stop)
+        print(f"survivability figures: {figures}")
 
 
 def test_groups_ring_all_at_once_and_in_order(site: Site) -> None:
+    site.inside(_groups, site)
+
+
+def _groups(site: Site) -> None:
     with ExitStack() as stack:
         ring1 = stack.enter_context(_Phone(site.phone("2001", "ring")))
         ring2 = stack.enter_context(_Phone(site.phone("2002", "ring")))
@@ -236,39 +468,24 @@ def test_groups_ring_all_at_once_and_in_order(site: Site) -> None:
         dialog.bye()
 
 
-def test_pstn_leaves_through_the_site_sbc_and_dids_ring_users(site: Site) -> None:
-    work = site.tmp / "sbc"
-    work.mkdir(exist_ok=True)
-    uas = sipp.start("uas", None, workdir=work, name="sbc", local_ip=SBC, local_port=5060,
-                     calls=None, media_port=26000, rtp_echo=True)
-    try:
-        time.sleep(0.3)
-        with ExitStack() as stack:
-            alice = stack.enter_context(_Phone(site.phone("2001")))
-            alice.answer_calls()
-            # Out: a PSTN number and the emergency number go to the site's SBC; the echo
-            # brings the caller's own tone back.
-            for number in ("+15557770001", "911"):
-                dialog = alice.dial(number, timeout=8.0)
-                assert dialog.established and dialog.media is not None, (number, dialog.call)
-                dialog.media.play(tone(1000, 1.0))
-                time.sleep(1.3)
-                assert dialog.media.tone_heard(1000) > 0.5, number
-                dialog.bye()
-            assert len(uas.received("INVITE sip:+15557770001@")) == 1
-            assert len(uas.received("INVITE sip:911@")) == 1
-            # In: the SBC delivers a call to 2001's DID; 2001's phone rings and answers.
-            pstn = Ua(INBOUND, 5070, "+15557770002", "x", "carrier.invalid", "x",
-                      (NODE_ADDR, 5060), media_port=27000)
-            stack.enter_context(_Phone(pstn))
-            dialog = pstn.dial("+15550200011", timeout=8.0)
-            assert dialog.established, dialog.call
-            assert alice.received_invites[-1].first.startswith("INVITE sip:2001@")
-            dialog.bye()
-            # A number nobody at the site has: refused, not rung.
-            assert pstn.dial("+15550200099", timeout=5.0).call.status == 404
-    finally:
-        uas.stop()
+def test_dids_from_the_site_sbc_ring_their_users(site: Site) -> None:
+    site.inside(_dids, site)
+
+
+def _dids(site: Site) -> None:
+    with ExitStack() as stack:
+        alice = stack.enter_context(_Phone(site.phone("2001")))
+        alice.answer_calls()
+        # The SBC delivers a call to 2001's DID; 2001's phone rings and answers.
+        pstn = Ua(INBOUND, 5070, "+15557770002", "x", "carrier.invalid", "x",
+                  (NODE_ADDR, 5060), media_port=27000)
+        stack.enter_context(_Phone(pstn))
+        dialog = pstn.dial("+15550200011", timeout=8.0)
+        assert dialog.established, dialog.call
+        assert alice.received_invites[-1].first.startswith("INVITE sip:2001@")
+        dialog.bye()
+        # A number nobody at the site has: refused, not rung.
+        assert pstn.dial("+15550200099", timeout=5.0).call.status == 404
 
 
 def _assert(cond: bool) -> None:

@@ -535,6 +535,19 @@ class Ua:
                                    headers=(f"Expires: {expires}",))
         return reply.status if reply else 0
 
+    def options(self, to: tuple[str, int], timeout: float = 1.0) -> int:
+        """Ask ``to`` (a registrar: is it there?) with an OPTIONS, as a phone's keepalive
+        does; the final status (0: no answer within ``timeout``, or no route to it)."""
+        text, branch = self._request("OPTIONS", f"sip:{to[0]}:{to[1]}", f"sip:{to[0]}:{to[1]}",
+                                     f"{secrets.token_hex(8)}@{self.ip}", 1,
+                                     secrets.token_hex(4))
+        try:
+            self._send(text, to)
+        except OSError:
+            return 0
+        reply = self._next(timeout, _final_for(branch))
+        return reply.status if reply else 0
+
     def unregister_all(self) -> int:
         """Remove every contact of this client's user (``Contact: *``, RFC 3261 10.2.2),
         e.g. one a phone that went away left behind; the final status."""
