@@ -36,10 +36,11 @@ from typing import Any
 from zpctl.control import Control
 from zpctl.db import Db, DbTarget, connect, require_current
 from zpctl.db.schema import KAMAILIO_TABLE_VERSIONS
-from zpctl.errors import EnvironmentProblem, ZpctlError
+from zpctl.errors import EnvironmentProblem, ExitCode, ZpctlError
+from zpctl.freeswitch.prompts import Outcome, generate
 from zpctl.model import LoadedInventory
 from zpctl.model.schema import Role
-from zpctl.model.survivable import SurvivableSite
+from zpctl.model.survivable import ANNOUNCEMENT, ANNOUNCEMENT_TEXT, SurvivableSite
 
 SITE_TABLE = "zp_site"  # the sync record, as Kamailio's htable module loads a table
 HTABLE_VERSION = 2  # the htable table version Kamailio's htable module expects
@@ -142,6 +143,14 @@ def _create_tables(conn: sqlite3.Connection) -> None:
                      "VALUES (?, ?)", (table, version))
 
 
+def prepare_announcer(state: Path, language: str) -> Outcome:
+    """The announcer's folders under the node's state folder, and its announcement spoken
+    in the site's language (espeak-ng, :mod:`zpctl.freeswitch.prompts`)."""
+    for sub in ("sounds", "recordings", "storage", "cache"):
+        (state / "freeswitch" / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+    return generate(state / "freeswitch" / "sounds" / ANNOUNCEMENT, ANNOUNCEMENT_TEXT, language)
+
+
 def read_record(path: Path) -> dict[str, str]:
     """The sync record in the node's file ({} when there is none)."""
     if not path.exists():
@@ -173,7 +182,8 @@ def sync(inv: LoadedInventory, site: SurvivableSite, source: DbTarget, to: Path,
         return report
     if not rows:
         raise ZpctlError(f"{source.label} has none of site {site.where}'s users: run "
-                         "`zpctl accounts sync` first; the node keeps what it has")
+                         "`zpctl accounts sync` first; the node keeps what it has",
+                         ExitCode.ENVIRONMENT)
     report.synced_at = int(now if now is not None else time.time())
     record = {"synced_at": (1, str(report.synced_at)), "users": (1, str(len(have))),
               "credentials": (1, str(len(rows))), "digest": (0, report.digest),

@@ -42,11 +42,11 @@ from zpctl.cli.main import main
 from zpctl.clients.probes import sip_options
 from zpctl.control import Control
 from zpctl.lab import Lab, Service
-from zpctl.lab.audio import envelope, tone
+from zpctl.lab.audio import best_match, envelope, read_wav, tone
 from zpctl.lab.procs import ProcRecord, launch
 from zpctl.lab.sipua import Ua
 from zpctl.model import LoadedInventory, load_inventory
-from zpctl.model.survivable import DB_FILE, SurvivableSite, find_site
+from zpctl.model.survivable import ANNOUNCEMENT, DB_FILE, SurvivableSite, find_site
 from zpctl.survivability import read_record, status, sync
 
 pytestmark = pytest.mark.integration
@@ -486,6 +486,32 @@ def _dids(site: Site) -> None:
         dialog.bye()
         # A number nobody at the site has: refused, not rung.
         assert pstn.dial("+15550200099", timeout=5.0).call.status == 404
+
+
+def test_a_call_the_site_cannot_make_hears_the_announcement(site: Site) -> None:
+    """A number outside the site (another site's extension) while only the node serves:
+    the node's announcer answers, and the caller hears the announcement, the prompt file's
+    own speech (loudness envelope correlated with the file's), twice."""
+    prompt = read_wav(site.lab.dir / "nodes" / NODE / "state" / "freeswitch" / "sounds"
+                      / ANNOUNCEMENT)
+    heard = site.inside(_announcement, site, len(prompt) / 8000)
+    score = best_match(heard, prompt)
+    loud = sum(1 for rms in envelope(heard) if rms > 0.01) * 0.02
+    print(f"announcement: {loud:.1f} s loud, match {score:.2f} "
+          f"(prompt {len(prompt) / 8000:.1f} s)")
+    assert score > 0.8 and loud > len(prompt) / 8000 * 0.5, (score, loud)
+
+
+def _announcement(site: Site, seconds: float) -> list[int]:
+    with _Phone(site.phone("2019")) as ua:
+        ua.answer_calls()
+        dialog = ua.dial("3001", timeout=10.0)
+        assert dialog.established and dialog.media is not None, dialog.call
+        _wait(lambda: _assert(dialog.ended_by_far_end), 2 * seconds + 10,
+              "the announcer's hang-up")
+        heard = dialog.media.heard()
+        dialog.bye()
+        return heard
 
 
 def _assert(cond: bool) -> None:

@@ -2,7 +2,8 @@
 
 How it works: each file in ``inventory_cases/`` is one case.  It names a valid base inventory
 (``lab``: a frozen copy of the shipped lab in ``fixtures/lab``; ``india-mini``:
-``fixtures/india-mini``), a list of edits to make to a copy of it, and the problems the copy must produce::
+``fixtures/india-mini``; ``site-mini``: ``tests/integration/fixtures/site-mini``, a site with local
+survivability), a list of edits to make to a copy of it, and the problems the copy must produce::
 
     description: duplicate extension within an account
     base: lab
@@ -43,7 +44,8 @@ from zpctl.model import load_inventory
 HERE = Path(__file__).resolve().parent
 CASES_DIR = HERE / "inventory_cases"
 # A frozen copy of the lab inventory: cases quote its exact text and line numbers.
-BASES = {"lab": HERE / "fixtures" / "lab", "india-mini": HERE / "fixtures" / "india-mini"}
+BASES = {"lab": HERE / "fixtures" / "lab", "india-mini": HERE / "fixtures" / "india-mini",
+         "site-mini": HERE.parent / "integration" / "fixtures" / "site-mini"}
 
 CASE_KEYS = {"description", "base", "edits", "expect"}
 EXPECT_KEYS = {"file", "line", "field", "reason"}

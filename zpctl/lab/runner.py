@@ -63,12 +63,13 @@ from zpctl.lab.standby import standing_in, stands_in_for
 from zpctl.model import LoadedInventory, PlacedNode, load_inventory, roles
 from zpctl.model.schema import Role
 from zpctl.model.survivable import DB_FILE as SURVIVABILITY_DB
+from zpctl.model.survivable import site_of_node
 from zpctl.native import build_fork_guard, needs_fork_guard, preload_env
 from zpctl.paths import default_inventory, state_dir
 from zpctl.render import render
 from zpctl.render.dns import DNS
 from zpctl.secrets import ESL_PASSWORD_KEY, Secrets
-from zpctl.survivability import create_node_db
+from zpctl.survivability import create_node_db, prepare_announcer
 
 DEFAULT_INVENTORY = "inventories/lab"  # as help texts name it; see paths.default_inventory
 
@@ -225,7 +226,10 @@ class Lab:
             private_dir(self.dir / "nodes" / DNS / s.name)
         for p in inv.nodes():
             if p.role == Role.SURVIVABILITY:  # users arrive by `zpctl survivability sync`
-                create_node_db(self.dir / "nodes" / p.name / "state" / SURVIVABILITY_DB)
+                state = self.dir / "nodes" / p.name / "state"
+                create_node_db(state / SURVIVABILITY_DB)
+                site = site_of_node(inv.model, p.name)
+                prepare_announcer(state, site.site.language if site else "en-US")
         self.prepare_switches(inv)
         self.prepare_peers(inv)
         prepare_database(inv, self.dir)

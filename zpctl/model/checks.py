@@ -15,6 +15,7 @@ import phonenumbers
 from zpctl.model import catalog, pbx_checks, survivability_checks
 from zpctl.model.dns_names import claimed_names
 from zpctl.model.gstin import gstin_problem
+from zpctl.model.roles import ANNOUNCER_PORT
 from zpctl.model.schema import DC_ROLES, ZONE_ROLES, Account, Inventory, Node, Role
 from zpctl.model.types import DEFAULT_MANAGEMENT_NETWORK
 
@@ -261,6 +262,9 @@ def _listeners(node: Node) -> list[tuple[str, int, str, str, str]]:
                     (node.public_address, p.sips, "tcp", "SIP/TLS", "public_address")]
     if node.role == Role.PROXY:
         out.append((a, p.dmq, "udp", "DMQ", "address"))
+    if node.role == Role.SURVIVABILITY:  # its announcer
+        out += [(a, ANNOUNCER_PORT, "udp", "announcer SIP", "address"),
+                (m, p.esl, "tcp", "ESL", mf)]
     if node.role == Role.MEDIA:
         out += [(m, p.rtpengine_ng, "udp", "rtpengine ng", mf), (m, p.redis, "tcp", "Redis", mf)]
     if node.role == Role.SWITCH:

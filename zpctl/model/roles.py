@@ -135,6 +135,14 @@ FREESWITCH = ServiceSpec(
     lambda n: [(n.address, n.ports.sips, "tcp"), (n.mgmt, n.ports.esl, "tcp")],
     HEALTH_ESL, lambda n: (n.mgmt, n.ports.esl))
 
+# A survivability node's announcer: FreeSWITCH with one SIP profile on this port of the
+# node's address, reached only by the node's own Kamailio (templates/survivability/).
+ANNOUNCER_PORT = 5080
+ANNOUNCER = ServiceSpec(
+    "freeswitch", "freeswitch", "freeswitch/freeswitch.xml", FREESWITCH.args,
+    lambda n: [(n.address, ANNOUNCER_PORT, "udp"), (n.mgmt, n.ports.esl, "tcp")],
+    HEALTH_ESL, lambda n: (n.mgmt, n.ports.esl))
+
 # VRRP for an lb pair (a data center with `edge:`): only its VRRP part (--vrrp), in the
 # foreground, with pid files of its own in the node's run folder.
 KEEPALIVED = ServiceSpec(
@@ -169,7 +177,7 @@ ROLES: dict[Role, RoleSpec] = {
     # At a customer site: the registrar its phones fall back to when the cloud is out of
     # reach (docs/SURVIVABILITY.md).  Not probed: the exporter cannot reach a site that is
     # cut off, and `zpctl survivability status` asks it directly.
-    Role.SURVIVABILITY: RoleSpec(Role.SURVIVABILITY, (_kamailio(Role.SURVIVABILITY),),
+    Role.SURVIVABILITY: RoleSpec(Role.SURVIVABILITY, (_kamailio(Role.SURVIVABILITY), ANNOUNCER),
                                  "survivability", probed=False,
                                  transactions_per_call=3, transactions_per_registration=2,
                                  lab_order=4),

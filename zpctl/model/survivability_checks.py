@@ -20,6 +20,9 @@ Finding = tuple[tuple[str | int, ...], str]
 def check(inv: Inventory) -> Iterator[Finding]:
     nodes = {n.name: (dc.id, n) for dc in inv.datacenters for n in dc.nodes}
     served: dict[str, str] = {}
+    # A node a site names but cannot have (another data center's) is reported at the site.
+    named = {s.survivability.node for a in inv.accounts for s in a.sites
+             if s.survivability is not None}
     for ai, acct in enumerate(inv.accounts):
         exts = {u.extension for u in acct.users}
         for si, site in enumerate(acct.sites):
@@ -66,7 +69,7 @@ def check(inv: Inventory) -> Iterator[Finding]:
                                 "node during an outage)" if m in exts else ""))
     for di, dc in enumerate(inv.datacenters):
         for ni, n in enumerate(dc.nodes):
-            if n.role == Role.SURVIVABILITY and n.name not in served:
+            if n.role == Role.SURVIVABILITY and n.name not in named:
                 yield ("datacenters", di, "nodes", ni, "name"), (
                     f"survivability node {n.name} serves no site: name it in an account's "
                     "sites[].survivability.node")

@@ -14,6 +14,11 @@ from zpctl.model import catalog
 from zpctl.model.schema import Account, Inventory, Site, Survivability
 
 DB_FILE = "survivability.sqlite"  # in the node's state folder: the users it serves
+# The announcer's prompt, under the node's FreeSWITCH sounds folder, and what it says.
+ANNOUNCEMENT = "survivability/only-internal-calls.wav"
+ANNOUNCEMENT_TEXT = ("The phone service cannot be reached from this site. "
+                     "Only calls to colleagues at this site are working. "
+                     "Please try again later.")
 
 
 @dataclass(frozen=True)

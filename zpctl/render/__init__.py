@@ -29,8 +29,8 @@ import jinja2
 from zpctl.errors import RenderError
 from zpctl.model import LoadedInventory, PlacedNode, catalog, roles
 from zpctl.model.schema import DataCenter, Inventory, Node, Role
+from zpctl.model.survivable import ANNOUNCEMENT, site_of_node
 from zpctl.model.survivable import DB_FILE as SURVIVABILITY_DB
-from zpctl.model.survivable import site_of_node
 from zpctl.paths import data_dir
 from zpctl.render.build import MANIFEST, Build, check_out_dir
 from zpctl.render.dns import DNS, dns_files
@@ -53,7 +53,7 @@ from zpctl.render.sizing import (
     shm_mb,
     shm_reserve_bytes,
 )
-from zpctl.secrets import DB_PASSWORD_KEY, Secrets
+from zpctl.secrets import DB_PASSWORD_KEY, ESL_PASSWORD_KEY, Secrets
 
 # Build, MANIFEST and check_out_dir live in zpctl.render.build; callers take them from here.
 __all__ = ["BANNER", "MANIFEST", "TEMPLATE_DIRS", "Build", "check_out_dir", "environment",
@@ -291,12 +291,18 @@ class _Renderer:
             "db": f"{self.paths(p.name).state}/{SURVIVABILITY_DB}",
             "sbc": site.config.sbc, "groups": site.config.groups,
             "users": site.extensions, "dids": site.dids, "emergency": site.emergency,
-            "announcer": None,
+            "announcer": f"sip:{p.node.address}:{roles.ANNOUNCER_PORT}",
         }
         self.build.add(f"{p.name}/kamailio/kamailio.cfg", self.tpl("survivability.cfg.j2", **ctx))
         secrets = {"auth_secret": self.secrets.get(f"auth_nonce_secret:{p.name}")}
         self.build.add(f"{p.name}/kamailio/secrets.cfg",
                        self.tpl("secrets.cfg.j2", secrets=secrets, **ctx), mode=0o600)
+        # The announcer's FreeSWITCH: its one file holds the event socket's password.
+        self.build.add(f"{p.name}/freeswitch/freeswitch.xml", self.tpl(
+            "survivability/freeswitch.xml.j2", port=roles.ANNOUNCER_PORT, sessions=100,
+            esl_password=self.secrets.get(f"{ESL_PASSWORD_KEY}:{p.name}"),
+            announcement=f"{self.paths(p.name).state}/freeswitch/sounds/{ANNOUNCEMENT}",
+            **ctx), mode=0o600)
 
     def acc_ctx(self, p: PlacedNode) -> dict[str, Any] | None:
         """Call records (acc) at the lb, the proxies and the SBCs: into the platform

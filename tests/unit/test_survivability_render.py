@@ -1,0 +1,258 @@
+"""A site's survivability node, rendered (docs/SURVIVABILITY.md): a registrar and proxy for
+the site's users alone, its groups, DIDs, emergency numbers and PSTN through the site SBC,
+no platform-wide key, and a firewall open to the site's phones and SBC.  Run for real in
+tests/integration/test_survivability.py."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from zpctl.model import catalog, load_inventory
+from zpctl.render import render
+from zpctl.render.build import RenderedFile
+from zpctl.secrets import Secrets
+
+# The survivability tests' platform (tests/integration/test_survivability.py).
+SITE_MINI = Path(__file__).parents[1] / "integration" / "fixtures" / "site-mini"
+NODE = "sm1-hq-local"
+DOMAIN = "sitecorp.site.zpctl.test"
+SITE_USERS = [str(e) for e in range(2001, 2021)]
+SBC = "10.199.9.3"
+MGMT = {"10.199.8.192/26", "10.199.9.0/24", "10.199.10.0/24"}
+# The sitecorp account file's end: a second site (no survivability) with a user and a DID.
+BRANCH_SITE = """  - id: branch
+    name: Branch
+    datacenter: sm1
+    timezone: UTC
+    country: US
+    emergency_address: {street: 2 Test Way, city: Test City, postal_code: '00002', country: US}
+"""
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, (path, old)
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def _copy(dest: Path) -> Path:
+    shutil.copytree(SITE_MINI, dest)
+    return dest
+
+
+def _render(inv_dir: Path, secrets: Path) -> dict[str, RenderedFile]:
+    return render(load_inventory(inv_dir), Secrets.load(secrets)).files
+
+
+def _text(files: dict[str, RenderedFile], path: str) -> str:
+    return files[path].data.decode()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RenderedFile]:
+    """The fixture as it is, with a neighbour: a user (and a DID) of another site of the
+    same account, which the node must not serve."""
+    tmp = tmp_path_factory.mktemp("survivability-render")
+    inv = _copy(tmp / "inv")
+    acct = inv / "accounts" / "sitecorp.yml"
+    _edit(acct, "numbers:\n", BRANCH_SITE + "numbers:\n  - {number: '+15550200021', site: branch}\n")
+    _edit(acct, "  - {extension: '2020', name: User 20, site: hq, calling_plan: metered}\n",
+          "  - {extension: '2020', name: User 20, site: hq, calling_plan: metered}\n"
+          "  - {extension: '2021', name: User 21, site: branch, calling_plan: metered,"
+          " dids: ['+15550200021']}\n")
+    return _render(inv, tmp / "s.yml")
+
+
+@pytest.fixture(scope="module")
+def cfg(files: dict[str, RenderedFile]) -> str:
+    return _text(files, f"{NODE}/kamailio/kamailio.cfg")
+
+
+def _block(cfg: str, head: str) -> str:
+    """The body of a top-level block of the config, ``route[NAME]`` and the like."""
+    m = re.search(rf"^{re.escape(head)} \{{\n(.*?)^\}}", cfg, re.M | re.S)
+    assert m is not None, f"no {head} in the config"
+    return m[1]
+
+
+def _cases(body: str) -> list[str]:
+    return re.findall(r'^\s*case "([^"]+)":', body, re.M)
+
+
+def _defines(cfg: str) -> dict[str, str]:
+    return dict(re.findall(r'^#!define (\w+) "?(.*?)"?$', cfg, re.M))
+
+
+def test_the_node_serves_its_site_users_and_no_one_else(cfg: str) -> None:
+    """The internal extensions are exactly the site's 20 users: not the user of the other
+    site, nor the groups' extensions; the realm is the account's domain."""
+    assert _cases(_block(cfg, "route[INTERNAL]")) == SITE_USERS
+    assert "2021" not in cfg
+    d = _defines(cfg)
+    assert d["DOMAIN"] == DOMAIN
+    assert d["SITE_DB"] == "sqlite:///var/lib/zpctl/survivability.sqlite"
+    # Its own address only: the node sits at the site, not behind the lb.
+    assert re.findall(r"^listen=(\S+)", cfg, re.M) == [
+        "udp:10.199.9.2:5060", "tcp:10.199.9.2:5060", "tcp:10.199.9.2:8080"]
+    # Authentication against the node's own file of HA1 hashes, never a password.
+    assert 'modparam("auth_db", "db_url", SITE_DB)' in cfg
+    assert 'modparam("auth_db", "calculate_ha1", 0)' in cfg
+    assert 'modparam("auth_db", "password_column", "ha1")' in cfg
+    assert 'modparam("htable", "htable", "site=>size=2;dbtable=zp_site;")' in cfg
+
+
+def test_groups_ring_their_members_in_order_with_their_strategy(cfg: str) -> None:
+    """8100 (ring-all, 20 s) and 8200 (in-order, 5 s), each member by index in the order
+    the inventory lists them."""
+    groups = _block(cfg, "route[GROUPS]")
+    found = re.findall(r'case "(\d+)":.*?\n\s*\$avp\(zp_group\) = "(\d+)";\n'
+                       r'\s*\$avp\(zp_ring_ms\) = (\d+);\n\s*route\((\w+)\);', groups)
+    assert found == [("8100", "8100", "20000", "RING_ALL"), ("8200", "8200", "5000", "IN_ORDER")]
+    members = re.findall(r'case "(\d+)/(\d+)":\n\s*\$ru = "sip:(\d+)@" \+ DOMAIN;',
+                         _block(cfg, "route[GROUP_MEMBER]"))
+    assert members == [("8100", "0", "2001"), ("8100", "1", "2002"), ("8100", "2", "2003"),
+                       ("8200", "0", "2004"), ("8200", "1", "2005"), ("8200", "2", "2006")]
+    assert "t_on_failure(\"IN_ORDER\")" in _block(cfg, "route[NEXT_MEMBER]")
+    assert "route(NEXT_MEMBER);" in _block(cfg, "failure_route[IN_ORDER]")
+
+
+def test_dids_from_the_site_sbc_ring_their_users(cfg: str) -> None:
+    """Only a request from the SBC's address takes the DID route, and each of the site's
+    DIDs rings its own user (the other site's DID is not there)."""
+    assert 'if ($si == SBC_ADDR && !is_method("REGISTER")) {\n\t\troute(INBOUND);' in cfg
+    dids = re.findall(r'case "(\+\d+)":\n\s*\$ru = "sip:(\d+)@" \+ DOMAIN;',
+                      _block(cfg, "route[INBOUND]"))
+    assert dids == [("+15550200011", "2001"), ("+15550200012", "2002"),
+                    ("+15550200013", "2003"), ("+15550200014", "2004")]
+    assert "+15550200021" not in cfg
+
+
+def test_emergency_numbers_and_the_pstn_go_to_the_site_sbc(cfg: str) -> None:
+    """The US emergency numbers and any other PSTN number leave through the SBC's URI."""
+    d = _defines(cfg)
+    assert d["SBC_ADDR"] == SBC
+    assert d["SBC_URI"] == f"sip:{SBC}:5060;transport=udp"
+    emergency = _block(cfg, "route[EMERGENCY]")
+    assert _cases(emergency) == list(catalog.EMERGENCY_NUMBERS["US"]) == ["911", "933"]
+    assert "route(TO_SBC);" in emergency and "ANNOUNCE" not in emergency
+    # A PSTN number (past the route's checks, at its top level) leaves through the SBC.
+    assert _block(cfg, "route[PSTN]").endswith("\n\troute(TO_SBC);\n\texit;\n")
+    assert "$du = SBC_URI;" in _block(cfg, "route[TO_SBC]")
+    # Emergency numbers are matched before the groups, the users and the PSTN.
+    main = _block(cfg, "request_route")
+    order = [main.index(f"route({r});") for r in ("AUTH", "EMERGENCY", "GROUPS", "INTERNAL",
+                                                   "PSTN")]
+    assert order == sorted(order)
+
+
+def _secret(text: str) -> str:
+    m = re.search(r'^#!define AUTH_SECRET "([^"]+)"$', text, re.M)
+    assert m is not None, text
+    return m[1]
+
+
+def test_the_node_holds_no_platform_wide_key(files: dict[str, RenderedFile]) -> None:
+    """A nonce secret of its own (not the proxies' shared one), no database URL, no topoh
+    key; mode 0600 like every secrets file."""
+    own = files[f"{NODE}/kamailio/secrets.cfg"]
+    text = own.data.decode()
+    assert own.mode == 0o600
+    assert "DBURL" not in text
+    assert "TOPOH_KEY" not in text
+    secret = _secret(text)
+    assert len(secret) >= 16
+    proxies = [_text(files, f"{p}/kamailio/secrets.cfg") for p in ("sm1-a-proxy", "sm1-b-proxy")]
+    assert all("TOPOH_KEY" in t and "DBURL" in t for t in proxies)
+    assert {_secret(t) for t in proxies} == {_secret(proxies[0])}  # shared by the proxies
+    assert secret != _secret(proxies[0])
+    # Nor any of the platform's keys anywhere in the node's files.
+    shared = [re.search(rf'^#!define {k} "([^"]+)"$', proxies[0], re.M) for k in
+              ("TOPOH_KEY", "DBURL", "AUTH_SECRET")]
+    node_files = b"".join(f.data for p, f in files.items() if p.startswith(f"{NODE}/"))
+    for m in shared:
+        assert m is not None
+        assert m[1].encode() not in node_files
+
+
+def test_node_json_runs_kamailio(files: dict[str, RenderedFile]) -> None:
+    """What the host runs: Kamailio with the node's config, on the node's own address."""
+    doc = json.loads(_text(files, f"{NODE}/node.json"))
+    assert doc["role"] == "survivability"
+    services = {s["name"]: s for s in doc["services"]}
+    svc = services["kamailio"]
+    assert svc["binary"] == "kamailio"
+    assert svc["config"] == "/etc/zpctl/kamailio/kamailio.cfg"
+    assert ["10.199.9.2", 5060, "udp"] in svc["listeners"]
+    assert ["10.199.9.2", 5060, "tcp"] in svc["listeners"]
+    assert {f"{NODE}/kamailio/kamailio.cfg", f"{NODE}/kamailio/secrets.cfg",
+            f"{NODE}/nftables/zpctl.nft"} <= set(files)
+
+
+def _accepts(nft: str) -> dict[tuple[str, str], set[str] | None]:
+    """(protocol, port) -> the sources an accept rule for the node's address names (None:
+    anyone)."""
+    out: dict[tuple[str, str], set[str] | None] = {}
+    for m in re.finditer(r"^\s*(?:ip saddr (\{ [^}]+ \}|\S+) )?ip daddr 10\.199\.9\.2 "
+                         r"(udp|tcp) dport (\d+) accept", nft, re.M):
+        src = None if m[1] is None else set(m[1].strip("{} ").split(", "))
+        out[(m[2], m[3])] = src
+    return out
+
+
+def test_firewall_opens_sip_to_the_phones_the_sbc_and_management(tmp_path: Path) -> None:
+    """With firewall.sip_from narrowed to the site's phones, SIP (UDP and TCP 5060) answers
+    them, the site SBC and the management networks; JSON-RPC and SSH the management
+    networks only; nothing is open to anyone."""
+    inv = _copy(tmp_path / "inv")
+    # (sip_from must cover flood_exempt, the cloud's and the site's networks)
+    phones = ["10.199.8.0/24", "10.199.9.0/24", "192.0.2.0/24"]
+    _edit(inv / "platform.yml", "carriers:\n",
+          f"firewall:\n  sip_from: [{', '.join(phones)}]\n\ncarriers:\n")
+    nft = _text(_render(inv, tmp_path / "s.yml"), f"{NODE}/nftables/zpctl.nft")
+    assert "policy drop;" in nft
+    rules = _accepts(nft)
+    sip = {*phones, SBC} | MGMT
+    assert rules[("udp", "5060")] == sip
+    assert rules[("tcp", "5060")] == sip
+    assert rules[("tcp", "8080")] == MGMT
+    assert rules[("tcp", "22")] == MGMT
+    assert None not in rules.values()
+
+
+def test_firewall_by_default_lets_phones_in_from_anywhere(
+        files: dict[str, RenderedFile]) -> None:
+    """firewall.sip_from defaults to anywhere (as at the lbs): SIP is open to all, the
+    management ports are not."""
+    rules = _accepts(_text(files, f"{NODE}/nftables/zpctl.nft"))
+    assert rules[("udp", "5060")] is None and rules[("tcp", "5060")] is None
+    assert rules[("tcp", "8080")] == MGMT
+
+
+def test_without_an_sbc_the_pstn_and_emergency_calls_get_the_announcement(
+        tmp_path: Path) -> None:
+    """No sbc: no SBC URI, no DID route; emergency numbers and the PSTN go to
+    route(ANNOUNCE), and the firewall names no SBC."""
+    inv = _copy(tmp_path / "inv")
+    _edit(inv / "accounts" / "sitecorp.yml", "      sbc: {address: 10.199.9.3, port: 5060}\n", "")
+    files = _render(inv, tmp_path / "s.yml")
+    cfg = _text(files, f"{NODE}/kamailio/kamailio.cfg")
+    assert "SBC_URI" not in cfg and "SBC_ADDR" not in cfg and SBC not in cfg
+    assert "route[TO_SBC]" not in cfg and "route[INBOUND]" not in cfg
+    emergency = _block(cfg, "route[EMERGENCY]")
+    assert _cases(emergency) == ["911", "933"]
+    assert "route(ANNOUNCE);" in emergency and "TO_SBC" not in emergency
+    pstn = _block(cfg, "route[PSTN]")
+    assert pstn.endswith("\n\troute(ANNOUNCE);\n\texit;\n") and "TO_SBC" not in pstn
+    assert "exit;" in _block(cfg, "route[ANNOUNCE]")
+    # Internal calls and the groups still work.
+    assert _cases(_block(cfg, "route[INTERNAL]")) == SITE_USERS
+    assert _cases(_block(cfg, "route[GROUPS]")) == ["8100", "8200"]
+    rules = _accepts(_text(files, f"{NODE}/nftables/zpctl.nft"))
+    assert rules[("udp", "5060")] is None  # phones from anywhere, by default
+    nft = _text(files, f"{NODE}/nftables/zpctl.nft")
+    assert SBC not in nft
