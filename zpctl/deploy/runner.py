@@ -38,7 +38,7 @@ Progress = Callable[[str], None]
 # the role table (zpctl.model.roles), one Ansible role per service.
 GROUPS: dict[Role, tuple[str, list[str]]] = {
     role: (s.ansible_group, s.ansible_roles if role != Role.MONITOR else MONITOR_ANSIBLE_ROLES)
-    for role, s in ROLES.items() if s.services or role == Role.MONITOR
+    for role, s in ROLES.items() if (s.services or role == Role.MONITOR) and s.deployed
 }
 # One play, so that every host of a run works in parallel (plays run one after another);
 # each Ansible role runs on the hosts of its group, in the role table's order.

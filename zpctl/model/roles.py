@@ -68,6 +68,7 @@ class RoleSpec:
     transactions_per_registration: int = 0
     lab_order: int = 9  # start order in the lab: media first, then proxies, sbcs, lbs
     in_lab: bool = True  # `zpctl lab up` runs its services
+    deployed: bool = True  # `zpctl deploy` installs and runs its services
 
     @property
     def ansible_roles(self) -> list[str]:
@@ -180,7 +181,9 @@ ROLES: dict[Role, RoleSpec] = {
     Role.SURVIVABILITY: RoleSpec(Role.SURVIVABILITY, (_kamailio(Role.SURVIVABILITY), ANNOUNCER),
                                  "survivability", probed=False,
                                  transactions_per_call=3, transactions_per_registration=2,
-                                 lab_order=4),
+                                 # At a customer's site, behind its firewall: not deployed
+                                 # by `zpctl deploy` yet (docs/SURVIVABILITY.md).
+                                 lab_order=4, deployed=False),
 }
 # Ansible roles a monitor node gets (they are not services of node.json; see above).
 MONITOR_ANSIBLE_ROLES = ["prometheus", "zpctl_exporter"]
