@@ -44,12 +44,19 @@ def verify_written(build_root: Path, nodes: Collection[str] | None = None
     promtool = shutil.which("promtool")
     config = Path(build_root) / PROMETHEUS_CONFIG
     if promtool is not None and config.is_file():
-        ok, output = check_prometheus_config(config, promtool)
-        if not ok:
-            failures.append({"check": "promtool check config", "config": str(config),
-                             "output": output})
+        failures += _run_check("promtool check config",
+                               [promtool, "check", "config", str(config)], config)
     return failures + check_dns_build(Path(build_root)) + check_firewall_build(
         Path(build_root), nodes)
+
+
+def _run_check(name: str, argv: list[str], config: Path) -> list[dict[str, str]]:
+    """Run one checker on one file: [] when it passes, else its failure
+    ``{"check", "config", "output"}``."""
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    if proc.returncode == 0:
+        return []
+    return [{"check": name, "config": str(config), "output": (proc.stdout + proc.stderr).strip()}]
 
 
 def check_firewall_build(build_root: Path, nodes: Collection[str] | None = None
@@ -59,39 +66,23 @@ def check_firewall_build(build_root: Path, nodes: Collection[str] | None = None
     nft = shutil.which("nft") or ("/usr/sbin/nft" if Path("/usr/sbin/nft").exists() else None)
     if nft is None or os.geteuid() != 0:
         return []
-    out = []
-    for rules in sorted(Path(build_root).glob("*/nftables/zpctl.nft")):
-        if nodes is not None and rules.parent.parent.name not in nodes:
-            continue
-        proc = subprocess.run([nft, "-c", "-f", str(rules)], capture_output=True, text=True,
-                              timeout=60, check=False)
-        if proc.returncode != 0:
-            out.append({"check": "nft -c", "config": str(rules),
-                        "output": (proc.stdout + proc.stderr).strip()})
-    return out
+    return [f for rules in sorted(Path(build_root).glob("*/nftables/zpctl.nft"))
+            if nodes is None or rules.parent.parent.name in nodes
+            for f in _run_check("nft -c", [nft, "-c", "-f", str(rules)], rules)]
 
 
 def check_dns_build(build_root: Path) -> list[dict[str, str]]:
     """``nsd-checkzone`` on the rendered zone and ``nsd-checkconf`` on each server's
     config, when NSD is installed (a controller need not have it); the failures."""
-    out = []
+    out: list[dict[str, str]] = []
     checkzone, checkconf = shutil.which("nsd-checkzone"), shutil.which("nsd-checkconf")
-    for zonefile in sorted((build_root / DNS).glob("*.zone")):
-        if checkzone is None:
-            break
-        proc = subprocess.run([checkzone, zonefile.name.removesuffix(".zone"), str(zonefile)],
-                              capture_output=True, text=True, timeout=60, check=False)
-        if proc.returncode != 0:
-            out.append({"check": "nsd-checkzone", "config": str(zonefile),
-                        "output": (proc.stdout + proc.stderr).strip()})
-    for conf in sorted((build_root / DNS).glob("*/nsd.conf")):
-        if checkconf is None:
-            break
-        proc = subprocess.run([checkconf, str(conf)], capture_output=True, text=True,
-                              timeout=60, check=False)
-        if proc.returncode != 0:
-            out.append({"check": "nsd-checkconf", "config": str(conf),
-                        "output": (proc.stdout + proc.stderr).strip()})
+    if checkzone is not None:
+        for zonefile in sorted((build_root / DNS).glob("*.zone")):
+            out += _run_check("nsd-checkzone", [checkzone, zonefile.name.removesuffix(".zone"),
+                                                str(zonefile)], zonefile)
+    if checkconf is not None:
+        for conf in sorted((build_root / DNS).glob("*/nsd.conf")):
+            out += _run_check("nsd-checkconf", [checkconf, str(conf)], conf)
     return out
 
 
@@ -131,10 +122,3 @@ def check_kamailio_build(build_root: Path, nodes: Collection[str] | None = None
             failures.append({"check": "kamailio -c", "config": str(cfg),
                              "output": "\n".join(errors[-8:] or [output])})
     return failures
-
-
-def check_prometheus_config(config: Path, promtool: str) -> tuple[bool, str]:
-    """Run ``promtool check config`` on a rendered prometheus.yml; (ok, output)."""
-    proc = subprocess.run([promtool, "check", "config", str(config)], capture_output=True,
-                          text=True, timeout=60, check=False)
-    return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
