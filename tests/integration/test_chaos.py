@@ -53,6 +53,40 @@ def _on_lab2_after(control: Control, before: int, fault: float, phones: int = 10
     return None
 
 
+def _failover_run(lab: Lab, control: Control, tmp_path: Path, primary: str,
+                  secondary: tuple[str, int], local_ip: str, fault: Callable[[], None],
+                  name: str, facts: dict[str, Any]) -> None:
+    """1,000 phones (account loadco) registered at ``primary`` with ``secondary`` as their
+    failover target; ``fault`` breaks the primary; all of them register again at
+    ``primary``, fail over, and must all end up on lab2.  Recorded as ``name`` with
+    ``facts`` and the time from the fault until lab2 held them all."""
+    users = [u for u in lab.users() if u.account == "loadco"]
+    assert len(users) == 1000
+    csv = sipp.users_csv(tmp_path / "phones.csv", [(u.username, u.domain, u.password)
+                                                   for u in users])
+    keys = {"secondary_host": secondary[0], "secondary_port": str(secondary[1])}
+    first = sipp.run("register_failover", f"{primary}:5060", workdir=tmp_path,
+                     name="on-primary", local_ip=local_ip, local_port=5600, users=csv,
+                     calls=1000, rate=500, keys=keys, wait_s=60, trace=False)
+    assert first.returncode == 0
+    lab2_before = sum(_contacts(control, f"lab2/{z}") for z in ("a", "b")) // 2
+    started = time.time()
+    fault()
+    again = sipp.run("register_failover", f"{primary}:5060", workdir=tmp_path,
+                     name="failover", local_ip=local_ip, local_port=5600, users=csv,
+                     calls=1000, rate=500, keys=keys, wait_s=120, trace=False,
+                     extra=["-trace_logs", "-log_file", str(tmp_path / "failover.log")])
+    converged = _on_lab2_after(control, lab2_before, started)
+    log = (tmp_path / "failover.log").read_text() if (tmp_path / "failover.log").exists() else ""
+    record(name, {"phones": 1000, "rate": 500, **facts,
+                  "converged_s": round(converged, 2) if converged else None,
+                  "registered_secondary": log.count("registered secondary"),
+                  "sipp_rc": again.returncode})
+    assert again.returncode == 0
+    assert log.count("registered secondary") == 1000
+    assert converged is not None
+
+
 def record(name: str, data: dict[str, Any]) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
@@ -245,35 +279,12 @@ def test_d_restarted_proxy_gets_registrations_before_traffic(
 
 def test_e_datacenter_failover_converges(zpctl_lab: Lab, control: Control,
                                          tmp_path: Path) -> None:
+    """The primary goes away: its lbs refuse new requests (as when both zones are down)."""
     inv = zpctl_lab.inventory()
-    users = [u for u in zpctl_lab.users() if u.account == "loadco"]
-    assert len(users) == 1000
-    csv = sipp.users_csv(tmp_path / "phones.csv", [(u.username, u.domain, u.password)
-                                                   for u in users])
-    lab1_lb = next(n for n in inv.dc("lab1").nodes if n.role.value == "lb")
-    lab2_lb = next(n for n in inv.dc("lab2").nodes if n.role.value == "lb")
-    keys = {"secondary_host": lab2_lb.address, "secondary_port": str(lab2_lb.ports.sip)}
-    first = sipp.run("register_failover", f"{lab1_lb.address}:5060", workdir=tmp_path,
-                     name="on-primary", local_ip="127.0.6.7", local_port=5600, users=csv,
-                     calls=1000, rate=500, keys=keys, wait_s=60, trace=False)
-    assert first.returncode == 0
-    lab2_before = sum(_contacts(control, f"lab2/{z}") for z in ("a", "b")) // 2
-    # The primary goes away: its lbs refuse new requests (as when both zones are down).
-    fault = time.time()
-    control.dc_failover("lab1", "lab2")
-    again = sipp.run("register_failover", f"{lab1_lb.address}:5060", workdir=tmp_path,
-                     name="failover", local_ip="127.0.6.7", local_port=5600, users=csv,
-                     calls=1000, rate=500, keys=keys, wait_s=120, trace=False,
-                     extra=["-trace_logs", "-log_file", str(tmp_path / "failover.log")])
-    converged = _on_lab2_after(control, lab2_before, fault)
-    log = (tmp_path / "failover.log").read_text() if (tmp_path / "failover.log").exists() else ""
-    record("e-dc-failover", {"phones": 1000, "rate": 500, "converged_s":
-                             round(converged, 2) if converged else None,
-                             "registered_secondary": log.count("registered secondary"),
-                             "sipp_rc": again.returncode})
-    assert again.returncode == 0
-    assert log.count("registered secondary") == 1000
-    assert converged is not None
+    lab1_lb, lab2_lb = inv.dc("lab1").lbs[0], inv.dc("lab2").lbs[0]
+    _failover_run(zpctl_lab, control, tmp_path, lab1_lb.address,
+                  (lab2_lb.address, lab2_lb.ports.sip), "127.0.6.7",
+                  lambda: control.dc_failover("lab1", "lab2"), "e-dc-failover", {})
 
 
 def test_f_switch_drain_loses_no_call(zpctl_lab: Lab, control: Control,
@@ -366,33 +377,11 @@ def test_h_datacenter_failover_by_dns(zpctl_lab: Lab, control: Control,
     inv = zpctl_lab.inventory()
     assert inv.model.dns is not None
     users = [u for u in zpctl_lab.users() if u.account == "loadco"]
-    assert len(users) == 1000
     targets = sip_targets(users[0].domain, inv.model.dns.servers[0].address, "udp")
     lab1_lb, lab2_lb = inv.dc("lab1").lbs[0], inv.dc("lab2").lbs[0]
     assert targets == [(lab1_lb.address, 5060), (lab2_lb.address, 5060)]
-    (primary, _), (secondary, secondary_port) = targets
-    csv = sipp.users_csv(tmp_path / "phones.csv", [(u.username, u.domain, u.password)
-                                                   for u in users])
-    keys = {"secondary_host": secondary, "secondary_port": str(secondary_port)}
-    first = sipp.run("register_failover", f"{primary}:5060", workdir=tmp_path,
-                     name="on-primary", local_ip="127.0.6.8", local_port=5600, users=csv,
-                     calls=1000, rate=500, keys=keys, wait_s=60, trace=False)
-    assert first.returncode == 0
-    lab2_before = sum(_contacts(control, f"lab2/{z}") for z in ("a", "b")) // 2
-    fault = time.time()
-    zpctl_lab.kill("lab1-lb")  # the primary's edge goes down
-    # The phones' next registration (here all of them, at 500/s): the targets DNS gave.
-    again = sipp.run("register_failover", f"{primary}:5060", workdir=tmp_path,
-                     name="failover", local_ip="127.0.6.8", local_port=5600, users=csv,
-                     calls=1000, rate=500, keys=keys, wait_s=120, trace=False,
-                     extra=["-trace_logs", "-log_file", str(tmp_path / "failover.log")])
-    converged = _on_lab2_after(control, lab2_before, fault)
-    log = (tmp_path / "failover.log").read_text() if (tmp_path / "failover.log").exists() else ""
-    record("h-dc-failover-dns", {"phones": 1000, "rate": 500, "ttl_s": inv.model.dns.ttl,
-                                 "failover_timer_s": 2, "targets": targets,
-                                 "converged_s": round(converged, 2) if converged else None,
-                                 "registered_secondary": log.count("registered secondary"),
-                                 "sipp_rc": again.returncode})
-    assert again.returncode == 0
-    assert log.count("registered secondary") == 1000
-    assert converged is not None
+    # The primary's edge goes down; the phones' next registration (here all of them, at
+    # 500/s) goes to the targets DNS gave.
+    _failover_run(zpctl_lab, control, tmp_path, targets[0][0], targets[1], "127.0.6.8",
+                  lambda: zpctl_lab.kill("lab1-lb"), "h-dc-failover-dns",
+                  {"ttl_s": inv.model.dns.ttl, "failover_timer_s": 2, "targets": targets})
