@@ -48,6 +48,7 @@ from zpctl.lab.database import (
     prepare_database,
     remove_database,
 )
+from zpctl.lab.dns import KIND as DNS_KIND
 from zpctl.lab.dns import dns_services
 from zpctl.lab.peers import (
     LOOPBACK,
@@ -77,8 +78,9 @@ Progress = Callable[[str], None]
 
 
 # Services that must answer before the rest start: media (Kamailio uses it), the switches'
-# database (a switch whose core database is missing does not start).
-FIRST_KINDS = ("redis", "rtpengine", "postgres")
+# database (a switch whose core database is missing does not start), and the DNS servers
+# (an sbc that reaches a carrier by SRV resolves it when it loads its dispatcher list).
+FIRST_KINDS = ("redis", "rtpengine", "postgres", DNS_KIND)
 
 
 # Kamailio's words for a memory fault (its allocator's BUG reports) and for a worker that
@@ -376,8 +378,8 @@ class Lab:
                          env=self.launch_env(s))
             self.save_record(rec)
             started.append(s)
-            # Media must answer before the Kamailio nodes that use it start, and the
-            # switches' database before the switches.
+            # Media must answer before the Kamailio nodes that use it start, the switches'
+            # database before the switches, and DNS before the sbcs (FIRST_KINDS).
             if s.kind in FIRST_KINDS:
                 self.wait_up(s, rec, progress, timeout)
                 self._after_start(s, inv)
