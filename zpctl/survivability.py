@@ -25,9 +25,10 @@ not answer) come back as a list: ``zpctl survivability status`` exits 7 when the
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +37,10 @@ from typing import Any
 from zpctl.control import Control
 from zpctl.db import Db, DbTarget, connect, require_current
 from zpctl.db.schema import KAMAILIO_TABLE_VERSIONS
-from zpctl.errors import EnvironmentProblem, ExitCode, ZpctlError
+from zpctl.errors import EnvironmentProblem, ExitCode, RemoteFailure, ZpctlError
 from zpctl.freeswitch.prompts import Outcome, generate
 from zpctl.model import LoadedInventory
-from zpctl.model.schema import Role
+from zpctl.model.schema import Node, Role
 from zpctl.model.survivable import ANNOUNCEMENT, ANNOUNCEMENT_TEXT, SurvivableSite
 
 SITE_TABLE = "zp_site"  # the sync record, as Kamailio's htable module loads a table
@@ -110,27 +111,36 @@ def _digest(rows: list[tuple[str, str, str, str, str]]) -> str:
 
 @contextmanager
 def _node_db(path: Path) -> Iterator[sqlite3.Connection]:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """The node's file, open (created 0640 first when missing: HA1 hashes are as good as
+    passwords in the account's realm); every failure an EnvironmentProblem (exit 9)."""
     try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o640))
         conn = sqlite3.connect(str(path), timeout=10, isolation_level=None)
-    except sqlite3.Error as exc:
+    except (OSError, sqlite3.Error) as exc:
         raise EnvironmentProblem(f"{path}: {exc}") from None
     with closing(conn):
         yield conn
 
 
-def create_node_db(path: Path) -> None:
-    """The node's file with its tables and no users (idempotent): the node starts on it,
-    refuses every phone, and status reports that nothing was synced."""
+def _write(path: Path, work: Callable[[sqlite3.Connection], None], what: str) -> None:
+    """``work`` in one transaction on the node's file: all of it or none (exit 9, the file
+    as it was, when sqlite refuses)."""
     with _node_db(path) as conn:
         try:
             conn.execute("BEGIN IMMEDIATE")
-            _create_tables(conn)
+            work(conn)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
-            raise EnvironmentProblem(f"{path}: {exc}") from None
-    path.chmod(0o640)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise EnvironmentProblem(f"{path}: {exc}; {what}") from None
+
+
+def create_node_db(path: Path) -> None:
+    """The node's file with its tables and no users (idempotent): the node starts on it,
+    refuses every phone, and status reports that nothing was synced."""
+    _write(path, _create_tables, "nothing was changed")
 
 
 def _create_tables(conn: sqlite3.Connection) -> None:
@@ -188,21 +198,15 @@ def sync(inv: LoadedInventory, site: SurvivableSite, source: DbTarget, to: Path,
     record = {"synced_at": (1, str(report.synced_at)), "users": (1, str(len(have))),
               "credentials": (1, str(len(rows))), "digest": (0, report.digest),
               "source": (0, source.label[:128]), "site": (0, site.where)}
-    with _node_db(to) as conn:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            _create_tables(conn)
-            conn.execute("DELETE FROM subscriber")
-            conn.executemany("INSERT INTO subscriber (username, domain, ha1, ha1b, aor) "
-                             "VALUES (?, ?, ?, ?, ?)", rows)
-            conn.execute(f"DELETE FROM {SITE_TABLE}")  # noqa: S608 - constant
-            conn.executemany(f"INSERT INTO {SITE_TABLE} (key_name, value_type, key_value) "  # noqa: S608 - constant
-                             "VALUES (?, ?, ?)", [(k, t, v) for k, (t, v) in record.items()])
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
-            raise EnvironmentProblem(f"{to}: {exc}; the node keeps what it had") from None
-    to.chmod(0o640)
+    def write(conn: sqlite3.Connection) -> None:
+        _create_tables(conn)
+        conn.execute("DELETE FROM subscriber")
+        conn.executemany("INSERT INTO subscriber (username, domain, ha1, ha1b, aor) "
+                         "VALUES (?, ?, ?, ?, ?)", rows)
+        conn.execute(f"DELETE FROM {SITE_TABLE}")  # noqa: S608 - constant
+        conn.executemany(f"INSERT INTO {SITE_TABLE} (key_name, value_type, key_value) "  # noqa: S608 - constant
+                         "VALUES (?, ?, ?)", [(k, t, v) for k, (t, v) in record.items()])
+    _write(to, write, "the node keeps what it had")
     if control is not None:
         node = inv.node(site.config.node).node
         try:
@@ -226,6 +230,20 @@ def _site_contacts(control: Control, site: SurvivableSite, proxy: Any) -> dict[s
     return out
 
 
+def _record_item(control: Control, node: Node, key: str) -> str | None:
+    """One item of the sync record as the node holds it in memory; None when it has none
+    (a node never synced: htable.get answers an absent key with the fault "Key name
+    doesn't exist", code 500)."""
+    try:
+        got = control.call(node, "htable.get", "site", key)
+    except RemoteFailure as exc:
+        if "Key name doesn't exist" in str(exc):
+            return None
+        raise
+    value = got.get("item", {}).get("value") if isinstance(got, dict) else None
+    return None if value is None else str(value)
+
+
 def status(inv: LoadedInventory, site: SurvivableSite, control: Control,
            now: float | None = None) -> dict[str, Any]:
     """Where the site's phones are, and what its node holds (module docstring)."""
@@ -237,10 +255,9 @@ def status(inv: LoadedInventory, site: SurvivableSite, control: Control,
     try:
         at_node = _site_contacts(control, site, node)
         for key in ("synced_at", "users", "digest", "source"):
-            got = control.call(node, "htable.get", "site", key)
-            value = got.get("item", {}).get("value") if isinstance(got, dict) else None
+            value = _record_item(control, node, key)
             if value is not None:
-                record[key] = str(value)
+                record[key] = value
     except ZpctlError as exc:
         problems.append(f"node {node.name} does not answer: {exc}")
     in_cloud: dict[str, int] = {}

@@ -23,7 +23,8 @@ NODE = "sm1-hq-local"
 DOMAIN = "sitecorp.site.zpctl.test"
 SITE_USERS = [str(e) for e in range(2001, 2021)]
 SBC = "10.199.9.3"
-MGMT = {"10.199.8.192/26", "10.199.9.0/24", "10.199.10.0/24"}
+MGMT = {"10.199.8.192/26", "10.199.9.192/26", "10.199.10.0/24"}
+ADDR, MGMT_ADDR = "10.199.9.2", "10.199.9.201"  # the node's SIP and management addresses
 # The sitecorp account file's end: a second site (no survivability) with a user and a DID.
 BRANCH_SITE = """  - id: branch
     name: Branch
@@ -98,7 +99,7 @@ def test_the_node_serves_its_site_users_and_no_one_else(cfg: str) -> None:
     assert d["SITE_DB"] == "sqlite:///var/lib/zpctl/survivability.sqlite"
     # Its own address only: the node sits at the site, not behind the lb.
     assert re.findall(r"^listen=(\S+)", cfg, re.M) == [
-        "udp:10.199.9.2:5060", "tcp:10.199.9.2:5060", "tcp:10.199.9.2:8080"]
+        "udp:10.199.9.2:5060", "tcp:10.199.9.2:5060", "tcp:10.199.9.201:8080"]
     # Authentication against the node's own file of HA1 hashes, never a password.
     assert 'modparam("auth_db", "db_url", SITE_DB)' in cfg
     assert 'modparam("auth_db", "calculate_ha1", 0)' in cfg
@@ -113,7 +114,7 @@ def test_groups_ring_their_members_in_order_with_their_strategy(cfg: str) -> Non
     found = re.findall(r'case "(\d+)":.*?\n\s*\$avp\(zp_group\) = "(\d+)";\n'
                        r'\s*\$avp\(zp_ring_ms\) = (\d+);\n\s*route\((\w+)\);', groups)
     assert found == [("8100", "8100", "20000", "RING_ALL"), ("8200", "8200", "5000", "IN_ORDER")]
-    members = re.findall(r'case "(\d+)/(\d+)":\n\s*\$ru = "sip:(\d+)@" \+ DOMAIN;',
+    members = re.findall(r'case "(\d+)/(\d+)":\n\s*\$var\(member\) = "sip:(\d+)@" \+ DOMAIN;',
                          _block(cfg, "route[GROUP_MEMBER]"))
     assert members == [("8100", "0", "2001"), ("8100", "1", "2002"), ("8100", "2", "2003"),
                        ("8200", "0", "2004"), ("8200", "1", "2005"), ("8200", "2", "2006")]
@@ -190,47 +191,44 @@ def test_node_json_runs_kamailio(files: dict[str, RenderedFile]) -> None:
     assert ["10.199.9.2", 5060, "udp"] in svc["listeners"]
     assert ["10.199.9.2", 5060, "tcp"] in svc["listeners"]
     assert {f"{NODE}/kamailio/kamailio.cfg", f"{NODE}/kamailio/secrets.cfg",
-            f"{NODE}/nftables/zpctl.nft"} <= set(files)
+            f"{NODE}/nftables/zpctl.nft", f"{NODE}/announcer/freeswitch.xml"} <= set(files)
+    # The announcer: FreeSWITCH on its own config folder (not a switch's), event socket on
+    # the management address for the health check.
+    ann = services["announcer"]
+    assert ann["binary"] == "freeswitch"
+    assert ann["args"][ann["args"].index("-conf") + 1] == "/etc/zpctl/announcer"
+    assert ann["health"] == {"kind": "esl", "address": MGMT_ADDR, "port": 8021}
 
 
-def _accepts(nft: str) -> dict[tuple[str, str], set[str] | None]:
-    """(protocol, port) -> the sources an accept rule for the node's address names (None:
-    anyone)."""
-    out: dict[tuple[str, str], set[str] | None] = {}
-    for m in re.finditer(r"^\s*(?:ip saddr (\{ [^}]+ \}|\S+) )?ip daddr 10\.199\.9\.2 "
-                         r"(udp|tcp) dport (\d+) accept", nft, re.M):
+def _accepts(nft: str) -> dict[tuple[str, str, str], set[str] | None]:
+    """(address, protocol, port) -> the sources an accept rule for one of the node's
+    addresses names (None: anyone)."""
+    out: dict[tuple[str, str, str], set[str] | None] = {}
+    for m in re.finditer(r"^\s*(?:ip saddr (\{ [^}]+ \}|\S+) )?ip daddr (\{ [^}]+ \}|\S+) "
+                         r"(udp|tcp) dport (\S+) accept", nft, re.M):
         src = None if m[1] is None else set(m[1].strip("{} ").split(", "))
-        out[(m[2], m[3])] = src
+        for dst in m[2].strip("{} ").split(", "):
+            out[(dst, m[3], m[4])] = src
     return out
 
 
-def test_firewall_opens_sip_to_the_phones_the_sbc_and_management(tmp_path: Path) -> None:
-    """With firewall.sip_from narrowed to the site's phones, SIP (UDP and TCP 5060) answers
-    them, the site SBC and the management networks; JSON-RPC and SSH the management
-    networks only; nothing is open to anyone."""
-    inv = _copy(tmp_path / "inv")
-    # (sip_from must cover flood_exempt, the cloud's and the site's networks)
-    phones = ["10.199.8.0/24", "10.199.9.0/24", "192.0.2.0/24"]
-    _edit(inv / "platform.yml", "carriers:\n",
-          f"firewall:\n  sip_from: [{', '.join(phones)}]\n\ncarriers:\n")
-    nft = _text(_render(inv, tmp_path / "s.yml"), f"{NODE}/nftables/zpctl.nft")
+def test_firewall_lets_in_the_site_lan_the_sbc_and_management_only(
+        files: dict[str, RenderedFile]) -> None:
+    """SIP (UDP and TCP 5060) answers the site's LAN (survivability.lan), its SBC and the
+    management networks; the announcer's RTP the LAN and the SBC; JSON-RPC, SSH and the
+    announcer's event socket the management networks only, on the management address.
+    Nothing is open to anyone, and the announcer's SIP port is not open at all."""
+    nft = _text(files, f"{NODE}/nftables/zpctl.nft")
     assert "policy drop;" in nft
     rules = _accepts(nft)
-    sip = {*phones, SBC} | MGMT
-    assert rules[("udp", "5060")] == sip
-    assert rules[("tcp", "5060")] == sip
-    assert rules[("tcp", "8080")] == MGMT
-    assert rules[("tcp", "22")] == MGMT
+    lan = {"10.199.9.0/25"}
+    assert rules[(ADDR, "udp", "5060")] == lan | {SBC} | MGMT
+    assert rules[(ADDR, "tcp", "5060")] == lan | {SBC} | MGMT
+    assert rules[(ADDR, "udp", "30000-34999")] == lan | {SBC}
+    for port in ("8080", "22", "8021"):
+        assert rules[(MGMT_ADDR, "tcp", port)] == MGMT, port
     assert None not in rules.values()
-
-
-def test_firewall_by_default_lets_phones_in_from_anywhere(
-        files: dict[str, RenderedFile]) -> None:
-    """firewall.sip_from defaults to anywhere (as at the lbs): SIP is open to all, the
-    management ports are not."""
-    rules = _accepts(_text(files, f"{NODE}/nftables/zpctl.nft"))
-    assert rules[("udp", "5060")] is None and rules[("tcp", "5060")] is None
-    assert rules[("tcp", "8080")] == MGMT
+    assert not any(port == "5080" for _, _, port in rules)
 
 
 def test_without_an_sbc_the_pstn_and_emergency_calls_get_the_announcement(
@@ -253,6 +251,19 @@ def test_without_an_sbc_the_pstn_and_emergency_calls_get_the_announcement(
     assert _cases(_block(cfg, "route[INTERNAL]")) == SITE_USERS
     assert _cases(_block(cfg, "route[GROUPS]")) == ["8100", "8200"]
     rules = _accepts(_text(files, f"{NODE}/nftables/zpctl.nft"))
-    assert rules[("udp", "5060")] is None  # phones from anywhere, by default
+    assert rules[(ADDR, "udp", "5060")] == {"10.199.9.0/25"} | MGMT
     nft = _text(files, f"{NODE}/nftables/zpctl.nft")
     assert SBC not in nft
+
+
+def test_zpctl_render_takes_the_announcer_for_no_switch(tmp_path: Path) -> None:
+    """`zpctl render` (its FreeSWITCH validator runs on every switch's tree before anything
+    is written) accepts an inventory with a survivability node: the announcer's config is
+    in announcer/, not freeswitch/, so it is not checked as a switch's.  Was exit 4."""
+    from zpctl.cli.main import main  # noqa: PLC0415 - the CLI only here
+
+    out = tmp_path / "build"
+    assert main(["render", str(SITE_MINI), "--out", str(out), "--no-check",
+                 "--secrets", str(tmp_path / "s.yml")]) == 0
+    assert (out / NODE / "announcer" / "freeswitch.xml").is_file()
+    assert not (out / NODE / "freeswitch").exists()

@@ -16,12 +16,12 @@ from zpctl import accounts
 from zpctl.control import Control
 from zpctl.db import DbTarget
 from zpctl.db.schema import KAMAILIO_TABLE_VERSIONS
-from zpctl.errors import ExitCode, ZpctlError
+from zpctl.errors import ExitCode, RemoteFailure, ZpctlError
 from zpctl.model import LoadedInventory, load_inventory
 from zpctl.model.schema import Node
 from zpctl.model.survivable import SurvivableSite, find_site
 from zpctl.secrets import Secrets
-from zpctl.survivability import SITE_TABLE, create_node_db, read_record, sync
+from zpctl.survivability import SITE_TABLE, create_node_db, read_record, status, sync
 
 # The survivability tests' platform (tests/integration/test_survivability.py).
 SITE_MINI = Path(__file__).parents[1] / "integration" / "fixtures" / "site-mini"
@@ -270,3 +270,69 @@ def test_read_record_of_no_file_creates_none(tmp_path: Path) -> None:
     """Status on a node never set up: an empty record, and no file appears."""
     assert read_record(tmp_path / "none.sqlite") == {}
     assert not (tmp_path / "none.sqlite").exists()
+
+
+class _Where:
+    """The contacts (``ul.dump``) and the sync record (``htable.get``) of a node and the
+    cloud's proxies, as a fake Control serves them; a node name in ``down`` does not answer."""
+
+    def __init__(self, contacts: dict[str, dict[str, int]], record: dict[str, str],
+                 down: tuple[str, ...] = ()) -> None:
+        self.contacts_by_node, self.record, self.down = contacts, record, down
+
+    def contacts(self, node: Node) -> dict[str, list[dict[str, Any]]]:
+        if node.name in self.down:
+            raise ZpctlError(f"{node.name}: connection refused", ExitCode.UNREACHABLE)
+        return {f"{ext}@{DOMAIN}": [{"Last-Modified": at}]
+                for ext, at in self.contacts_by_node.get(node.name, {}).items()}
+
+    def call(self, node: Node, method: str, *params: Any) -> Any:
+        assert method == "htable.get", method
+        if node.name in self.down:
+            raise ZpctlError(f"{node.name}: connection refused", ExitCode.UNREACHABLE)
+        if params[1] not in self.record:
+            raise RemoteFailure(f"{node.name}: htable.get: remote error 500: "
+                                "Key name doesn't exist in htable")
+        return {"item": {"name": params[1], "value": self.record[params[1]]}}
+
+
+RECORD = {"synced_at": str(NOW), "users": "20", "digest": "x", "source": "sqlite:cloud"}
+
+
+@pytest.mark.parametrize(("node", "cloud", "down", "state", "local", "in_cloud"), [
+    # nobody at the node
+    ({}, {"2001": NOW, "2002": NOW}, (), "cloud", [], ["2001", "2002"]),
+    # at the node since the cut; the cloud still holds their older contacts
+    ({"2001": NOW + 10, "2002": NOW + 11}, {"2001": NOW, "2002": NOW}, (), "survivable",
+     ["2001", "2002"], []),
+    # the cloud does not answer (seen from the site during the outage)
+    ({"2001": NOW + 10}, {}, ("sm1-a-proxy", "sm1-b-proxy"), "survivable", ["2001"], None),
+    # the link is back: 2001 home again, 2002 not yet
+    ({"2001": NOW + 10, "2002": NOW + 11}, {"2001": NOW + 60, "2002": NOW}, (), "returning",
+     ["2002"], ["2001"]),
+    # the node does not answer
+    ({}, {"2001": NOW}, ("sm1-hq-local",), "unknown", None, ["2001"]),
+])
+def test_status_places_each_phone_where_it_registered_last(
+        inv: LoadedInventory, site: SurvivableSite, node: dict[str, int],
+        cloud: dict[str, int], down: tuple[str, ...], state: str, local: list[str] | None,
+        in_cloud: list[str] | None) -> None:
+    # zone a's proxy holds the cloud's contacts (DMQ would copy them to zone b's)
+    fake = _Where({"sm1-hq-local": node, "sm1-a-proxy": cloud}, RECORD, down)
+    st = status(inv, site, cast(Control, fake), now=NOW + 120)
+    assert (st["state"], st["registered_locally"], st["registered_in_cloud"]) == \
+        (state, local, in_cloud)
+    assert st["cloud_answered"] is (in_cloud is not None)
+
+
+def test_status_names_an_empty_or_stale_node_and_one_that_does_not_answer(
+        inv: LoadedInventory, site: SurvivableSite) -> None:
+    never = status(inv, site, cast(Control, _Where({}, {})), now=NOW)
+    assert [p for p in never["problems"] if "no users synced" in p] == never["problems"] != []
+    limit = site.config.max_sync_age_hours * 3600
+    fresh = status(inv, site, cast(Control, _Where({}, RECORD)), now=NOW + limit)
+    assert fresh["problems"] == [] and fresh["sync_age_s"] == limit
+    stale = status(inv, site, cast(Control, _Where({}, RECORD)), now=NOW + limit + 1)
+    assert len(stale["problems"]) == 1 and "over the limit of 24 h" in stale["problems"][0]
+    gone = status(inv, site, cast(Control, _Where({}, RECORD, ("sm1-hq-local",))), now=NOW)
+    assert len(gone["problems"]) == 1 and "does not answer" in gone["problems"][0]

@@ -139,8 +139,15 @@ FREESWITCH = ServiceSpec(
 # A survivability node's announcer: FreeSWITCH with one SIP profile on this port of the
 # node's address, reached only by the node's own Kamailio (templates/survivability/).
 ANNOUNCER_PORT = 5080
+# Its config is in announcer/, not freeswitch/: a switch's tree is validated as one.
 ANNOUNCER = ServiceSpec(
-    "freeswitch", "freeswitch", "freeswitch/freeswitch.xml", FREESWITCH.args,
+    "announcer", "freeswitch", "announcer/freeswitch.xml",
+    lambda c: ["-nf", "-nc", "-nonat", "-conf", f"{c['config']}/announcer",
+               "-log", c["run"], "-run", c["run"], "-db", c["state"], "-temp", c["run"],
+               "-sounds", f"{c['state']}/freeswitch/sounds",
+               "-recordings", f"{c['state']}/freeswitch/recordings",
+               "-storage", f"{c['state']}/freeswitch/storage",
+               "-cache", f"{c['state']}/freeswitch/cache"],
     lambda n: [(n.address, ANNOUNCER_PORT, "udp"), (n.mgmt, n.ports.esl, "tcp")],
     HEALTH_ESL, lambda n: (n.mgmt, n.ports.esl))
 

@@ -411,6 +411,9 @@ class Survivability(Strict):
     (docs/SURVIVABILITY.md)."""
 
     node: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{0,62}$")]
+    # The site's LAN networks, where its phones are: the only sources (with the SBC and
+    # the management networks) the node's firewall lets SIP and RTP in from.
+    lan: Annotated[list[Network], Field(min_length=1)]
     sbc: SiteSbc | None = None  # none: PSTN calls get the announcement
     groups: list[SurvivabilityGroup] = Field(default_factory=list)
     # How old the node's copy of the users may be before status and validate report it.

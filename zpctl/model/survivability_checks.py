@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from zpctl.model import catalog
 from zpctl.model.schema import Inventory, Role
 
 Finding = tuple[tuple[str | int, ...], str]
@@ -58,6 +59,11 @@ def check(inv: Inventory) -> Iterator[Finding]:
                 if g.extension in exts:
                     yield (*gp, "extension"), (f"group extension {g.extension} is also a "
                                                f"user's extension in account {acct.id}")
+                if g.extension in catalog.EMERGENCY_NUMBERS.get(site.country, ()):
+                    yield (*gp, "extension"), (
+                        f"group extension {g.extension} is an emergency number in "
+                        f"{site.country}: calls to it go to emergency services, never to "
+                        "the group")
                 if g.extension in seen:
                     yield (*gp, "extension"), f"group extension {g.extension} is used twice"
                 seen.add(g.extension)

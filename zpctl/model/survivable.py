@@ -44,6 +44,26 @@ class SurvivableSite:
                       for d in u.dids)
 
     @property
+    def caller_ids(self) -> list[tuple[str, str]]:
+        """(extension, the number its PSTN calls show): the user's first DID, else the
+        site's main number (the account's, when the site has none); users with neither
+        are left out."""
+        nums = self.account.numbers
+        main = next((n.number for n in nums if n.kind == "main" and n.site == self.site.id),
+                    next((n.number for n in nums if n.kind == "main"), None))
+        out = []
+        for u in sorted(self.account.users, key=lambda u: u.extension):
+            if u.site == self.site.id and (u.dids or main):
+                out.append((u.extension, u.dids[0] if u.dids else str(main)))
+        return out
+
+    @property
+    def no_plan(self) -> list[str]:
+        """The site's users with no calling plan: no PSTN (emergency numbers still go)."""
+        return sorted(u.extension for u in self.account.users
+                      if u.site == self.site.id and u.calling_plan == "none")
+
+    @property
     def emergency(self) -> tuple[str, ...]:
         return catalog.EMERGENCY_NUMBERS.get(self.site.country, ())
 

@@ -291,14 +291,15 @@ class _Renderer:
             "db": f"{self.paths(p.name).state}/{SURVIVABILITY_DB}",
             "sbc": site.config.sbc, "groups": site.config.groups,
             "users": site.extensions, "dids": site.dids, "emergency": site.emergency,
-            "announcer": f"sip:{p.node.address}:{roles.ANNOUNCER_PORT}",
+            "caller_ids": site.caller_ids, "no_plan": site.no_plan,
+            "announcer_port": roles.ANNOUNCER_PORT,
         }
         self.build.add(f"{p.name}/kamailio/kamailio.cfg", self.tpl("survivability.cfg.j2", **ctx))
         secrets = {"auth_secret": self.secrets.get(f"auth_nonce_secret:{p.name}")}
         self.build.add(f"{p.name}/kamailio/secrets.cfg",
                        self.tpl("secrets.cfg.j2", secrets=secrets, **ctx), mode=0o600)
         # The announcer's FreeSWITCH: its one file holds the event socket's password.
-        self.build.add(f"{p.name}/freeswitch/freeswitch.xml", self.tpl(
+        self.build.add(f"{p.name}/announcer/freeswitch.xml", self.tpl(
             "survivability/freeswitch.xml.j2", port=roles.ANNOUNCER_PORT, sessions=100,
             esl_password=self.secrets.get(f"{ESL_PASSWORD_KEY}:{p.name}"),
             announcement=f"{self.paths(p.name).state}/freeswitch/sounds/{ANNOUNCEMENT}",

@@ -128,15 +128,21 @@ def firewall_rules(loaded: LoadedInventory, p: PlacedNode) -> list[Rule]:
             rules.append(Rule("SIP over mutual TLS from premises SBCs (BYOC-P)", "tcp",
                               str(ports.sips), (n.public,), tls_peers))
     elif p.role == Role.SURVIVABILITY:
-        # The site's phones (firewall.sip_from: the node cannot know the site's LAN), its
-        # SBC, and the management networks' health checks.
+        # The site's phones (its LAN), its SBC, and the management networks' health checks;
+        # the announcer's media from the phones; its event socket from the management
+        # networks (health).  Its SIP port answers only the node itself (loopback).
         site = site_of_node(inv, n.name)
+        lan = tuple(site.config.lan) if site else ()
         sbc = (site.config.sbc.address,) if site and site.config.sbc else ()
-        sources = tuple(fw.sip_from) + sbc + mgmt
+        sources = lan + sbc + mgmt
         rules += [Rule("SIP from the site's phones and SBC", "udp", str(ports.sip),
                        (n.address,), sources),
                   Rule("SIP from the site's phones and SBC", "tcp", str(ports.sip),
-                       (n.address,), sources)]
+                       (n.address,), sources),
+                  Rule("the announcer's RTP from the site's phones", "udp",
+                       f"{n.rtp.port_min}-{n.rtp.port_max}", (n.address,), lan + sbc),
+                  Rule("the announcer's event socket from the management networks", "tcp",
+                       str(ports.esl), (n.mgmt,), mgmt)]
     elif p.role == Role.MEDIA:
         rtp = f"{n.rtp.port_min}-{n.rtp.port_max}"
         kamailio = _addrs(by_role[Role.PROXY] + by_role[Role.SBC])
