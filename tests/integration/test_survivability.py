@@ -255,6 +255,7 @@ class FailoverPhone:
 
     def start(self) -> None:
         self.ua.answer_calls()
+        self._stopping = threading.Event()
         self._running = True
         self._registered_at = 0.0
         deadline = time.monotonic() + 20
@@ -279,8 +280,7 @@ class FailoverPhone:
 
     def _loop(self) -> None:
         while self._running:
-            time.sleep(KEEPALIVE_S if self.on == "cloud" else PROBE_S)
-            if not self._running:
+            if self._stopping.wait(KEEPALIVE_S if self.on == "cloud" else PROBE_S):
                 return
             current = self.primary if self.on == "cloud" else self.secondary
             if self.on == "cloud" and not self._answers(self.primary):
@@ -309,6 +309,7 @@ class FailoverPhone:
         try:
             self._running = False
             if getattr(self, "_thread", None) is not None:
+                self._stopping.set()
                 self._thread.join(PROBE_S + 6)
             if self.on:
                 self._register(self.primary if self.on == "cloud" else self.secondary, 0)
