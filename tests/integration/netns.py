@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from zpctl.clients.probes import sip_options
+from zpctl.lab import Service
+
 T = TypeVar("T")
 
 BRIDGE = "zpd-br0"
@@ -275,3 +278,27 @@ class InNamespace:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def wait_until(check: Callable[[], object], timeout: float, what: str) -> None:
+    """Call ``check`` every 0.1 s until it stops raising; AssertionError naming ``what`` and
+    the last failure when ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            check()
+            return
+        except Exception as exc:
+            last = exc
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not within {timeout:g} s: {last}")
+
+
+def bridge_health(s: Service) -> Callable[[], object]:
+    """A lab service's health check, but for a Kamailio a SIP OPTIONS from the bridge (the
+    lab's comes from 127.0.0.1, which cannot reach a namespace)."""
+    if s.kind != "kamailio":
+        return s.health
+    address, port = next((a, p) for a, p, proto in s.listeners if proto == "udp")
+    return lambda: sip_options(address, port, 0.5, source="0.0.0.0")

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
@@ -32,14 +32,21 @@ import dns.resolver
 import pytest
 
 from tests.conftest import INVENTORIES
-from tests.integration.netns import Namespaces, kill_namespace, namespace_pids, why_not
+from tests.integration.netns import (
+    Namespaces,
+    bridge_health,
+    kill_namespace,
+    namespace_pids,
+    wait_until,
+    why_not,
+)
 from zpctl import sipp
 from zpctl.accounts import sip_users
 from zpctl.cli.main import main
 from zpctl.clients.probes import sip_options
 from zpctl.control import Control, address_holder
 from zpctl.errors import Unreachable
-from zpctl.lab import Lab, Service
+from zpctl.lab import Lab
 from zpctl.lab.procs import ProcRecord, launch
 from zpctl.loadtest import results
 from zpctl.model import LoadedInventory, PlacedNode, load_inventory
@@ -88,31 +95,6 @@ class Edge:
             if ns not in self.dead and f" {SERVICE}/" in shown:
                 return ns
         return None
-
-
-def _wait(check: Callable[[], None], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            check()
-            return
-        except Exception as exc:
-            last = exc
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not up within {timeout:g} s: {last}")
-
-
-def _health(s: Service) -> Callable[[], None]:
-    """The lab's health check, but a SIP OPTIONS from the bridge (the lab's comes from
-    127.0.0.1, which cannot reach a namespace)."""
-    if s.kind != "kamailio":
-        return s.health
-    address, port = next((a, p) for a, p, proto in s.listeners if proto == "udp")
-
-    def check() -> None:
-        sip_options(address, port, 0.5, source="0.0.0.0")
-    return check
 
 
 def _firewalls(nets: Namespaces, build: Path, nodes: list[PlacedNode]) -> None:
@@ -171,13 +153,13 @@ def edge() -> Iterator[Edge]:
             argv = s.argv + (["-A", "WARMUP_S=0"] if s.name.endswith("proxy/kamailio") else [])
             procs[s.name] = launch(s.name, nets.exec_argv(ns, argv), lab.console_log(s), s.cwd,
                                    env=lab.launch_env(s))
-            _wait(_health(s), 30, s.name)
+            wait_until(bridge_health(s), 30, s.name)
         _firewalls(nets, tmp / "lab" / "build", em1)
         e = Edge(tmp, inv, lab, nets, procs)
         def answered() -> None:
             if address_holder(inv.dc("em1"), 0.5) is None:
                 raise Unreachable("no lb answers at the service address")
-        _wait(answered, 20, "the service address")
+        wait_until(answered, 20, "the service address")
         yield e
     finally:
         nets.down()

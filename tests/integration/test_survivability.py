@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -36,13 +36,12 @@ from typing import Any
 
 import pytest
 
-from tests.integration.netns import InNamespace, Namespaces, why_not
+from tests.integration.netns import InNamespace, Namespaces, bridge_health, wait_until, why_not
 from zpctl import sipp
 from zpctl.accounts import SipUser, sip_users
 from zpctl.cli.main import main
-from zpctl.clients.probes import sip_options
 from zpctl.control import Control
-from zpctl.lab import Lab, Service
+from zpctl.lab import Lab
 from zpctl.lab.audio import best_match, envelope, read_wav, tone
 from zpctl.lab.procs import ProcRecord, launch
 from zpctl.lab.sipua import Msg, Ua
@@ -108,28 +107,6 @@ def _ua(site: Site, ext: str, registrar: tuple[str, int], answer_mode: str = "an
               media_port=40000 + 100 * i, answer_mode=answer_mode)
 
 
-def _wait(check: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            check()
-            return
-        except Exception as exc:
-            last = exc
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not within {timeout:g} s: {last}")
-
-
-def _health(s: Service) -> Callable[[], object]:
-    """The lab's health check, but SIP OPTIONS from the bridge (the lab's comes from
-    127.0.0.1, which cannot reach a namespace)."""
-    if s.kind != "kamailio":
-        return s.health
-    address, port = next((a, p) for a, p, proto in s.listeners if proto == "udp")
-    return lambda: sip_options(address, port, 0.5, source="0.0.0.0")
-
-
 @pytest.fixture(scope="module")
 def site() -> Iterator[Site]:
     tmp = Path(tempfile.mkdtemp(prefix="zpctl-site-test-"))
@@ -160,7 +137,7 @@ def site() -> Iterator[Site]:
                                else [])
             procs[svc.name] = launch(svc.name, nets.exec_argv(ns, argv), lab.console_log(svc),
                                      svc.cwd, env=lab.launch_env(svc))
-            _wait(_health(svc), 40, svc.name)
+            wait_until(bridge_health(svc), 40, svc.name)
         s = find_site(inv.model, "sitecorp/hq")
         users = {u.username: u for u in sip_users(inv, lab.secrets()) if u.account == "sitecorp"}
         node_db = tmp / "lab" / "nodes" / NODE / "state" / DB_FILE
@@ -402,7 +379,7 @@ def test_the_site_survives_a_cut_link_and_comes_back(site: Site) -> None:
         # The cut.
         t0 = time.monotonic()
         subprocess_ok(["ip", "link", "set", site.uplink, "down"])
-        _wait(lambda: _assert(site.status("site")["registered_locally"] == exts), 30,
+        wait_until(lambda: _assert(site.status("site")["registered_locally"] == exts), 30,
               "every phone at the node")
         figures["all_at_node_s"] = round(time.monotonic() - t0, 2)
         figures["last_move_s"] = round(max(t for ph in phones for w, t in ph.moves
@@ -441,7 +418,7 @@ def test_the_site_survives_a_cut_link_and_comes_back(site: Site) -> None:
         # The link comes back.
         t1 = time.monotonic()
         subprocess_ok(["ip", "link", "set", site.uplink, "up"])
-        _wait(lambda: _assert(site.status()["registered_in_cloud"] == exts
+        wait_until(lambda: _assert(site.status()["registered_in_cloud"] == exts
                               and site.status()["registered_locally"] == []), 60,
               "every phone back in the cloud")
         figures["all_back_s"] = round(time.monotonic() - t1, 2)
@@ -481,7 +458,7 @@ def _groups(site: Site) -> None:
         dialog = caller.dial("8100", timeout=10.0)
         assert dialog.established, dialog.call
         assert len(rings.received_invites) == 1 and len(answers.received_invites) == 1
-        _wait(lambda: _assert(not rings.ringing()), 5, "the CANCEL")
+        wait_until(lambda: _assert(not rings.ringing()), 5, "the CANCEL")
         dialog.bye()
     with ExitStack() as stack:
         first = stack.enter_context(_Phone(site.phone("2004", "ring")))
@@ -563,7 +540,7 @@ def _announcement(site: Site, seconds: float) -> list[int]:
         ua.answer_calls()
         dialog = ua.dial("3001", timeout=10.0)
         assert dialog.established and dialog.media is not None, dialog.call
-        _wait(lambda: _assert(dialog.ended_by_far_end), 2 * seconds + 10,
+        wait_until(lambda: _assert(dialog.ended_by_far_end), 2 * seconds + 10,
               "the announcer's hang-up")
         heard = dialog.media.heard()
         dialog.bye()
