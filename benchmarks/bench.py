@@ -81,7 +81,9 @@ def bench_inventory(dest: Path, users: int) -> Path:
     (dest / "platform.yml").write_text(plat)
     lines = ["id: benchco", "name: Bench Co", "cluster: US01", "offering: native", "sites:",
              "  - {id: s, name: S, datacenter: lab1, timezone: UTC, country: US,"
-             " emergency_address: {street: x, city: x, postal_code: '1', country: US}}",
+             " emergency_address: {street: 1 Main St, city: x, state: NY, postal_code: '10001',"
+             " country: US}}",
+             "numbers:", "  - {number: '+15550990000', kind: main, site: s}",
              "users:"]
     lines += [f"  - {{extension: '{10000 + i}', name: U{i}, site: s, calling_plan: metered}}"
               for i in range(users)]

@@ -16,6 +16,7 @@ carriers:
   - id: carrier
     name: Carrier
     addresses: [{address: 198.51.100.10}, {address: 198.51.100.11}]
+    emergency: [US]
 database: {engine: postgres, host: 10.200.0.10}
 defaults:
   capacity: {cps: 2000}
@@ -41,8 +42,8 @@ def account(i: int, dcs: int, users: int) -> str:
     d = (i % dcs) + 1
     lines = [f"id: acct{i}", f"name: Account {i}", "cluster: US01", "offering: native",
              "sites:", f"  - {{id: s1, name: Site, datacenter: dc{d}, timezone: America/New_York,"
-             " country: US, emergency_address: {street: 1 Main, city: X, postal_code: '1',"
-             " country: US}}", "numbers:"]
+             " country: US, emergency_address: {street: 1 Main St, city: X, state: NY,"
+             " postal_code: '10001', country: US}}", "numbers:"]
     base = 12000000000 + i * 1000
     lines += [f"  - {{number: '+{base + u}', site: s1}}" for u in range(users)]
     lines.append("users:")

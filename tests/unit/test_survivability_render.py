@@ -31,7 +31,7 @@ BRANCH_SITE = """  - id: branch
     datacenter: sm1
     timezone: UTC
     country: US
-    emergency_address: {street: 2 Test Way, city: Test City, postal_code: '00002', country: US}
+    emergency_address: {street: 2 Test Way, city: Test City, postal_code: '00002', country: US, state: NY}
 """
 
 

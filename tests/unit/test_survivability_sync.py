@@ -36,8 +36,9 @@ BRANCH = """  - id: branch
     datacenter: sm1
     timezone: UTC
     country: US
-    emergency_address: {street: 2 Test Way, city: Test City, postal_code: '00002', country: US}
+    emergency_address: {street: 2 Test Way, city: Test City, postal_code: '00002', country: US, state: NY}
 numbers:
+  - {number: '+15550200002', kind: main, site: branch}
 """
 OTHERCORP = """id: othercorp
 name: Other Corp
@@ -49,7 +50,9 @@ sites:
     datacenter: sm1
     timezone: UTC
     country: US
-    emergency_address: {street: 3 Test Way, city: Test City, postal_code: '00003', country: US}
+    emergency_address: {street: 3 Test Way, city: Test City, postal_code: '00003', country: US, state: NY}
+numbers:
+  - {number: '+15550300001', kind: main, site: main}
 users:
   - {extension: '2001', name: Other 1, site: main}
 """

@@ -1,5 +1,6 @@
 """Fixed facts the inventory is checked against: codecs, SRTP suites, languages, licenses,
-India's licensed service areas and GST state codes.
+India's licensed service areas and GST state codes, emergency numbers and what an emergency
+address must give in each country.
 
 These come from the product we model (Zoom Phone's overview: codecs, security standards, the
 40 prompt languages, the six Indian circles) and from the standards behind them (RTP payload
@@ -144,6 +145,61 @@ EMERGENCY_NUMBERS: dict[str, tuple[str, ...]] = {
     "GB": ("999", "112"), "NL": ("112",), "DE": ("112", "110"), "SA": ("911", "997", "998"),
     "AU": ("000", "112"), "HK": ("999", "112"), "JP": ("110", "119", "118"),
     "SG": ("999", "995"), "IN": ("112", "100", "101", "102"),
+}
+
+
+@dataclass(frozen=True)
+class CivicRule:
+    """What a site's emergency address must give in one country (``emergency_checks``):
+    the state (province, prefecture) and its valid codes, and the postal code's shape."""
+
+    state: bool  # required
+    state_kind: str  # what the country calls it: "state or territory", "prefecture", ...
+    state_hint: str  # how to write it, for the message: "two letters, e.g. CA"
+    states: frozenset[str] = frozenset()  # the valid codes (empty: any name is taken)
+    postal: str | None = None  # the postal code's pattern (None: the country has none)
+    postal_kind: str = "postal code"  # "ZIP code", "postcode", "CEP", ...
+    postal_hint: str = ""  # "12345 or 12345-6789"
+
+
+_US_STATES = """
+AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM
+NY NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY DC AS GU MP PR VI
+"""
+_CA_PROVINCES = "AB BC MB NB NL NS NT NU ON PE QC SK YT"
+_AU_STATES = "ACT NSW NT QLD SA TAS VIC WA"
+_BR_UFS = "AC AL AP AM BA CE DF ES GO MA MT MS MG PA PB PR PE PI RJ RN RS RO RR SC SP SE TO"
+
+# One rule per country of EMERGENCY_NUMBERS.  Postal codes as each country's post writes
+# them (with the space where there is one); Hong Kong has no postal codes.
+CIVIC_RULES: dict[str, CivicRule] = {
+    "US": CivicRule(True, "state or territory", "two letters, e.g. CA",
+                    frozenset(_US_STATES.split()), r"\d{5}(-\d{4})?", "ZIP code",
+                    "12345 or 12345-6789"),
+    "CA": CivicRule(True, "province or territory", 'two letters, e.g. BC; "ON" in quotes',
+                    frozenset(_CA_PROVINCES.split()),
+                    r"[ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z] \d[ABCEGHJ-NPRSTV-Z]\d",
+                    "postal code", "A1A 1A1, e.g. M5X 1A9"),
+    "MX": CivicRule(True, "state", "e.g. CDMX, JAL", postal=r"\d{5}",
+                    postal_hint="5 digits, e.g. 76120"),
+    "BR": CivicRule(True, "state (UF)", "two letters, e.g. SP", frozenset(_BR_UFS.split()),
+                    r"\d{5}-\d{3}", "CEP", "12345-678"),
+    "GB": CivicRule(False, "county", "", postal=r"GIR 0AA|[A-Z]{1,2}\d[A-Z\d]? \d[A-Z]{2}",
+                    postal_kind="postcode", postal_hint="outward and inward code, e.g. EC3A 8BF"),
+    "NL": CivicRule(False, "province", "", postal=r"[1-9]\d{3} [A-Z]{2}",
+                    postal_kind="postcode", postal_hint="4 digits, a space, 2 letters: 1082 MA"),
+    "DE": CivicRule(False, "state", "", postal=r"\d{5}", postal_kind="Postleitzahl",
+                    postal_hint="5 digits, e.g. 60329"),
+    "SA": CivicRule(False, "province", "", postal=r"\d{5}", postal_hint="5 digits, e.g. 12214"),
+    "AU": CivicRule(True, "state or territory", "e.g. NSW, VIC", frozenset(_AU_STATES.split()),
+                    r"\d{4}", "postcode", "4 digits, e.g. 2000"),
+    "HK": CivicRule(False, "district", ""),
+    "JP": CivicRule(True, "prefecture", "e.g. Tokyo, Osaka", postal=r"\d{3}-\d{4}",
+                    postal_hint="123-4567"),
+    "SG": CivicRule(False, "", "", postal=r"\d{6}", postal_hint="6 digits, e.g. 018960"),
+    "IN": CivicRule(True, "state or union territory", "its name, e.g. Maharashtra",
+                    postal=r"[1-9]\d{5}", postal_kind="PIN code",
+                    postal_hint="6 digits, e.g. 400021"),
 }
 
 # User-Agents of SIP scanners and crackers: dropped unanswered everywhere (and their source

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import phonenumbers
 
-from zpctl.model import catalog, pbx_checks, survivability_checks
+from zpctl.model import catalog, emergency_checks, pbx_checks, survivability_checks
 from zpctl.model.dns_names import claimed_names
 from zpctl.model.gstin import gstin_problem
 from zpctl.model.roles import ANNOUNCER_PORT
@@ -31,6 +31,7 @@ def run_all(inv: Inventory, root: Path | None = None) -> list[Finding]:
     out.extend(_accounts(inv, root))
     out.extend(pbx_checks.check(inv))
     out.extend(survivability_checks.check(inv))
+    out.extend(emergency_checks.check(inv))
     return out
 
 

@@ -122,6 +122,9 @@ class UserPbx(_Strict):
 
     ring_seconds: Annotated[int, Field(ge=5, le=120)] = 25
     forwarding: list[ForwardRule] = Field(default_factory=list)
+    # Do not disturb: the user's phones never ring; calls go to voicemail (with the
+    # feature), else are answered busy.  Emergency services calling back still ring.
+    do_not_disturb: bool = False
     # Personal business and holiday hours (feature business_hours); default: the site's.
     business_hours: dict[Weekday, list[Hours]] | None = None
     holidays: list[Holiday] | None = None

@@ -275,6 +275,10 @@ class Carrier(Strict):
     addresses: Annotated[list[TrunkAddress], Field(min_length=1)]
     codecs: list[Literal["opus", "pcmu", "pcma", "g729"]] = ["pcmu", "pcma"]
     srtp: bool = False
+    # Countries whose emergency calls this carrier takes (its emergency-services route):
+    # the sbcs send them here, with the caller's location, never to the other carriers.
+    emergency: list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]] = Field(default_factory=list)
+    pstn: bool = True  # false: an emergency-services route only, no ordinary calls
 
 
 class Paths(Strict):
@@ -368,11 +372,16 @@ class PlatformInfo(Strict):
 # --- accounts -------------------------------------------------------------------------------
 
 class EmergencyAddress(Strict):
-    street: str
+    """The site's civic address: the dispatchable location its emergency calls carry
+    (PIDF-LO, RFC 4119 / RFC 5139).  What each country requires is checked
+    (zpctl.model.emergency_checks, docs/EMERGENCY.md)."""
+
+    street: str  # with the house number, as written locally: "55 Almaden Blvd", "Keizersgracht 123"
     city: str
-    postal_code: str
+    postal_code: str | None = None  # required except where the country has none (HK)
     country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
-    state: str | None = None
+    state: str | None = None  # state, province, prefecture: required where the country has them
+    location: str | None = None  # floor, suite, room: what a responder needs inside the building
 
 
 class Holiday(Strict):
@@ -477,6 +486,9 @@ class Trunk(Strict):
     codecs: list[Literal["opus", "pcmu", "pcma", "g729"]] = ["pcmu", "pcma"]
     srtp: bool = False
     tls: PeerTls | None = None  # required for BYOC-P
+    # Countries whose emergency calls of this account go out by this trunk (else by the
+    # platform's emergency carrier of the country).
+    emergency: list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]] = Field(default_factory=list)
 
 
 class Entity(Strict):
@@ -495,6 +507,19 @@ class Billing(Strict):
     currency: Currency = "USD"
 
 
+class AccountLimits(Strict):
+    """What the account may use at once.  Emergency calls are never refused for them."""
+
+    concurrent_calls: Annotated[int, Field(ge=1, le=1000000)] | None = None  # per data center
+
+
+class SecurityDesk(Strict):
+    """Who hears of the account's emergency calls: an HTTP(S) webhook, posted a JSON
+    notice (site, user, location) for each call (docs/EMERGENCY.md)."""
+
+    webhook: Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$")]
+
+
 class Account(Strict):
     id: Ident
     name: str
@@ -502,6 +527,11 @@ class Account(Strict):
     domain: Hostname | None = None  # SIP domain; default <id>.<platform.sip_domain>
     offering: Literal["native", "byoc-c", "byoc-p"]
     region_lock: Ident | None = None
+    # The digit users dial before an outside number ("9"): emergency numbers work with it
+    # and without it (Kari's Law: direct dialling).
+    outside_prefix: Annotated[str, Field(pattern=r"^[0-9]$")] | None = None
+    limits: AccountLimits = Field(default_factory=AccountLimits)
+    security_desk: SecurityDesk | None = None
     billing: Billing = Field(default_factory=Billing)
     india: India | None = None
     trunks: list[Trunk] = Field(default_factory=list)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from zpctl.model import catalog
+from zpctl.model import emergency
 from zpctl.model.schema import Inventory, Role
 
 Finding = tuple[tuple[str | int, ...], str]
@@ -59,11 +59,16 @@ def check(inv: Inventory) -> Iterator[Finding]:
                 if g.extension in exts:
                     yield (*gp, "extension"), (f"group extension {g.extension} is also a "
                                                f"user's extension in account {acct.id}")
-                if g.extension in catalog.EMERGENCY_NUMBERS.get(site.country, ()):
+                if g.extension in emergency.numbers(site.country):
                     yield (*gp, "extension"), (
                         f"group extension {g.extension} is an emergency number in "
                         f"{site.country}: calls to it go to emergency services, never to "
                         "the group")
+                elif g.extension in emergency.dialled(acct, site.country):
+                    yield (*gp, "extension"), (
+                        f"group extension {g.extension} is the outside prefix "
+                        f"({acct.outside_prefix}) and an emergency number of {site.country}: "
+                        "calls to it go to emergency services, never to the group")
                 if g.extension in seen:
                     yield (*gp, "extension"), f"group extension {g.extension} is used twice"
                 seen.add(g.extension)
