@@ -5,6 +5,9 @@ password from the secrets file (key ``sip:<extension>@<domain>``, generated when
 each of its provisioned devices a subscriber ``<device id>@<domain>`` of its own that may
 only register and call as the user's extension (column ``aor``), with the device's media
 policy (column ``srtp``: the SRTP suite its leg must use, or "plain");
+each row also carries what an emergency call needs: the user's site (column ``site``,
+``<account id>/<site id>``) and callback number (column ``callback``: the user's DID, else
+the site's main number), the user's on a device's row too;
 the plain password is never stored in the database or logged.  Each DID becomes an alias
 (``dbaliases``) to its user.  Rows carry the platform's name, so syncing one inventory
 creates, updates and removes only its own rows and several inventories (a global identity
@@ -21,13 +24,14 @@ from typing import Any
 
 from zpctl.db import Db, DbTarget, connect, create_sqlite, require_current
 from zpctl.errors import EnvironmentProblem
-from zpctl.model import LoadedInventory
+from zpctl.model import LoadedInventory, emergency
 from zpctl.render import switch_documents
 from zpctl.render.freeswitch import SwitchDocument
 from zpctl.secrets import Secrets
 
 SUB_COLUMNS = ("username", "domain", "ha1", "ha1b", "account", "offering", "region_lock",
-               "calling_plan", "country", "caller_id", "platform", "aor", "srtp")
+               "calling_plan", "country", "caller_id", "platform", "aor", "srtp", "site",
+               "callback")
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,8 @@ def desired(inv: LoadedInventory, secrets: Secrets) -> tuple[dict[tuple[str, str
                 "country": sites[u.site].country if u.site in sites else "",
                 "caller_id": u.dids[0] if u.dids else main, "platform": platform,
                 "aor": u.extension, "srtp": policy.suite_for(policy.user_credentials),
+                "site": emergency.site_key(acct, sites[u.site]) if u.site in sites else None,
+                "callback": emergency.callback_number(acct, u),
             }
             for did in u.dids:
                 aliases[did] = (u.extension, domain)

@@ -28,7 +28,7 @@ from zpctl.model.schema import Role
 
 ACC_COLUMNS = ("method", "callid", "sip_code", "sip_reason", "time_attr", "node", "setup_ts",
                "src_ip", "from_user", "from_domain", "ruri_user", "dst", "mos", "jitter_ms",
-               "loss_pct")
+               "loss_pct", "emergency")
 CDR_COLUMNS = ("uuid", "originator_uuid", "bridged_to", "call_id", "direction", "node",
                "account", "caller", "destination", "start_us", "answer_us", "end_us",
                "hangup_cause", "disposition", "sip_status", "read_codec", "write_codec", "srtp",
@@ -79,6 +79,9 @@ class Call:
     mos: float | None = None
     jitter_ms: float | None = None
     loss_pct: float | None = None
+    # a zone proxy's mark on a record of the call's Call-ID: the country of the emergency
+    # services it went to ("US"), "callback" (those services calling the caller back), or None
+    emergency: str | None = None
 
     @property
     def result(self) -> str:
@@ -94,7 +97,7 @@ class Call:
                 "caller": self.caller, "callee": self.callee, "result": self.result,
                 "code": self.code, "reason": self.reason, "seconds": seconds,
                 "mos": self.mos, "jitter_ms": self.jitter_ms, "loss_pct": self.loss_pct,
-                "entry": self.entry, "source": self.source}
+                "emergency": self.emergency, "entry": self.entry, "source": self.source}
 
 
 def _iso(ts: float | None) -> str | None:
@@ -152,6 +155,7 @@ class Filters:
     until: float | None = None
     result: str | None = None  # answered, failed, busy, ...
     limit: int = 100
+    emergency: bool = False  # only calls a zone proxy marked (emergency, or a callback)
 
 
 # What a result filter means for the entry hop's final reply.
@@ -195,6 +199,8 @@ def _calls_query(d: Directory, f: Filters) -> tuple[str, list[Any]]:
         codes, cvals = _in(RESULT_CODES[f.result])
         where.append(f"sip_code IN {codes}")
         params += cvals
+    if f.emergency:  # any record of the call's Call-ID marked (acc_emergency_idx)
+        where.append("callid IN (SELECT callid FROM acc WHERE emergency IS NOT NULL)")
     return " AND ".join(where) + " ORDER BY setup_ts DESC LIMIT ?", [*params, f.limit]
 
 
@@ -205,9 +211,15 @@ def calls(db: Db, inv: LoadedInventory, f: Filters = Filters()) -> list[Call]:
     rows = _acc_rows(db, where, params)
     ends: dict[tuple[str, str], float] = {}
     quality: dict[str, Quality] = {}
+    marks: dict[str, str] = {}
     if rows:
         ids, vals = _in({r["callid"] for r in rows})
-        for b in _acc_rows(db, f"method = 'BYE' AND callid IN {ids}", vals):
+        for b in _acc_rows(db, f"(method = 'BYE' OR emergency IS NOT NULL) AND callid IN {ids}"
+                           " ORDER BY time_attr", vals):
+            if b["emergency"]:
+                marks.setdefault(b["callid"], b["emergency"])
+            if b["method"] != "BYE":
+                continue
             ts = _float(b["time_attr"])
             if ts is not None:
                 ends.setdefault((b["node"], b["callid"]), ts)
@@ -222,7 +234,8 @@ def calls(db: Db, inv: LoadedInventory, f: Filters = Filters()) -> list[Call]:
                         d.account_of(r["from_domain"] or "", caller, callee), setup,
                         done if answered else None,
                         ends.get((r["node"], r["callid"]), None if answered else done),
-                        code, r["sip_reason"] or "", *quality.get(r["callid"], Quality()).worst()))
+                        code, r["sip_reason"] or "", *quality.get(r["callid"], Quality()).worst(),
+                        emergency=marks.get(r["callid"])))
     return out
 
 
@@ -364,6 +377,8 @@ def _sip_hops(db: Db, d: Directory, call_ids: set[str]) -> list[Hop]:
                                                  "from": r["src_ip"] or "", "to": r["dst"] or "",
                                                  "caller": r["from_user"] or "",
                                                  "callee": r["ruri_user"] or ""})
+            if r["emergency"]:  # a zone proxy's mark: the country, or "callback"
+                hops[key].detail["emergency"] = r["emergency"]
         elif r["method"] == "BYE" and key in hops and hops[key].end is None:
             hops[key].end = _float(r["time_attr"])
             if r["mos"] is not None:  # the media relay's figures of this leg (zone proxies)
@@ -595,11 +610,12 @@ def recover_spool(db: Db, path: Path, dry_run: bool = False) -> Recovered:
 JOURNAL_KEYS = ("timestamp", "time_attr", "method", "from_tag", "to_tag", "call_id", "code",
                 "reason", "node", "setup_ts", "src_ip", "from_user", "from_domain", "to_user",
                 "ruri_user", "dst")
-# the media relay's figures, last (schema 4; a log from before has none)
+# the media relay's figures, after them (schema 4; a log from before has none), then the
+# emergency mark (schema 5; a log from before has none)
 JOURNAL_QUALITY_KEYS = ("mos", "jitter_ms", "loss_pct")
 _JOURNAL = re.compile(r"ACC: [^:]*: " + ";".join(f"{k}=(?P<{k}>.*?)" for k in JOURNAL_KEYS)
                       + "(?:" + "".join(f";{k}=(?P<{k}>.*?)" for k in JOURNAL_QUALITY_KEYS)
-                      + r")?\s*$")
+                      + r"(?:;emergency=(?P<emergency>.*?))?)?\s*$")
 
 
 def parse_journal(line: str) -> dict[str, Any] | None:
@@ -622,7 +638,7 @@ def parse_journal(line: str) -> dict[str, Any] | None:
             "from_domain": v["from_domain"] or None, "to_user": v["to_user"] or None,
             "ruri_user": v["ruri_user"] or None, "dst": v["dst"] or None,
             "mos": v["mos"] or None, "jitter_ms": v["jitter_ms"] or None,
-            "loss_pct": v["loss_pct"] or None}
+            "loss_pct": v["loss_pct"] or None, "emergency": v["emergency"] or None}
 
 
 def recover_journal(db: Db, path: Path, dry_run: bool = False) -> Recovered:

@@ -96,7 +96,7 @@ def test_other_platforms_rows_are_kept(tmp_path: Path) -> None:
 def test_dry_run_changes_nothing(tmp_path: Path) -> None:
     db = tmp_path / "sub.sqlite"
     res = sync(load_inventory(INVENTORIES / "lab"), Secrets(tmp_path / "s.yml"), db, dry_run=True)
-    assert len(res.created) == 1009 + 4  # 1,009 users, 4 devices
+    assert len(res.created) == 1010 + 4  # 1,010 users, 4 devices
     assert not db.exists()
 
 
@@ -172,3 +172,50 @@ def test_sync_writes_each_switch_its_accounts_documents(tmp_path: Path) -> None:
                                                        ("directory", gdomain)))
     assert '<user id="2077">' in _documents(db)[(node, "directory", gdomain)]
     assert third.switch_removed == []
+
+
+def _emergency_columns(db: Path) -> dict[str, tuple[str | None, str | None]]:
+    with sqlite3.connect(db) as conn:
+        return {u: (site, callback) for u, site, callback in conn.execute(
+            "SELECT username, site, callback FROM subscriber")}
+
+
+def test_sync_writes_each_rows_site_and_callback_and_updates_them(tmp_path: Path) -> None:
+    """What an emergency call needs (schema 5): the user's site (account/site) and callback
+    number (its DID, else the site's main number); a device's row has its user's.  A
+    changed DID or site updates the user's rows and its devices'."""
+    inv_dir = tmp_path / "inv"
+    shutil.copytree(LAB_FIXTURE, inv_dir)
+    secrets = Secrets(tmp_path / "s.yml")
+    db = tmp_path / "sub.sqlite"
+    sync(load_inventory(inv_dir), secrets, db)
+    rows = _emergency_columns(db)
+    assert rows["1001"] == rows["alice-app"] == rows["alice-desk"] == ("acme/hq", "+15550100002")
+    assert rows["1002"] == rows["bob-desk"] == ("acme/hq", "+15550100003")
+    # no DID: the site's main number
+    assert rows["1003"] == rows["carol-ata"] == ("acme/hq", "+15550100001")
+    assert rows["1004"] == ("acme/hq", "+15550100001")
+    assert all(site is not None and callback is not None for site, callback in rows.values())
+
+    acme = inv_dir / "accounts" / "acme.yml"
+    text = acme.read_text()
+    branch = ("  - id: branch\n    name: Acme Branch\n    datacenter: lab1\n"
+              "    timezone: America/Chicago\n    country: US\n    language: en-US\n"
+              "    emergency_address: {street: 9 Elm St, city: Shelbyville, postal_code: \"54321\","
+              " country: US, state: IL}\n")
+    text = text.replace("numbers:\n", branch + "numbers:\n").replace(
+        "users:\n", "  - {number: \"+15550100009\", kind: main, site: branch}\n"
+                    "  - {number: \"+15550100008\", site: hq}\nusers:\n")
+    text = text.replace('dids: ["+15550100003"]', 'dids: ["+15550100008"]')  # Bob: a new DID
+    carol = text.index('  - extension: "1003"')  # Carol moves to the branch
+    text = text[:carol] + text[carol:].replace("site: hq", "site: branch", 1)
+    acme.write_text(text)
+    again = sync(load_inventory(inv_dir), secrets, db)
+    domain = next(u.domain for u in sip_users(load_inventory(inv_dir), secrets))
+    assert sorted(again.updated) == sorted(f"{u}@{domain}" for u in
+                                           ("1002", "bob-desk", "1003", "carol-ata"))
+    rows = _emergency_columns(db)
+    assert rows["1002"] == rows["bob-desk"] == ("acme/hq", "+15550100008")
+    assert rows["1003"] == rows["carol-ata"] == ("acme/branch", "+15550100009")
+    assert rows["1001"] == ("acme/hq", "+15550100002")
+    assert sync(load_inventory(inv_dir), secrets, db).updated == []

@@ -314,3 +314,109 @@ def test_a_switch_reads_its_passwords_from_the_file_beside_its_config(tmp_path: 
     env = switch_env(argv)
     assert env is not None and env["PGPASSFILE"] == str(conf / "pgpass")
     assert switch_env(["freeswitch", "-nf"]) is None
+
+
+def _emergency_calls() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The extension call, an emergency call (the zone proxy marked its INVITE record "US";
+    the lb left it NULL) and a callback from emergency services through the SBC (the zone
+    proxy marked "callback")."""
+    acc, legs = _extension_call()
+    lb, proxy = ADDR["lab1-lb"], ADDR["lab1-a-proxy"]
+    acc += [
+        _acc("lab1-lb", "e-911", 10, 10.2, PHONE, f"sip:{proxy}:5060", callee="911"),
+        {**_acc("lab1-a-proxy", "e-911", 10.001, 10.2, lb, "sip:127.0.3.1:5060",
+                callee="911"), "emergency": "US"},
+        _acc("lab1-lb", "e-911", 40, 40, PHONE, "", method="BYE", callee="911"),
+        _acc("lab1-a-sbc", "cb-1", 50, 50.1, "127.0.9.1", f"sip:{proxy}:5060",
+             caller="+12125550911", callee="+15550100002", domain="127.0.9.1"),
+        {**_acc("lab1-a-proxy", "cb-1", 50.001, 50.1, ADDR["lab1-a-sbc"], "sip:127.0.8.10",
+                caller="+12125550911", callee="+15550100002", domain="127.0.9.1"),
+         "emergency": "callback"},
+    ]
+    return acc, legs
+
+
+def test_emergency_calls_and_callbacks_are_marked_and_filtered(tmp_path: Path) -> None:
+    target = _db(tmp_path, *_emergency_calls())
+    with connect(target) as db:
+        every = cdr.calls(db, INV)
+        assert [(c.call_id, c.emergency) for c in every] == [
+            ("cb-1", "callback"), ("e-911", "US"), (A, None)]
+        assert all("emergency" in c.as_dict() for c in every)
+        assert every[1].as_dict()["seconds"] == pytest.approx(29.8, abs=0.001)  # its BYE
+        marked = cdr.calls(db, INV, cdr.Filters(emergency=True))
+        assert [(c.call_id, c.emergency) for c in marked] == [("cb-1", "callback"),
+                                                               ("e-911", "US")]
+        # in the database, with the other filters and within --limit
+        assert [c.call_id for c in cdr.calls(db, INV, cdr.Filters(emergency=True, limit=1))] \
+            == ["cb-1"]
+        assert [c.call_id for c in cdr.calls(db, INV, cdr.Filters(emergency=True,
+                                                                   until=T0 + 45))] == ["e-911"]
+        assert cdr.calls(db, INV, cdr.Filters(emergency=True, user="1002")) == []
+        where, _params = cdr._calls_query(cdr.Directory(INV), cdr.Filters(emergency=True))
+        assert "emergency IS NOT NULL" in where
+        hops = cdr.journey(db, INV, "e-911")
+    assert [h.detail.get("emergency") for h in hops if h.role in ("lb", "proxy")] == [None, "US"]
+
+
+def test_cli_ls_emergency_lists_the_marked_calls_with_the_field(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json  # noqa: PLC0415
+
+    target = _db(tmp_path, *_emergency_calls())
+    inv, db = str(INVENTORIES / "lab"), str(target.path)
+    code, out, err = _cli(capsys, "-o", "json", "cdr", "ls", inv, "--db", db)
+    assert code == 0, err
+    assert {r["call_id"]: r["emergency"] for r in json.loads(out)} == {
+        "cb-1": "callback", "e-911": "US", A: None}
+    code, out, err = _cli(capsys, "-o", "json", "cdr", "ls", inv, "--db", db, "--emergency")
+    assert code == 0, err
+    assert [(r["call_id"], r["emergency"]) for r in json.loads(out)] == [
+        ("cb-1", "callback"), ("e-911", "US")]
+    code, out, err = _cli(capsys, "cdr", "ls", inv, "--db", db, "--emergency")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "EMERGENCY" in lines[0] and len(lines) == 3
+    assert "callback" in lines[1] and " US " in lines[2] and A not in out
+    code, out, err = _cli(capsys, "cdr", "ls", inv, "--db", db, "--emergency", "--result",
+                          "busy")
+    assert code == 0, err
+    assert out.splitlines()[1:] == []
+    code, out, err = _cli(capsys, "cdr", "ls", "--help")
+    assert code == 0 and "--emergency" in out
+
+
+def test_a_journal_line_with_the_emergency_mark_is_recovered_with_it(tmp_path: Path) -> None:
+    """Schema 5's lines end with emergency (empty when unset: NULL); a line from before
+    (with or without the media figures) is loaded with it NULL."""
+    line = JOURNAL.format(ts=1, method="INVITE", callid="e", node="lab1-a-proxy").rstrip("\n")
+    marked = cdr.parse_journal(line + ";mos=;jitter_ms=;loss_pct=;emergency=US")
+    assert marked is not None
+    assert (marked["dst"], marked["mos"], marked["emergency"]) == (
+        "sip:127.0.1.1;lr;received=sip:127.0.8.11:5060", None, "US")
+    bye = cdr.parse_journal(line + ";mos=4.4;jitter_ms=3;loss_pct=0;emergency=callback")
+    assert bye is not None
+    assert (bye["mos"], bye["loss_pct"], bye["emergency"]) == ("4.4", "0", "callback")
+    unset = cdr.parse_journal(line + ";mos=;jitter_ms=;loss_pct=;emergency=")
+    assert unset is not None
+    assert (unset["dst"], unset["emergency"]) == (
+        "sip:127.0.1.1;lr;received=sip:127.0.8.11:5060", None)
+    for old in (line, line + ";mos=4.4;jitter_ms=3;loss_pct=0"):
+        parsed = cdr.parse_journal(old)
+        assert parsed is not None and parsed["emergency"] is None
+
+    target = _db(tmp_path, [], [])
+    ts = int(T0)
+    log = tmp_path / "kamailio.log"
+    lb = JOURNAL.format(ts=ts, method="INVITE", callid="e-lost", node="lab1-lb")
+    proxy = JOURNAL.format(ts=ts, method="INVITE", callid="e-lost", node="lab1-a-proxy")
+    old = JOURNAL.format(ts=ts, method="INVITE", callid="old-1", node="lab1-lb")
+    log.write_text(lb.replace("\n", ";mos=;jitter_ms=;loss_pct=;emergency=\n")
+                   + proxy.replace("\n", ";mos=;jitter_ms=;loss_pct=;emergency=US\n") + old)
+    with connect(target) as db:
+        got = cdr.recover_journal(db, log)
+        assert (got.loaded, got.already, got.bad) == (3, 0, [])
+        assert db.execute("SELECT node, callid, emergency FROM acc ORDER BY callid, node") == [
+            ("lab1-a-proxy", "e-lost", "US"), ("lab1-lb", "e-lost", None),
+            ("lab1-lb", "old-1", None)]
+        assert [c.call_id for c in cdr.calls(db, INV, cdr.Filters(emergency=True))] == ["e-lost"]

@@ -148,3 +148,39 @@ def test_db_cli_migrates_a_file_and_says_where_it_stands(
     assert json.loads(out)["state"] == "current"
     code, out, err = _cli(capsys, "db", "status", inv, "--db", str(tmp_path / "none.sqlite"))
     assert code == ExitCode.ENVIRONMENT and "no such file" in err
+
+
+def test_a_database_at_version_4_migrates_to_5_keeping_its_rows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Version 5 (emergency): subscriber.site and .callback, acc.emergency, all NULL on the
+    rows from before; a sync then fills in the subscriber columns."""
+    db = tmp_path / "p.sqlite"
+    four = tuple(m for m in schema_mod.MIGRATIONS if m.version <= 4)
+    monkeypatch.setattr(schema_mod, "MIGRATIONS", four)
+    monkeypatch.setattr(schema_mod, "LATEST", 4)
+    create_sqlite(db)
+    assert _version(db) == 4
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO subscriber (username, domain, ha1) VALUES ('1001', 'a.test', 'h')")
+        conn.execute("INSERT INTO acc (method, callid, sip_code, time) "
+                     "VALUES ('INVITE', 'c-1', '200', '2026-12-05 10:00:00')")
+    conn.close()
+    monkeypatch.undo()
+    with connect(DbTarget.sqlite(db)) as conn2:
+        assert [m.name for m in migrate(conn2, dry_run=True)] == ["emergency"]
+        assert [m.version for m in migrate(conn2)] == [5]
+        assert {"site", "callback"} <= conn2.columns("subscriber")
+        assert "emergency" in conn2.columns("acc")
+        assert conn2.execute("SELECT username, site, callback FROM subscriber") == [
+            ("1001", None, None)]
+        assert conn2.execute("SELECT callid, emergency FROM acc") == [("c-1", None)]
+        conn2.execute("INSERT INTO acc (method, callid, sip_code, time, emergency) "
+                      "VALUES ('INVITE', 'c-2', '200', '2026-12-05 10:00:00', 'US')")
+        assert conn2.execute("SELECT callid FROM acc WHERE emergency IS NOT NULL") == [("c-2",)]
+    assert _version(db) == 5 == LATEST
+    with sqlite3.connect(db) as conn3:
+        assert conn3.execute("SELECT name FROM zpctl_schema WHERE version = 5").fetchone() == (
+            "emergency",)
+        assert conn3.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND "
+                             "name = 'acc_emergency_idx'").fetchone() is not None
+    conn3.close()

@@ -50,6 +50,7 @@ def cdr_group() -> None:
 
     \b
       zpctl cdr ls inventories/lab --since 1h --result failed
+      zpctl cdr ls inventories/lab --emergency --since 7d  # emergency calls, callbacks
       zpctl cdr journey inventories/lab CALL-ID          # every hop, in time order
       zpctl -o json cdr journey inventories/lab CALL-ID
       zpctl cdr purge inventories/lab --dry-run          # the inventory's retention
@@ -81,28 +82,36 @@ def _masked(row: dict[str, Any], masked: set[str]) -> dict[str, Any]:
 @click.option("--until", help="Before this time: ISO 8601 (UTC) or an age.")
 @click.option("--result", type=click.Choice(RESULTS),
               help="Only calls that ended so (failed: every call not answered).")
+@click.option("--emergency", is_flag=True,
+              help="Only emergency calls and the callbacks emergency services made (a zone "
+                   "proxy marked a record of the call).")
 @click.option("--limit", type=click.IntRange(1, 100000), default=100, show_default=True,
               help="At most this many calls, newest first.")
 @db_options
 @pass_ctx
 def ls_cmd(ctx: Context, inventory: Path, account: str | None, user: str | None,
            number: str | None, since: str | None, until: str | None, result: str | None,
-           limit: int, db: Path | None, platform_db: bool, lab_dir: Path | None,
-           secrets_file: Path | None) -> None:
+           emergency: bool, limit: int, db: Path | None, platform_db: bool,
+           lab_dir: Path | None, secrets_file: Path | None) -> None:
     """List the calls that entered the platform, newest first: when, account, caller,
-    callee, result (SIP code), talk time, and where they entered."""
+    callee, result (SIP code), talk time, and where they entered.  EMERGENCY is the
+    country whose emergency services an emergency call went to, or "callback" for a call
+    they made back to the caller (empty, JSON null, for any other call)."""
     filters = records.Filters(account, user, number,
                               parse_when(since, "--since") if since else None,
-                              parse_when(until, "--until") if until else None, result, limit)
+                              parse_when(until, "--until") if until else None, result, limit,
+                              emergency)
     inv, target = _open(inventory, db, platform_db, lab_dir, secrets_file)
     with connect(target) as conn:
         require_current(conn)
         found = records.calls(conn, inv, filters)
     masked = records.Directory(inv).masked
     rows = [_masked(c.as_dict(), masked) for c in found]
+    # the column when it says something: asked for, or a listed call is marked
+    marked = ["emergency"] if emergency or any(c.emergency for c in found) else []
     emit(ctx.output, rows, rows=rows, columns=["start", "account", "caller", "callee",
-                                                "result", "code", "seconds", "mos", "entry",
-                                                "call_id"])
+                                                "result", "code", "seconds", "mos", *marked,
+                                                "entry", "call_id"])
 
 
 @cdr_group.command("journey")

@@ -205,7 +205,21 @@ ALTER TABLE acc ADD COLUMN jitter_ms VARCHAR(16);
 ALTER TABLE acc ADD COLUMN loss_pct VARCHAR(8)
 """)
 
-MIGRATIONS: tuple[Migration, ...] = (SUBSCRIBER, RECORDS, SWITCH_XML, QUALITY)
+# Version 5: emergency calling.  The zone proxies load a user's site
+# (``<account id>/<site id>``: emergency.site_key, where its location document comes from)
+# and its callback number (the user's DID, else the site's main number; a device row has
+# its user's) at authentication with the other subscriber columns.  A zone proxy marks an
+# emergency call's record with the country whose emergency services it went to ("US"),
+# and a call those services made back to the caller with "callback"; other hops leave it
+# NULL.  The partial index keeps ``cdr ls --emergency`` to the few rows that have it.
+EMERGENCY = Migration(5, "emergency", """
+ALTER TABLE subscriber ADD COLUMN site TEXT;
+ALTER TABLE subscriber ADD COLUMN callback TEXT;
+ALTER TABLE acc ADD COLUMN emergency TEXT;
+CREATE INDEX IF NOT EXISTS acc_emergency_idx ON acc (callid) WHERE emergency IS NOT NULL
+""")
+
+MIGRATIONS: tuple[Migration, ...] = (SUBSCRIBER, RECORDS, SWITCH_XML, QUALITY, EMERGENCY)
 LATEST = MIGRATIONS[-1].version
 
 
