@@ -124,9 +124,9 @@ def test_the_lab_rerenders_a_build_from_an_older_zpctl(tmp_path: Path) -> None:
                                    for s in doc["services"]]}
         (lab.dir / "build" / name / "node.json").write_text(json.dumps(old))
     assert lab.manifests(inv) == fresh
-    # the nodes, the peers, the switches' database and the DNS server: and `down` can work
-    # out its listeners
-    assert len(lab.services(inv)) == 23 + 4 + 1 + 1
+    # the nodes, the peers (the answering point among them), the switches' database, the
+    # DNS server and the emergency notifier: and `down` can work out its listeners
+    assert len(lab.services(inv)) == 23 + 5 + 1 + 1 + 1
 
 
 def test_status_names_what_the_lab_does_not_run(tmp_path: Path,

@@ -25,7 +25,7 @@ class Peer:
     answers and echoes RTP), a customer's PBX, or a BYOC-P premises SBC (Kamailio)."""
 
     name: str
-    kind: str  # carrier | pbx | premises
+    kind: str  # carrier | psap | pbx | premises
     address: str
     port: int
     account: str | None = None
@@ -37,9 +37,11 @@ def peers(inv: LoadedInventory) -> list[Peer]:
     """The carriers and customer equipment the lab simulates (loopback addresses only)."""
     out: list[Peer] = []
     for c in sorted(inv.model.carriers, key=lambda c: c.id):
+        # a carrier for emergency calls only: the lab's answering point (scenarios/psap.xml)
+        kind = "psap" if c.emergency and not c.pstn else "carrier"
         for i, a in enumerate(c.addresses):
             if a.transport == "udp" and ipaddress.ip_address(a.address) in LOOPBACK:
-                out.append(Peer(f"carrier-{c.id}-{i}", "carrier", a.address, a.port))
+                out.append(Peer(f"{kind}-{c.id}-{i}", kind, a.address, a.port))
     for acct in sorted(inv.model.accounts, key=lambda a: a.id):
         for t in acct.trunks:
             for i, a in enumerate(t.addresses):
@@ -62,10 +64,11 @@ def peer_services(inv: LoadedInventory, lab_dir: Path, bin_path: str | None = No
     out = []
     for peer in peers(inv):
         home = lab_dir / "nodes" / peer.name
-        if peer.kind in ("carrier", "pbx"):
-            argv = sipp.command("uas", None, workdir=home / "log", name="sipp",
-                                local_ip=peer.address, local_port=peer.port, calls=None,
-                                media_port=PEER_MEDIA_PORT, rtp_echo=True,
+        if peer.kind in ("carrier", "pbx", "psap"):
+            psap = peer.kind == "psap"
+            argv = sipp.command("psap" if psap else "uas", None, workdir=home / "log",
+                                name="sipp", local_ip=peer.address, local_port=peer.port,
+                                calls=None, media_port=PEER_MEDIA_PORT, rtp_echo=True,
                                 stats_period_s=10)
             out.append(Service(peer.name, peer.kind, peer.name, argv,
                                [(peer.address, peer.port, "udp")],

@@ -32,6 +32,7 @@ from zpctl.model.schema import DataCenter, Inventory, Node, Role
 from zpctl.model.survivable import ANNOUNCEMENT, site_of_node
 from zpctl.model.survivable import DB_FILE as SURVIVABILITY_DB
 from zpctl.paths import data_dir
+from zpctl.render import emergency as emergency_ctx
 from zpctl.render.build import MANIFEST, Build, check_out_dir
 from zpctl.render.dns import DNS, dns_files
 from zpctl.render.firewall import firewall_rules
@@ -75,7 +76,7 @@ AUTH_FRESH_S = 900
 # `at` (when the database was read) is written last and deleted first: without it no
 # entry is fresh.
 CREDENTIAL_FIELDS = ("ha1", "account", "offering", "region", "plan", "country", "cid", "aor",
-                     "srtp", "at")
+                     "srtp", "site", "callback", "at")
 # Proxy branch flags from here on name SRTP suites (below: 6 and 7 are taken).
 FLB_SRTP_FIRST = 8
 # The media policy's rtpengine flags and flag numbers: the same for every node.
@@ -232,6 +233,7 @@ class _Renderer:
                          "admit_cps": p.node.capacity.cps, "admit_rps": p.node.capacity.rps,
                          "shm_reserve": shm_reserve_bytes(self.shm_mb(p)),
                          "retry_after_s": LB_RETRY_AFTER_S,
+                         "emergency_re": emergency_ctx.lb_regex(self.inv, p),
                          "sip_address": p.dc.service_address or p.node.address}
             ctx["edge"] = edge_ctx(p)
             # An lb of a pair keeps its zone keepalives on its own address (route EDGE_SOCKET).
@@ -323,7 +325,6 @@ class _Renderer:
         assert media_own is not None
         assert media_other is not None
         sbcs = [n for z in zones for n in p.dc.zones[z].nodes if n.role == Role.SBC]
-        countries = sorted({s.country for a in self.inv.accounts for s in a.sites})
         switches = [n for z in zones for n in p.dc.zones[z].nodes if n.role == Role.SWITCH]
         paths = self.paths(p.name)
         return {
@@ -340,8 +341,6 @@ class _Renderer:
             "media_other": f"{media_other.mgmt}:{media_other.ports.rtpengine_ng}",
             "trusted": ",".join(f"{n.address}/32" for n in sbcs),
             "db_module": "db_sqlite" if self.inv.database.engine == "sqlite" else "db_postgres",
-            "emergency": {c: catalog.EMERGENCY_NUMBERS[c] for c in countries
-                          if c in catalog.EMERGENCY_NUMBERS},
             # The data center's lbs: they pass a phone's own address in X-ZP-Source.
             "lb_nets": ",".join(f"{a}/32" for a in [
                 *(n.address for n in self._dc_lbs(p)),
@@ -349,6 +348,8 @@ class _Renderer:
             "auth_bans": self.inv.security.auth_bans,
             "rendezvous": rendezvous_regex(self.inv, p),
             "switch_offer": switch_offer(self.inv, p.dc),
+            "sister_name": sister.name,
+            "em": emergency_ctx.proxy_ctx(self.inv, p),
         }
 
     def _dc_lbs(self, p: PlacedNode) -> list[Node]:
@@ -400,10 +401,14 @@ class _Renderer:
                 internal.append(f"{proxy.address}/32")
         peers: dict[str, str] = {}
         set_codecs: list[tuple[int, str]] = []
-        carrier_codecs = sorted({c for car in self.inv.carriers for c in car.codecs})
+        carrier_codecs = sorted({c for car in self.inv.carriers if car.pstn for c in car.codecs})
         if carrier_codecs:
             set_codecs.append((10, _codec_flags(carrier_codecs)))
         for c in sorted(self.inv.carriers, key=lambda c: c.id):
+            if not c.pstn:  # an emergency-services route only (below)
+                for a in c.addresses:
+                    peers[a.address] = c.id
+                continue
             if c.host is not None:  # one destination, its targets from DNS (SRV)
                 # flag 16: not resolved when loaded (an A lookup), but at each send (SRV)
                 dsts.append({**_dst(10, f"sip:{c.host};transport={c.addresses[0].transport}",
@@ -435,9 +440,19 @@ class _Renderer:
                     if t.tls is not None:
                         peers[f"{a.address}::cn"] = t.tls.subject_cn
                 tls = tls or t.tls is not None
+        em_routes, em_members = emergency_ctx.sbc_sets(self.inv, p, dict(account_sets))
+        em_codecs: dict[int, set[str]] = {}
+        for setid, country, car in em_members:
+            for a in car.addresses:
+                dsts.append(_dst(setid, _trunk_uri(a.address, a.port, a.transport), 0,
+                                 f"emergency-{car.id}", f"emergency {country} {car.id}",
+                                 srtp=car.srtp))
+            em_codecs.setdefault(setid, set()).update(car.codecs)
+        set_codecs += [(setid, _codec_flags(sorted(c))) for setid, c in sorted(em_codecs.items())]
         media = self.loaded.zone_node(p.dc, p.zone, Role.MEDIA)
         assert media is not None
         ctx = {
+            "emergency_routes": em_routes,
             "internal_nets": ",".join(internal),
             "media": f"{media.mgmt}:{media.ports.rtpengine_ng}",
             "account_sets": account_sets,

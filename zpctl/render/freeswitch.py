@@ -604,7 +604,11 @@ class _Account:
             cid = self.main_number(site.id)
             acts = [("set", f"sip_h_X-ZP-Emergency-Site={site.id}"),
                     ("set", f"sip_h_X-ZP-Emergency-Address={addr}"),
-                    ("set", f"sip_h_X-ZP-Account={self.acct.id}")]
+                    ("set", f"sip_h_X-ZP-Account={self.acct.id}"),
+                    # the zone proxy adds the site's location and notifies (EMERGENCY.md)
+                    ("set", f"sip_h_X-ZP-Site={self.acct.id}/{site.id}")]
+            if cid:
+                acts.append(("set", f"sip_h_X-ZP-Callback={cid}"))
             if cid:
                 acts.append(("set", f"effective_caller_id_number={cid}"))
             acts += [("bridge", self.pstn_dial("$1")), ("hangup", "${originate_disposition}")]
@@ -808,6 +812,11 @@ class _Account:
         if up is not None and up.hold_music:
             pre.append(("set", f"hold_music={self.moh(up.hold_music)}"))
         entry = Cond("destination_number", alternation(nums))
+        if up is not None and up.do_not_disturb:
+            dnd = self.dest(f"voicemail:{ext}") if has_feature(u, "voicemail") \
+                else ("hangup", "USER_BUSY")
+            self.exts.append(Ext(f"user-{ext}-dnd", [entry], [*pre, dnd]))
+            return
         if "always" in rules:
             self.exts.append(Ext(f"user-{ext}-always", [entry], [*pre, self.dest(rules["always"])]))
             return
@@ -1344,7 +1353,10 @@ def render_switch(r: RendererLike, p: PlacedNode) -> None:
         ("codec-prefs", ",".join(catalog.CODECS[c].freeswitch for c in codecs)),
         ("inbound-codec-negotiation", "generous"), ("dtmf-type", "rfc2833"), ("rfc2833-pt", "101"),
         ("hold-music", "$${hold_music}"), ("rtp-timer-name", "soft"), ("rtp-timeout-sec", "300"),
-        ("rtp-hold-timeout-sec", "1800"), ("nonce-ttl", "60"), ("track-calls", "true")])
+        ("rtp-hold-timeout-sec", "1800"), ("nonce-ttl", "60"), ("track-calls", "true"),
+        # The proxies' emergency notices (SIP MESSAGE, only they reach this port over
+        # mutual TLS) become RECV_MESSAGE events for zpctl (docs/EMERGENCY.md).
+        ("auth-messages", "false"), ("fire-message-events", "true")])
     add("dialplan/00-zpctl-in.xml", "dialplan/entry.xml",
         routes=[(a.ctx, "^" + rx(a.domain) + "$") for a in accounts])
     for a in accounts:

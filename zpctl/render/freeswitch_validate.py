@@ -114,10 +114,11 @@ SOFIA_PARAMS = (
     "auth-calls", "manage-presence", "dtmf-type", "rfc2833-pt", "hold-music", "rtp-timer-name",
     "rtp-timeout-sec", "rtp-hold-timeout-sec", "nonce-ttl", "local-network-acl",
     "inbound-late-negotiation", "disable-transcoding", "accept-blind-reg", "aggressive-nat-detection",
-    "track-calls")
+    "track-calls", "auth-messages", "fire-message-events")
 SOFIA_BOOL = ("tls", "tls-only", "tls-verify-date", "tls-always-nat", "auth-calls", "manage-presence",
               "renegotiate-codec-on-hold", "inbound-late-negotiation", "disable-transcoding",
-              "accept-blind-reg", "aggressive-nat-detection", "track-calls")
+              "accept-blind-reg", "aggressive-nat-detection", "track-calls", "auth-messages",
+              "fire-message-events")
 SOFIA_INT = ("tls-verify-depth", "tls-timeout", "rfc2833-pt", "rtp-timeout-sec",
              "rtp-hold-timeout-sec", "nonce-ttl", "debug")
 CODEC_NAMES = ("OPUS", "G722", "PCMU", "PCMA", "G729", "GSM", "H264", "VP8", "L16", "SPEEX",

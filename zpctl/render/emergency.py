@@ -1,0 +1,80 @@
+"""What the Kamailio tiers need for emergency calls (docs/EMERGENCY.md): the numbers each
+country dials, the accounts' outside-line prefixes and call limits, each site's location
+document for the zone proxies, and the emergency-services routes for the sbcs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zpctl.model import PlacedNode, catalog, emergency
+from zpctl.model.schema import Account, Carrier, Inventory
+
+# Dispatcher sets of the emergency-services carriers: one per country, from EMERGENCY_SET0
+# in sorted country order (set 10 is the platform's carriers, 100000+ the accounts').
+EMERGENCY_SET0 = 20
+# How long a callback from emergency services bypasses the callee's features (seconds).
+CALLBACK_WINDOW_S = 1800
+
+
+def served(inv: Inventory, p: PlacedNode) -> list[Account]:
+    """Accounts with a site in the node's data center or in its pair."""
+    dcs = {p.dc.id, p.dc.pair}
+    return sorted((a for a in inv.accounts if any(s.datacenter in dcs for s in a.sites)),
+                  key=lambda a: a.id)
+
+
+def number_regex(numbers: tuple[str, ...] | list[str]) -> str:
+    return "^(" + "|".join(sorted(set(numbers))) + ")$"
+
+
+def proxy_ctx(inv: Inventory, p: PlacedNode) -> dict[str, Any]:
+    """The zone proxy's emergency context: per country its numbers' regex, per account its
+    outside prefix and call limit, per site its location document's tail."""
+    accounts = served(inv, p)
+    # Every country zpctl knows: a region-locked account's phone may reach any region's
+    # proxies, and its emergency calls are served wherever they arrive.
+    return {
+        "numbers": [(c, number_regex(n)) for c, n in sorted(catalog.EMERGENCY_NUMBERS.items())],
+        "prefixes": [(a.id, a.outside_prefix) for a in accounts if a.outside_prefix],
+        "limits": [(a.id, a.limits.concurrent_calls) for a in accounts
+                   if a.limits.concurrent_calls is not None],
+        "sites": [(emergency.site_key(a, s), emergency.pidf_tail(s))
+                  for a in accounts for s in sorted(a.sites, key=lambda s: s.id)],
+        "pidf_head": emergency.PIDF_HEAD,
+        "any": lb_regex(inv, p),
+        "callback_s": CALLBACK_WINDOW_S,
+    }
+
+
+def lb_regex(inv: Inventory, p: PlacedNode) -> str:
+    """Every emergency number the platform's accounts may dial, with or without their
+    outside prefix (a phone may reach any data center): such INVITEs are never shed (the
+    zone proxy decides what they are)."""
+    dialled: set[str] = set()
+    for a in inv.accounts:
+        for s in a.sites:
+            dialled.update(emergency.dialled(a, s.country))
+    return number_regex(sorted(dialled)) if dialled else ""
+
+
+def sbc_sets(inv: Inventory, p: PlacedNode, account_sets: dict[str, int]
+             ) -> tuple[list[tuple[str, int]], list[tuple[int, str, Carrier]]]:
+    """The emergency routes an sbc knows: (key, dispatcher set) pairs, the key a country
+    ("US": the platform's emergency carrier) or "<account>::<country>" (the account's own
+    trunks' set), and the (set, country, carrier) whose addresses make up each
+    emergency-carrier set."""
+    routes: list[tuple[str, int]] = []
+    members: list[tuple[int, str, Carrier]] = []
+    countries = sorted({c for car in inv.carriers for c in car.emergency})
+    for i, country in enumerate(countries):
+        setid = EMERGENCY_SET0 + i
+        routes.append((country, setid))
+        members += [(setid, country, car) for car in sorted(inv.carriers, key=lambda c: c.id)
+                    if country in car.emergency]
+    for a in served(inv, p):
+        for t in a.trunks:
+            for country in t.emergency:
+                if a.id in account_sets:
+                    routes.append((f"{a.id}::{country}", account_sets[a.id]))
+    return routes, members
