@@ -30,6 +30,7 @@ LAZY_COMMANDS = {
     "dialogs": "zpctl.cli.control:dialogs",
     "diff": "zpctl.cli.render:diff_cmd",
     "dns": "zpctl.cli.dns:dns_group",
+    "emergency": "zpctl.cli.emergency:emergency",
     "exporter": "zpctl.cli.exporter:exporter_cmd",
     "inventory": "zpctl.cli.inventory:inventory",
     "lab": "zpctl.cli.lab:lab",
