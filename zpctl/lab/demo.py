@@ -4,7 +4,9 @@ lab, summarised.
 Each call flow is placed with SIPp; the summary says who called whom, which lb, zone, switch
 and sbc the call crossed, the SIP result, and the RTP packets each end sent and received.
 The PBX feature flows (:mod:`zpctl.lab.features`) follow: what each caller heard, what
-landed on disk, what the phones were told.  Every flow's calls must have left complete
+landed on disk, what the phones were told; then the emergency flows
+(:mod:`zpctl.lab.emergency`): the answering point's checks, the security desk's notice,
+the call back.  Every flow's calls must have left complete
 call records (:mod:`zpctl.lab.journeys`): its row shows the first call's journey.  A flow
 is ok when it passed every check it has (the same checks the integration tests make).
 """
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from zpctl.lab import Lab
+from zpctl.lab.emergency import EMERGENCY_FLOWS
 from zpctl.lab.features import FeatureOutcome, run_features
 from zpctl.lab.flows import DEMO_FLOWS, Flow, Outcome, run_flow
 from zpctl.lab.journeys import JourneyReport, journeys_since
@@ -43,9 +46,11 @@ class Demo:
                 out.append(outcome)
         finally:
             self.phones.stop_all()
-        out += run_features(self.lab, say=lambda s: self.say(f"demo: {s}"),
-                            after=lambda o, start: self.record(
-                                o, journeys_since(self.lab, inv, start, time.time())))
+        for flows in (None, EMERGENCY_FLOWS):
+            out += run_features(self.lab, say=lambda s: self.say(f"demo: {s}"),
+                                after=lambda o, start: self.record(
+                                    o, journeys_since(self.lab, inv, start, time.time())),
+                                flows=flows)
         return out
 
     @staticmethod

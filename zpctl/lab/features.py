@@ -99,12 +99,13 @@ class FeatureLab:
         return self.users[key]
 
     @contextmanager
-    def phone(self, key: str, answer_mode: str = "answer") -> Iterator[Ua]:
+    def phone(self, key: str, answer_mode: str = "answer", ip: str | None = None) -> Iterator[Ua]:
         """A registered phone of user ``key`` (``ext@account``), reachable through every
-        zone proxy; unregistered and closed afterwards."""
+        zone proxy; unregistered and closed afterwards.  ``ip``: its address (default: the
+        next of the flows' own, which the lbs never rate-limit)."""
         u = self.user(key)
         n = next(_hosts)
-        ua = Ua(f"{PHONE_SUBNET}.{n}", 5060, u.username, u.username, u.domain, u.password,
+        ua = Ua(ip or f"{PHONE_SUBNET}.{n}", 5060, u.username, u.username, u.domain, u.password,
                 self.lb, media_port=34000 + 20 * (n - 200), answer_mode=answer_mode)
         try:
             ua.answer_calls()
@@ -1380,15 +1381,19 @@ FEATURE_FLOWS: tuple[tuple[str, Callable[[FeatureLab], FeatureOutcome]], ...] = 
 )
 
 
+Flows = tuple[tuple[str, Callable[[FeatureLab], FeatureOutcome]], ...]
+
+
 def run_features(lab: Lab, names: tuple[str, ...] | None = None,
                  say: Callable[[str], None] = lambda s: None,
                  after: Callable[[FeatureOutcome, float], None] | None = None,
-                 ) -> list[FeatureOutcome]:
-    """Run the feature flows (``names``: only those); ``after`` is called with each
-    outcome and the time (epoch seconds) its flow started."""
+                 flows: Flows | None = None) -> list[FeatureOutcome]:
+    """Run the feature flows (``names``: only those; ``flows``: other flows of the same
+    kind, e.g. the emergency ones); ``after`` is called with each outcome and the time
+    (epoch seconds) its flow started."""
     fl = FeatureLab(lab)
     out = []
-    for name, flow in FEATURE_FLOWS:
+    for name, flow in flows or FEATURE_FLOWS:
         if names is not None and name not in names:
             continue
         say(f"feature: {name}")

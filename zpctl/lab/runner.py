@@ -38,6 +38,7 @@ from zpctl.control import Control, address_holder, parallel, sync_accounts, unan
 from zpctl.db import DbTarget, connect, create_sqlite, migrate
 from zpctl.errors import EnvironmentProblem, ExitCode, Unreachable, ZpctlError
 from zpctl.freeswitch.control import SwitchResult, astatus, targets_for
+from zpctl.freeswitch.emergency import spool_path, spool_ready, watch_argv
 from zpctl.freeswitch.provision import SwitchFiles, provision
 from zpctl.lab.database import (
     SERVICE as DB_SERVICE,
@@ -72,6 +73,7 @@ from zpctl.render.dns import DNS
 from zpctl.secrets import ESL_PASSWORD_KEY, Secrets
 from zpctl.survivability import create_node_db, prepare_announcer
 
+NOTIFIER = "emergency-notifier"  # the lab's `zpctl emergency watch` (its folder under nodes/)
 DEFAULT_INVENTORY = "inventories/lab"  # as help texts name it; see paths.default_inventory
 
 Progress = Callable[[str], None]
@@ -223,6 +225,9 @@ class Lab:
         for p in inv.nodes():
             for sub in ("run", "log", "state"):
                 private_dir(self.dir / "nodes" / p.name / sub)
+        for sub in ("run", "log"):
+            private_dir(self.dir / "nodes" / NOTIFIER / sub)
+        private_dir(self.dir / "state")
         for s in inv.model.dns.servers if inv.model.dns else []:
             private_dir(self.dir / "nodes" / DNS)
             private_dir(self.dir / "nodes" / DNS / s.name)
@@ -299,7 +304,22 @@ class Lab:
         return ([db] if db is not None else []) \
             + dns_services(inv, self.dir, self.bin_path) \
             + node_services(inv, self.manifests(inv), self.bin_path) \
-            + peer_services(inv, self.dir, self.bin_path)
+            + peer_services(inv, self.dir, self.bin_path) \
+            + self.notifier_services(inv)
+
+    def notifier_services(self, inv: LoadedInventory) -> list[Service]:
+        """The emergency notifier (``zpctl emergency watch``: the switches' notices of
+        emergency calls to the accounts' security desks), when an account has a desk and
+        the platform has switches to relay the notices."""
+        if not any(a.security_desk for a in inv.model.accounts) or \
+                not any(p.role == Role.SWITCH for p in inv.nodes()):
+            return []
+        spool = spool_path(self.dir / "state")
+        home = self.dir / "nodes" / NOTIFIER
+        argv = watch_argv(inv.root.absolute(), spool, secrets=self.dir / "secrets.yml",
+                          lab_dir=self.dir)
+        return [Service(NOTIFIER, "notifier", NOTIFIER, argv, [],
+                        lambda: spool_ready(spool), cwd=home / "run")]
 
     def launch_env(self, s: Service) -> dict[str, str] | None:
         """The environment ``s`` starts with; None: zpctl's own.  A switch reads its
@@ -591,6 +611,7 @@ class Lab:
         rows += [row(s.name, s.home, "dns", s.listeners[0][0])
                  for s in dns_services(inv, self.dir, self.bin_path)]
         rows += [row(p.name, p.name, p.kind, p.address) for p in self.peers(inv)]
+        rows += [row(s.name, s.home, s.kind, "-") for s in self.notifier_services(inv)]
         return rows
 
     def status(self, inventory: Path | None = None) -> list[dict[str, Any]]:

@@ -1,0 +1,280 @@
+"""Emergency calling through the running lab (docs/EMERGENCY.md), proven at the far end.
+
+- A call to 911, dialled with and without the outside-line prefix, from a user with a
+  calling plan and from one without: the lab's answering point (SIPp, psap.xml) answers
+  only a call that carries the site's PIDF-LO, Geolocation and a callback number; the
+  caller hears it; RTP is counted both ways at its address; the call records have the
+  whole journey, flagged emergency.
+- Priority: an emergency call succeeds during an INVITE flood that is being banned (even
+  from the banned address), during a zone drain, with every switch at its session limit,
+  and with the account at its concurrent-call limit; an ordinary call in the same
+  situation does not.
+- Callback: the answering point calls the callback number back and reaches the phone
+  that made the emergency call, past always-forwarding and do-not-disturb.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.freeswitch_binary import require_freeswitch
+from tests.integration.test_call_flows import EU_MINI, _emptied
+from tests.integration.test_flood import InviteFlood
+from zpctl.control import Control
+from zpctl.freeswitch.emergency import Spool, SpoolRow, spool_path
+from zpctl.lab import Lab
+from zpctl.lab.emergency import (
+    SecurityDesk,
+    check_notice,
+    desk_url,
+    emergency_call,
+    emergency_callback,
+    psap,
+    psap_records,
+)
+from zpctl.lab.features import FeatureLab
+from zpctl.lab.phones import Phones
+from zpctl.lab.sipua import Ua
+from zpctl.model import load_inventory
+from zpctl.model.schema import Role
+from zpctl.testing import missing_binaries, wait_for
+
+pytestmark = pytest.mark.skipif(bool(missing_binaries(("kamailio", "rtpengine", "redis-server",
+                                                       "sipp"))),
+                                reason="lab binaries or sipp missing (make install)")
+
+# Outside the lab's flood_exempt networks: the lb rate-limits and bans these.
+FLOODER = "127.0.58.1"
+BYSTANDER = "127.0.58.2"
+
+
+@pytest.fixture
+def fl(zpctl_lab: Lab) -> FeatureLab:
+    require_freeswitch()
+    return FeatureLab(zpctl_lab)
+
+
+@pytest.fixture
+def control(zpctl_lab: Lab) -> Control:
+    return Control(zpctl_lab.inventory(), secrets_file=zpctl_lab.dir / "secrets.yml")
+
+
+def _ok(out: object) -> None:
+    assert out.ok, out.row()
+
+
+@pytest.mark.parametrize(("caller", "dial"), [("1001@acme", "9911"), ("1003@acme", "911")],
+                         ids=["prefix-9-with-plan", "direct-without-plan"])
+def test_emergency_call_reaches_the_answering_point_with_its_location(
+        fl: FeatureLab, caller: str, dial: str) -> None:
+    out = emergency_call(fl, caller, dial)
+    print(f"\n{out.flow} {caller} {dial}: {out.detail}")
+    _ok(out)
+
+
+def test_the_answering_point_refuses_a_call_without_location(fl: FeatureLab) -> None:
+    """The check is real: an INVITE straight from the emergency carrier's side with no
+    Geolocation gets 424 from the simulated answering point."""
+    point = psap(fl)
+    from zpctl.lab.emergency import log_mark  # noqa: PLC0415
+
+    mark = log_mark(fl)
+    ua = Ua("127.0.9.22", 5080, "probe", "probe", point.address, "", (point.address, point.port),
+            media_port=20200)
+    try:
+        call = ua.dial("911", timeout=10)
+        assert call.call.status == 424, (call.call.status, call.call.reason)
+    finally:
+        ua.close()
+    assert [r["result"] for r in psap_records(fl, mark)] == ["REFUSED"]
+
+
+@pytest.mark.parametrize(("caller", "situation"), [("1005@acme", "forwarded"),
+                                                   ("1006@acme", "dnd")])
+def test_the_callback_reaches_the_phone_past_its_features(fl: FeatureLab, caller: str,
+                                                          situation: str) -> None:
+    out = emergency_callback(fl, caller, situation)
+    print(f"\n{out.flow}: {out.detail}")
+    _ok(out)
+
+
+# -- priority ----------------------------------------------------------------------------
+
+def _ordinary_call(ua: Ua, number: str = "1002") -> int:
+    call = ua.dial(number, timeout=6)
+    if call.established:
+        call.bye()
+    return call.call.status
+
+
+def test_priority_during_an_invite_flood_being_banned(fl: FeatureLab, zpctl_lab: Lab) -> None:
+    flood = InviteFlood(FLOODER, fl.lb, rate=800)
+    flooder = threading.Thread(target=flood.run, name="invite-flood", daemon=True)
+    lb_log = zpctl_lab.dir / "nodes" / "lab1-lb" / "log" / "kamailio.log"
+    flooder.start()
+    try:
+        wait_for("the flooder banned",
+                 lambda: f"flood from {FLOODER}: banned" in lb_log.read_text(errors="replace"),
+                 timeout=15)
+        # A phone behind the flooder's address (one NAT): an ordinary call is dropped
+        # with everything else from there, an emergency call goes through.
+        u = fl.user("1002@acme")
+        behind = Ua(FLOODER, 5062, u.username, u.username, u.domain, u.password, fl.lb,
+                    media_port=34900)
+        try:
+            assert _ordinary_call(behind, "1001") == 0  # no answer at all
+        finally:
+            behind.close()
+        same_nat = emergency_call(fl, "1002@acme", "911", ip=FLOODER, register=False)
+        other = emergency_call(fl, "1001@acme", "9911", ip=BYSTANDER)
+    finally:
+        flood.stop()
+        flooder.join(10)
+    print(f"\nflood: {len(flood.sent_at)} INVITEs; behind the banned address: "
+          f"{same_nat.detail}; bystander: {other.detail}")
+    _ok(same_nat)
+    _ok(other)
+    assert flood.sent_at and len(flood.sent_at) > 1000, "the flood did not run"
+
+
+@pytest.fixture
+def restore_zones(zpctl_lab: Lab, control: Control) -> Iterator[None]:
+    yield
+    for spec in ("lab1/a", "lab1/b"):
+        control.zone_restore(spec)
+
+
+def test_priority_during_a_zone_drain(fl: FeatureLab, control: Control,
+                                      restore_zones: None) -> None:
+    control.zone_drain("lab1/a", wait=True, timeout=60)
+    out = emergency_call(fl, "1001@acme", "911")
+    print(f"\nzone lab1/a drained: {out.detail}")
+    _ok(out)
+
+
+@pytest.fixture
+def switches_full(fl: FeatureLab) -> Iterator[list[str]]:
+    """Every switch of the lab's first data center at its session limit (max-sessions 1:
+    a call's first leg is its one session, so no call can be bridged)."""
+    switches = [p for p in fl.inv.nodes() if p.role == Role.SWITCH and p.dc.id == fl.dc.id]
+    for p in switches:
+        fl.switch_api("fsctl max_sessions 1", switch=p.name)
+    yield [p.name for p in switches]
+    for p in switches:
+        fl.switch_api(f"fsctl max_sessions {p.node.capacity.cps * 10}", switch=p.name)
+
+
+def test_priority_at_a_full_switch_session_limit(fl: FeatureLab, switches_full: list[str]
+                                                 ) -> None:
+    with fl.phone("1001@acme") as phone:
+        status = _ordinary_call(phone, "+15557770001")
+    assert status != 200, "an ordinary PSTN call got through the full switches"
+    out = emergency_call(fl, "1001@acme", "911")
+    print(f"\nswitches {', '.join(switches_full)} full (ordinary call: {status}): {out.detail}")
+    _ok(out)
+
+
+@pytest.fixture
+def account_limit_one(fl: FeatureLab, control: Control) -> Iterator[None]:
+    proxies = [p.node for p in fl.inv.nodes() if p.role == Role.PROXY and p.dc.id == fl.dc.id]
+    for node in proxies:
+        control.change(node, "htable.seti", "acctlimit", "acme", 1)
+    yield
+    limit = fl.account("acme").limits.concurrent_calls or 0
+    for node in proxies:
+        control.change(node, "htable.seti", "acctlimit", "acme", limit)
+
+
+def test_priority_at_the_account_call_limit(fl: FeatureLab, account_limit_one: None) -> None:
+    """acme's limit lowered to 1 (JSON-RPC, both zone proxies): with one call up, a second
+    ordinary call is refused (403), wherever it lands, and an emergency call goes through."""
+    with fl.phone("1002@acme") as bob, fl.phone("1004@acme") as dave, \
+            fl.phone("1001@acme") as alice:
+        first = alice.dial("1002")
+        assert first.established, first.call
+        try:
+            time.sleep(1.5)  # the sister proxy hears of it within 1 s (DMQ)
+            second = dave.dial("1001", timeout=6)
+            assert second.call.status == 403, (second.call.status, second.call.reason)
+            out = emergency_call(fl, "1003@acme", "911")
+        finally:
+            first.bye()
+        assert bob.answered
+    print(f"\naccount at its limit (second call {second.call.status} {second.call.reason}): "
+          f"{out.detail}")
+    _ok(out)
+
+
+
+# -- the security desk and the records -----------------------------------------------------
+
+def _spool_row(lab: Lab, call_id: str) -> SpoolRow | None:
+    with Spool(spool_path(lab.dir / "state"), create=False) as spool:
+        return spool.get(call_id)
+
+
+def test_the_security_desk_hears_of_it_once_it_is_up(fl: FeatureLab, zpctl_lab: Lab) -> None:
+    """The desk is down when the call is made: the notice waits in the spool, tried again,
+    and reaches the desk (a real HTTP server at acme's webhook) once it is up, with the
+    site, the user and the address."""
+    out = emergency_call(fl, "1001@acme", "9911")
+    _ok(out)
+    call_id = out.facts["call_id"]
+    failed = wait_for("a failed delivery attempt", lambda: (
+        r if (r := _spool_row(zpctl_lab, call_id)) and r.attempts >= 1 else None), timeout=15)
+    assert failed.state == "pending", failed
+    time.sleep(2.0)
+    with SecurityDesk(desk_url(fl)) as desk:
+        notice = desk.notice(call_id, timeout=40)
+    check_notice(out, fl, "1001@acme", "9911", notice)
+    _ok(out)
+    row = wait_for("the notice delivered", lambda: (
+        r if (r := _spool_row(zpctl_lab, call_id)) and r.state == "delivered" else None))
+    print(f"\nnotice of {call_id}: delivered after {row.attempts} attempts "
+          f"({failed.last_error!r} first), {len(desk.notices)} post(s)")
+    assert row.attempts >= 2
+    assert [n for n in desk.notices if n[1]["call_id"] == call_id] == [notice], \
+        "the desk got the notice more than once"
+
+
+def test_the_call_records_list_emergency_calls_and_call_backs(fl: FeatureLab,
+                                                             zpctl_lab: Lab) -> None:
+    since = time.time() - 1
+    out = emergency_callback(fl, "1006@acme", "dnd")
+    _ok(out)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "zpctl"), "-o", "json", "cdr", "ls",
+         str(zpctl_lab.inventory().root), "--emergency",
+         "--since", f"{int(time.time() - since) + 5}s", "--lab-dir", str(zpctl_lab.dir)],
+        capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    calls = json.loads(result.stdout)
+    marks = sorted(c["emergency"] for c in calls)
+    print(f"\ncdr ls --emergency: {[(c['callee'], c['emergency'], c['result']) for c in calls]}")
+    assert marks == ["US", "callback"], calls
+    assert all(c["result"] == "answered" for c in calls), calls
+
+
+def test_a_region_locked_user_reaches_emergency_services_anywhere(zpctl_phones: Phones,
+                                                                  zpctl_lab: Lab) -> None:
+    """Eurobank is locked to the EU region; the lab's data centers are in the US.  Its
+    user's ordinary call is refused (403 Region Locked), its call to 112 is not: with no
+    emergency route for DE in the lab, the sbc sends it by the ordinary route, whose
+    carrier answers."""
+    eu = load_inventory(EU_MINI)
+    zpctl_lab.sync_accounts(eu)
+    try:
+        user = next(u for u in zpctl_lab.users(eu) if u.username == "5001")
+        zpctl_phones.users["5001@eurobank"] = user
+        assert zpctl_phones.attempt("5001@eurobank", "+15557770020") == 403
+        assert zpctl_phones.attempt("5001@eurobank", "112") == 200
+    finally:
+        zpctl_lab.sync_accounts(_emptied(eu))
