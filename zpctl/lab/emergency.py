@@ -25,6 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from zpctl.control import Control
+from zpctl.errors import RemoteFailure
 from zpctl.lab.features import CALLER_HZ, FeatureLab, FeatureOutcome, _media, _talks, wait_until
 from zpctl.lab.peers import Peer, peers
 from zpctl.lab.rtpcount import RtpCounter
@@ -188,6 +190,19 @@ def call_back(fl: FeatureLab, number: str) -> Dialog:
         return line.dial(number, timeout=20)
 
 
+def forget_callback(fl: FeatureLab, number: str) -> None:
+    """The zone proxies forget an emergency call from ``number`` (JSON-RPC
+    ``htable.delete ecallback``): a call back to it takes the ordinary path again."""
+    control = Control(fl.inv, secrets_file=fl.lab.dir / "secrets.yml")
+    for p in fl.inv.nodes():
+        if p.role == Role.PROXY and p.dc.id == fl.dc.id:
+            try:
+                control.change(p.node, "htable.delete", "ecallback", number)
+            except RemoteFailure as exc:
+                if "not found" not in str(exc).lower():  # nothing to forget: fine
+                    raise
+
+
 def emergency_callback(fl: FeatureLab, caller: str, situation: str) -> FeatureOutcome:
     """``caller``'s calls go elsewhere (``situation``: always forwarded, do not disturb).
     Before an emergency call, a call from the answering point to the caller's callback
@@ -198,6 +213,7 @@ def emergency_callback(fl: FeatureLab, caller: str, situation: str) -> FeatureOu
                               "(no switch)")
     callback, _ = expected_location(fl, caller)
     out.facts["callback"] = callback
+    forget_callback(fl, callback)  # an emergency call of an earlier run is not this one
     with fl.phone(caller) as phone, psap_line(fl) as line:
         before = line.dial(callback, timeout=20)
         out.facts["before"] = f"{before.call.status} {before.call.reason}".strip()
