@@ -155,11 +155,11 @@ def recv_message(to_user: str = em.NOTICE_USER, body: str = json.dumps(BODY),
         ("Event-Calling-Function", "sofia_presence_handle_sip_i_message"),
         ("Event-Calling-Line-Number", "4912"), ("Event-Sequence", "60721"),
         ("login", "sip:mod_sofia@127.1.1.14:5080"), ("proto", "sip"), ("to_proto", "sip"),
-        ("from", "zp-proxy@127.1.1.10"), ("from_user", "zp-proxy"), ("from_host", "127.1.1.10"),
+        ("from", "zp-emergency@127.1.1.10"), ("from_user", "zp-emergency"), ("from_host", "127.1.1.10"),
         ("to_user", to_user), ("to_host", "127.1.1.14"), ("from_sip_ip", "127.1.1.10"),
         ("from_sip_port", "5060"), ("to", f"{to_user}@127.1.1.14"),
         ("subject", "SIMPLE MESSAGE"), ("context", "public"), ("type", content_type),
-        ("from_full", "<sip:zp-proxy@127.1.1.10>;tag=9f3c1a7e"), ("sip_profile", "internal"),
+        ("from_full", "<sip:zp-emergency@127.1.1.10>;tag=9f3c1a7e"), ("sip_profile", "internal"),
         ("Event-Name", "RECV_MESSAGE"),
     ]
 
@@ -197,6 +197,30 @@ def test_a_notice_that_cannot_be_read_is_bad_not_ignored() -> None:
     for body in ("911 from 1001", json.dumps(["x"]), json.dumps({"account": "acme"})):
         with pytest.raises(em.BadNotice):
             em.parse_event(decoded(recv_message(body=body), body), "s")
+
+
+def test_a_message_from_a_phone_is_not_a_notice() -> None:
+    """A phone in a call through a switch can send an in-dialog MESSAGE to zp-emergency:
+    FreeSWITCH then adds the channel's data (Unique-ID), and its From is the phone's.
+    Neither is a proxy's notice: refused, never delivered (it could page any account's
+    desk, or hide a real notice behind its Call-ID)."""
+    body = json.dumps(BODY)
+    in_call = [*recv_message(body=body), ("Unique-ID", "0b5e0c1e-7f2b-4b39-9a3e-5a0d6b3c2f11")]
+    with pytest.raises(em.BadNotice, match="inside call"):
+        em.parse_event(decoded(in_call, body), "s")
+    phone = [(k, "1001" if k == "from_user" else v) for k, v in recv_message(body=body)]
+    with pytest.raises(em.BadNotice, match="'1001'"):
+        em.parse_event(decoded(phone, body), "s")
+
+
+def test_an_odd_call_id_or_time_does_not_lose_the_notice() -> None:
+    """Kamailio's escape turns a ' in a Call-ID into \\' (not JSON); a time out of range
+    (1e400, 1e18) is replaced by the event's."""
+    raw = json.dumps({**BODY, "call_id": "PLACEHOLDER"}).replace("PLACEHOLDER", "it\\'s@h")
+    assert em.Notice.from_body(raw).call_id == "it's@h"
+    for at in ("1e400", "1e18", "-5"):
+        body = json.dumps(BODY).replace(str(BODY["at"]), at)
+        assert em.Notice.from_body(body, default_at=1772373909).at == 1772373909
 
 
 def test_missing_fields_are_empty_and_the_time_falls_back_to_the_events() -> None:

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 # What the proxies send: the MESSAGE's To (and Request-URI) user, and its Content-Type.
 NOTICE_USER = "zp-emergency"
+MAX_EPOCH = 4_102_444_800  # 2100-01-01: a notice's time beyond it is not a time
 NOTICE_TYPE = "application/json"
 EVENT = "RECV_MESSAGE"
 # The RECV_MESSAGE headers read here (sofia_presence_handle_sip_i_message): the To user,
@@ -110,7 +111,10 @@ class Notice:
         try:
             doc = json.loads(body)
         except ValueError as exc:
-            raise BadNotice(f"the body is not JSON ({exc}): {body[:120]!r}") from None
+            try:  # the proxy escapes a ' in a Call-ID as \' (Kamailio's s.escape.common)
+                doc = json.loads(body.replace("\\'", "'"))
+            except ValueError:
+                raise BadNotice(f"the body is not JSON ({exc}): {body[:120]!r}") from None
         if not isinstance(doc, dict):
             raise BadNotice(f"the body is not a JSON object: {body[:120]!r}")
         call_id = _text(doc.get("call_id"))
@@ -119,7 +123,9 @@ class Notice:
         at = doc.get("at")
         try:
             when = int(float(at)) if isinstance(at, int | float | str) and at != "" else None
-        except ValueError:
+        except (ValueError, OverflowError):
+            when = None
+        if when is not None and not 0 < when < MAX_EPOCH:
             when = None
         if when is None:
             when = default_at if default_at is not None else int(time.time())
@@ -143,9 +149,16 @@ def _text(value: object) -> str:
 
 def parse_event(ev: esl.Event, switch: str = "") -> Notice | None:
     """The notice a ``RECV_MESSAGE`` event carries, or None for any other event or message
-    (another To user).  BadNotice for a MESSAGE to ``zp-emergency`` that is not a notice."""
+    (another To user).  BadNotice for a MESSAGE to ``zp-emergency`` that is not a notice,
+    or one that did not come from a proxy: the proxies send it out of any dialog, from
+    ``zp-emergency``; a MESSAGE inside a call (the event then carries the channel's data)
+    is a phone's, forged."""
     if ev.name != EVENT or (ev.get(TO_USER_HEADER) or "") != NOTICE_USER:
         return None
+    if ev.get("Unique-ID") or (ev.get("from_user") or "") != NOTICE_USER:
+        raise BadNotice(f"a MESSAGE to {NOTICE_USER} from {ev.get('from_user')!r}"
+                        f"{' inside call ' + str(ev.get('Unique-ID')) if ev.get('Unique-ID') else ''}:"
+                        " not a proxy's notice, ignored")
     kind = (ev.get(TYPE_HEADER) or "").split(";")[0].strip().lower()
     if kind and kind != NOTICE_TYPE:
         # Read anyway: a notice sent with the wrong Content-Type is still an emergency call.
@@ -769,6 +782,9 @@ async def _listen(t: SwitchTarget, password: str, timeout: float, backoff: Backo
                 try:
                     notice = parse_event(ev, t.name)
                 except BadNotice as exc:
+                    notifier.reject(t.name, exc)
+                    continue
+                except Exception as exc:
                     notifier.reject(t.name, exc)
                     continue
                 if notice is not None:

@@ -139,6 +139,7 @@ def emergency_call(fl: FeatureLab, caller: str = "1001@acme", dial: str = "9911"
         finally:
             if call.established:
                 call.bye()
+            forget_callback(fl, callback)
     got = rtp.parties[point.address]
     out.facts["psap_rtp"] = {"received": got.received, "sent": got.sent}
     records = [r for r in psap_records(fl, mark) if r["result"] == "ANSWERED"]
@@ -190,17 +191,33 @@ def call_back(fl: FeatureLab, number: str) -> Dialog:
         return line.dial(number, timeout=20)
 
 
+def _proxies(fl: FeatureLab) -> list[Any]:
+    return [p.node for p in fl.inv.nodes() if p.role == Role.PROXY and p.dc.id == fl.dc.id]
+
+
 def forget_callback(fl: FeatureLab, number: str) -> None:
     """The zone proxies forget an emergency call from ``number`` (JSON-RPC
-    ``htable.delete ecallback``): a call back to it takes the ordinary path again."""
+    ``htable.delete ecallback``): a call back to it takes the ordinary path again.  The
+    flows clean up after themselves so: the lab's other flows call these numbers."""
     control = Control(fl.inv, secrets_file=fl.lab.dir / "secrets.yml")
-    for p in fl.inv.nodes():
-        if p.role == Role.PROXY and p.dc.id == fl.dc.id:
-            try:
-                control.change(p.node, "htable.delete", "ecallback", number)
-            except RemoteFailure as exc:
-                if "not found" not in str(exc).lower():  # nothing to forget: fine
-                    raise
+    for node in _proxies(fl):
+        try:
+            control.change(node, "htable.delete", "ecallback", number)
+        except RemoteFailure as exc:
+            if "not found" not in str(exc).lower():  # nothing to forget: fine
+                raise
+
+
+def remembered(fl: FeatureLab, number: str) -> bool:
+    """Both zone proxies remember an emergency call from ``number`` (the sister's copy
+    comes over DMQ)."""
+    control = Control(fl.inv, secrets_file=fl.lab.dir / "secrets.yml")
+    for node in _proxies(fl):
+        try:
+            control.call(node, "htable.get", "ecallback", number)
+        except RemoteFailure:
+            return False
+    return True
 
 
 def emergency_callback(fl: FeatureLab, caller: str, situation: str) -> FeatureOutcome:
@@ -228,6 +245,9 @@ def emergency_callback(fl: FeatureLab, caller: str, situation: str) -> FeatureOu
             em.bye()
         out.check(any(r["result"] == "ANSWERED" for r in psap_records(fl, mark)),
                   "the answering point did not log the emergency call")
+        # the call back may reach either zone proxy: both must know of the call
+        out.check(wait_until(lambda: remembered(fl, callback), 5.0),
+                  f"the zone proxies do not both remember {callback}")
         started = time.monotonic()
         back = line.dial(callback, timeout=20)
         out.facts["rang_after_s"] = round(time.monotonic() - started, 2)
@@ -246,6 +266,7 @@ def emergency_callback(fl: FeatureLab, caller: str, situation: str) -> FeatureOu
         finally:
             if back.established:
                 back.bye()
+            forget_callback(fl, callback)
     out.detail = (f"{situation}: before the emergency call the call back got "
                   f"{out.facts['before']} elsewhere; after it, {caller}'s phone rang and "
                   f"answered ({out.facts.get('after')}), both heard each other")

@@ -202,6 +202,10 @@ CIVIC_RULES: dict[str, CivicRule] = {
                     postal_hint="6 digits, e.g. 400021"),
 }
 
+# Test lines of the emergency services (they read back the location and the callback
+# number): routed as emergency calls, but no call back is expected from them.
+EMERGENCY_TEST_NUMBERS: dict[str, tuple[str, ...]] = {"US": ("933",)}
+
 # User-Agents of SIP scanners and crackers: dropped unanswered everywhere (and their source
 # banned at the lb).  Regular-expression alternatives, matched anywhere in the header.
 SCANNER_USER_AGENTS = ("friendly-scanner", "sipvicious", "sipcli", "sip-scan",

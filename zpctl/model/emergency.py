@@ -92,7 +92,7 @@ def pidf_tail(site: Site) -> str:
     quotes, so it sits in a Kamailio string as it is."""
     addr = site.emergency_address
     elements = "".join(f"<ca:{k}>{_attr(v)}</ca:{k}>" for k, v in civic(addr))
-    return (f"'><tuple id='{_attr(site.id)}'><status><gp:geopriv><gp:location-info>"
+    return (f"'><tuple id='zp-{_attr(site.id)}'><status><gp:geopriv><gp:location-info>"
             f"<ca:civicAddress xml:lang='{_attr(site.language)}'>{elements}"
             f"</ca:civicAddress></gp:location-info>"
             f"<gp:usage-rules/><gp:method>Manual</gp:method>"

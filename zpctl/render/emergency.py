@@ -30,21 +30,30 @@ def number_regex(numbers: tuple[str, ...] | list[str]) -> str:
 
 def proxy_ctx(inv: Inventory, p: PlacedNode) -> dict[str, Any]:
     """The zone proxy's emergency context: per country its numbers' regex, per account its
-    outside prefix and call limit, per site its location document's tail."""
-    accounts = served(inv, p)
-    # Every country zpctl knows: a region-locked account's phone may reach any region's
-    # proxies, and its emergency calls are served wherever they arrive.
+    outside prefix and call limit, per site its location document's tail.  Every account's
+    prefix and sites, not only those of the accounts this data center serves: a
+    region-locked account's phone may reach any region's proxies, and its emergency calls
+    are served wherever they arrive."""
+    accounts = sorted(inv.accounts, key=lambda a: a.id)
+    tests = sorted({n for nums in catalog.EMERGENCY_TEST_NUMBERS.values() for n in nums})
     return {
         "numbers": [(c, number_regex(n)) for c, n in sorted(catalog.EMERGENCY_NUMBERS.items())],
+        "tests": number_regex(tests) if tests else "^$",
         "prefixes": [(a.id, a.outside_prefix) for a in accounts if a.outside_prefix],
-        "limits": [(a.id, a.limits.concurrent_calls) for a in accounts
+        "limits": [(a.id, a.limits.concurrent_calls) for a in served(inv, p)
                    if a.limits.concurrent_calls is not None],
-        "sites": [(emergency.site_key(a, s), emergency.pidf_tail(s))
+        "sites": [(emergency.site_key(a, s), kamailio_string(emergency.pidf_tail(s)))
                   for a in accounts for s in sorted(a.sites, key=lambda s: s.id)],
+        "mains": sorted({n.number for a in accounts for n in a.numbers if n.kind == "main"}),
         "pidf_head": emergency.PIDF_HEAD,
         "any": lb_regex(inv, p),
         "callback_s": CALLBACK_WINDOW_S,
     }
+
+
+def kamailio_string(text: str) -> str:
+    """``text`` inside a Kamailio string literal: a backslash would start an escape."""
+    return text.replace("\\", "\\\\")
 
 
 def lb_regex(inv: Inventory, p: PlacedNode) -> str:
