@@ -202,7 +202,8 @@ def restore_zones(zpctl_lab: Lab, control: Control) -> Iterator[None]:
 
 def test_priority_during_a_zone_drain(fl: FeatureLab, control: Control,
                                       restore_zones: None) -> None:
-    control.zone_drain("lab1/a", wait=True, timeout=60)
+    # The zone takes no new calls from here on; calls left by earlier tests may stay up.
+    control.zone_drain("lab1/a", wait=False)
     out = emergency_call(fl, "1001@acme", "911")
     print(f"\nzone lab1/a drained: {out.detail}")
     _ok(out)
@@ -237,7 +238,6 @@ def test_priority_at_a_full_switch_session_limit(fl: FeatureLab, switches_full: 
     _ok(out)
 
 
-@pytest.fixture
 def _acme_calls(control: Control, node: Node, proxy: str) -> int:
     """What ``node`` holds as acme's calls through ``proxy`` (its own count, or the sister's
     as DMQ brought it); 0 when it holds none."""

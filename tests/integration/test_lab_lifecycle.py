@@ -78,10 +78,11 @@ def _listeners(inventory: Path) -> list[tuple[str, int, str]]:
 def test_every_node_is_up(lab: Lab, shifted: Path) -> None:
     rows = lab.status(shifted)
     # 21 platform nodes (2 of them standby switches), the switches' database, the DNS
-    # server, 2 carriers, a premises SBC and a PBX
-    assert len(rows) == 27
-    assert sorted(r["role"] for r in rows[21:]) == ["carrier", "carrier", "dns", "pbx",
-                                                    "postgres", "premises"]
+    # server, 2 carriers, the emergency answering point, a premises SBC, a PBX and the
+    # emergency notifier
+    assert len(rows) == 29
+    assert sorted(r["role"] for r in rows[21:]) == ["carrier", "carrier", "dns", "notifier",
+                                                    "pbx", "postgres", "premises", "psap"]
     # A lone lb answers at its own address, the one DNS publishes.
     assert [r["state"] for r in rows if r["role"] == "lb"] == [
         "up (holds 127.0.11.1)", "up (holds 127.0.12.1)"]
@@ -193,8 +194,9 @@ def test_down_leaves_nothing_behind(lab: Lab, shifted: Path,
     """Runs last in this module: stops the module's lab from the CLI and checks, the moment
     it returns, that no process of it runs and no address of it is taken."""
     records = lab.records()
-    # 10 Kamailio + 4 rtpengine + 4 Redis + 5 FreeSWITCH + PostgreSQL + NSD + 4 peers
-    assert len(records) == 29
+    # 10 Kamailio + 4 rtpengine + 4 Redis + 5 FreeSWITCH + PostgreSQL + NSD + 5 peers +
+    # the emergency notifier
+    assert len(records) == 31
     capsys.readouterr()
     assert main(["lab", "down", "--lab-dir", str(lab.dir), "-o", "json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -206,6 +208,7 @@ def test_down_leaves_nothing_behind(lab: Lab, shifted: Path,
     assert lab.records() == []
     peers = [("127.0.19.1", 5060, "udp"), ("127.0.19.2", 5060, "udp"),
              ("127.0.19.10", 5061, "tcp"), ("127.0.19.11", 5060, "udp"),
+             ("127.0.19.21", 5060, "udp"),
              ("127.0.53.11", 53, "udp"), ("127.0.53.11", 53, "tcp")]  # the DNS server
     for addr, port, proto in _listeners(shifted) + peers:
         assert port_free(addr, port, proto), f"{addr}:{port}/{proto} still taken"
