@@ -29,18 +29,20 @@ def number_regex(numbers: tuple[str, ...] | list[str]) -> str:
 
 
 def proxy_ctx(inv: Inventory, p: PlacedNode) -> dict[str, Any]:
-    """The zone proxy's emergency context: per country its numbers' regex, per account its
-    outside prefix and call limit, per site its location document's tail.  Every account's
-    prefix and sites, not only those of the accounts this data center serves: a
-    region-locked account's phone may reach any region's proxies, and its emergency calls
-    are served wherever they arrive."""
-    accounts = sorted(inv.accounts, key=lambda a: a.id)
+    """The zone proxy's emergency context: per country its numbers' regex (every country
+    zpctl knows: a region-locked account's phone may reach any region's proxies, and its
+    emergency calls are served wherever they arrive), per account this data center serves
+    its outside prefix, call limit and main numbers, per site its location document's tail.
+    Only the served accounts': adding an account rewrites only the nodes that serve it
+    (docs/RENDERING.md); a phone far from home is served with the plain numbers, without
+    its site's location."""
+    accounts = served(inv, p)
     tests = sorted({n for nums in catalog.EMERGENCY_TEST_NUMBERS.values() for n in nums})
     return {
         "numbers": [(c, number_regex(n)) for c, n in sorted(catalog.EMERGENCY_NUMBERS.items())],
         "tests": number_regex(tests) if tests else "^$",
         "prefixes": [(a.id, a.outside_prefix) for a in accounts if a.outside_prefix],
-        "limits": [(a.id, a.limits.concurrent_calls) for a in served(inv, p)
+        "limits": [(a.id, a.limits.concurrent_calls) for a in accounts
                    if a.limits.concurrent_calls is not None],
         "sites": [(emergency.site_key(a, s), kamailio_string(emergency.pidf_tail(s)))
                   for a in accounts for s in sorted(a.sites, key=lambda s: s.id)],
@@ -57,11 +59,11 @@ def kamailio_string(text: str) -> str:
 
 
 def lb_regex(inv: Inventory, p: PlacedNode) -> str:
-    """Every emergency number the platform's accounts may dial, with or without their
-    outside prefix (a phone may reach any data center): such INVITEs are never shed (the
-    zone proxy decides what they are)."""
-    dialled: set[str] = set()
-    for a in inv.accounts:
+    """Every emergency number zpctl knows (a phone may reach any data center), and those
+    of the accounts the lb's data center serves after their outside prefix: such INVITEs
+    are never shed (the zone proxy decides what they are)."""
+    dialled: set[str] = {n for nums in catalog.EMERGENCY_NUMBERS.values() for n in nums}
+    for a in served(inv, p):
         for s in a.sites:
             dialled.update(emergency.dialled(a, s.country))
     return number_regex(sorted(dialled)) if dialled else ""
