@@ -423,9 +423,9 @@ class Control:
             for c in contacts:
                 if c.get("Address") in known:
                     continue
-                expires = int(c.get("Expires") or 0)
-                if expires <= 0:
-                    continue
+                expires = _seconds_left(c.get("Expires"))
+                if expires is None:
+                    continue  # "expired", "deleted" or "permanent": nothing to copy
                 self.change(proxy, "ul.add", "location", aor, c.get("Address"), expires,
                             float(c.get("Q", -1)) / 1000 if int(c.get("Q", -1)) >= 0 else -1,
                             c.get("Path") or ".", int(c.get("Flags", 0)),
@@ -644,6 +644,18 @@ def parallel(fn: Callable[[T], R], items: list[T]) -> list[R]:
         return [fn(i) for i in items]
     with ThreadPoolExecutor(max_workers=min(32, len(items))) as pool:
         return list(pool.map(fn, items))
+
+
+def _seconds_left(expires: Any) -> int | None:
+    """A contact's seconds to live from ``ul.dump``, or None when it has none to copy.
+
+    usrloc writes a word instead of the number for a contact that is ``expired`` (not yet
+    purged by the timer), ``deleted`` or ``permanent``."""
+    try:
+        seconds = int(expires)
+    except (TypeError, ValueError):
+        return None
+    return seconds if seconds > 0 else None
 
 
 def _state_word(flags: str | None) -> str:

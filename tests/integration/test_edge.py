@@ -380,10 +380,14 @@ def test_killing_the_active_lb_under_load_moves_the_address(edge: Edge) -> None:
     assert int(call_stats["SuccessfulCall(C)"]) / created >= 0.99
     assert up_before > 0  # calls were up when the holder died: their BYEs went via the other
     # Every call that reached the callee was hung up there (the BYEs of the calls up at the
-    # kill went through the surviving lb), but for a call that failed.
+    # kill went through the surviving lb), but for a call that was lost.  A lost call is not
+    # always one SIPp counts as failed: when the dying lb had answered the INVITE with 100
+    # Trying, SIPp stops retransmitting and waits for an answer that never comes (the lb
+    # pair shares no transaction state, docs/EDGE.md).
+    lost = created - int(call_stats["SuccessfulCall(C)"])
     invited, hung_up = _call_ids(uas.received("INVITE ")), _call_ids(uas.received("BYE "))
-    assert len(invited) >= created - int(call_stats["FailedCall(C)"])
-    assert len(invited - hung_up) <= int(call_stats["FailedCall(C)"]), invited - hung_up
+    assert len(invited) >= created - lost
+    assert len(invited - hung_up) <= lost, invited - hung_up
     # Every phone and the callee are registered at the zones (DMQ-replicated: one count).
     assert _count_registered(inv) == len(phones) + 1
     assert Control(inv).dc_status("em1")["address_held_by"] == other
