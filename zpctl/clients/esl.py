@@ -27,7 +27,7 @@ import logging
 import random
 import uuid as uuidlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from zpctl.errors import ExitCode, RemoteFailure, Unreachable, ZpctlError
@@ -440,6 +440,66 @@ class SwitchTarget:
     port: int
     dc: str = ""
     zone: str = ""
+
+
+async def listen(t: SwitchTarget, password: str, *, timeout: float, backoff: Backoff,
+                 subscribe: Callable[[EslConnection], Awaitable[None]],
+                 on_event: EventCallback, say: Callable[[str], None],
+                 refused: dict[str, str], reconnects: dict[str, int], verb: str = "watching",
+                 on_lost: Callable[[str], None] | None = None,
+                 stop: asyncio.Event | None = None) -> None:
+    """Hear one switch's events for as long as it runs, and again after it comes back.
+
+    Connect, ``subscribe(conn)`` (events and filters), then hand every event to
+    ``on_event``.  A refused or lost connection is tried again after ``backoff``'s delays
+    (reset once connected); a refusal that retrying cannot mend (wrong password, ACL) is put
+    in ``refused`` and ends this switch's watch.  ``reconnects`` counts the connections
+    after the first; ``on_lost`` hears of each loss.  Returns when ``stop`` is set."""
+    delays: Iterator[float] | None = None
+    ever_up = False
+
+    def stopped() -> bool:
+        return stop is not None and stop.is_set()
+
+    while not stopped():
+        conn = EslConnection(t.host, t.port, password, name=t.name, timeout=timeout)
+        try:
+            await conn.connect()
+            await subscribe(conn)
+        except RemoteFailure as exc:  # wrong password, ACL: retrying will not help
+            await conn.close()
+            refused[t.name] = exc.message
+            say(f"{t.name}: {exc.message}; given up (trying again cannot help)")
+            return
+        except Unreachable as exc:
+            await conn.close()
+            delays = delays or backoff.delays()
+            delay = next(delays)
+            say(f"{t.name}: {exc.message}; trying again in {delay:.1f} s")
+            await asyncio.sleep(delay)
+            continue
+        if ever_up:
+            reconnects[t.name] = reconnects.get(t.name, 0) + 1
+        say(f"{t.name}: {'reconnected' if ever_up else verb} ({t.host}:{t.port})")
+        ever_up, delays = True, None
+        try:
+            while (conn.connected or conn.queued_events) and not stopped():
+                try:
+                    ev = await conn.next_event(0.5)
+                except Unreachable:
+                    continue  # nothing within 0.5 s: look at the connection again
+                on_event(ev)
+        finally:
+            why = conn.last_disconnect or "connection closed"
+            await conn.close()
+        if stopped():
+            return
+        if on_lost is not None:
+            on_lost(t.name)
+        delays = backoff.delays()
+        delay = next(delays)
+        say(f"{t.name}: lost ({why}); reconnecting in {delay:.1f} s")
+        await asyncio.sleep(delay)
 
 
 class EslPool:

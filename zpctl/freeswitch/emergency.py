@@ -34,14 +34,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from zpctl.clients.esl import Backoff, EslConnection, SwitchTarget
-from zpctl.errors import EnvironmentProblem, RemoteFailure, Unreachable
+from zpctl.clients.esl import Backoff, EslConnection, SwitchTarget, listen
+from zpctl.errors import EnvironmentProblem, Unreachable
 from zpctl.freeswitch.control import Step
 from zpctl.model import emergency
 from zpctl.model.schema import Account, Inventory, Site, User
@@ -749,56 +749,23 @@ async def watch(targets: Sequence[SwitchTarget], password: str, notifier: Notifi
 async def _listen(t: SwitchTarget, password: str, timeout: float, backoff: Backoff,
                   notifier: Notifier, say: Callable[[str], None], stats: WatchStats,
                   stop: asyncio.Event) -> None:
-    delays: Iterator[float] | None = None
-    ever_up = False
-    while not stop.is_set():
-        conn = EslConnection(t.host, t.port, password, name=t.name, timeout=timeout)
+    def heard(ev: esl.Event) -> None:
         try:
-            await conn.connect()
-            await conn.subscribe([EVENT])
-            await conn.add_filter(TO_USER_HEADER, NOTICE_USER)
-        except RemoteFailure as exc:  # wrong password, ACL: retrying will not help
-            await conn.close()
-            stats.refused[t.name] = exc.message
-            say(f"{t.name}: {exc.message}; not listening to it")
+            notice = parse_event(ev, t.name)
+        except Exception as exc:  # BadNotice, or anything else a forged event provokes
+            notifier.reject(t.name, exc)
             return
-        except Unreachable as exc:
-            await conn.close()
-            delays = delays or backoff.delays()
-            delay = next(delays)
-            say(f"{t.name}: {exc.message}; trying again in {delay:.1f} s")
-            await asyncio.sleep(delay)
-            continue
-        if ever_up:
-            stats.reconnects[t.name] = stats.reconnects.get(t.name, 0) + 1
-        say(f"{t.name}: {'reconnected' if ever_up else 'listening'} ({t.host}:{t.port})")
-        ever_up, delays = True, None
-        try:
-            while (conn.connected or conn.queued_events) and not stop.is_set():
-                try:
-                    ev = await conn.next_event(0.5)
-                except Unreachable:
-                    continue  # nothing within 0.5 s: look at the connection again
-                try:
-                    notice = parse_event(ev, t.name)
-                except BadNotice as exc:
-                    notifier.reject(t.name, exc)
-                    continue
-                except Exception as exc:
-                    notifier.reject(t.name, exc)
-                    continue
-                if notice is not None:
-                    stats.notices += 1
-                    notifier.receive(notice)
-        finally:
-            why = conn.last_disconnect or "connection closed"
-            await conn.close()
-        if stop.is_set():
-            return
-        delays = backoff.delays()
-        delay = next(delays)
-        say(f"{t.name}: lost ({why}); reconnecting in {delay:.1f} s")
-        await asyncio.sleep(delay)
+        if notice is not None:
+            stats.notices += 1
+            notifier.receive(notice)
+
+    async def subscribe(conn: EslConnection) -> None:
+        await conn.subscribe([EVENT])
+        await conn.add_filter(TO_USER_HEADER, NOTICE_USER)
+
+    await listen(t, password, timeout=timeout, backoff=backoff, subscribe=subscribe,
+                 on_event=heard, say=say, refused=stats.refused, reconnects=stats.reconnects,
+                 verb="listening", stop=stop)
 
 
 # --- running it as a service -----------------------------------------------------------------

@@ -16,10 +16,8 @@ import asyncio
 import datetime
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from zpctl.clients.esl import Backoff, EslConnection, SwitchTarget
-from zpctl.errors import RemoteFailure, Unreachable
+from zpctl.clients.esl import Backoff, EslConnection, SwitchTarget, listen
 from zpctl.protocols import esl
 
 WATCH_EVENTS = ("CHANNEL_CREATE", "CHANNEL_PROGRESS", "CHANNEL_ANSWER", "CHANNEL_BRIDGE",
@@ -122,43 +120,14 @@ async def watch(targets: Sequence[SwitchTarget], password: str, *,
 async def _one(t: SwitchTarget, password: str, timeout: float, backoff: Backoff,
                on_event: Callable[[CallEvent], None], say: Callable[[str], None],
                on_lost: Callable[[str], None], stats: WatchStats) -> None:
-    delays: Any = None
-    ever_up = False
-    while True:
-        conn = EslConnection(t.host, t.port, password, name=t.name, timeout=timeout)
-        try:
-            await conn.connect()
-            await conn.subscribe(WATCH_EVENTS)
-        except RemoteFailure as exc:  # wrong password, ACL: retrying will not help
-            await conn.close()
-            stats.refused[t.name] = exc.message
-            say(f"{t.name}: {exc.message}; not watching it")
-            return
-        except Unreachable as exc:
-            await conn.close()
-            delays = delays or backoff.delays()
-            delay = next(delays)
-            say(f"{t.name}: {exc.message}; trying again in {delay:.1f} s")
-            await asyncio.sleep(delay)
-            continue
-        if ever_up:
-            stats.reconnects[t.name] = stats.reconnects.get(t.name, 0) + 1
-        say(f"{t.name}: {'reconnected' if ever_up else 'watching'} ({t.host}:{t.port})")
-        ever_up, delays = True, None
-        try:
-            while conn.connected or conn.queued_events:
-                try:
-                    ev = await conn.next_event(0.5)
-                except Unreachable:
-                    continue  # nothing within 0.5 s: look at the connection again
-                if ev.name in WATCH_EVENTS:
-                    stats.events += 1
-                    on_event(CallEvent.of(t.name, ev))
-        finally:
-            why = conn.last_disconnect or "connection closed"
-            await conn.close()
-        on_lost(t.name)
-        delays = backoff.delays()
-        delay = next(delays)
-        say(f"{t.name}: lost ({why}); reconnecting in {delay:.1f} s")
-        await asyncio.sleep(delay)
+    def heard(ev: esl.Event) -> None:
+        if ev.name in WATCH_EVENTS:
+            stats.events += 1
+            on_event(CallEvent.of(t.name, ev))
+
+    async def subscribe(conn: EslConnection) -> None:
+        await conn.subscribe(WATCH_EVENTS)
+
+    await listen(t, password, timeout=timeout, backoff=backoff, subscribe=subscribe,
+                 on_event=heard, say=say, refused=stats.refused, reconnects=stats.reconnects,
+                 on_lost=on_lost)
