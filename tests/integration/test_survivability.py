@@ -45,7 +45,7 @@ from zpctl.lab import Lab
 from zpctl.lab.audio import best_match, envelope, read_wav, tone
 from zpctl.lab.procs import ProcRecord, launch
 from zpctl.lab.sipua import Msg, Ua
-from zpctl.model import LoadedInventory, load_inventory
+from zpctl.model import LoadedInventory, emergency, load_inventory
 from zpctl.model.survivable import ANNOUNCEMENT, DB_FILE, SurvivableSite, find_site
 from zpctl.survivability import read_record, status, sync
 
@@ -328,6 +328,27 @@ def _internal_calls(phones: dict[str, Ua]) -> int:
     return sum(sum(r) for r in results)
 
 
+def _assert_located(invite: str, site: Site, ext: str) -> None:
+    """``invite`` (as SIPp logged it) carries the site's location for ``ext``'s call: the
+    Geolocation header naming a body part, and that part the inventory's PIDF-LO document
+    (entity: the callback number), byte for byte."""
+    account = site.site.account
+    user = next(u for u in account.users if u.extension == ext)
+    callback = emergency.callback_number(account, user)
+    cid = emergency.LOCATION_CID.format(domain=site.site.domain)
+    doc = emergency.pidf(site.site.site, f"{callback}@{site.site.domain}")
+    head, _, body = invite.partition("\n\n")
+    assert f"Geolocation: <cid:{cid}>" in head, head
+    assert "Geolocation-Routing: yes" in head, head
+    assert re.search(r"^Content-Type: multipart/mixed;\s*boundary=", head, re.M | re.I), head
+    parts = [p.strip("\n") for p in re.split(r"^--\S+$", body, flags=re.M)]
+    located = [p for p in parts if f"Content-ID: <{cid}>" in p]
+    assert len(located) == 1, body
+    assert "Content-Type: application/pidf+xml" in located[0], located[0]
+    assert located[0].partition("\n\n")[2].strip() == doc, located[0]
+    assert any("Content-Type: application/sdp" in p and "m=audio " in p for p in parts), body
+
+
 def _outside_calls(site: Site) -> dict[str, Any]:
     """Calls from the PSTN (the carrier, on the bridge) to two of the site's DIDs while it
     is cut off: the cloud answers them as the inventory says.  2001 has voicemail: the
@@ -402,13 +423,22 @@ def test_the_site_survives_a_cut_link_and_comes_back(site: Site) -> None:
             heard = dialog.media.tone_heard(1000)
             dialog.bye()
             return heard
-        # The PSTN and the emergency number, through the site's SBC, with 2001's DID as
-        # the caller's number (the emergency callback number): its echo heard back.
-        for number in ("+15557770001", "911"):
+        # The PSTN and the emergency number (directly and after the outside-line prefix),
+        # through the site's SBC, with 2001's DID as the caller's number (the emergency
+        # callback number): its echo heard back.
+        for number, arrives in (("+15557770001", "+15557770001"), ("911", "911"),
+                                ("9911", "911")):
             assert site.inside(pstn, number) > 0.5, number
-            got = sbc.received(f"INVITE sip:{number}@")
-            assert len(got) == 1, number
-            assert "P-Asserted-Identity: <sip:+15550200011@" in got[0], got[0]
+            got = sbc.received(f"INVITE sip:{arrives}@")
+            assert got, number
+            assert "P-Asserted-Identity: <sip:+15550200011@" in got[-1], got[-1]
+        assert "Geolocation" not in sbc.received("INVITE sip:+15557770001@")[0]
+        # The emergency calls carry the site's location as the cloud sends it (PIDF-LO in
+        # a body part beside the SDP, referenced by Geolocation).
+        emergency_invites = sbc.received("INVITE sip:911@")
+        assert len(emergency_invites) == 2, emergency_invites
+        for invite in emergency_invites:
+            _assert_located(invite, site, "2001")
 
         outside = _outside_calls(site)
         figures.update(outside)

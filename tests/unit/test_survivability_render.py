@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from zpctl.model import catalog, load_inventory
+from zpctl.model import catalog, emergency, load_inventory
 from zpctl.render import render
 from zpctl.render.build import RenderedFile
 from zpctl.secrets import Secrets
@@ -139,8 +139,14 @@ def test_emergency_numbers_and_the_pstn_go_to_the_site_sbc(cfg: str) -> None:
     assert d["SBC_ADDR"] == SBC
     assert d["SBC_URI"] == f"sip:{SBC}:5060;transport=udp"
     emergency = _block(cfg, "route[EMERGENCY]")
-    assert _cases(emergency) == list(catalog.EMERGENCY_NUMBERS["US"]) == ["911", "933"]
-    assert "route(TO_SBC);" in emergency and "ANNOUNCE" not in emergency
+    assert list(catalog.EMERGENCY_NUMBERS["US"]) == ["911", "933"]
+    # Dialled directly or after the account's outside-line prefix (9): sent on as 911.
+    assert emergency.count('"^(911|933)$"') == 2
+    assert '$(rU{s.substr,0,1}) == "9"' in emergency
+    assert "$rU = $var(em_number);" in emergency
+    assert "$du = SBC_URI;" in emergency and "ANNOUNCE" not in emergency
+    assert emergency.index("route(EMERGENCY_CALLBACK);") < emergency.index("t_relay()")
+    assert emergency.index("route(EMERGENCY_LOCATION);") < emergency.index("t_relay()")
     # A PSTN number (past the route's checks, at its top level) leaves through the SBC.
     assert _block(cfg, "route[PSTN]").endswith("\n\troute(TO_SBC);\n\texit;\n")
     assert "$du = SBC_URI;" in _block(cfg, "route[TO_SBC]")
@@ -149,6 +155,29 @@ def test_emergency_numbers_and_the_pstn_go_to_the_site_sbc(cfg: str) -> None:
     order = [main.index(f"route({r});") for r in ("AUTH", "EMERGENCY", "GROUPS", "INTERNAL",
                                                    "PSTN")]
     assert order == sorted(order)
+
+
+def test_emergency_calls_carry_the_callback_number_and_the_site_location(cfg: str) -> None:
+    """As the cloud sends them (docs/EMERGENCY.md): P-Asserted-Identity is the user's DID,
+    else the site's main number (the other site's user is not there), and the body gains
+    the site's PIDF-LO document, entity the callback number, referenced by Geolocation."""
+    callbacks = re.findall(r'case "(\d+)":\n\s*\$var\(callback\) = "(\+\d+)";',
+                           _block(cfg, "route[EMERGENCY_CALLBACK]"))
+    assert callbacks[:5] == [("2001", "+15550200011"), ("2002", "+15550200012"),
+                             ("2003", "+15550200013"), ("2004", "+15550200014"),
+                             ("2005", "+15550200001")]
+    assert [e for e, _ in callbacks] == SITE_USERS
+    assert 'append_hf("P-Asserted-Identity: <sip:$var(callback)@" + DOMAIN' in cfg
+    location = _block(cfg, "route[EMERGENCY_LOCATION]")
+    inv = load_inventory(SITE_MINI)
+    site = next(s for a in inv.model.accounts for s in a.sites if s.id == "hq")
+    doc = emergency.pidf(site, "ENTITY")
+    head, tail = doc.split("ENTITY")
+    assert f'$var(pidf) = "{head}" + $var(entity) + "@" + DOMAIN + "{tail}";' in location
+    assert "<ca:A1>NY</ca:A1><ca:A3>Test City</ca:A3><ca:RD>Test Way</ca:RD>" in tail
+    assert f'$var(cid) = "zp-location@{DOMAIN}";' in location
+    assert "Geolocation: <cid:$var(cid)>" in location
+    assert '"multipart/mixed;boundary=zpctl-location"' in location
 
 
 def _secret(text: str) -> str:
@@ -242,8 +271,9 @@ def test_without_an_sbc_the_pstn_and_emergency_calls_get_the_announcement(
     assert "SBC_URI" not in cfg and "SBC_ADDR" not in cfg and SBC not in cfg
     assert "route[TO_SBC]" not in cfg and "route[INBOUND]" not in cfg
     emergency = _block(cfg, "route[EMERGENCY]")
-    assert _cases(emergency) == ["911", "933"]
-    assert "route(ANNOUNCE);" in emergency and "TO_SBC" not in emergency
+    assert '=~ "^(911|933)$"' in emergency
+    assert "route(ANNOUNCE);" in emergency and "SBC_URI" not in emergency
+    assert "route[EMERGENCY_LOCATION]" not in cfg
     pstn = _block(cfg, "route[PSTN]")
     assert pstn.endswith("\n\troute(ANNOUNCE);\n\texit;\n") and "TO_SBC" not in pstn
     assert "exit;" in _block(cfg, "route[ANNOUNCE]")

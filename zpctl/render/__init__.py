@@ -294,7 +294,7 @@ class _Renderer:
             "sbc": site.config.sbc, "groups": site.config.groups,
             "users": site.extensions, "dids": site.dids, "emergency": site.emergency,
             "caller_ids": site.caller_ids, "no_plan": site.no_plan,
-            "announcer_port": roles.ANNOUNCER_PORT,
+            "announcer_port": roles.ANNOUNCER_PORT, "em": emergency_ctx.node_ctx(site),
         }
         self.build.add(f"{p.name}/kamailio/kamailio.cfg", self.tpl("survivability.cfg.j2", **ctx))
         secrets = {"auth_secret": self.secrets.get(f"auth_nonce_secret:{p.name}")}

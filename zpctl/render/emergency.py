@@ -9,6 +9,7 @@ from typing import Any
 
 from zpctl.model import PlacedNode, catalog, emergency
 from zpctl.model.schema import Account, Carrier, Inventory
+from zpctl.model.survivable import SurvivableSite
 
 # Dispatcher sets of the emergency-services carriers: one per country, from EMERGENCY_SET0
 # in sorted country order (set 10 is the platform's carriers, 100000+ the accounts').
@@ -89,3 +90,21 @@ def sbc_sets(inv: Inventory, p: PlacedNode, account_sets: dict[str, int]
                 if a.id in account_sets:
                     routes.append((f"{a.id}::{country}", account_sets[a.id]))
     return routes, members
+
+
+def node_ctx(site: SurvivableSite) -> dict[str, Any]:
+    """A survivability node's emergency context: what its users dial (the site country's
+    numbers, with or without the account's outside prefix), each user's callback number and
+    the site's location document, as the cloud's zone proxies send it."""
+    account = site.account
+    return {
+        "numbers": number_regex(site.emergency) if site.emergency else "^$",
+        "prefix": account.outside_prefix or "",
+        "callbacks": [(u.extension, number) for u in sorted(account.users,
+                                                            key=lambda u: u.extension)
+                      if u.site == site.site.id
+                      and (number := emergency.callback_number(account, u)) is not None],
+        "cid": emergency.LOCATION_CID.format(domain=site.domain),
+        "pidf_head": kamailio_string(emergency.PIDF_HEAD),
+        "pidf_tail": kamailio_string(emergency.pidf_tail(site.site)),
+    }
