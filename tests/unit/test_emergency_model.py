@@ -5,6 +5,7 @@ the route, and what the lab inventory renders for the lb, the zone proxies and t
 from __future__ import annotations
 
 import re
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -12,8 +13,9 @@ import pytest
 
 from zpctl.model import emergency, load_inventory
 from zpctl.model.schema import Account, EmergencyAddress
-from zpctl.render import render
+from zpctl.render import account_set_ids, render
 from zpctl.render.build import RenderedFile
+from zpctl.render.emergency import trunk_set
 from zpctl.secrets import Secrets
 
 LAB = Path("inventories/lab")
@@ -134,6 +136,45 @@ def test_the_sbc_has_a_set_of_emergency_carriers_apart_from_the_pstn(
     assert "$sht(emergency=>US) = 20;" in cfg
     # the answering point may call back: its address is a known peer
     assert '$sht(peer=>127.0.9.21) = "lab-psap";' in cfg
+
+
+def _sets(dispatcher_list: str) -> dict[str, list[str]]:
+    sets: dict[str, list[str]] = {}
+    for line in dispatcher_list.splitlines():
+        if line and not line.startswith("#"):
+            setid, uri = line.split()[:2]
+            sets.setdefault(setid, []).append(uri)
+    return sets
+
+
+def test_an_accounts_emergency_route_is_only_its_trunks_marked_for_the_country(
+        tmp_path: Path) -> None:
+    """globex with two trunks, the second marked for US: its emergency calls go to a set of
+    that trunk alone (not the account's set, which has both), numbered from the account's
+    set and the country; the ordinary route stays the account's set."""
+    inv_dir = tmp_path / "lab"
+    shutil.copytree(LAB, inv_dir)
+    acct = inv_dir / "accounts" / "globex.yml"
+    text = acct.read_text(encoding="utf-8")
+    assert text.count("sites:\n") == 1
+    acct.write_text(text.replace("sites:\n", (
+        "  - id: globex-emergency\n"
+        "    addresses:\n"
+        "      - {address: 127.0.9.3, port: 5060, transport: udp}\n"
+        "    codecs: [pcmu]\n"
+        "    emergency: [US]\n"
+        "sites:\n")), encoding="utf-8")
+    loaded = load_inventory(inv_dir)
+    files = render(loaded, Secrets(tmp_path / "s.yml")).files
+    account_set = account_set_ids(loaded.model)["globex"]
+    em_set = trunk_set(account_set, "US")
+    assert em_set == 539_000_000 + account_set < 2**31
+    sets = _sets(_text(files, "lab1-a-sbc/kamailio/dispatcher.list"))
+    assert sets[str(em_set)] == ["sip:127.0.9.3:5060"]
+    assert sets[str(account_set)] == ["sip:127.0.9.2:5060", "sip:127.0.9.3:5060"]
+    cfg = _text(files, "lab1-a-sbc/kamailio/kamailio.cfg")
+    assert f"$sht(emergency=>globex::US) = {em_set};" in cfg
+    assert f"$sht(acct_set=>globex) = {account_set};" in cfg
 
 
 def test_the_lb_never_sheds_the_emergency_numbers_of_its_accounts(

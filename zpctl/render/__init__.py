@@ -28,7 +28,7 @@ import jinja2
 
 from zpctl.errors import RenderError
 from zpctl.model import LoadedInventory, PlacedNode, catalog, roles
-from zpctl.model.schema import DataCenter, Inventory, Node, Role
+from zpctl.model.schema import Carrier, DataCenter, Inventory, Node, Role, Trunk
 from zpctl.model.survivable import ANNOUNCEMENT, site_of_node
 from zpctl.model.survivable import DB_FILE as SURVIVABILITY_DB
 from zpctl.paths import data_dir
@@ -440,14 +440,16 @@ class _Renderer:
                     if t.tls is not None:
                         peers[f"{a.address}::cn"] = t.tls.subject_cn
                 tls = tls or t.tls is not None
-        em_routes, em_members = emergency_ctx.sbc_sets(self.inv, p, dict(account_sets))
+        em_routes, em_members, em_trunks = emergency_ctx.sbc_sets(self.inv, p,
+                                                                   dict(account_sets))
         em_codecs: dict[int, set[str]] = {}
-        for setid, country, car in em_members:
-            for a in car.addresses:
+        peers_of: list[tuple[int, str, Carrier | Trunk]] = [*em_members, *em_trunks]
+        for setid, country, peer in peers_of:
+            for a in peer.addresses:
                 dsts.append(_dst(setid, _trunk_uri(a.address, a.port, a.transport), 0,
-                                 f"emergency-{car.id}", f"emergency {country} {car.id}",
-                                 srtp=car.srtp))
-            em_codecs.setdefault(setid, set()).update(car.codecs)
+                                 f"emergency-{peer.id}", f"emergency {country} {peer.id}",
+                                 srtp=peer.srtp))
+            em_codecs.setdefault(setid, set()).update(peer.codecs)
         set_codecs += [(setid, _codec_flags(sorted(c))) for setid, c in sorted(em_codecs.items())]
         media = self.loaded.zone_node(p.dc, p.zone, Role.MEDIA)
         assert media is not None

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from zpctl.model import PlacedNode, catalog, emergency
-from zpctl.model.schema import Account, Carrier, Inventory
+from zpctl.model.schema import Account, Carrier, Inventory, Trunk
 from zpctl.model.survivable import SurvivableSite
 
 # Dispatcher sets of the emergency-services carriers: one per country, from EMERGENCY_SET0
@@ -70,14 +70,25 @@ def lb_regex(inv: Inventory, p: PlacedNode) -> str:
     return number_regex(sorted(dialled)) if dialled else ""
 
 
+def trunk_set(account_set: int, country: str) -> int:
+    """The dispatcher set of an account's trunks marked for ``country``'s emergency calls:
+    from the account's set and the country code, so that no other account or country
+    renumbers it (``US`` of set 123456: 539 123 456; ``ZZ``: 676 million and more, below 2**31)."""
+    a, b = (ord(ch) - ord("A") for ch in country.upper())
+    return (a * 26 + b + 1) * 1_000_000 + account_set
+
+
 def sbc_sets(inv: Inventory, p: PlacedNode, account_sets: dict[str, int]
-             ) -> tuple[list[tuple[str, int]], list[tuple[int, str, Carrier]]]:
+             ) -> tuple[list[tuple[str, int]], list[tuple[int, str, Carrier]],
+                        list[tuple[int, str, Trunk]]]:
     """The emergency routes an sbc knows: (key, dispatcher set) pairs, the key a country
-    ("US": the platform's emergency carrier) or "<account>::<country>" (the account's own
-    trunks' set), and the (set, country, carrier) whose addresses make up each
-    emergency-carrier set."""
+    ("US": the platform's emergency carriers) or "<account>::<country>" (the account's
+    trunks marked for that country, a set of their own: :func:`trunk_set`); the (set,
+    country, carrier) whose addresses make up each emergency-carrier set, and the (set,
+    country, trunk) of each account's."""
     routes: list[tuple[str, int]] = []
     members: list[tuple[int, str, Carrier]] = []
+    trunks: list[tuple[int, str, Trunk]] = []
     countries = sorted({c for car in inv.carriers for c in car.emergency})
     for i, country in enumerate(countries):
         setid = EMERGENCY_SET0 + i
@@ -85,11 +96,13 @@ def sbc_sets(inv: Inventory, p: PlacedNode, account_sets: dict[str, int]
         members += [(setid, country, car) for car in sorted(inv.carriers, key=lambda c: c.id)
                     if country in car.emergency]
     for a in served(inv, p):
-        for t in a.trunks:
-            for country in t.emergency:
-                if a.id in account_sets:
-                    routes.append((f"{a.id}::{country}", account_sets[a.id]))
-    return routes, members
+        if a.id not in account_sets:
+            continue
+        for country in sorted({c for t in a.trunks for c in t.emergency}):
+            setid = trunk_set(account_sets[a.id], country)
+            routes.append((f"{a.id}::{country}", setid))
+            trunks += [(setid, country, t) for t in a.trunks if country in t.emergency]
+    return routes, members, trunks
 
 
 def node_ctx(site: SurvivableSite) -> dict[str, Any]:
