@@ -371,6 +371,43 @@ def test_retries_end_after_the_window(lab: Inventory, tmp_path: Path) -> None:
     assert row.last_error.startswith(f"gave up after {row.attempts} attempts")
 
 
+def test_desks_that_hang_hold_none_of_the_event_loops_threads(lab: Inventory,
+                                                              tmp_path: Path) -> None:
+    """Every post hangs (a desk whose name never resolves): they hold the notifier's own
+    threads, so the event loop's default pool, which the ESL connections need to resolve
+    the switches, still answers at once."""
+    release = threading.Event()
+    started: list[str] = []
+
+    def hang(url: str, body: bytes, call_id: str, timeout: float) -> em.PostResult:
+        started.append(threading.current_thread().name)
+        release.wait(10)
+        return em.PostResult(False, True, None, "released")
+
+    async def scenario() -> float:
+        with em.Spool(tmp_path / "spool.sqlite") as spool:
+            n = em.Notifier(with_desk(lab, "http://desk.invalid/"), spool, policy=FAST,
+                            post=hang, concurrency=16)
+            for i in range(16):
+                n.receive(notice(call_id=f"hang-{i}@127.1.1.10"))
+            task = asyncio.create_task(n.run())
+            try:
+                await until(lambda: len(started) == 16)
+                t0 = time.monotonic()
+                await asyncio.to_thread(lambda: None)
+                return time.monotonic() - t0
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    try:
+        waited = run(scenario)
+    finally:
+        release.set()
+    assert waited < 1.0
+    assert all(name.startswith("emergency-post") for name in started), started
+
+
 def test_the_same_call_from_two_switches_is_delivered_once(lab: Inventory, receiver: Receiver,
                                                            tmp_path: Path) -> None:
     reports: list[em.Report] = []

@@ -35,6 +35,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -552,6 +553,11 @@ class Notifier:
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._wake: asyncio.Event | None = None  # made by run(), on its own event loop
         self._error: EnvironmentProblem | None = None  # the spool failed during a post
+        # The posts' own threads: a desk that hangs (its name slow to resolve, a connection
+        # that never opens) holds one of these past its timeout, never one of the event
+        # loop's default pool, which the ESL connections need to resolve the switches.
+        # Twice the concurrency: room for as many abandoned posts as live ones.
+        self._posts: ThreadPoolExecutor | None = None
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -592,6 +598,8 @@ class Notifier:
         spool first: those an earlier run left).  EnvironmentProblem when the spool cannot
         be read or written any more."""
         wake = self._wake = asyncio.Event()
+        self._posts = ThreadPoolExecutor(max_workers=2 * self.concurrency,
+                                         thread_name_prefix="emergency-post")
         try:
             while True:
                 if self._error is not None:
@@ -625,6 +633,8 @@ class Notifier:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            posts, self._posts = self._posts, None
+            posts.shutdown(wait=False, cancel_futures=True)  # a hung post ends on its own
 
     async def drain(self, deadline: float = 10.0) -> None:
         """Deliver until nothing is pending or in flight, or ``deadline`` seconds passed."""
@@ -651,8 +661,9 @@ class Notifier:
                 return
             try:
                 async with asyncio.timeout(self.policy.timeout + 2.0):
-                    result = await asyncio.to_thread(self.post, hook, row.payload.encode("utf-8"),
-                                                     row.call_id, self.policy.timeout)
+                    result = await asyncio.get_running_loop().run_in_executor(
+                        self._posts, self.post, hook, row.payload.encode("utf-8"),
+                        row.call_id, self.policy.timeout)
             except TimeoutError:
                 result = PostResult(False, True, None,
                                     f"{hook}: no answer within {self.policy.timeout:g} s")
