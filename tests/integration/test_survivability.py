@@ -46,7 +46,8 @@ from zpctl.lab.audio import best_match, envelope, read_wav, tone
 from zpctl.lab.procs import ProcRecord, launch
 from zpctl.lab.sipua import Msg, Ua
 from zpctl.model import LoadedInventory, emergency, load_inventory
-from zpctl.model.survivable import ANNOUNCEMENT, DB_FILE, SurvivableSite, find_site
+from zpctl.model.survivable import ANNOUNCEMENT, SurvivableSite, find_site
+from zpctl.render.paths import node_paths
 from zpctl.survivability import read_record, status, sync
 
 pytestmark = pytest.mark.integration
@@ -140,7 +141,7 @@ def site() -> Iterator[Site]:
             wait_until(bridge_health(svc), 40, svc.name)
         s = find_site(inv.model, "sitecorp/hq")
         users = {u.username: u for u in sip_users(inv, lab.secrets()) if u.account == "sitecorp"}
-        node_db = tmp / "lab" / "nodes" / NODE / "state" / DB_FILE
+        node_db = Path(node_paths(inv.model, NODE, lab.dir).survivability_db)
         inside = InNamespace(SITE_NS, workers=8)
         uplink = f"{BRIDGE[:8]}-v{sorted([CLOUD_NS, SITE_NS]).index(SITE_NS)}"
         yield Site(tmp, inv, lab, nets, s, users, node_db, Control(inv, timeout=2.0), inside,

@@ -14,11 +14,11 @@ from zpctl.clients.guard import AddressGuard
 from zpctl.control import Control, inventory_line, not_up, unanswered
 from zpctl.errors import ExitCode, ZpctlError
 from zpctl.lab import Lab
-from zpctl.model import load_inventory
+from zpctl.model import LoadedInventory, load_inventory
 from zpctl.render.paths import node_paths
 
 
-def _options(f: Any) -> Any:
+def control_options(f: Any) -> Any:
     f = click.option("--inventory", type=click.Path(path_type=Path),
                      help="The platform's inventory (default: the running lab's).")(f)
     f = click.option("--lab-dir", type=click.Path(path_type=Path), envvar="ZPCTL_LAB_DIR",
@@ -30,10 +30,15 @@ def _options(f: Any) -> Any:
                              "(on the node's host, or for a lab).")(f)
 
 
-def _control(inventory: Path | None, lab_dir: Path | None, timeout: float, local: bool,
-             dry_run: bool = False) -> Control:
+def make_control(inventory: Path | None, lab_dir: Path | None, timeout: float, local: bool,
+                 dry_run: bool = False, loaded: LoadedInventory | None = None) -> Control:
+    """The Control of the --inventory/--lab-dir/--timeout/--local options (also for other
+    command groups that control nodes: zpctl survivability); ``loaded``: the inventory the
+    caller has loaded already from those options."""
     lab = Lab(lab_dir)
-    if inventory is None:
+    if loaded is not None:
+        inv = loaded
+    elif inventory is None:
         if lab.state() is None:
             raise ZpctlError(f"no --inventory and no lab in {lab.dir}", ExitCode.USAGE)
         inv = lab.inventory()
@@ -48,11 +53,6 @@ def _control(inventory: Path | None, lab_dir: Path | None, timeout: float, local
     secrets = lab.dir / "secrets.yml" if inventory is None else None
     return Control(inv, timeout=timeout, dry_run=dry_run, run_dirs=run_dirs,
                    guard=AddressGuard(inv), secrets_file=secrets)
-
-
-# For other command groups that control nodes (zpctl survivability).
-control_options = _options
-make_control = _control
 
 
 def _partial(ctx: Context, rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -89,12 +89,12 @@ def node() -> None:
 
 @node.command("status")
 @click.argument("name", required=False)
-@_options
+@control_options
 @pass_ctx
 def node_status(ctx: Context, name: str | None, inventory: Path | None, lab_dir: Path | None,
                 timeout: float, local: bool) -> None:
     """Uptime, shared memory, transactions, registrations and dialogs of each Kamailio node."""
-    rows = _control(inventory, lab_dir, timeout, local).node_status(name)
+    rows = make_control(inventory, lab_dir, timeout, local).node_status(name)
     emit(ctx.output, rows, rows=rows, columns=["node", "role", "dc", "zone", "state", "uptime_s",
                                                 "shm_used_mb", "transactions", "registrations",
                                                 "dialogs"])
@@ -112,23 +112,23 @@ def registrations() -> None:
 
 @registrations.command("ls")
 @click.option("--scope", help="DC, DC/ZONE or a proxy name (default: every zone proxy).")
-@_options
+@control_options
 @pass_ctx
 def registrations_ls(ctx: Context, scope: str | None, inventory: Path | None,
                      lab_dir: Path | None, timeout: float, local: bool) -> None:
     """Every registered contact, per zone proxy."""
-    rows = _control(inventory, lab_dir, timeout, local).registrations(scope)
+    rows = make_control(inventory, lab_dir, timeout, local).registrations(scope)
     _partial(ctx, rows, ["zone", "aor", "contact", "expires_s", "user_agent"])
 
 
 @registrations.command("show")
 @click.argument("user")
-@_options
+@control_options
 @pass_ctx
 def registrations_show(ctx: Context, user: str, inventory: Path | None, lab_dir: Path | None,
                        timeout: float, local: bool) -> None:
     """Where USER (ext@domain) is registered, as each zone proxy sees it."""
-    rows = _control(inventory, lab_dir, timeout, local).registration(user)
+    rows = make_control(inventory, lab_dir, timeout, local).registration(user)
     emit(ctx.output, rows, rows=[{**r, "contacts": r.get("error") or " ".join(r["contacts"])
                                   or "-"} for r in rows],
          columns=["zone", "proxy", "aor", "contacts"])
@@ -146,24 +146,24 @@ def dialogs() -> None:
 
 @dialogs.command("ls")
 @click.option("--scope", help="DC, DC/ZONE or a proxy name.")
-@_options
+@control_options
 @pass_ctx
 def dialogs_ls(ctx: Context, scope: str | None, inventory: Path | None, lab_dir: Path | None,
                timeout: float, local: bool) -> None:
     """Every dialog on the zone proxies."""
-    rows = _control(inventory, lab_dir, timeout, local).dialogs(scope)
+    rows = make_control(inventory, lab_dir, timeout, local).dialogs(scope)
     _partial(ctx, rows, ["zone", "call_id", "from", "to", "state"])
 
 
 @dialogs.command("end")
 @click.argument("call_id")
 @click.option("--dry-run", is_flag=True, help="Print the request; hang up nothing.")
-@_options
+@control_options
 @pass_ctx
 def dialogs_end(ctx: Context, call_id: str, dry_run: bool, inventory: Path | None,
                 lab_dir: Path | None, timeout: float, local: bool) -> None:
     """Hang up the call CALL_ID (BYE to both ends) on the proxy that holds it."""
-    c = _control(inventory, lab_dir, timeout, local, dry_run)
+    c = make_control(inventory, lab_dir, timeout, local, dry_run)
     c.end_dialog(call_id)
     if dry_run:
         _dry(ctx, c, f"end {call_id}")
@@ -187,12 +187,12 @@ def zone() -> None:
 
 @zone.command("status")
 @click.argument("spec", metavar="DC/ZONE")
-@_options
+@control_options
 @pass_ctx
 def zone_status(ctx: Context, spec: str, inventory: Path | None, lab_dir: Path | None,
                 timeout: float, local: bool) -> None:
     """Whether the lbs send the zone new calls, its registrations and calls in progress."""
-    st = _control(inventory, lab_dir, timeout, local).zone_status(spec)
+    st = make_control(inventory, lab_dir, timeout, local).zone_status(spec)
     emit(ctx.output, st, text="\n".join(f"{k:<14} {_text(v)}" for k, v in st.items()))
 
 
@@ -212,13 +212,13 @@ def _text(value: Any) -> str:
 @click.option("--deadline", type=DEADLINE, default=300.0, show_default=True,
               help="Seconds to wait for calls to end (exit 7 when they have not).")
 @click.option("--dry-run", is_flag=True, help="Print the requests; change nothing.")
-@_options
+@control_options
 @pass_ctx
 def zone_drain(ctx: Context, spec: str, wait: bool, deadline: float, dry_run: bool,
                inventory: Path | None, lab_dir: Path | None, timeout: float,
                local: bool) -> None:
     """Stop new calls to DC/ZONE (lbs and sbcs), pause its switches, wait for its calls."""
-    c = _control(inventory, lab_dir, timeout, local, dry_run)
+    c = make_control(inventory, lab_dir, timeout, local, dry_run)
     result = c.zone_drain(spec, wait=wait, timeout=deadline, progress=info)
     if dry_run:
         _dry(ctx, c, f"drain {spec}")
@@ -230,13 +230,13 @@ def zone_drain(ctx: Context, spec: str, wait: bool, deadline: float, dry_run: bo
 @zone.command("restore")
 @click.argument("spec", metavar="DC/ZONE")
 @click.option("--dry-run", is_flag=True, help="Print the requests; change nothing.")
-@_options
+@control_options
 @pass_ctx
 def zone_restore(ctx: Context, spec: str, dry_run: bool, inventory: Path | None,
                  lab_dir: Path | None, timeout: float, local: bool) -> None:
     """Put DC/ZONE back: copy the registrations it lacks from its sister zone, open its
     warm-up gate, let the lbs and sbcs send it calls, resume its switches."""
-    c = _control(inventory, lab_dir, timeout, local, dry_run)
+    c = make_control(inventory, lab_dir, timeout, local, dry_run)
     result = c.zone_restore(spec, progress=info)
     if dry_run:
         _dry(ctx, c, f"restore {spec}")
@@ -254,13 +254,13 @@ def dc() -> None:
 
 @dc.command("status")
 @click.argument("dc_id", metavar="DC")
-@_options
+@control_options
 @pass_ctx
 def dc_status(ctx: Context, dc_id: str, inventory: Path | None, lab_dir: Path | None,
               timeout: float, local: bool) -> None:
     """The data center's lbs and zones, whether it serves calls, and which lb answers at
     its service address (address_held_by: of an lb pair, the one that holds it)."""
-    st = _control(inventory, lab_dir, timeout, local).dc_status(dc_id)
+    st = make_control(inventory, lab_dir, timeout, local).dc_status(dc_id)
     emit(ctx.output, st)
 
 
@@ -268,13 +268,13 @@ def dc_status(ctx: Context, dc_id: str, inventory: Path | None, lab_dir: Path | 
 @click.option("--from", "from_dc", required=True, help="The data center to leave.")
 @click.option("--to", "to_dc", required=True, help="Its pair, which must be serving.")
 @click.option("--dry-run", is_flag=True, help="Print the requests; change nothing.")
-@_options
+@control_options
 @pass_ctx
 def dc_failover(ctx: Context, from_dc: str, to_dc: str, dry_run: bool, inventory: Path | None,
                 lab_dir: Path | None, timeout: float, local: bool) -> None:
     """Send new traffic to the pair: the first data center's lbs take no new requests
     (phones re-register on the pair).  Undo with `zpctl zone restore DC/ZONE` per zone."""
-    c = _control(inventory, lab_dir, timeout, local, dry_run)
+    c = make_control(inventory, lab_dir, timeout, local, dry_run)
     result = c.dc_failover(from_dc, to_dc, progress=info)
     if dry_run:
         _dry(ctx, c, f"failover {from_dc} -> {to_dc}")
@@ -289,7 +289,7 @@ def dc_failover(ctx: Context, from_dc: str, to_dc: str, dry_run: bool, inventory
 @click.option("--registrations", type=click.IntRange(1, 1000000), metavar="N",
               help="New registrations per second each lb admits.")
 @click.option("--dry-run", is_flag=True, help="Print the requests; change nothing.")
-@_options
+@control_options
 @pass_ctx
 def dc_admission(ctx: Context, dc_id: str, cps: int | None, registrations: int | None,
                  dry_run: bool, inventory: Path | None, lab_dir: Path | None, timeout: float,
@@ -311,7 +311,7 @@ def dc_admission(ctx: Context, dc_id: str, cps: int | None, registrations: int |
       zpctl dc admission lab1 --cps 50 --dry-run
       zpctl -o json dc admission lab1 --registrations 300
     """
-    c = _control(inventory, lab_dir, timeout, local, dry_run)
+    c = make_control(inventory, lab_dir, timeout, local, dry_run)
     rows = c.admission(dc_id, cps, registrations)
     if dry_run:
         _dry(ctx, c, f"admission of {dc_id}")

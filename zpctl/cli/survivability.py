@@ -14,7 +14,7 @@ from zpctl.cli.types import TIMEOUT
 from zpctl.errors import ExitCode, ZpctlError
 from zpctl.lab import Lab
 from zpctl.model import LoadedInventory, load_inventory
-from zpctl.model.survivable import DB_FILE, SurvivableSite, find_site
+from zpctl.model.survivable import SurvivableSite, find_site
 from zpctl.render.paths import node_paths
 from zpctl.survivability import status, sync
 
@@ -77,8 +77,8 @@ def sync_cmd(ctx: Context, site: str, inventory: Path | None, db: Path | None,
         if lab.state() is None:
             raise ZpctlError(f"where is {s.config.node}'s database? It is on the node's host: "
                              "give --to PATH (docs/SURVIVABILITY.md)", ExitCode.USAGE)
-        to = Path(node_paths(inv.model, s.config.node, lab.dir).state) / DB_FILE
-    control = None if dry_run else make_control(inventory, lab_dir, timeout, False)
+        to = Path(node_paths(inv.model, s.config.node, lab.dir).survivability_db)
+    control = None if dry_run else make_control(inventory, lab_dir, timeout, False, loaded=inv)
     report = sync(inv, s, source, to, control, dry_run=dry_run)
     verb = "would write" if dry_run else "wrote"
     emit(ctx.output, report.as_dict(),

@@ -64,12 +64,12 @@ from zpctl.lab.services import Service, node_services, port_free, switch_env
 from zpctl.lab.standby import standing_in, stands_in_for
 from zpctl.model import LoadedInventory, PlacedNode, load_inventory, roles
 from zpctl.model.schema import Role
-from zpctl.model.survivable import DB_FILE as SURVIVABILITY_DB
 from zpctl.model.survivable import site_of_node
 from zpctl.native import build_fork_guard, needs_fork_guard, preload_env
 from zpctl.paths import default_inventory, state_dir
 from zpctl.render import render
 from zpctl.render.dns import DNS
+from zpctl.render.paths import node_paths
 from zpctl.secrets import ESL_PASSWORD_KEY, Secrets
 from zpctl.survivability import create_node_db, prepare_announcer
 
@@ -233,8 +233,9 @@ class Lab:
             private_dir(self.dir / "nodes" / DNS / s.name)
         for p in inv.nodes():
             if p.role == Role.SURVIVABILITY:  # users arrive by `zpctl survivability sync`
-                state = self.dir / "nodes" / p.name / "state"
-                create_node_db(state / SURVIVABILITY_DB)
+                paths = node_paths(inv.model, p.name, self.dir)
+                state = Path(paths.state)
+                create_node_db(Path(paths.survivability_db))
                 site = site_of_node(inv.model, p.name)
                 prepare_announcer(state, site.site.language if site else "en-US")
         self.prepare_switches(inv)

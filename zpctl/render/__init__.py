@@ -30,7 +30,6 @@ from zpctl.errors import RenderError
 from zpctl.model import LoadedInventory, PlacedNode, catalog, roles
 from zpctl.model.schema import Carrier, DataCenter, Inventory, Node, Role, Trunk
 from zpctl.model.survivable import ANNOUNCEMENT, site_of_node
-from zpctl.model.survivable import DB_FILE as SURVIVABILITY_DB
 from zpctl.paths import data_dir
 from zpctl.render import emergency as emergency_ctx
 from zpctl.render.build import MANIFEST, Build, check_out_dir
@@ -290,7 +289,7 @@ class _Renderer:
         ctx = self.base_ctx(p)
         ctx["site"] = {
             "where": site.where, "domain": site.domain, "country": site.site.country,
-            "db": f"{self.paths(p.name).state}/{SURVIVABILITY_DB}",
+            "db": self.paths(p.name).survivability_db,
             "sbc": site.config.sbc, "groups": site.config.groups,
             "users": site.extensions, "dids": site.dids, "emergency": site.emergency,
             "caller_ids": site.caller_ids, "no_plan": site.no_plan,

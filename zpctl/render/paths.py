@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zpctl.model.schema import Inventory
+from zpctl.model.survivable import DB_FILE as SURVIVABILITY_DB
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,11 @@ class NodePaths:
     log: str
     db: str  # the sqlite subscriber database (engine sqlite)
     pki: str  # certificates and keys
+
+    @property
+    def survivability_db(self) -> str:
+        """A survivability node's users (written by ``zpctl survivability sync``)."""
+        return f"{self.state}/{SURVIVABILITY_DB}"
 
 
 def node_paths(inv: Inventory, node: str, lab_root: Path | None = None) -> NodePaths:
