@@ -38,10 +38,9 @@ def _lab_of(loaded: LoadedInventory, lab_dir: Path | None) -> Lab | None:
     return lab if st is not None and st.get("platform") == loaded.model.platform.name else None
 
 
-def default_spool(loaded: LoadedInventory, lab_dir: Path | None = None) -> Path:
-    """The spool of ``loaded``'s notifier: in the running lab's state folder, else in the
-    platform's ``paths.state_dir``."""
-    lab = _lab_of(loaded, lab_dir)
+def default_spool(loaded: LoadedInventory, lab: Lab | None) -> Path:
+    """The spool of ``loaded``'s notifier: in the running lab's state folder (``lab``, from
+    :func:`_lab_of`), else in the platform's ``paths.state_dir``."""
     return em.spool_path(lab.dir / "state" if lab is not None
                          else Path(loaded.model.paths.state_dir))
 
@@ -113,7 +112,7 @@ def watch_cmd(ctx: Context, inventory: Path, spool: Path | None, zone: str | Non
     loaded = load_live(inventory)
     targets = fsc.targets_for(loaded, zone, switch_name, esl_address, guard=not dry_run)
     lab = _lab_of(loaded, lab_dir)
-    path = spool or default_spool(loaded, lab_dir)
+    path = spool or default_spool(loaded, lab)
     if dry_run:
         hooks = {a.id: a.security_desk.webhook if a.security_desk else None
                  for a in loaded.model.accounts}
@@ -160,7 +159,7 @@ def ls_cmd(ctx: Context, inventory: Path, spool: Path | None, lab_dir: Path | No
     the desk's last HTTP status, the next attempt and the payload posted.
     """
     loaded = load_inventory(inventory)
-    path = spool or default_spool(loaded, lab_dir)
+    path = spool or default_spool(loaded, _lab_of(loaded, lab_dir))
     if not path.exists():
         info(f"no spool at {path}: no notice was received there")
         rows = []

@@ -605,11 +605,11 @@ async def acall_action(targets: Sequence[SwitchTarget], password: str, uuid: str
 def parse_user(value: str, loaded: LoadedInventory) -> tuple[Account, str]:
     """``EXT@ACCOUNT`` -> (account, extension)."""
     ext, _, acct_id = value.partition("@")
-    acct = next((a for a in loaded.model.accounts if a.id == acct_id), None)
+    acct = loaded.model.account(acct_id)
     if acct is None or not ext:
         raise ZpctlError(f"give a user as EXT@ACCOUNT (e.g. 1003@northwind), not {value!r}",
                          ExitCode.USAGE)
-    if not any(u.extension == ext for u in acct.users):
+    if acct.user(ext) is None:
         raise ZpctlError(f"{ext} is not a user of account {acct.id}", ExitCode.USAGE)
     return acct, ext
 

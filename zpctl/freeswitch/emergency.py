@@ -45,7 +45,7 @@ from zpctl.clients.esl import Backoff, EslConnection, SwitchTarget, listen
 from zpctl.errors import EnvironmentProblem, Unreachable
 from zpctl.freeswitch.control import Step
 from zpctl.model import emergency
-from zpctl.model.schema import Account, Inventory, Site, User
+from zpctl.model.schema import Inventory
 from zpctl.protocols import esl
 
 log = logging.getLogger(__name__)
@@ -178,29 +178,13 @@ def iso_utc(epoch: float) -> str:
         timespec="seconds").replace("+00:00", "Z")
 
 
-def _account(inv: Inventory, account_id: str) -> Account | None:
-    return next((a for a in inv.accounts if a.id == account_id), None)
-
-
-def _site(account: Account | None, site_id: str) -> Site | None:
-    if account is None:
-        return None
-    return next((s for s in account.sites if s.id == site_id), None)
-
-
-def _user(account: Account | None, extension: str) -> User | None:
-    if account is None:
-        return None
-    return next((u for u in account.users if u.extension == extension), None)
-
-
 def payload(notice: Notice, inv: Inventory) -> dict[str, Any]:
     """What the security desk is posted: the notice with names and the site's address from
     the inventory.  What the inventory does not know (a removed site or user) is null."""
-    account = _account(inv, notice.account)
-    user = _user(account, notice.user)
+    account = inv.account(notice.account)
+    user = account.user(notice.user) if account else None
     site_id = notice.site_id or (user.site if user else "")
-    site = _site(account, site_id)
+    site = account.site(site_id) if account else None
     return {
         "event": PAYLOAD_EVENT,
         "call_id": notice.call_id,
@@ -218,7 +202,7 @@ def payload(notice: Notice, inv: Inventory) -> dict[str, Any]:
 
 def webhook(inv: Inventory, account_id: str) -> tuple[str | None, str]:
     """The account's security-desk webhook, or None and why there is none."""
-    account = _account(inv, account_id)
+    account = inv.account(account_id)
     if account is None:
         return None, (f"account {account_id!r} is not in the inventory: no security desk to "
                       "notify" if account_id else "the notice names no account")
@@ -267,8 +251,6 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
                          headers: Any, newurl: str) -> None:
         return None
-
-
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -455,24 +437,25 @@ class Spool:
 
     def delivered(self, call_id: str, attempts: int, status: int | None, hook: str,
                   now: float) -> None:
-        with self.db:
-            self.db.execute("UPDATE notices SET state = 'delivered', attempts = ?, status = ?, "
-                            "webhook = ?, next_attempt = NULL, done_at = ? WHERE call_id = ?",
-                            (attempts, status, hook, now, call_id))
+        self._set(call_id, state="delivered", attempts=attempts, status=status, webhook=hook,
+                  next_attempt=None, done_at=now)
 
     def again(self, call_id: str, attempts: int, status: int | None, error: str,
               when: float) -> None:
-        with self.db:
-            self.db.execute("UPDATE notices SET attempts = ?, status = ?, last_error = ?, "
-                            "next_attempt = ? WHERE call_id = ?",
-                            (attempts, status, error, when, call_id))
+        self._set(call_id, attempts=attempts, status=status, last_error=error,
+                  next_attempt=when)
 
     def failed(self, call_id: str, attempts: int, status: int | None, error: str,
                now: float) -> None:
+        self._set(call_id, state="failed", attempts=attempts, status=status, last_error=error,
+                  next_attempt=None, done_at=now)
+
+    def _set(self, call_id: str, **columns: Any) -> None:
+        """Update one notice's ``columns`` (names from this module, never from input)."""
+        assignments = ", ".join(f"{name} = ?" for name in columns)
         with self.db:
-            self.db.execute("UPDATE notices SET state = 'failed', attempts = ?, status = ?, "
-                            "last_error = ?, next_attempt = NULL, done_at = ? WHERE call_id = ?",
-                            (attempts, status, error, now, call_id))
+            self.db.execute(f"UPDATE notices SET {assignments} WHERE call_id = ?",  # noqa: S608
+                            (*columns.values(), call_id))
 
 
 def _row(r: sqlite3.Row) -> SpoolRow:

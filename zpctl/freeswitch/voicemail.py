@@ -121,7 +121,7 @@ def short_list(names: Sequence[str], n: int = 8) -> str:
 def find_account(loaded: LoadedInventory, account: str) -> Account:
     """The inventory's account ``account``; exit 2 naming the known ones."""
     inv = loaded.model
-    acct = next((a for a in inv.accounts if a.id == account), None)
+    acct = inv.account(account)
     if acct is None:
         known = [a.id for a in inv.accounts]
         raise ZpctlError(f"no account {account!r} in inventory {inv.platform.name}; known: "
@@ -134,7 +134,7 @@ def resolve_box(loaded: LoadedInventory, account: str, extension: str) -> Box:
     or a user without the voicemail feature."""
     inv = loaded.model
     acct = find_account(loaded, account)
-    user = next((u for u in acct.users if u.extension == extension), None)
+    user = acct.user(extension)
     with_vm = [u.extension for u in acct.users if has_feature(u, "voicemail")]
     if user is None:
         raise ZpctlError(f"no extension {extension!r} in account {acct.id}; known: "

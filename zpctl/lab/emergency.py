@@ -87,8 +87,7 @@ def expected_location(fl: FeatureLab, key: str) -> tuple[str, str]:
     carry, from the inventory."""
     ext, acct_id = key.split("@")
     acct = fl.account(acct_id)
-    user = next(u for u in acct.users if u.extension == ext)
-    site = next(s for s in acct.sites if s.id == user.site)
+    user, site = fl.user_and_site(acct, ext)
     callback = emergency.callback_number(acct, user) or ""
     doc = emergency.pidf(site, f"{callback}@{fl.inv.model.account_domain(acct)}")
     return callback, doc[doc.index("<presence"):]
@@ -340,8 +339,7 @@ def check_notice(out: FeatureOutcome, fl: FeatureLab, caller: str, dial: str,
     headers, doc = notice
     ext, acct_id = caller.split("@")
     acct = fl.account(acct_id)
-    user = next(u for u in acct.users if u.extension == ext)
-    site = next(s for s in acct.sites if s.id == user.site)
+    user, site = fl.user_and_site(acct, ext)
     want = {"account": {"id": acct.id, "name": acct.name},
             "user": {"extension": ext, "name": user.name},
             "site": {"id": site.id, "name": site.name, "location": emergency.location(site)},

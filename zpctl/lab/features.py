@@ -41,7 +41,7 @@ from zpctl.lab.sipua import Dialog, RtpMedia, Ua
 from zpctl.lab.standby import giveback, takeover
 from zpctl.model import LoadedInventory
 from zpctl.model.pbx import callcenter_name
-from zpctl.model.schema import Account, Role
+from zpctl.model.schema import Account, Role, Site, User
 from zpctl.render.freeswitch import NAMES_FOLDER, conference_pin, directory_name, voicemail_pin
 from zpctl.secrets import ESL_PASSWORD_KEY
 
@@ -131,7 +131,19 @@ class FeatureLab:
         return read_wav(path)
 
     def account(self, account: str) -> Account:
-        return next(a for a in self.inv.model.accounts if a.id == account)
+        acct = self.inv.model.account(account)
+        if acct is None:
+            raise KeyError(f"no account {account!r} in the lab inventory")
+        return acct
+
+    @staticmethod
+    def user_and_site(acct: Account, ext: str) -> tuple[User, Site]:
+        """User ``ext`` of ``acct`` and the site it is at."""
+        user = acct.user(ext)
+        site = acct.site(user.site) if user is not None else None
+        if user is None or site is None:
+            raise KeyError(f"no user {ext!r} at a site of account {acct.id}")
+        return user, site
 
     def voicemail_dir(self, account: str, extension: str) -> Path:
         """The box's folder on the switches' shared storage (the lab's ``shared``)."""
@@ -853,7 +865,7 @@ def dial_by_name(fl: FeatureLab, ext: str = "1004") -> FeatureOutcome:
     the user's name (the prompt espeak-ng made from the directory name), presses 1, and
     the user's phone rings; they hear each other."""
     acct = fl.account("acme")
-    user = next(u for u in acct.users if u.extension == ext)
+    user, _ = fl.user_and_site(acct, ext)
     name = directory_name(user.name)
     digits = "".join(KEYPAD.get(ch, "") for ch in name.split()[-1].upper()[:3])
     out = FeatureOutcome("ivr-directory", path=f"1003 -> receptionist 8000, key 9 -> "

@@ -114,7 +114,8 @@ def prepare_peers(inv: LoadedInventory, lab_dir: Path) -> None:
 
 def _sbc_for(inv: LoadedInventory, account: str | None) -> str:
     """Where a premises SBC sends its calls: the zone-a sbc of its site's data center."""
-    acct = next(a for a in inv.model.accounts if a.id == account)
+    acct = inv.model.account(account or "")
+    assert acct is not None, account
     dc = inv.dc(acct.sites[0].datacenter)
     sbc = inv.zone_node(dc, sorted(dc.zones)[0], Role.SBC)
     assert sbc is not None

@@ -541,6 +541,12 @@ class Account(Strict):
     pbx: Pbx = Field(default_factory=Pbx)  # PBX features run by the switch tier (zpctl.model.pbx)
     privacy: Privacy = Field(default_factory=Privacy)
 
+    def user(self, extension: str) -> User | None:
+        return next((u for u in self.users if u.extension == extension), None)
+
+    def site(self, site_id: str) -> Site | None:
+        return next((s for s in self.sites if s.id == site_id), None)
+
 
 class Inventory(Strict):
     platform: PlatformInfo
@@ -560,6 +566,9 @@ class Inventory(Strict):
     def switch_legs(self, dc: DataCenter) -> str:
         """SRTP or plain RTP between the media nodes and the switches of ``dc``."""
         return dc.switch_legs or self.security.srtp.switch_legs
+
+    def account(self, account_id: str) -> Account | None:
+        return next((a for a in self.accounts if a.id == account_id), None)
 
     def account_domain(self, account: Account) -> str:
         return account.domain or f"{account.id}.{self.platform.sip_domain}"
