@@ -176,8 +176,10 @@ def test_emergency_calls_carry_the_callback_number_and_the_site_location(cfg: st
     assert f'$var(pidf) = "{head}" + $var(entity) + "@" + DOMAIN + "{tail}";' in location
     assert "<ca:A1>NY</ca:A1><ca:A3>Test City</ca:A3><ca:RD>Test Way</ca:RD>" in tail
     assert f'$var(cid) = "zp-location@{DOMAIN}";' in location
-    assert "Geolocation: <cid:$var(cid)>" in location
-    assert '"multipart/mixed;boundary=zpctl-location"' in location
+    assert location.rstrip().endswith("route(LOCATION_BODY);")
+    body = _block(cfg, "route[LOCATION_BODY]")  # the zone proxies' too
+    assert "Geolocation: <cid:$var(cid)>" in body
+    assert '"multipart/mixed;boundary=zpctl-location"' in body
 
 
 def _secret(text: str) -> str:
